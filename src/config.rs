@@ -1,0 +1,476 @@
+//! Typed configuration: a TOML file (SPEC "Declarative bootstrap") with `MANDATE_*` environment
+//! overrides. Every key, its default and its meaning is listed in README.md's configuration table.
+//!
+//! Loading is two-phase so that errors name what the operator must fix: the file alone is parsed
+//! first (a TOML error then carries the file's line and key), then the environment overrides are
+//! applied and the result is validated (an error then names the `MANDATE_*` variable).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Environment variables that are not config keys.
+const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG"];
+/// Tables whose keys can be overridden as `MANDATE_<TABLE>_<KEY>`.
+const TABLES: &[&str] = &["tokens", "keys", "server", "policy"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `iss` of every token; defaults to `http://ADDR:PORT` of the bound listener.
+    pub issuer: Option<String>,
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// File holding the base64 key-encryption key; `MANDATE_KEK` takes precedence.
+    pub kek_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tokens: TokensConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Where the file was read from (for error messages and relative paths); not a key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    #[serde(deserialize_with = "de_duration")]
+    pub access_token_ttl: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub agent_token_ttl: Duration,
+    pub max_delegation_depth: u32,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: Duration::from_secs(600),
+            agent_token_ttl: Duration::from_secs(300),
+            max_delegation_depth: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// How long a key signs before the next one takes over.
+    #[serde(deserialize_with = "de_duration")]
+    pub rotation_interval: Duration,
+    /// How often each replica checks whether rotation is due and reloads the key set.
+    #[serde(deserialize_with = "de_duration")]
+    pub check_interval: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            rotation_interval: Duration::from_secs(30 * 24 * 3600),
+            check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// `max-age` of the `/jwks.json` response.
+    #[serde(deserialize_with = "de_duration")]
+    pub jwks_max_age: Duration,
+    /// Connections in the database pool.
+    pub db_max_connections: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(300),
+            db_max_connections: 8,
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    /// Development only: a plain password, hashed at start.
+    pub password: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("username", &self.username)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// Development only: a plain secret, hashed at start.
+    pub client_secret: Option<String>,
+    /// argon2id PHC string.
+    pub client_secret_hash: Option<String>,
+    /// Public keys for `private_key_jwt` (RFC 7523), a JWK Set.
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Ceiling for the scopes of tokens issued to this client.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// May call `/introspect` (a resource server).
+    #[serde(default)]
+    pub introspect: bool,
+    /// The `aud` value of tokens meant for this resource server (default: `client_id`).
+    pub audience: Option<String>,
+    /// Resource servers this client may get tokens for (default: all).
+    pub audiences: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("client_id", &self.client_id)
+            .field("public", &self.public)
+            .field("grant_types", &self.grant_types)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    pub ak_public: Option<String>,
+    pub public_jwk: Option<serde_json::Value>,
+    pub pcr_policy: Option<BTreeMap<String, toml::Value>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub files: Vec<String>,
+    pub high_risk_scopes: Vec<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_database_url() -> String {
+    "sqlite://mandate.db".into()
+}
+
+/// Parses `"10m"`, `"90s"`, `"30d"` (humantime syntax).
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not a duration ({e}); write it like \"10m\", \"90s\" or \"30d\""
+        ))
+    })
+}
+
+/// A configuration problem, phrased for the operator: which file, which key, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config {file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+impl Config {
+    /// Defaults only, no file (used when `mandate.toml` does not exist).
+    pub fn defaults() -> Self {
+        let mut c: Config = toml::from_str("").unwrap_or_else(|_| unreachable!());
+        c.source = None;
+        c
+    }
+
+    /// Reads `path`, applies `MANDATE_*` overrides from `env`, validates.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let err = |message: String| ConfigError {
+            file: file.clone(),
+            message,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+        Self::from_toml(&text, &file, env).map(|mut c| {
+            c.source = Some(path.to_path_buf());
+            c
+        })
+    }
+
+    pub fn from_toml(
+        text: &str,
+        file: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError {
+            file: file.to_string(),
+            message,
+        };
+        // Phase 1: the file alone, so errors point at its lines.
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let _: Config = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        // Phase 2: environment overrides.
+        let mut applied = Vec::new();
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("MANDATE_") else {
+                continue;
+            };
+            if RESERVED_ENV.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            apply_override(&mut table, &rest.to_ascii_lowercase(), &raw);
+            applied.push(name);
+        }
+        let config: Config = if applied.is_empty() {
+            toml::from_str(text).map_err(|e| err(e.to_string()))?
+        } else {
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+                err(format!(
+                    "after environment overrides ({}): {}",
+                    applied.join(", "),
+                    e.message()
+                ))
+            })?
+        };
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("key `listen`: `{}` is not ADDR:PORT ({e})", self.listen))?;
+        if let Some(iss) = &self.issuer {
+            if !(iss.starts_with("https://") || iss.starts_with("http://")) || iss.ends_with('/') {
+                return Err(format!(
+                    "key `issuer`: `{iss}` must be an http(s) URL without a trailing slash (RFC 8414 §2)"
+                ));
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            return Err(format!(
+                "key `database_url`: `{}` must start with sqlite:// or postgres://",
+                redact_url(&self.database_url)
+            ));
+        }
+        if self.tokens.access_token_ttl.as_secs() == 0 || self.tokens.agent_token_ttl.as_secs() == 0
+        {
+            return Err("key `tokens.*_ttl`: lifetimes must be at least one second".into());
+        }
+        if self.keys.rotation_interval < Duration::from_secs(60) {
+            return Err("key `keys.rotation_interval`: must be at least 1m".into());
+        }
+        if self.server.db_max_connections == 0 {
+            return Err("key `server.db_max_connections`: must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            let key = format!("clients[{i}] (client_id `{}`)", c.client_id);
+            if c.client_id.is_empty() || !seen.insert(c.client_id.as_str()) {
+                return Err(format!("{key}: client_id must be present and unique"));
+            }
+            let secrets = [
+                c.client_secret.is_some(),
+                c.client_secret_hash.is_some(),
+                c.jwks.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            if c.public && secrets > 0 {
+                return Err(format!("{key}: a public client has no secret or jwks"));
+            }
+            if !c.public && secrets != 1 {
+                return Err(format!(
+                    "{key}: set exactly one of client_secret, client_secret_hash or jwks (or public = true)"
+                ));
+            }
+            if let Some(h) = &c.client_secret_hash {
+                argon2::PasswordHash::new(h).map_err(|_| {
+                    format!("{key}: client_secret_hash is not an argon2 PHC string")
+                })?;
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let key = format!("users[{i}] (username `{}`)", u.username);
+            if u.username.is_empty() || !seen.insert(u.username.as_str()) {
+                return Err(format!("{key}: username must be present and unique"));
+            }
+            if u.password.is_some() == u.password_hash.is_some() {
+                return Err(format!(
+                    "{key}: set exactly one of password or password_hash"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where this config's relative paths (dev KEK file) are resolved from.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// `MANDATE_TOKENS_ACCESS_TOKEN_TTL` → `tokens.access_token_ttl`; `MANDATE_LISTEN` → `listen`.
+fn apply_override(table: &mut toml::Table, key: &str, raw: &str) {
+    let value = parse_env_value(raw);
+    for t in TABLES {
+        if let Some(sub) = key.strip_prefix(t).and_then(|r| r.strip_prefix('_')) {
+            let entry = table
+                .entry((*t).to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                inner.insert(sub.to_string(), value);
+            }
+            return;
+        }
+    }
+    table.insert(key.to_string(), value);
+}
+
+/// Numbers, booleans and arrays are TOML literals; anything else is a string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_str())
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// A database URL with its password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_nested_and_top_level_keys() {
+        let c = Config::from_toml(
+            "listen = \"127.0.0.1:1\"\n",
+            "t.toml",
+            env(&[
+                ("MANDATE_LISTEN", "127.0.0.1:0"),
+                ("MANDATE_TOKENS_ACCESS_TOKEN_TTL", "2m"),
+                ("MANDATE_TOKENS_MAX_DELEGATION_DEPTH", "7"),
+                ("MANDATE_KEK", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert_eq!(c.tokens.access_token_ttl, Duration::from_secs(120));
+        assert_eq!(c.tokens.max_delegation_depth, 7);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = Config::from_toml(
+            "[tokens]\naccess_token_ttl = \"ten\"\n",
+            "demo.toml",
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("demo.toml") && e.contains("access_token_ttl") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = Config::from_toml("listen = \"nope\"\n", "demo.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`listen`"), "{e}");
+        let e = Config::from_toml("colour = 1\n", "demo.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+        let e = Config::from_toml("", "demo.toml", env(&[("MANDATE_LISTEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`listen`"), "{e}");
+        let e = Config::from_toml("", "demo.toml", env(&[("MANDATE_COLOUR", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MANDATE_COLOUR") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn confidential_clients_need_exactly_one_credential() {
+        let e = Config::from_toml("[[clients]]\nclient_id = \"a\"\n", "c.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clients[0]"), "{e}");
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,68 @@
+//! `GET /.well-known/oauth-authorization-server` (RFC 8414 §3) and `GET /jwks.json` (RFC 7517 §5).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::oauth::Ctx;
+use crate::oauth::request::CLIENT_CREDENTIALS;
+
+const AUTH_METHODS: [&str; 4] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+];
+
+/// RFC 8414 §2. Only what this server really supports is advertised.
+pub fn metadata_document(ctx: &Ctx) -> Value {
+    let signing = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
+    json!({
+        "issuer": ctx.issuer,
+        "token_endpoint": ctx.endpoint("/token"),
+        "jwks_uri": ctx.endpoint("/jwks.json"),
+        "introspection_endpoint": ctx.endpoint("/introspect"),
+        "revocation_endpoint": ctx.endpoint("/revoke"),
+        "scopes_supported": ctx.clients.all_scopes(),
+        // No authorization endpoint yet, hence no response types.
+        "response_types_supported": [],
+        "grant_types_supported": [CLIENT_CREDENTIALS],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": signing,
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing,
+    })
+}
+
+pub async fn metadata(State(ctx): State<Arc<Ctx>>) -> Response {
+    let mut resp = axum::Json(metadata_document(&ctx)).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// The published keys: the signing key, the next one and recently retired ones.
+pub async fn jwks(State(ctx): State<Arc<Ctx>>) -> Response {
+    let ring = ctx.keys.ring();
+    let max_age = ctx.config.server.jwks_max_age.as_secs();
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=300"));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, cache),
+        ],
+        ring.jwks().to_string(),
+    )
+        .into_response()
+}

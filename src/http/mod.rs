@@ -1,0 +1,63 @@
+//! The HTTP edge: routing, extractors, the error mapping. Handlers only parse, call `oauth/`,
+//! and render.
+
+mod discovery;
+mod error;
+pub mod extract;
+mod health;
+mod introspect;
+mod revoke;
+mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use discovery::metadata_document;
+
+use crate::oauth::{Ctx, ErrorCode, OAuthError};
+
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    let limit = ctx.config.server.max_body_bytes;
+    let timeout = ctx.config.server.request_timeout;
+    Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::metadata),
+        )
+        .route("/jwks.json", get(discovery::jwks))
+        .route("/token", post(token::token))
+        .route("/introspect", post(introspect::introspect))
+        .route("/revoke", post(revoke::revoke))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(ctx)
+}
+
+async fn not_found() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::NotFound,
+        "no such endpoint; see /.well-known/oauth-authorization-server",
+    )
+}
+
+async fn method_not_allowed() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not accept that HTTP method",
+    )
+}

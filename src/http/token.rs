@@ -1,0 +1,44 @@
+//! `POST /token` (RFC 6749 §3.2).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::extract::Form;
+use crate::oauth::grant::client_credentials;
+use crate::oauth::request::TokenRequest;
+use crate::oauth::token::Issued;
+use crate::oauth::{Ctx, OAuthError};
+
+pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, OAuthError> {
+    let presented = form.client_credentials()?;
+    let request = TokenRequest::parse(&form.params)?;
+    let client = ctx.auth.authenticate(presented).await?.client;
+    let issued = match request {
+        TokenRequest::ClientCredentials { scope, targets } => {
+            client_credentials::grant(&ctx, &client, scope, &targets).await?
+        }
+    };
+    Ok(token_response(issued))
+}
+
+/// RFC 6749 §5.1: the token response, never cached.
+fn token_response(issued: Issued) -> Response {
+    let mut body = json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    });
+    if let (false, Some(o)) = (issued.scope.is_empty(), body.as_object_mut()) {
+        o.insert("scope".into(), issued.scope.into());
+    }
+    let mut resp = axum::Json(body).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}

@@ -1,0 +1,254 @@
+//! mandate: an OAuth 2.0 authorization server for AI agents.
+//!
+//! # Layout
+//! - [`config`]: typed config from TOML and `MANDATE_*` environment overrides.
+//! - [`clock`]: injected time; nothing else reads the system clock.
+//! - [`http`]: router, extractors, the RFC 6749 §5.2 error mapping; one file per endpoint.
+//! - [`oauth`]: the protocol core (grants, client authentication, introspection, revocation)
+//!   with no HTTP or SQL types.
+//! - [`jose`]: ES256 keys (generation, KEK envelope, rotation, JWKS) and JWT signing.
+//! - [`audit`]: the hash-chained audit log and its verifier.
+//! - [`store`]: the storage trait, its SQLite and PostgreSQL backends, and the group-commit writer.
+//!
+//! [`App::build`] wires these from a [`config::Config`]; [`App::run`] serves on a bound listener
+//! until the shutdown future resolves.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod jose;
+pub mod oauth;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::jose::kek::{Kek, KekSource};
+use crate::jose::{KeyService, Keyring};
+use crate::oauth::Ctx;
+use crate::oauth::client::{Client, Clients};
+use crate::oauth::client_auth::ClientAuthenticator;
+use crate::store::{SharedStore, Writer};
+
+/// Why the server could not start; each names what the operator must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open database {url}: {source}")]
+    Database {
+        url: String,
+        source: store::StoreError,
+    },
+    #[error("cannot migrate database {url}: {source}")]
+    Migrate {
+        url: String,
+        source: store::StoreError,
+    },
+    #[error(transparent)]
+    Kek(#[from] jose::kek::KekError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] jose::service::KeyServiceError),
+    #[error("client `{0}`: cannot hash its secret")]
+    ClientSecret(String),
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+/// Opens the database named in the config and brings its schema up to date.
+pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+    let url = config::redact_url(&config.database_url);
+    let store = store::open(&config.database_url, config.server.db_max_connections)
+        .await
+        .map_err(|source| StartError::Database {
+            url: url.clone(),
+            source,
+        })?;
+    store
+        .migrate()
+        .await
+        .map_err(|source| StartError::Migrate { url, source })?;
+    Ok(store)
+}
+
+/// The key-encryption key from `MANDATE_KEK`, the configured file, or a development file.
+pub fn resolve_kek(config: &Config) -> Result<Kek, StartError> {
+    let (kek, source) = Kek::resolve(
+        std::env::var("MANDATE_KEK").ok(),
+        config.kek_file.as_deref(),
+        &config.base_dir(),
+    )?;
+    match source {
+        KekSource::GeneratedDevFile(p) | KekSource::ExistingDevFile(p) => tracing::warn!(
+            "DEVELOPMENT KEY-ENCRYPTION KEY in use ({}): signing keys are only as safe as that file. \
+             Set MANDATE_KEK or kek_file in production.",
+            p.display()
+        ),
+        KekSource::Env | KekSource::File(_) => {}
+    }
+    Ok(kek)
+}
+
+/// The longest lifetime of any token we sign: how long a retired key stays published.
+fn retired_key_ttl(config: &Config) -> i64 {
+    let longest = config
+        .tokens
+        .access_token_ttl
+        .max(config.tokens.agent_token_ttl);
+    longest.as_secs() as i64 + 300
+}
+
+pub struct App {
+    ctx: Arc<Ctx>,
+    writer_task: JoinHandle<()>,
+    key_task: JoinHandle<()>,
+}
+
+impl App {
+    /// Connects, migrates, upserts the configured clients, loads keys and starts the writer.
+    /// `addr` is the bound listener's address, the issuer when the config names none.
+    pub async fn build(config: Config, addr: SocketAddr) -> Result<Self, StartError> {
+        Self::build_with_clock(config, addr, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: Config,
+        addr: SocketAddr,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
+        let issuer = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let store = open_store(&config).await?;
+        let kek = resolve_kek(&config)?;
+        let clients = Arc::new(bootstrap_clients(&config, &store, &clock).await?);
+        let keys = Arc::new(
+            KeyService::start(
+                store.clone(),
+                kek,
+                clock.clone(),
+                config.keys.rotation_interval.as_secs() as i64,
+                retired_key_ttl(&config),
+            )
+            .await?,
+        );
+        let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
+        let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
+        let auth = ClientAuthenticator::new(clients.clone(), store.clone(), clock.clone(), &issuer);
+        let ctx = Arc::new(Ctx {
+            issuer,
+            config: Arc::new(config),
+            clock,
+            store,
+            writer,
+            keys,
+            clients,
+            auth,
+        });
+        Ok(Self {
+            ctx,
+            writer_task,
+            key_task,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.ctx.issuer
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.ctx.clone())
+    }
+
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.ctx.keys.ring()
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish, drains the writer (so
+    /// everything answered is committed) and closes the database.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let Self {
+            ctx,
+            writer_task,
+            key_task,
+        } = self;
+        let store = ctx.store.clone();
+        drop(ctx);
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        key_task.abort();
+        // The writer ends when the last request holding it is gone and its queue is empty.
+        if tokio::time::timeout(Duration::from_secs(30), writer_task)
+            .await
+            .is_err()
+        {
+            tracing::error!("the writer did not drain within 30s");
+        }
+        store.close().await;
+        served
+    }
+}
+
+/// Upserts the configured clients (hashing development secrets) and loads every client.
+async fn bootstrap_clients(
+    config: &Config,
+    store: &SharedStore,
+    clock: &SharedClock,
+) -> Result<Clients, StartError> {
+    let now = clock.now();
+    for c in &config.clients {
+        let conf = c.clone();
+        let client = tokio::task::spawn_blocking(move || Client::from_config(&conf))
+            .await
+            .map_err(|_| StartError::ClientSecret(c.client_id.clone()))?
+            .map_err(|_| StartError::ClientSecret(c.client_id.clone()))?;
+        let data = serde_json::to_string(&client)
+            .map_err(|_| StartError::ClientSecret(c.client_id.clone()))?;
+        store
+            .upsert_client(&client.client_id, &data, "config", now)
+            .await?;
+    }
+    let mut list = Vec::new();
+    for (id, data) in store.load_clients().await? {
+        match serde_json::from_str::<Client>(&data) {
+            Ok(c) => list.push(c),
+            Err(e) => {
+                tracing::error!(client_id = %id, error = %e, "stored client is unreadable; skipped")
+            }
+        }
+    }
+    Ok(Clients::new(list))
+}
+
+/// Checks on a schedule whether rotation is due (one replica rotates) and picks up keys that
+/// other replicas or the CLI rotated.
+async fn key_schedule(keys: Arc<KeyService>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = keys.tick().await {
+            tracing::error!(error = %e, "key rotation check failed");
+        }
+    }
+}

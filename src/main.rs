@@ -1,0 +1,198 @@
+//! The `mandate` command: a thin CLI over the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use mandate::clock::{Clock, SystemClock};
+use mandate::config::Config;
+use mandate::jose::KeyService;
+use mandate::{App, open_store, resolve_kek};
+
+#[derive(Parser)]
+#[command(
+    name = "mandate",
+    version,
+    about = "OAuth 2.0 authorization server for AI agents"
+)]
+struct Cli {
+    /// Config file (TOML). Every key can be overridden by MANDATE_<KEY>.
+    #[arg(long, global = true, default_value = "mandate.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Create the database if needed and apply migrations.
+    Migrate,
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Rotate now: the published next key starts signing.
+    Rotate,
+    /// List stored keys and their state.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain; exits 1 and names the first bad entry if any.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+    let env = std::env::vars();
+    if !explicit && !path.exists() {
+        tracing::warn!("{} not found; using built-in defaults", path.display());
+        return Ok(Config::from_toml("", "(defaults)", env)?);
+    }
+    Ok(Config::load(path, env)?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+    let config = load_config(&cli.config, explicit)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_store(&config).await?.close().await;
+            println!("database is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command } => keys(config, command).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let store = open_store(&config).await?;
+            let result = mandate::audit::verify_store(store.as_ref()).await?;
+            store.close().await;
+            match result {
+                Ok(n) => {
+                    println!("audit log intact: {n} entries");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(b) => {
+                    println!("audit log BROKEN: {b}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (key `listen`): {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = App::build(config, addr).await?;
+    tracing::info!(issuer = app.issuer(), "mandate started");
+    println!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+    app.run(listener, shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    let kek = resolve_kek(&config)?;
+    let ttl = config
+        .tokens
+        .access_token_ttl
+        .max(config.tokens.agent_token_ttl)
+        .as_secs() as i64
+        + 300;
+    let clock = Arc::new(SystemClock);
+    let service = KeyService::start(
+        store.clone(),
+        kek,
+        clock.clone(),
+        config.keys.rotation_interval.as_secs() as i64,
+        ttl,
+    )
+    .await?;
+    match command {
+        KeysCommand::Rotate => {
+            service.rotate_now().await?;
+            println!("rotated; now signing with {}", service.ring().signing_kid());
+        }
+        KeysCommand::List => {
+            let now = clock.now();
+            for k in store.load_keys().await? {
+                let until = k
+                    .publish_until
+                    .map(|t| format!(" published for {}s more", t - now))
+                    .unwrap_or_default();
+                println!("{}  {}{}", k.kid, k.state.as_str(), until);
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,310 @@
+//! Client authentication (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`,
+//! `private_key_jwt` (RFC 7523 §2.2, §3) and `none` for public clients.
+//!
+//! argon2id costs ~14 ms of CPU per check, too much for every request; a verified secret is
+//! remembered for a few minutes under an HMAC of (client, stored hash, secret) with a key that
+//! exists only in this process, so neither the secret nor an offline-guessable hash is kept.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::client::{Client, Clients, verify_secret};
+use super::error::OAuthError;
+use crate::clock::SharedClock;
+use crate::crypto::Keyed;
+use crate::store::SharedStore;
+
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const CACHE_TTL: i64 = 300;
+const CACHE_MAX: usize = 10_000;
+/// Longest lifetime accepted for a client assertion, which bounds how long its `jti` is kept.
+const ASSERTION_MAX_LIFETIME: i64 = 3600;
+const LEEWAY: i64 = 30;
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What the request presented, before anything is checked.
+#[derive(Debug, Clone)]
+pub enum Presented {
+    Basic {
+        client_id: String,
+        secret: Secret,
+    },
+    Post {
+        client_id: String,
+        secret: Secret,
+    },
+    Assertion {
+        assertion: Secret,
+        client_id: Option<String>,
+    },
+    /// Only `client_id`: a public client.
+    Public {
+        client_id: String,
+    },
+    Nothing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Basic,
+    Post,
+    PrivateKeyJwt,
+    None,
+}
+
+pub struct Authenticated {
+    pub client: Arc<Client>,
+    pub method: Method,
+}
+
+pub struct ClientAuthenticator {
+    clients: Arc<Clients>,
+    store: SharedStore,
+    clock: SharedClock,
+    /// Accepted `aud` values of a client assertion.
+    audiences: Vec<String>,
+    keyed: Keyed,
+    cache: Mutex<HashMap<[u8; 32], i64>>,
+    /// Hash verified for unknown clients so their answer takes as long as a known one's.
+    decoy_hash: String,
+}
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<serde_json::Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    jti: Option<String>,
+}
+
+fn bad_client(why: &'static str) -> OAuthError {
+    OAuthError::invalid_client(why)
+}
+
+impl ClientAuthenticator {
+    pub fn new(
+        clients: Arc<Clients>,
+        store: SharedStore,
+        clock: SharedClock,
+        issuer: &str,
+    ) -> Self {
+        let decoy_hash = super::client::hash_secret("decoy").unwrap_or_default();
+        Self {
+            clients,
+            store,
+            clock,
+            audiences: vec![
+                issuer.to_string(),
+                format!("{issuer}/token"),
+                format!("{issuer}/introspect"),
+                format!("{issuer}/revoke"),
+            ],
+            keyed: Keyed::random(),
+            cache: Mutex::new(HashMap::new()),
+            decoy_hash,
+        }
+    }
+
+    pub async fn authenticate(&self, presented: Presented) -> Result<Authenticated, OAuthError> {
+        match presented {
+            Presented::Nothing => Err(bad_client("client authentication is required")),
+            Presented::Public { client_id } => {
+                let client = self.clients.get(&client_id).filter(|c| c.public).ok_or_else(|| {
+                    bad_client("client authentication failed: unknown client, or a confidential client without credentials")
+                })?;
+                Ok(Authenticated {
+                    client,
+                    method: Method::None,
+                })
+            }
+            Presented::Basic { client_id, secret } => {
+                let client = self.check_secret(&client_id, &secret).await?;
+                Ok(Authenticated {
+                    client,
+                    method: Method::Basic,
+                })
+            }
+            Presented::Post { client_id, secret } => {
+                let client = self.check_secret(&client_id, &secret).await?;
+                Ok(Authenticated {
+                    client,
+                    method: Method::Post,
+                })
+            }
+            Presented::Assertion {
+                assertion,
+                client_id,
+            } => {
+                let client = self
+                    .check_assertion(&assertion.0, client_id.as_deref())
+                    .await?;
+                Ok(Authenticated {
+                    client,
+                    method: Method::PrivateKeyJwt,
+                })
+            }
+        }
+    }
+
+    async fn check_secret(
+        &self,
+        client_id: &str,
+        secret: &Secret,
+    ) -> Result<Arc<Client>, OAuthError> {
+        const FAILED: &str = "client authentication failed: unknown client or wrong secret";
+        let client = self.clients.get(client_id);
+        let hash = client.as_ref().and_then(|c| c.secret_hash.clone());
+        let Some(hash) = hash else {
+            // Same cost as a real check, so timing does not reveal which client ids exist.
+            let (decoy, s) = (self.decoy_hash.clone(), secret.0.clone());
+            let _ = tokio::task::spawn_blocking(move || verify_secret(&s, &decoy)).await;
+            return Err(bad_client(FAILED));
+        };
+        let client = client.ok_or_else(|| bad_client(FAILED))?;
+        let now = self.clock.now();
+        let tag = self
+            .keyed
+            .tag(&[client_id.as_bytes(), hash.as_bytes(), secret.0.as_bytes()]);
+        if self.cache_lookup(&tag, now) {
+            return Ok(client);
+        }
+        let s = secret.0.clone();
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&s, &hash))
+            .await
+            .map_err(OAuthError::internal)?;
+        if !ok {
+            return Err(bad_client(FAILED));
+        }
+        self.cache_insert(tag, now + CACHE_TTL);
+        Ok(client)
+    }
+
+    fn cache_lookup(&self, tag: &[u8; 32], now: i64) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(tag).is_some_and(|exp| *exp > now)
+    }
+
+    fn cache_insert(&self, tag: [u8; 32], exp: i64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(tag, exp);
+    }
+
+    /// RFC 7523 §3: `iss` = `sub` = client_id, `aud` names this server, `exp` in the future,
+    /// `jti` used once, signed by a key in the client's registered JWK Set.
+    async fn check_assertion(
+        &self,
+        jwt: &str,
+        client_id: Option<&str>,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let header = jsonwebtoken::decode_header(jwt)
+            .map_err(|_| bad_client("client_assertion is not a JWT"))?;
+        if !matches!(
+            header.alg,
+            Algorithm::ES256
+                | Algorithm::ES384
+                | Algorithm::RS256
+                | Algorithm::PS256
+                | Algorithm::EdDSA
+        ) {
+            return Err(bad_client(
+                "client_assertion must be signed with an asymmetric algorithm",
+            ));
+        }
+        let peek: AssertionClaims = jsonwebtoken::dangerous::insecure_decode(jwt)
+            .map_err(|_| bad_client("client_assertion claims are malformed"))?
+            .claims;
+        let iss = peek
+            .iss
+            .as_deref()
+            .ok_or_else(|| bad_client("client_assertion has no `iss`"))?;
+        if peek.sub.as_deref() != Some(iss) {
+            return Err(bad_client(
+                "client_assertion `sub` must equal `iss`, the client_id (RFC 7523 §3)",
+            ));
+        }
+        if client_id.is_some_and(|c| c != iss) {
+            return Err(bad_client(
+                "client_id does not match the client_assertion issuer",
+            ));
+        }
+        let client = self
+            .clients
+            .get(iss)
+            .ok_or_else(|| bad_client("client authentication failed: unknown client"))?;
+        let jwks: JwkSet = client
+            .jwks
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| bad_client("this client has no registered keys for private_key_jwt"))?;
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let verified = jwks
+            .keys
+            .iter()
+            .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+            .filter_map(|k| DecodingKey::from_jwk(k).ok())
+            .find_map(|key| jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation).ok())
+            .ok_or_else(|| {
+                bad_client("client_assertion signature does not verify with the client's keys")
+            })?
+            .claims;
+        let now = self.clock.now();
+        let exp = verified
+            .exp
+            .ok_or_else(|| bad_client("client_assertion has no `exp` (RFC 7523 §3)"))?;
+        if exp + LEEWAY <= now {
+            return Err(bad_client("client_assertion has expired"));
+        }
+        if exp - now > ASSERTION_MAX_LIFETIME {
+            return Err(bad_client(
+                "client_assertion `exp` is more than an hour away",
+            ));
+        }
+        if verified.nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
+            return Err(bad_client("client_assertion is not valid yet (`nbf`)"));
+        }
+        let aud_ok = match &verified.aud {
+            Some(serde_json::Value::String(a)) => self.audiences.contains(a),
+            Some(serde_json::Value::Array(v)) => v.iter().any(|a| {
+                a.as_str()
+                    .is_some_and(|a| self.audiences.iter().any(|x| x == a))
+            }),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(bad_client(
+                "client_assertion `aud` must be this server's issuer or token endpoint (RFC 7523 §3)",
+            ));
+        }
+        let jti = verified
+            .jti
+            .ok_or_else(|| bad_client("client_assertion has no `jti`"))?;
+        let key = format!("{}\u{0}{jti}", client.client_id);
+        if !self.store.use_once(&key, exp + LEEWAY, now).await? {
+            return Err(bad_client(
+                "client_assertion was already used: its `jti` must be unique (RFC 7523 §3)",
+            ));
+        }
+        Ok(client)
+    }
+}

@@ -1,0 +1,40 @@
+//! The protocol core: grants, introspection and revocation as plain async functions over typed
+//! inputs and [`Ctx`]. No HTTP types here; `http/` parses requests into these calls.
+
+pub mod client;
+pub mod client_auth;
+pub mod error;
+pub mod grant;
+pub mod introspect;
+pub mod params;
+pub mod request;
+pub mod revoke;
+pub mod scope;
+pub mod token;
+
+use std::sync::Arc;
+
+pub use error::{ErrorCode, OAuthError};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::jose::KeyService;
+use crate::store::{SharedStore, Writer};
+
+/// Everything a request handler may use. One per process, shared behind an `Arc`.
+pub struct Ctx {
+    pub issuer: String,
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    pub store: SharedStore,
+    pub writer: Writer,
+    pub keys: Arc<KeyService>,
+    pub clients: Arc<client::Clients>,
+    pub auth: client_auth::ClientAuthenticator,
+}
+
+impl Ctx {
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+}

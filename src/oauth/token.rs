@@ -1,0 +1,180 @@
+//! Access tokens: RFC 9068 JWT profile, ES256, recorded by hash so introspection and revocation
+//! see them without verifying the signature again.
+
+use serde::{Deserialize, Serialize};
+
+use super::Ctx;
+use super::error::OAuthError;
+use crate::audit::AuditEvent;
+use crate::crypto::{random_id, sha256};
+use crate::store::{TokenKind, TokenRecord, WriteOp};
+
+/// RFC 9068 §2.2 claims, plus RFC 8693 `act` and our delegated-session id `sid`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    /// A string when there is one audience, an array otherwise (RFC 7519 §4.1.3).
+    #[serde(with = "one_or_many")]
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub act: Option<serde_json::Value>,
+}
+
+pub mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        })
+    }
+}
+
+/// What a grant decided to issue.
+pub struct AccessSpec {
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    pub ttl: i64,
+    pub sid: Option<String>,
+    pub act: Option<serde_json::Value>,
+    pub parent_hash: Option<Vec<u8>>,
+    pub grant: &'static str,
+}
+
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+/// Signs the token, then records it and its audit entry durably before returning it.
+pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, OAuthError> {
+    let now = ctx.clock.now();
+    let claims = AccessClaims {
+        iss: ctx.issuer.clone(),
+        sub: spec.sub,
+        aud: spec.aud,
+        exp: now + spec.ttl,
+        iat: now,
+        jti: random_id(),
+        client_id: spec.client_id,
+        scope: spec.scope,
+        sid: spec.sid,
+        act: spec.act,
+    };
+    let token = ctx
+        .keys
+        .ring()
+        .sign("at+jwt", &claims)
+        .map_err(OAuthError::internal)?;
+    let mut ev = AuditEvent::new("token.issued");
+    ev.subject = Some(claims.sub.clone());
+    ev.actors = actor_chain(claims.act.as_ref());
+    ev.client_id = Some(claims.client_id.clone());
+    ev.session = claims.sid.clone();
+    ev.token_jti = Some(claims.jti.clone());
+    ev.detail = serde_json::json!({
+        "grant": spec.grant, "scope": claims.scope, "aud": claims.aud, "exp": claims.exp,
+    });
+    let record = TokenRecord {
+        token_hash: sha256(token.as_bytes()).to_vec(),
+        jti: claims.jti,
+        kind: TokenKind::Access,
+        sub: claims.sub,
+        client_id: claims.client_id,
+        scope: claims.scope.clone(),
+        aud: claims.aud,
+        iat: claims.iat,
+        exp: claims.exp,
+        sid: claims.sid,
+        parent_hash: spec.parent_hash,
+        act: claims.act.map(|a| a.to_string()),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    ctx.writer
+        .write(WriteOp::IssueToken(Box::new(record)), vec![ev])
+        .await?;
+    Ok(Issued {
+        access_token: token,
+        expires_in: spec.ttl,
+        scope: claims.scope,
+    })
+}
+
+/// The agents of an RFC 8693 `act` claim, outermost (the current actor) first.
+pub fn actor_chain(act: Option<&serde_json::Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = act;
+    while let Some(a) = cur {
+        match a.get("sub").and_then(|s| s.as_str()) {
+            Some(s) => out.push(s.to_string()),
+            None => break,
+        }
+        cur = a.get("act");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8693_s4_1_actor_chain_lists_the_current_actor_first() {
+        let act = serde_json::json!({"sub": "agent:sub", "act": {"sub": "agent:build-bot"}});
+        assert_eq!(
+            actor_chain(Some(&act)),
+            vec!["agent:sub", "agent:build-bot"]
+        );
+        assert!(actor_chain(None).is_empty());
+    }
+
+    #[test]
+    fn rfc7519_s4_1_3_aud_is_a_string_for_one_audience() {
+        let mut c = AccessClaims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: vec!["a".into()],
+            exp: 1,
+            iat: 0,
+            jti: "j".into(),
+            client_id: "c".into(),
+            scope: "x".into(),
+            sid: None,
+            act: None,
+        };
+        assert_eq!(serde_json::to_value(&c).unwrap()["aud"], "a");
+        c.aud.push("b".into());
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["aud"],
+            serde_json::json!(["a", "b"])
+        );
+        let back: AccessClaims = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,165 @@
+//! Persistence behind one narrow trait. `sqlite.rs` and `postgres.rs` are chosen once, at start,
+//! from the database URL; both share their SQL through the `sql_store!` macro in `sql.rs`, so the
+//! two backends cannot drift apart. Writes that must be durable before a response (token records,
+//! audit entries, revocations) go through [`writer::Writer`], which commits them in batches.
+
+mod postgres;
+mod sql;
+mod sqlite;
+pub mod writer;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditEntry, AuditEvent};
+use crate::jose::{KeyRow, RotationMode};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use writer::Writer;
+
+/// Internal storage failure. Its text is logged, never sent to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("the writer has shut down")]
+    WriterClosed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Agent,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Agent => "agent",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "access" => Some(TokenKind::Access),
+            "agent" => Some(TokenKind::Agent),
+            "refresh" => Some(TokenKind::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// What the server remembers about a token it issued. Looked up by the SHA-256 of the token,
+/// so a presented token is recognised without verifying its signature again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub token_hash: Vec<u8>,
+    pub jti: String,
+    pub kind: TokenKind,
+    pub sub: String,
+    pub client_id: String,
+    /// Space-separated (RFC 6749 §3.3).
+    pub scope: String,
+    pub aud: Vec<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub sid: Option<String>,
+    pub parent_hash: Option<Vec<u8>>,
+    /// The RFC 8693 `act` claim as JSON text.
+    pub act: Option<String>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// A write that must be durable before the request that asked for it is answered.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Only the audit events.
+    None,
+    IssueToken(Box<TokenRecord>),
+    /// Revokes the token and every token derived from it.
+    Revoke {
+        token_hash: Vec<u8>,
+    },
+    /// Records a use (introspection) of a token.
+    Touch {
+        token_hash: Vec<u8>,
+        by: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// How many tokens were newly revoked.
+    Revoked(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub op: WriteOp,
+    pub audit: Vec<AuditEvent>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
+
+    async fn upsert_client(
+        &self,
+        client_id: &str,
+        data: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// `(client_id, data)` of every client.
+    async fn load_clients(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    async fn load_keys(&self) -> Result<Vec<KeyRow>, StoreError>;
+    /// Runs [`crate::jose::plan_rotation`] under a database lock shared by all replicas and
+    /// applies it. Returns whether a rotation happened.
+    async fn rotate_keys(
+        &self,
+        mode: RotationMode,
+        now: i64,
+        retired_ttl: i64,
+        fresh: &(dyn Fn() -> KeyRow + Send + Sync),
+    ) -> Result<bool, StoreError>;
+
+    async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Records a single-use identifier until `expires_at`; false if it was already used.
+    async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
+
+    /// Applies `items` and appends their audit events in one transaction.
+    async fn commit_batch(&self, items: &[BatchItem], now: i64)
+    -> Result<Vec<Outcome>, StoreError>;
+
+    /// Entries with `seq > after`, in order, at most `limit`.
+    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the backend named by the URL's scheme.
+pub async fn open(url: &str, max_connections: u32) -> Result<SharedStore, StoreError> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    }
+}

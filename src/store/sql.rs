@@ -1,0 +1,407 @@
+//! The SQL both backends share. Placeholders are `$N`, which SQLite and PostgreSQL both accept,
+//! and every type is one both map the same way (`i64`, text, bytes), so one body serves both.
+//! What differs (connecting, migrations) lives in `sqlite.rs` and `postgres.rs`.
+
+use crate::jose::{KeyRow, KeyState};
+use crate::store::{StoreError, TokenKind, TokenRecord};
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TokenRow {
+    token_hash: Vec<u8>,
+    jti: String,
+    kind: String,
+    sub: String,
+    client_id: String,
+    scope: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    sid: Option<String>,
+    parent_hash: Option<Vec<u8>>,
+    act: Option<String>,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = StoreError;
+    fn try_from(r: TokenRow) -> Result<Self, StoreError> {
+        Ok(TokenRecord {
+            kind: TokenKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("token kind {}", r.kind)))?,
+            token_hash: r.token_hash,
+            jti: r.jti,
+            sub: r.sub,
+            client_id: r.client_id,
+            scope: r.scope,
+            aud: r
+                .aud
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            iat: r.iat,
+            exp: r.exp,
+            sid: r.sid,
+            parent_hash: r.parent_hash,
+            act: r.act,
+            revoked_at: r.revoked_at,
+            last_used_at: r.last_used_at,
+        })
+    }
+}
+
+pub(super) const TOKEN_COLUMNS: &str = "token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
+     parent_hash, act, revoked_at, last_used_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyDbRow {
+    kid: String,
+    state: String,
+    private_sealed: Vec<u8>,
+    public_jwk: String,
+    created_at: i64,
+    activated_at: Option<i64>,
+    retired_at: Option<i64>,
+    publish_until: Option<i64>,
+}
+
+impl TryFrom<KeyDbRow> for KeyRow {
+    type Error = StoreError;
+    fn try_from(r: KeyDbRow) -> Result<Self, StoreError> {
+        Ok(KeyRow {
+            state: KeyState::parse(&r.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("key state {}", r.state)))?,
+            kid: r.kid,
+            private_sealed: r.private_sealed,
+            public_jwk: r.public_jwk,
+            created_at: r.created_at,
+            activated_at: r.activated_at,
+            retired_at: r.retired_at,
+            publish_until: r.publish_until,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRow {
+    pub seq: i64,
+    pub ts: i64,
+    pub kind: String,
+    pub subject: Option<String>,
+    pub actors: String,
+    pub client_id: Option<String>,
+    pub session: Option<String>,
+    pub token_jti: Option<String>,
+    pub detail: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl From<AuditRow> for crate::audit::AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        crate::audit::AuditEntry {
+            seq: r.seq,
+            ts: r.ts,
+            kind: r.kind,
+            subject: r.subject,
+            actors: r.actors,
+            client_id: r.client_id,
+            session: r.session,
+            token_jti: r.token_jti,
+            detail: r.detail,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+/// Revokes a token and, through `parent_hash`, every token derived from it.
+pub(super) const REVOKE_SUBTREE: &str = "WITH RECURSIVE subtree(h) AS ( \
+       SELECT token_hash FROM tokens WHERE token_hash = $1 \
+       UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
+     UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) AND revoked_at IS NULL";
+
+/// Implements [`crate::store::Store`] for a struct with a `pool: sqlx::Pool<$db>` field and a
+/// `run_migrations(&self)` method.
+macro_rules! sql_store {
+    ($store:ty, $db:ty, $name:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $name
+            }
+
+            async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
+                self.run_migrations().await
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn upsert_client(
+                &self,
+                client_id: &str,
+                data: &str,
+                source: &str,
+                now: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO clients (client_id, data, source, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (client_id) DO UPDATE SET data = excluded.data, source = excluded.source, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(client_id)
+                .bind(data)
+                .bind(source)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn load_clients(&self) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                Ok(sqlx::query_as::<_, (String, String)>("SELECT client_id, data FROM clients ORDER BY client_id")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn load_keys(&self) -> Result<Vec<$crate::jose::KeyRow>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<_, $crate::store::sql::KeyDbRow>(
+                    "SELECT kid, state, private_sealed, public_jwk, created_at, activated_at, retired_at, \
+                     publish_until FROM signing_keys ORDER BY created_at, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn rotate_keys(
+                &self,
+                mode: $crate::jose::RotationMode,
+                now: i64,
+                retired_ttl: i64,
+                fresh: &(dyn Fn() -> $crate::jose::KeyRow + Send + Sync),
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::jose::KeyChange;
+                let mut tx = self.pool.begin().await?;
+                // Taking the row lock first serialises rotations across replicas and processes.
+                sqlx::query("UPDATE locks SET taken_at = $1 WHERE name = 'keys'")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let rows = sqlx::query_as::<_, $crate::store::sql::KeyDbRow>(
+                    "SELECT kid, state, private_sealed, public_jwk, created_at, activated_at, retired_at, \
+                     publish_until FROM signing_keys",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<Vec<_>, _>>()?;
+                let mut make = || fresh();
+                let (changes, rotated) = $crate::jose::plan_rotation(&rows, mode, now, retired_ttl, &mut make);
+                for c in &changes {
+                    match c {
+                        KeyChange::Insert(k) => {
+                            sqlx::query(
+                                "INSERT INTO signing_keys (kid, state, private_sealed, public_jwk, created_at, \
+                                 activated_at, retired_at, publish_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                            )
+                            .bind(&k.kid)
+                            .bind(k.state.as_str())
+                            .bind(&k.private_sealed)
+                            .bind(&k.public_jwk)
+                            .bind(k.created_at)
+                            .bind(k.activated_at)
+                            .bind(k.retired_at)
+                            .bind(k.publish_until)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        KeyChange::Promote { kid, at } => {
+                            sqlx::query("UPDATE signing_keys SET state = 'current', activated_at = $1 WHERE kid = $2")
+                                .bind(at)
+                                .bind(kid)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        KeyChange::Retire { kid, at, publish_until } => {
+                            sqlx::query(
+                                "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 \
+                                 WHERE kid = $3",
+                            )
+                            .bind(at)
+                            .bind(publish_until)
+                            .bind(kid)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        KeyChange::Delete { kid } => {
+                            sqlx::query("DELETE FROM signing_keys WHERE kid = $1").bind(kid).execute(&mut *tx).await?;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(rotated)
+            }
+
+            async fn find_token(
+                &self,
+                token_hash: &[u8],
+            ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
+                let sql = const_format_token_select();
+                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(sql)
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
+                let done = sqlx::query(
+                    "INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT (jti_key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn commit_batch(
+                &self,
+                items: &[$crate::store::BatchItem],
+                now: i64,
+            ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
+                use $crate::store::{Outcome, WriteOp};
+                let mut tx = self.pool.begin().await?;
+                // Locks the chain head (a row lock on PostgreSQL, the write lock on SQLite) so
+                // that replicas extend one chain in turn.
+                sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
+                let (head_seq, head_hash): (i64, Vec<u8>) =
+                    sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
+                let mut outcomes = Vec::with_capacity(items.len());
+                let mut events = Vec::new();
+                for item in items {
+                    let outcome = match &item.op {
+                        WriteOp::None => Outcome::Done,
+                        WriteOp::IssueToken(t) => {
+                            sqlx::query(
+                                "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, \
+                                 sid, parent_hash, act) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                            )
+                            .bind(&t.token_hash)
+                            .bind(&t.jti)
+                            .bind(t.kind.as_str())
+                            .bind(&t.sub)
+                            .bind(&t.client_id)
+                            .bind(&t.scope)
+                            .bind(t.aud.join(" "))
+                            .bind(t.iat)
+                            .bind(t.exp)
+                            .bind(&t.sid)
+                            .bind(&t.parent_hash)
+                            .bind(&t.act)
+                            .execute(&mut *tx)
+                            .await?;
+                            Outcome::Done
+                        }
+                        WriteOp::Revoke { token_hash } => {
+                            let r = sqlx::query($crate::store::sql::REVOKE_SUBTREE)
+                                .bind(token_hash)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            Outcome::Revoked(r.rows_affected())
+                        }
+                        WriteOp::Touch { token_hash, by } => {
+                            sqlx::query("UPDATE tokens SET last_used_at = $1, last_used_by = $2 WHERE token_hash = $3")
+                                .bind(now)
+                                .bind(by)
+                                .bind(token_hash)
+                                .execute(&mut *tx)
+                                .await?;
+                            Outcome::Done
+                        }
+                    };
+                    for ev in &item.audit {
+                        let mut ev = ev.clone();
+                        if let (Outcome::Revoked(n), Some(o)) = (&outcome, ev.detail.as_object_mut()) {
+                            o.insert("revoked".into(), (*n).into());
+                        }
+                        events.push(ev);
+                    }
+                    outcomes.push(outcome);
+                }
+                let entries = $crate::audit::chain(head_seq, &head_hash, now, &events);
+                for e in &entries {
+                    sqlx::query(
+                        "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
+                         detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(e.seq)
+                    .bind(e.ts)
+                    .bind(&e.kind)
+                    .bind(&e.subject)
+                    .bind(&e.actors)
+                    .bind(&e.client_id)
+                    .bind(&e.session)
+                    .bind(&e.token_jti)
+                    .bind(&e.detail)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some(last) = entries.last() {
+                    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                        .bind(last.seq)
+                        .bind(&last.hash)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+
+            async fn audit_entries(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, prev_hash, hash \
+                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn audit_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
+                Ok(sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?)
+            }
+        }
+
+        fn const_format_token_select() -> &'static str {
+            static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            SQL.get_or_init(|| {
+                format!("SELECT {} FROM tokens WHERE token_hash = $1", $crate::store::sql::TOKEN_COLUMNS)
+            })
+        }
+    };
+}
+
+pub(super) use sql_store;
