@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use discovery::metadata_document;
@@ -21,7 +20,6 @@ pub use discovery::metadata_document;
 use crate::oauth::{Ctx, ErrorCode, OAuthError};
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
-    let limit = ctx.config.server.max_body_bytes;
     let timeout = ctx.config.server.request_timeout;
     Router::new()
         .route(
@@ -40,7 +38,6 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(RequestBodyLimitLayer::new(limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,

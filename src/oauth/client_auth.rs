@@ -299,7 +299,9 @@ impl ClientAuthenticator {
         let jti = verified
             .jti
             .ok_or_else(|| bad_client("client_assertion has no `jti`"))?;
-        let key = format!("{}\u{0}{jti}", client.client_id);
+        let key = crate::crypto::b64url(&crate::crypto::sha256(
+            format!("{}\n{jti}", client.client_id).as_bytes(),
+        ));
         if !self.store.use_once(&key, exp + LEEWAY, now).await? {
             return Err(bad_client(
                 "client_assertion was already used: its `jti` must be unique (RFC 7523 §3)",

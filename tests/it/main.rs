@@ -1,1 +1,12 @@
-fn main() {}
+//! All integration tests, one binary: each starts the real server on port 0 with its own
+//! database and talks HTTP to it, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod audit;
+mod client_auth;
+mod conformance;
+mod durability;
+mod endpoints;
+mod helpers;
+mod keys;
+mod store;

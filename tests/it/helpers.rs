@@ -1,0 +1,283 @@
+//! `spawn_app()`: a real server on port 0 with its own database (a temp SQLite file, or a fresh
+//! schema in the PostgreSQL named by `TEST_DATABASE_URL`), driven over HTTP.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use mandate::App;
+use mandate::config::Config;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite always; PostgreSQL when `TEST_DATABASE_URL` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Sqlite];
+    if std::env::var("TEST_DATABASE_URL").is_ok() {
+        v.push(Backend::Postgres);
+    }
+    v
+}
+
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn test_db(backend: Backend) -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("mandate.db").display()),
+        Backend::Postgres => {
+            let base = std::env::var("TEST_DATABASE_URL").unwrap();
+            let schema = format!("t_{}", hex::encode(mandate::crypto::random_bytes::<8>()));
+            let pool = sqlx::PgPool::connect(&base).await.unwrap();
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        }
+    };
+    std::fs::write(
+        dir.path().join("kek"),
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    )
+    .unwrap();
+    TestDb { backend, url, dir }
+}
+
+/// A config with two confidential clients and two resource servers.
+pub fn config_text(db: &TestDb, extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+database_url = "{url}"
+kek_file = "{kek}"
+
+[keys]
+check_interval = "1s"
+
+[[clients]]
+client_id = "agent-runtime"
+client_secret = "s3cret"
+grant_types = ["client_credentials"]
+scopes = ["orders:read", "orders:write"]
+
+[[clients]]
+client_id = "other-client"
+client_secret = "other-secret"
+grant_types = ["client_credentials"]
+scopes = ["orders:read"]
+
+[[clients]]
+client_id = "no-grants"
+client_secret = "ng-secret"
+scopes = ["orders:read"]
+
+[[clients]]
+client_id = "orders-api"
+client_secret = "rs-secret"
+introspect = true
+audience = "orders-api"
+
+[[clients]]
+client_id = "billing-api"
+client_secret = "billing-secret"
+introspect = true
+{extra}
+"#,
+        url = db.url,
+        kek = db.dir.path().join("kek").display(),
+    )
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+    pub config_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, "").await
+}
+
+pub async fn spawn_app_with(backend: Backend, extra: &str) -> TestApp {
+    let db = test_db(backend).await;
+    spawn_on(db, extra).await
+}
+
+/// Writes the test config next to the database and returns its path.
+pub fn write_config(db: &TestDb, extra: &str) -> PathBuf {
+    let path = db.dir.path().join("mandate.toml");
+    std::fs::write(&path, config_text(db, extra)).unwrap();
+    path
+}
+
+pub async fn spawn_on(db: TestDb, extra: &str) -> TestApp {
+    let config_path = write_config(&db, extra);
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let config = Config::from_toml(&text, "test.toml", Vec::new()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = App::build(config, addr).await.unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        url: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        db,
+        config_path,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn label(&self) -> String {
+        format!("{:?}", self.db.backend)
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}{path}", self.url)).form(form);
+        if let Some((id, secret)) = auth {
+            req = req.basic_auth(id, Some(secret));
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A client_credentials token for `agent-runtime`.
+    pub async fn cc_token(&self, extra: &[(&str, &str)]) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend_from_slice(extra);
+        let resp = self
+            .post_form("/token", Some(("agent-runtime", "s3cret")), &form)
+            .await;
+        assert_eq!(resp.status(), 200, "{}", self.label());
+        let v: Value = resp.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn introspect_as(&self, rs: (&str, &str), token: &str) -> Value {
+        let resp = self
+            .post_form("/introspect", Some(rs), &[("token", token)])
+            .await;
+        assert_eq!(resp.status(), 200, "{}", self.label());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        self.introspect_as(("orders-api", "rs-secret"), token).await
+    }
+
+    pub async fn get_json(
+        &self,
+        path: &str,
+    ) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        (status, headers, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The number of audit entries, read straight from the database.
+    pub async fn audit_len(&self) -> i64 {
+        let store = mandate::store::open(&self.db.url, 2).await.unwrap();
+        let (seq, _) = store.audit_head().await.unwrap();
+        store.close().await;
+        seq
+    }
+
+    /// Graceful shutdown; returns the database for a restart.
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        self.db
+    }
+}
+
+/// Runs the `mandate` binary to completion.
+pub fn mandate_cli(args: &[&str], kek_b64: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"));
+    cmd.args(args).env("MANDATE_LOG", "warn");
+    if let Some(k) = kek_b64 {
+        cmd.env("MANDATE_KEK", k);
+    }
+    cmd.output().unwrap()
+}
+
+/// A `mandate serve` child process and its address.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
+}
+
+pub async fn spawn_process(config_path: &std::path::Path) -> ServerProcess {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--config", config_path.to_str().unwrap()])
+        .env("MANDATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("server did not start in 30s")
+        .unwrap()
+        .expect("server exited before listening");
+    let url = line
+        .strip_prefix("listening on ")
+        .expect("the listening line")
+        .to_string();
+    ServerProcess { child, url }
+}
+
+/// Runs one SQL statement against the test database (to tamper with it).
+pub async fn exec_sql(db: &TestDb, sql: &str) {
+    match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
