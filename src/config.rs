@@ -54,6 +54,12 @@ pub struct TokensConfig {
     pub access_token_ttl: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub agent_token_ttl: Duration,
+    /// Lifetime of a refresh token; each use rotates it (RFC 9700 §4.14).
+    #[serde(deserialize_with = "de_duration")]
+    pub refresh_token_ttl: Duration,
+    /// Lifetime of an authorization code (RFC 6749 §4.1.2: short).
+    #[serde(deserialize_with = "de_duration")]
+    pub authorization_code_ttl: Duration,
     pub max_delegation_depth: u32,
 }
 
@@ -62,6 +68,8 @@ impl Default for TokensConfig {
         Self {
             access_token_ttl: Duration::from_secs(600),
             agent_token_ttl: Duration::from_secs(300),
+            refresh_token_ttl: Duration::from_secs(8 * 3600),
+            authorization_code_ttl: Duration::from_secs(60),
             max_delegation_depth: 4,
         }
     }

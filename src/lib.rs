@@ -27,6 +27,7 @@ pub mod http;
 pub mod jose;
 pub mod oauth;
 pub mod store;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,8 +42,10 @@ use crate::config::Config;
 use crate::jose::kek::{Kek, KekSource};
 use crate::jose::{KeyService, Keyring};
 use crate::oauth::Ctx;
+use crate::oauth::agent::{Agent, Agents};
 use crate::oauth::client::{Client, Clients};
 use crate::oauth::client_auth::ClientAuthenticator;
+use crate::oauth::user::{User, Users};
 use crate::store::{SharedStore, Writer};
 
 /// Why the server could not start; each names what the operator must fix.
@@ -64,6 +67,8 @@ pub enum StartError {
     Keys(#[from] jose::service::KeyServiceError),
     #[error("client `{0}`: cannot hash its secret")]
     ClientSecret(String),
+    #[error("user `{0}`: cannot hash the password, or password_hash is not an argon2 PHC string")]
+    UserPassword(String),
     #[error("storage: {0}")]
     Store(#[from] store::StoreError),
 }
@@ -136,6 +141,8 @@ impl App {
         let store = open_store(&config).await?;
         let kek = resolve_kek(&config)?;
         let clients = Arc::new(bootstrap_clients(&config, &store, &clock).await?);
+        let users = Arc::new(bootstrap_users(&config).await?);
+        let agents = Arc::new(bootstrap_agents(&config, &store, &clock).await?);
         let keys = Arc::new(
             KeyService::start(
                 store.clone(),
@@ -157,6 +164,8 @@ impl App {
             writer,
             keys,
             clients,
+            users,
+            agents,
             auth,
         });
         Ok(Self {
@@ -238,6 +247,47 @@ async fn bootstrap_clients(
         }
     }
     Ok(Clients::new(list))
+}
+
+/// Hashes development passwords (argon2id, on blocking threads) and builds the user registry.
+async fn bootstrap_users(config: &Config) -> Result<Users, StartError> {
+    let mut list = Vec::new();
+    for u in &config.users {
+        let conf = u.clone();
+        let user = tokio::task::spawn_blocking(move || User::from_config(&conf))
+            .await
+            .map_err(|_| StartError::UserPassword(u.username.clone()))?
+            .map_err(|_| StartError::UserPassword(u.username.clone()))?;
+        list.push(user);
+    }
+    Ok(Users::new(list))
+}
+
+/// Upserts the configured agents and loads every enrolled agent.
+async fn bootstrap_agents(
+    config: &Config,
+    store: &SharedStore,
+    clock: &SharedClock,
+) -> Result<Agents, StartError> {
+    let now = clock.now();
+    for a in &config.agents {
+        let agent = Agent::from_config(a);
+        let data = serde_json::to_string(&agent)
+            .map_err(|e| StartError::Store(store::StoreError::Corrupt(e.to_string())))?;
+        store
+            .upsert_agent(&agent.name, &data, "config", now)
+            .await?;
+    }
+    let mut list = Vec::new();
+    for (name, data) in store.load_agents().await? {
+        match serde_json::from_str::<Agent>(&data) {
+            Ok(a) => list.push(a),
+            Err(e) => {
+                tracing::error!(agent = %name, error = %e, "stored agent is unreadable; skipped")
+            }
+        }
+    }
+    Ok(Agents::new(list))
 }
 
 /// Checks on a schedule whether rotation is due (one replica rotates) and picks up keys that

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::oauth::Ctx;
-use crate::oauth::request::CLIENT_CREDENTIALS;
+use crate::oauth::request::SUPPORTED_GRANTS;
 
 const AUTH_METHODS: [&str; 4] = [
     "client_secret_basic",
@@ -29,7 +29,7 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
         "scopes_supported": ctx.clients.all_scopes(),
         // No authorization endpoint yet, hence no response types.
         "response_types_supported": [],
-        "grant_types_supported": [CLIENT_CREDENTIALS],
+        "grant_types_supported": SUPPORTED_GRANTS,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": signing,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,

@@ -1,6 +1,7 @@
 //! The HTTP edge: routing, extractors, the error mapping. Handlers only parse, call `oauth/`,
 //! and render.
 
+mod attest;
 mod discovery;
 mod error;
 pub mod extract;
@@ -36,6 +37,9 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/revoke", post(revoke::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/attest/challenge", post(attest::challenge))
+        .route("/attest", post(attest::attest))
+        .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TimeoutLayer::with_status_code(

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::extract::Form;
-use crate::oauth::grant::client_credentials;
+use crate::oauth::grant::{authorization_code, client_credentials, refresh_token, token_exchange};
 use crate::oauth::request::TokenRequest;
 use crate::oauth::token::Issued;
 use crate::oauth::{Ctx, OAuthError};
@@ -21,6 +21,25 @@ pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, 
         TokenRequest::ClientCredentials { scope, targets } => {
             client_credentials::grant(&ctx, &client, scope, &targets).await?
         }
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            authorization_code::grant(
+                &ctx,
+                &client,
+                &code,
+                redirect_uri.as_deref(),
+                code_verifier.as_deref(),
+            )
+            .await?
+        }
+        TokenRequest::RefreshToken {
+            refresh_token,
+            scope,
+        } => refresh_token::grant(&ctx, &client, &refresh_token, scope).await?,
+        TokenRequest::TokenExchange(req) => token_exchange::grant(&ctx, &client, req).await?,
     };
     Ok(token_response(issued))
 }
@@ -32,8 +51,16 @@ fn token_response(issued: Issued) -> Response {
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
     });
-    if let (false, Some(o)) = (issued.scope.is_empty(), body.as_object_mut()) {
-        o.insert("scope".into(), issued.scope.into());
+    if let Some(o) = body.as_object_mut() {
+        if !issued.scope.is_empty() {
+            o.insert("scope".into(), issued.scope.into());
+        }
+        if let Some(r) = issued.refresh_token {
+            o.insert("refresh_token".into(), r.into());
+        }
+        if let Some(t) = issued.issued_token_type {
+            o.insert("issued_token_type".into(), t.into());
+        }
     }
     let mut resp = axum::Json(body).into_response();
     resp.headers_mut()

@@ -1,6 +1,7 @@
 //! The protocol core: grants, introspection and revocation as plain async functions over typed
 //! inputs and [`Ctx`]. No HTTP types here; `http/` parses requests into these calls.
 
+pub mod agent;
 pub mod client;
 pub mod client_auth;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod request;
 pub mod revoke;
 pub mod scope;
 pub mod token;
+pub mod user;
 
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub struct Ctx {
     pub writer: Writer,
     pub keys: Arc<KeyService>,
     pub clients: Arc<client::Clients>,
+    pub users: Arc<user::Users>,
+    pub agents: Arc<agent::Agents>,
     pub auth: client_auth::ClientAuthenticator,
 }
 

@@ -5,6 +5,15 @@ use super::params::Params;
 use super::scope::ScopeSet;
 
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const AUTHORIZATION_CODE: &str = "authorization_code";
+pub const REFRESH_TOKEN: &str = "refresh_token";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 §3 token type identifiers.
+pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The grant types this server implements, as advertised in its metadata.
+pub const SUPPORTED_GRANTS: &[&str] = &[CLIENT_CREDENTIALS, TOKEN_EXCHANGE];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenRequest {
@@ -13,6 +22,42 @@ pub enum TokenRequest {
         scope: Option<ScopeSet>,
         targets: Vec<String>,
     },
+    /// RFC 6749 §4.1.3, with the RFC 7636 §4.5 `code_verifier`.
+    AuthorizationCode {
+        code: String,
+        redirect_uri: Option<String>,
+        code_verifier: Option<String>,
+    },
+    /// RFC 6749 §6.
+    RefreshToken {
+        refresh_token: String,
+        scope: Option<ScopeSet>,
+    },
+    /// RFC 8693 §2.1.
+    TokenExchange(ExchangeRequest),
+}
+
+/// RFC 8693 §2.1 request parameters.
+#[derive(Clone, PartialEq)]
+pub struct ExchangeRequest {
+    pub subject_token: String,
+    pub subject_token_type: String,
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+    pub scope: Option<ScopeSet>,
+    pub targets: Vec<String>,
+    pub requested_token_type: Option<String>,
+}
+
+impl std::fmt::Debug for ExchangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("subject_token_type", &self.subject_token_type)
+            .field("actor_token_type", &self.actor_token_type)
+            .field("scope", &self.scope)
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenRequest {
@@ -23,6 +68,24 @@ impl TokenRequest {
                 scope: p.one("scope")?.map(ScopeSet::parse).transpose()?,
                 targets: targets(p),
             }),
+            AUTHORIZATION_CODE => Ok(TokenRequest::AuthorizationCode {
+                code: p.required("code")?.to_string(),
+                redirect_uri: p.one("redirect_uri")?.map(str::to_string),
+                code_verifier: p.one("code_verifier")?.map(str::to_string),
+            }),
+            REFRESH_TOKEN => Ok(TokenRequest::RefreshToken {
+                refresh_token: p.required("refresh_token")?.to_string(),
+                scope: p.one("scope")?.map(ScopeSet::parse).transpose()?,
+            }),
+            TOKEN_EXCHANGE => Ok(TokenRequest::TokenExchange(ExchangeRequest {
+                subject_token: p.required("subject_token")?.to_string(),
+                subject_token_type: p.required("subject_token_type")?.to_string(),
+                actor_token: p.one("actor_token")?.map(str::to_string),
+                actor_token_type: p.one("actor_token_type")?.map(str::to_string),
+                scope: p.one("scope")?.map(ScopeSet::parse).transpose()?,
+                targets: targets(p),
+                requested_token_type: p.one("requested_token_type")?.map(str::to_string),
+            })),
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!(

@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
-use super::error::OAuthError;
+use super::error::{ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
 use crate::crypto::{random_id, sha256};
-use crate::store::{TokenKind, TokenRecord, WriteOp};
+use crate::store::{Outcome, TokenKind, TokenRecord, WriteOp};
 
 /// RFC 9068 §2.2 claims, plus RFC 8693 `act` and our delegated-session id `sid`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,18 +61,32 @@ pub struct AccessSpec {
     pub ttl: i64,
     pub sid: Option<String>,
     pub act: Option<serde_json::Value>,
+    /// RFC 8693 §4.4: the only actor that may use this token as a subject token.
+    pub may_act: Option<serde_json::Value>,
     pub parent_hash: Option<Vec<u8>>,
     pub grant: &'static str,
 }
 
+/// A signed (or, for refresh tokens, random) token with its record and audit entry, not yet
+/// persisted.
+pub struct Minted {
+    pub token: String,
+    pub record: TokenRecord,
+    pub event: AuditEvent,
+}
+
+/// What `/token` answers (RFC 6749 §5.1, RFC 8693 §2.2.1).
 pub struct Issued {
     pub access_token: String,
     pub expires_in: i64,
     pub scope: String,
+    pub refresh_token: Option<String>,
+    /// RFC 8693 §2.2.1 `issued_token_type`, for token exchange.
+    pub issued_token_type: Option<&'static str>,
 }
 
-/// Signs the token, then records it and its audit entry durably before returning it.
-pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, OAuthError> {
+/// Signs an RFC 9068 access token for `spec`.
+pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
     let now = ctx.clock.now();
     let claims = AccessClaims {
         iss: ctx.issuer.clone(),
@@ -86,18 +100,22 @@ pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, O
         sid: spec.sid,
         act: spec.act,
     };
+    let mut signed = serde_json::to_value(&claims).map_err(OAuthError::internal)?;
+    if let (Some(m), Some(o)) = (&spec.may_act, signed.as_object_mut()) {
+        o.insert("may_act".into(), m.clone());
+    }
     let token = ctx
         .keys
         .ring()
-        .sign("at+jwt", &claims)
+        .sign("at+jwt", &signed)
         .map_err(OAuthError::internal)?;
-    let mut ev = AuditEvent::new("token.issued");
-    ev.subject = Some(claims.sub.clone());
-    ev.actors = actor_chain(claims.act.as_ref());
-    ev.client_id = Some(claims.client_id.clone());
-    ev.session = claims.sid.clone();
-    ev.token_jti = Some(claims.jti.clone());
-    ev.detail = serde_json::json!({
+    let mut event = AuditEvent::new("token.issued");
+    event.subject = Some(claims.sub.clone());
+    event.actors = actor_chain(claims.act.as_ref());
+    event.client_id = Some(claims.client_id.clone());
+    event.session = claims.sid.clone();
+    event.token_jti = Some(claims.jti.clone());
+    event.detail = serde_json::json!({
         "grant": spec.grant, "scope": claims.scope, "aud": claims.aud, "exp": claims.exp,
     });
     let record = TokenRecord {
@@ -106,23 +124,77 @@ pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, O
         kind: TokenKind::Access,
         sub: claims.sub,
         client_id: claims.client_id,
-        scope: claims.scope.clone(),
+        scope: claims.scope,
         aud: claims.aud,
         iat: claims.iat,
         exp: claims.exp,
         sid: claims.sid,
         parent_hash: spec.parent_hash,
         act: claims.act.map(|a| a.to_string()),
+        may_act: spec.may_act.map(|m| m.to_string()),
         revoked_at: None,
+        consumed_at: None,
         last_used_at: None,
     };
-    ctx.writer
-        .write(WriteOp::IssueToken(Box::new(record)), vec![ev])
-        .await?;
+    Ok(Minted {
+        token,
+        record,
+        event,
+    })
+}
+
+/// An opaque refresh token (256 random bits) bound to the session `sid` of its access token.
+pub fn mint_refresh(ctx: &Ctx, access: &TokenRecord, ttl: i64, grant: &'static str) -> Minted {
+    let now = ctx.clock.now();
+    let token = crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
+    let mut record = access.clone();
+    record.token_hash = sha256(token.as_bytes()).to_vec();
+    record.jti = random_id();
+    record.kind = TokenKind::Refresh;
+    record.iat = now;
+    record.exp = now + ttl;
+    record.parent_hash = None;
+    let mut event = AuditEvent::new("token.issued");
+    event.subject = Some(record.sub.clone());
+    event.client_id = Some(record.client_id.clone());
+    event.session = record.sid.clone();
+    event.token_jti = Some(record.jti.clone());
+    event.detail = serde_json::json!({ "grant": grant, "kind": "refresh", "exp": record.exp });
+    Minted {
+        token,
+        record,
+        event,
+    }
+}
+
+/// Records the tokens and their audit entries in one durable write.
+pub async fn persist(ctx: &Ctx, minted: &[&Minted]) -> Result<(), OAuthError> {
+    let records = minted.iter().map(|m| m.record.clone()).collect();
+    let events = minted.iter().map(|m| m.event.clone()).collect();
+    match ctx
+        .writer
+        .write(WriteOp::IssueTokens(records), events)
+        .await?
+    {
+        Outcome::ParentRevoked => Err(OAuthError::new(
+            ErrorCode::InvalidGrant,
+            "the subject token was revoked while this request was processed",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Signs the token, then records it and its audit entry durably before returning it.
+pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, OAuthError> {
+    let ttl = spec.ttl;
+    let minted = mint_access(ctx, spec)?;
+    persist(ctx, &[&minted]).await?;
     Ok(Issued {
-        access_token: token,
-        expires_in: spec.ttl,
-        scope: claims.scope,
+        access_token: minted.token,
+        expires_in: ttl,
+        scope: minted.record.scope,
+        refresh_token: None,
+        issued_token_type: None,
     })
 }
 

@@ -6,6 +6,7 @@
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod web;
 pub mod writer;
 
 use std::sync::Arc;
@@ -75,8 +76,22 @@ pub struct TokenRecord {
     pub parent_hash: Option<Vec<u8>>,
     /// The RFC 8693 `act` claim as JSON text.
     pub act: Option<String>,
+    /// RFC 8693 §4.4 `may_act` as JSON text: who may use this token as a subject token.
+    pub may_act: Option<String>,
     pub revoked_at: Option<i64>,
+    /// Set when a single-use token (refresh token) was used.
+    pub consumed_at: Option<i64>,
     pub last_used_at: Option<i64>,
+}
+
+/// What [`Store::consume_token`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// This call consumed it.
+    Now(Box<TokenRecord>),
+    /// It had been consumed before: a replay (RFC 9700 §4.14 reuse detection).
+    Before(Box<TokenRecord>),
+    NotFound,
 }
 
 /// A write that must be durable before the request that asked for it is answered.
@@ -84,16 +99,16 @@ pub struct TokenRecord {
 pub enum WriteOp {
     /// Only the audit events.
     None,
-    IssueToken(Box<TokenRecord>),
+    /// Records tokens. If one has a parent that is revoked by the time the batch commits, none
+    /// is recorded and the outcome is [`Outcome::ParentRevoked`]: a token derived from a
+    /// revoked one never becomes live, however the requests race.
+    IssueTokens(Vec<TokenRecord>),
     /// Revokes the token and every token derived from it.
-    Revoke {
-        token_hash: Vec<u8>,
-    },
+    Revoke { token_hash: Vec<u8> },
+    /// Revokes every token of the session `sid` and everything derived from them.
+    RevokeSession { sid: String },
     /// Records a use (introspection) of a token.
-    Touch {
-        token_hash: Vec<u8>,
-        by: String,
-    },
+    Touch { token_hash: Vec<u8>, by: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +116,8 @@ pub enum Outcome {
     Done,
     /// How many tokens were newly revoked.
     Revoked(u64),
+    /// The parent of a token to issue is revoked; nothing was issued.
+    ParentRevoked,
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +127,7 @@ pub struct BatchItem {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: web::WebStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -138,6 +155,30 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+    /// Marks a single-use token consumed, atomically.
+    async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError>;
+    /// Live (unrevoked, unexpired) tokens whose subject is `sub`, oldest first.
+    async fn live_tokens_of(&self, sub: &str, now: i64) -> Result<Vec<TokenRecord>, StoreError>;
+
+    async fn upsert_agent(
+        &self,
+        name: &str,
+        data: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// `(name, data)` of every agent.
+    async fn load_agents(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Stores an attestation nonce, optionally bound to one agent.
+    async fn create_nonce(
+        &self,
+        nonce: &str,
+        agent: Option<&str>,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Uses a nonce once: true only if it exists, is unexpired, unused, and bound to `agent` or
+    /// to no agent.
+    async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Records a single-use identifier until `expires_at`; false if it was already used.
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;

@@ -9,6 +9,7 @@ use sqlx::{Pool, Postgres};
 
 use super::StoreError;
 use super::sql::sql_store;
+use super::web::web_sql_store;
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
@@ -34,3 +35,4 @@ impl PostgresStore {
 }
 
 sql_store!(PostgresStore, Postgres, "postgres");
+web_sql_store!(PostgresStore, Postgres);

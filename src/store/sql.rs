@@ -19,7 +19,9 @@ pub(super) struct TokenRow {
     sid: Option<String>,
     parent_hash: Option<Vec<u8>>,
     act: Option<String>,
+    may_act: Option<String>,
     revoked_at: Option<i64>,
+    consumed_at: Option<i64>,
     last_used_at: Option<i64>,
 }
 
@@ -45,14 +47,16 @@ impl TryFrom<TokenRow> for TokenRecord {
             sid: r.sid,
             parent_hash: r.parent_hash,
             act: r.act,
+            may_act: r.may_act,
             revoked_at: r.revoked_at,
+            consumed_at: r.consumed_at,
             last_used_at: r.last_used_at,
         })
     }
 }
 
 pub(super) const TOKEN_COLUMNS: &str = "token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
-     parent_hash, act, revoked_at, last_used_at";
+     parent_hash, act, may_act, revoked_at, consumed_at, last_used_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct KeyDbRow {
@@ -119,6 +123,12 @@ impl From<AuditRow> for crate::audit::AuditEntry {
 /// Revokes a token and, through `parent_hash`, every token derived from it.
 pub(super) const REVOKE_SUBTREE: &str = "WITH RECURSIVE subtree(h) AS ( \
        SELECT token_hash FROM tokens WHERE token_hash = $1 \
+       UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
+     UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) AND revoked_at IS NULL";
+
+/// Revokes every token of a session and, through `parent_hash`, every token derived from them.
+pub(super) const REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
+       SELECT token_hash FROM tokens WHERE sid = $1 \
        UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) AND revoked_at IS NULL";
 
@@ -264,6 +274,115 @@ macro_rules! sql_store {
                 row.map(TryInto::try_into).transpose()
             }
 
+            async fn consume_token(
+                &self,
+                token_hash: &[u8],
+                now: i64,
+            ) -> Result<$crate::store::Consumed, $crate::store::StoreError> {
+                use $crate::store::Consumed;
+                let mut tx = self.pool.begin().await?;
+                let won = sqlx::query(
+                    "UPDATE tokens SET consumed_at = $1 WHERE token_hash = $2 AND consumed_at IS NULL",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(const_format_token_select())
+                    .bind(token_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(match row {
+                    None => Consumed::NotFound,
+                    Some(r) if won => Consumed::Now(Box::new(r.try_into()?)),
+                    Some(r) => Consumed::Before(Box::new(r.try_into()?)),
+                })
+            }
+
+            async fn live_tokens_of(
+                &self,
+                sub: &str,
+                now: i64,
+            ) -> Result<Vec<$crate::store::TokenRecord>, $crate::store::StoreError> {
+                static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                let sql = SQL.get_or_init(|| {
+                    format!(
+                        "SELECT {} FROM tokens WHERE sub = $1 AND exp > $2 AND revoked_at IS NULL ORDER BY iat, jti",
+                        $crate::store::sql::TOKEN_COLUMNS
+                    )
+                });
+                let rows = sqlx::query_as::<_, $crate::store::sql::TokenRow>(sql)
+                    .bind(sub)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn upsert_agent(
+                &self,
+                name: &str,
+                data: &str,
+                source: &str,
+                now: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO agents (name, data, source, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO UPDATE SET data = excluded.data, source = excluded.source, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(name)
+                .bind(data)
+                .bind(source)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn load_agents(&self) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                Ok(sqlx::query_as::<_, (String, String)>("SELECT name, data FROM agents ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn create_nonce(
+                &self,
+                nonce: &str,
+                agent: Option<&str>,
+                expires_at: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
+                    .bind(nonce)
+                    .bind(agent)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let won = sqlx::query(
+                    "UPDATE attest_nonces SET used_at = $1 WHERE nonce = $2 AND used_at IS NULL \
+                     AND expires_at > $1 AND (agent IS NULL OR agent = $3)",
+                )
+                .bind(now)
+                .bind(nonce)
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                // Forget nonces that expired long ago.
+                sqlx::query("DELETE FROM attest_nonces WHERE expires_at < $1").bind(now - 3600).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(won)
+            }
+
             async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
@@ -295,30 +414,58 @@ macro_rules! sql_store {
                 for item in items {
                     let outcome = match &item.op {
                         WriteOp::None => Outcome::Done,
-                        WriteOp::IssueToken(t) => {
-                            sqlx::query(
-                                "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, \
-                                 sid, parent_hash, act) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                            )
-                            .bind(&t.token_hash)
-                            .bind(&t.jti)
-                            .bind(t.kind.as_str())
-                            .bind(&t.sub)
-                            .bind(&t.client_id)
-                            .bind(&t.scope)
-                            .bind(t.aud.join(" "))
-                            .bind(t.iat)
-                            .bind(t.exp)
-                            .bind(&t.sid)
-                            .bind(&t.parent_hash)
-                            .bind(&t.act)
-                            .execute(&mut *tx)
-                            .await?;
-                            Outcome::Done
+                        WriteOp::IssueTokens(tokens) => {
+                            let mut parent_revoked = false;
+                            for t in tokens {
+                                if let Some(p) = &t.parent_hash {
+                                    let (live,): (i64,) = sqlx::query_as(
+                                        "SELECT COUNT(*) FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                                    )
+                                    .bind(p)
+                                    .fetch_one(&mut *tx)
+                                    .await?;
+                                    parent_revoked |= live == 0;
+                                }
+                            }
+                            if parent_revoked {
+                                Outcome::ParentRevoked
+                            } else {
+                                for t in tokens {
+                                    sqlx::query(
+                                        "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, \
+                                         exp, sid, parent_hash, act, may_act) \
+                                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                    )
+                                    .bind(&t.token_hash)
+                                    .bind(&t.jti)
+                                    .bind(t.kind.as_str())
+                                    .bind(&t.sub)
+                                    .bind(&t.client_id)
+                                    .bind(&t.scope)
+                                    .bind(t.aud.join(" "))
+                                    .bind(t.iat)
+                                    .bind(t.exp)
+                                    .bind(&t.sid)
+                                    .bind(&t.parent_hash)
+                                    .bind(&t.act)
+                                    .bind(&t.may_act)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                                Outcome::Done
+                            }
                         }
                         WriteOp::Revoke { token_hash } => {
                             let r = sqlx::query($crate::store::sql::REVOKE_SUBTREE)
                                 .bind(token_hash)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            Outcome::Revoked(r.rows_affected())
+                        }
+                        WriteOp::RevokeSession { sid } => {
+                            let r = sqlx::query($crate::store::sql::REVOKE_SESSION)
+                                .bind(sid)
                                 .bind(now)
                                 .execute(&mut *tx)
                                 .await?;

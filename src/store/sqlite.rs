@@ -10,6 +10,7 @@ use sqlx::{Pool, Sqlite};
 
 use super::StoreError;
 use super::sql::sql_store;
+use super::web::web_sql_store;
 
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
@@ -38,3 +39,4 @@ impl SqliteStore {
 }
 
 sql_store!(SqliteStore, Sqlite, "sqlite");
+web_sql_store!(SqliteStore, Sqlite);

@@ -22,14 +22,16 @@ fn token(name: &str, parent: Option<&str>) -> TokenRecord {
         sid: None,
         parent_hash: parent.map(h),
         act: None,
+        may_act: None,
         revoked_at: None,
+        consumed_at: None,
         last_used_at: None,
     }
 }
 
 fn issue(name: &str, parent: Option<&str>) -> BatchItem {
     BatchItem {
-        op: WriteOp::IssueToken(Box::new(token(name, parent))),
+        op: WriteOp::IssueTokens(vec![token(name, parent)]),
         audit: vec![AuditEvent::new("token.issued")],
     }
 }

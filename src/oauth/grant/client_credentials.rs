@@ -44,6 +44,7 @@ pub async fn grant(
             ttl: ctx.config.tokens.access_token_ttl.as_secs() as i64,
             sid: None,
             act: None,
+            may_act: None,
             parent_hash: None,
             grant: CLIENT_CREDENTIALS,
         },

@@ -1,6 +1,9 @@
 //! One module per grant type, each a plain function from a parsed request to an issued token.
 
+pub mod authorization_code;
 pub mod client_credentials;
+pub mod refresh_token;
+pub mod token_exchange;
 
 use super::Ctx;
 use super::client::Client;
