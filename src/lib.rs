@@ -19,6 +19,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod attest;
 pub mod audit;
 pub mod clock;
 pub mod config;

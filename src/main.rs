@@ -11,6 +11,9 @@ use mandate::config::Config;
 use mandate::jose::KeyService;
 use mandate::{App, open_store, resolve_kek};
 
+#[path = "cli/sessions.rs"]
+mod sessions;
+
 #[derive(Parser)]
 #[command(
     name = "mandate",
@@ -36,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Delegated sessions: every live token of a human, as a tree.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -49,6 +57,17 @@ enum KeysCommand {
     Rotate,
     /// List stored keys and their state.
     List,
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List the live sessions of a user: who acts for them, with which scopes, until when.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke a session and every token derived from it.
+    Revoke { sid: String },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(config, command).await,
+        Command::Sessions { command } => sessions::run(config, command).await,
         Command::Audit {
             command: AuditCommand::Verify,
         } => {

@@ -3,20 +3,43 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 
-use crate::oauth::{Ctx, ErrorCode, OAuthError};
+use super::extract::JsonBody;
+use crate::attest::{self, AttestRequest, ChallengeRequest};
+use crate::oauth::request::TT_JWT;
+use crate::oauth::{Ctx, OAuthError};
 
-pub async fn challenge(State(_ctx): State<Arc<Ctx>>) -> Result<Response, OAuthError> {
-    Err(OAuthError::new(
-        ErrorCode::NotFound,
-        "attestation is not available yet",
+pub async fn challenge(
+    State(ctx): State<Arc<Ctx>>,
+    body: JsonBody<ChallengeRequest>,
+) -> Result<Response, OAuthError> {
+    let c = attest::challenge(&ctx, body.0.unwrap_or_default()).await?;
+    Ok(no_store(
+        json!({ "nonce": c.nonce, "expires_in": c.expires_in }),
     ))
 }
 
-pub async fn attest(State(_ctx): State<Arc<Ctx>>) -> Result<Response, OAuthError> {
-    Err(OAuthError::new(
-        ErrorCode::NotFound,
-        "attestation is not available yet",
-    ))
+pub async fn attest(
+    State(ctx): State<Arc<Ctx>>,
+    body: JsonBody<AttestRequest>,
+) -> Result<Response, OAuthError> {
+    let req = body.0.ok_or_else(|| {
+        OAuthError::invalid_request("send a JSON body with agent, nonce and proof")
+    })?;
+    let minted = attest::attest(&ctx, req).await?;
+    Ok(no_store(json!({
+        "agent_token": minted.token,
+        "token_type": TT_JWT,
+        "expires_in": minted.record.exp - minted.record.iat,
+    })))
+}
+
+fn no_store(v: serde_json::Value) -> Response {
+    let mut r = axum::Json(v).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }

@@ -54,6 +54,48 @@ impl FromRequest<Arc<Ctx>> for Form {
     }
 }
 
+/// An optional `application/json` body; an empty body is `None`, malformed JSON is
+/// `invalid_request` naming what is wrong.
+pub struct JsonBody<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Ctx>> for JsonBody<T> {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request<Body>, ctx: &Arc<Ctx>) -> Result<Self, OAuthError> {
+        let (parts, body) = req.into_parts();
+        let limit = ctx.config.server.max_body_bytes;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("the body is larger than {limit} bytes"),
+            )
+            .with_status(413)
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(None));
+        }
+        let is_json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/json",
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(Some(v)))
+            .map_err(|e| {
+                OAuthError::invalid_request(format!(
+                    "malformed JSON body: {}",
+                    e.to_string().replace('"', "'")
+                ))
+            })
+    }
+}
+
 impl Form {
     /// The client credentials of the request. Using more than one method is an error
     /// (RFC 6749 §2.3).

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod client;
 pub mod client_auth;
+pub mod delegation;
 pub mod error;
 pub mod grant;
 pub mod introspect;

@@ -167,6 +167,51 @@ pub fn mint_refresh(ctx: &Ctx, access: &TokenRecord, ttl: i64, grant: &'static s
     }
 }
 
+/// An agent token (SPEC "Agent attestation"): `sub` = `agent:<name>`, `att` = how it proved
+/// itself, `aud` = this server (it is only good as an `actor_token`, never at a resource server).
+pub fn mint_agent(ctx: &Ctx, agent: &str, att: &str) -> Result<Minted, OAuthError> {
+    let now = ctx.clock.now();
+    let ttl = ctx.config.tokens.agent_token_ttl.as_secs() as i64;
+    let sub = format!("agent:{agent}");
+    let jti = random_id();
+    let claims = serde_json::json!({
+        "iss": ctx.issuer, "sub": sub, "aud": ctx.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
+    });
+    let token = ctx
+        .keys
+        .ring()
+        .sign("JWT", &claims)
+        .map_err(OAuthError::internal)?;
+    let mut event = AuditEvent::new("agent.attested");
+    event.subject = Some(sub.clone());
+    event.actors = vec![sub.clone()];
+    event.token_jti = Some(jti.clone());
+    event.detail = serde_json::json!({ "att": att, "exp": now + ttl });
+    let record = TokenRecord {
+        token_hash: sha256(token.as_bytes()).to_vec(),
+        jti,
+        kind: TokenKind::Agent,
+        client_id: sub.clone(),
+        sub,
+        scope: String::new(),
+        aud: vec![ctx.issuer.clone()],
+        iat: now,
+        exp: now + ttl,
+        sid: None,
+        parent_hash: None,
+        act: None,
+        may_act: None,
+        revoked_at: None,
+        consumed_at: None,
+        last_used_at: None,
+    };
+    Ok(Minted {
+        token,
+        record,
+        event,
+    })
+}
+
 /// Records the tokens and their audit entries in one durable write.
 pub async fn persist(ctx: &Ctx, minted: &[&Minted]) -> Result<(), OAuthError> {
     let records = minted.iter().map(|m| m.record.clone()).collect();

@@ -2,6 +2,8 @@
 //! database and talks HTTP to it, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod agents;
+mod attest;
 mod audit;
 mod client_auth;
 mod conformance;

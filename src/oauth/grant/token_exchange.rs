@@ -1,18 +1,153 @@
-//! RFC 8693 token exchange: delegation only.
+//! RFC 8693 token exchange, delegation only: an agent presents the token of the human (or agent)
+//! it acts for as `subject_token` and its own agent token as `actor_token`, and gets a narrower,
+//! shorter-lived token whose `act` claim names it, nested over the previous actors.
 
+use serde_json::Value;
+
+use crate::crypto::sha256;
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
+use crate::oauth::delegation::{Ask, Limits, Parent, narrow};
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::request::ExchangeRequest;
-use crate::oauth::token::Issued;
+use crate::oauth::request::{ExchangeRequest, TOKEN_EXCHANGE, TT_ACCESS_TOKEN, TT_JWT};
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::token::{AccessSpec, Issued, mint_access, persist};
+use crate::store::{TokenKind, TokenRecord};
 
-pub async fn grant(
-    _ctx: &Ctx,
-    _client: &Client,
-    _req: ExchangeRequest,
-) -> Result<Issued, OAuthError> {
-    Err(OAuthError::new(
-        ErrorCode::UnsupportedGrantType,
-        "token exchange is not supported yet",
-    ))
+fn invalid_request(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
+    OAuthError::invalid_request(d)
+}
+
+fn invalid_grant(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, d)
+}
+
+pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Issued, OAuthError> {
+    if !client.allows_grant(TOKEN_EXCHANGE) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "client `{}` is not allowed the token-exchange grant",
+            client.client_id
+        )));
+    }
+    // RFC 8693 §2.1: the type identifiers say what the tokens are.
+    if req.subject_token_type != TT_ACCESS_TOKEN && req.subject_token_type != TT_JWT {
+        return Err(invalid_request(format!(
+            "subject_token_type must be {TT_ACCESS_TOKEN} (RFC 8693 §3)"
+        )));
+    }
+    if req
+        .requested_token_type
+        .as_deref()
+        .is_some_and(|t| t != TT_ACCESS_TOKEN)
+    {
+        return Err(invalid_request(format!(
+            "only {TT_ACCESS_TOKEN} can be requested"
+        )));
+    }
+    // Delegation only: without an actor the request would be impersonation (RFC 8693 §1.1).
+    let actor_token = req.actor_token.as_deref().ok_or_else(|| {
+        invalid_request(
+            "actor_token is required: this server delegates, it never impersonates (RFC 8693 §1.1)",
+        )
+    })?;
+    if req.actor_token_type.as_deref() != Some(TT_JWT) {
+        return Err(invalid_request(format!(
+            "actor_token_type must be {TT_JWT} with an agent token from /attest (RFC 8693 §2.1)"
+        )));
+    }
+    let now = ctx.clock.now();
+    let subject = live_token(ctx, &req.subject_token, now)
+        .await?
+        .filter(|t| t.kind == TokenKind::Access)
+        .ok_or_else(|| invalid_grant("subject_token is not an active access token of this server (unknown, expired or revoked)"))?;
+    if ctx.users.get(&subject.sub).is_none() {
+        return Err(invalid_grant(
+            "subject_token does not act for a human user of this server",
+        ));
+    }
+    let actor = live_token(ctx, actor_token, now)
+        .await?
+        .filter(|t| t.kind == TokenKind::Agent)
+        .ok_or_else(|| invalid_grant("actor_token is not an active agent token from /attest (unknown, expired or revoked)"))?;
+    let agent = ctx
+        .agents
+        .by_subject(&actor.sub)
+        .ok_or_else(|| invalid_grant(format!("`{}` is no longer an enrolled agent", actor.sub)))?;
+
+    let parent = Parent {
+        scope: ScopeSet::parse(&subject.scope).unwrap_or_default(),
+        aud: subject.aud.clone(),
+        exp: subject.exp,
+        act: parse_json(subject.act.as_deref()),
+        may_act: parse_json(subject.may_act.as_deref()),
+    };
+    let client_scopes =
+        (!client.scopes.is_empty()).then(|| ScopeSet::from_list(client.scopes.iter().cloned()));
+    let limits = Limits {
+        now,
+        ttl: ctx.config.tokens.access_token_ttl.as_secs() as i64,
+        max_depth: ctx.config.tokens.max_delegation_depth,
+        client_scopes: client_scopes.as_ref(),
+        known_audiences: ctx.clients.resource_audiences(),
+    };
+    let child = narrow(
+        &parent,
+        &agent.subject(),
+        &Ask {
+            scope: req.scope,
+            targets: req.targets,
+        },
+        &limits,
+    )?;
+    // The default policy (SPEC): only high-risk scopes need the human's approval.
+    let high_risk: Vec<&str> = child
+        .scope
+        .iter()
+        .filter(|s| ctx.config.policy.high_risk_scopes.iter().any(|h| h == s))
+        .collect();
+    if !high_risk.is_empty() {
+        return Err(OAuthError::invalid_scope(format!(
+            "high-risk scope {} needs the human's approval: ask through /bc-authorize (OpenID CIBA) instead of a direct exchange",
+            high_risk.join(" ")
+        )));
+    }
+    let mut minted = mint_access(
+        ctx,
+        AccessSpec {
+            sub: subject.sub.clone(),
+            client_id: client.client_id.clone(),
+            scope: child.scope.to_string(),
+            aud: child.aud,
+            ttl: child.exp - now,
+            sid: Some(crate::crypto::random_id()),
+            act: Some(child.act),
+            may_act: None,
+            parent_hash: Some(subject.token_hash.clone()),
+            grant: TOKEN_EXCHANGE,
+        },
+    )?;
+    if let Some(o) = minted.event.detail.as_object_mut() {
+        o.insert("parent_jti".into(), subject.jti.clone().into());
+        o.insert("parent_sid".into(), subject.sid.clone().into());
+        o.insert("actor_jti".into(), actor.jti.clone().into());
+        o.insert("depth".into(), child.depth.into());
+    }
+    persist(ctx, &[&minted]).await?;
+    Ok(Issued {
+        access_token: minted.token,
+        expires_in: child.exp - now,
+        scope: minted.record.scope,
+        refresh_token: None,
+        issued_token_type: Some(TT_ACCESS_TOKEN),
+    })
+}
+
+/// A token this server issued that is neither revoked nor expired, found by its hash.
+async fn live_token(ctx: &Ctx, token: &str, now: i64) -> Result<Option<TokenRecord>, OAuthError> {
+    let r = ctx.store.find_token(&sha256(token.as_bytes())).await?;
+    Ok(r.filter(|t| t.revoked_at.is_none() && t.exp > now))
+}
+
+fn parse_json(s: Option<&str>) -> Option<Value> {
+    s.and_then(|s| serde_json::from_str(s).ok())
 }

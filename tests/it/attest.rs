@@ -1,0 +1,145 @@
+//! `/attest/challenge` and `/attest`, software path (SPEC "Agent attestation").
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::agents::{TestAgent, now};
+use crate::helpers::*;
+
+#[tokio::test]
+async fn software_attestation_yields_a_short_lived_agent_token_once_per_nonce() {
+    let bot = TestAgent::new("build-bot");
+    let other = TestAgent::new("other-bot");
+    let extra = format!("{}{}", bot.toml(), other.toml());
+    for b in backends() {
+        let app = spawn_app_with(b, &extra).await;
+        // SPEC: 32 random bytes, base64url without padding, expiring within 5 minutes.
+        let resp = app
+            .http
+            .post(format!("{}/attest/challenge", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let c: Value = resp.json().await.unwrap();
+        let nonce = c["nonce"].as_str().unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(nonce)
+                .unwrap()
+                .len(),
+            32
+        );
+        assert!(c["expires_in"].as_i64().unwrap() <= 300);
+
+        let body =
+            json!({"agent": "build-bot", "nonce": nonce, "proof": bot.proof(&app, nonce, None)});
+        let (status, v) = bot.post_attest(&app, body.clone()).await;
+        assert_eq!(status, 200, "{b:?}: {v}");
+        assert_eq!(v["token_type"], "urn:ietf:params:oauth:token-type:jwt");
+        assert_eq!(v["expires_in"], 300);
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(
+                    v["agent_token"]
+                        .as_str()
+                        .unwrap()
+                        .split('.')
+                        .nth(1)
+                        .unwrap(),
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["sub"], "agent:build-bot");
+        assert_eq!(claims["att"], "software");
+        // An agent token is not an access token for resource servers.
+        assert_eq!(
+            app.introspect(v["agent_token"].as_str().unwrap()).await,
+            json!({"active": false})
+        );
+
+        // The nonce is single use.
+        let (status, v) = bot.post_attest(&app, body).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "replay"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn attestation_refuses_bad_proofs_and_audits_the_refusal() {
+    let bot = TestAgent::new("build-bot");
+    let other = TestAgent::new("other-bot");
+    let extra = format!("{}{}", bot.toml(), other.toml());
+    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+    let n = bot.challenge(&app, true).await;
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "signed by another agent's key",
+            json!({"agent": "build-bot", "nonce": n, "proof": other.proof(&app, &n, Some(json!({"iss": "build-bot", "sub": "build-bot", "aud": app.url, "nonce": n, "iat": now(), "exp": now() + 60, "jti": "x"})))}),
+        ),
+        (
+            "nonce bound to another agent",
+            json!({"agent": "other-bot", "nonce": n, "proof": other.proof(&app, &n, None)}),
+        ),
+        (
+            "wrong audience",
+            json!({"agent": "build-bot", "nonce": n, "proof": bot.proof(&app, &n, Some(json!({"iss": "build-bot", "sub": "build-bot", "aud": "https://elsewhere", "nonce": n, "iat": now(), "exp": now() + 60, "jti": "x"})))}),
+        ),
+        (
+            "proof over another nonce",
+            json!({"agent": "build-bot", "nonce": n, "proof": bot.proof(&app, "abc", None)}),
+        ),
+        (
+            "lifetime over 5 minutes",
+            json!({"agent": "build-bot", "nonce": n, "proof": bot.proof(&app, &n, Some(json!({"iss": "build-bot", "sub": "build-bot", "aud": app.url, "nonce": n, "iat": now(), "exp": now() + 301, "jti": "x"})))}),
+        ),
+        (
+            "unknown agent",
+            json!({"agent": "ghost", "nonce": n, "proof": bot.proof(&app, &n, None)}),
+        ),
+        (
+            "unknown nonce",
+            json!({"agent": "build-bot", "nonce": "AAAA", "proof": bot.proof(&app, "AAAA", None)}),
+        ),
+    ];
+    let before = app.audit_len().await;
+    for (why, body) in &cases {
+        let (status, v) = bot.post_attest(&app, body.clone()).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{why}: {v}"
+        );
+    }
+    assert_eq!(
+        app.audit_len().await,
+        before + cases.len() as i64,
+        "every refusal is audited"
+    );
+    // After all those refusals the nonce is still good for the right proof.
+    let (status, _) = bot
+        .post_attest(
+            &app,
+            json!({"agent": "build-bot", "nonce": n, "proof": bot.proof(&app, &n, None)}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Malformed requests are invalid_request.
+    for body in [
+        json!({"agent": "build-bot"}),
+        json!({"agent": "build-bot", "nonce": n, "quote": "AAAA", "signature": "AAAA"}),
+    ] {
+        let (status, v) = bot.post_attest(&app, body).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{v}"
+        );
+    }
+    app.stop().await;
+}
