@@ -66,6 +66,8 @@ async fn software_attestation_yields_a_short_lived_agent_token_once_per_nonce() 
             (400, Some("invalid_grant")),
             "replay"
         );
+        // A fresh challenge gives a fresh, different agent token.
+        assert_ne!(bot.attest(&app).await, bot.attest(&app).await);
         app.stop().await;
     }
 }
