@@ -27,6 +27,7 @@ pub mod crypto;
 pub mod http;
 pub mod jose;
 pub mod oauth;
+pub mod policy;
 pub mod store;
 pub mod web;
 
@@ -72,6 +73,8 @@ pub enum StartError {
     UserPassword(String),
     #[error("storage: {0}")]
     Store(#[from] store::StoreError),
+    #[error("invalid {0}")]
+    Policy(#[from] policy::LoadError),
 }
 
 /// Opens the database named in the config and brings its schema up to date.
@@ -108,6 +111,17 @@ pub fn resolve_kek(config: &Config) -> Result<Kek, StartError> {
     Ok(kek)
 }
 
+/// The configured Cedar policies (or the default policy), validated against the schema.
+pub fn load_policies(config: &Config) -> Result<policy::Policies, StartError> {
+    Ok(policy::Policies::load(&config.policy, config.base_dir())?)
+}
+
+/// What the writer stamps on audit entries: the version of the policy set in force.
+pub fn policy_version(policies: &Arc<policy::Policies>) -> store::PolicyVersion {
+    let p = policies.clone();
+    Arc::new(move || Some(p.version()))
+}
+
 /// The longest lifetime of any token we sign: how long a retired key stays published.
 fn retired_key_ttl(config: &Config) -> i64 {
     let longest = config
@@ -121,6 +135,7 @@ pub struct App {
     ctx: Arc<Ctx>,
     writer_task: JoinHandle<()>,
     key_task: JoinHandle<()>,
+    policy_task: JoinHandle<()>,
 }
 
 impl App {
@@ -140,6 +155,8 @@ impl App {
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
         let store = open_store(&config).await?;
+        let policies = Arc::new(load_policies(&config)?);
+        let version = policy_version(&policies);
         let kek = resolve_kek(&config)?;
         let clients = Arc::new(bootstrap_clients(&config, &store, &clock).await?);
         let users = Arc::new(bootstrap_users(&config).await?);
@@ -151,11 +168,13 @@ impl App {
                 clock.clone(),
                 config.keys.rotation_interval.as_secs() as i64,
                 retired_key_ttl(&config),
+                version.clone(),
             )
             .await?,
         );
-        let (writer, writer_task) = Writer::start(store.clone(), clock.clone());
+        let (writer, writer_task) = Writer::start(store.clone(), clock.clone(), version);
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
+        let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
         let auth = ClientAuthenticator::new(clients.clone(), store.clone(), clock.clone(), &issuer);
         let ctx = Arc::new(Ctx {
             issuer,
@@ -167,12 +186,14 @@ impl App {
             clients,
             users,
             agents,
+            policies,
             auth,
         });
         Ok(Self {
             ctx,
             writer_task,
             key_task,
+            policy_task,
         })
     }
 
@@ -200,6 +221,7 @@ impl App {
             ctx,
             writer_task,
             key_task,
+            policy_task,
         } = self;
         let store = ctx.store.clone();
         drop(ctx);
@@ -207,6 +229,7 @@ impl App {
             .with_graceful_shutdown(shutdown)
             .await;
         key_task.abort();
+        policy_task.abort();
         // The writer ends when the last request holding it is gone and its queue is empty.
         if tokio::time::timeout(Duration::from_secs(30), writer_task)
             .await

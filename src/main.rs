@@ -11,6 +11,8 @@ use mandate::config::Config;
 use mandate::jose::KeyService;
 use mandate::{App, open_store, resolve_kek};
 
+#[path = "cli/policy.rs"]
+mod policy;
 #[path = "cli/sessions.rs"]
 mod sessions;
 
@@ -44,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Cedar policies: validate them, or simulate a table of cases.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -68,6 +75,14 @@ enum SessionsCommand {
     },
     /// Revoke a session and every token derived from it.
     Revoke { sid: String },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate the configured policy files against the schema.
+    Check,
+    /// Run a table of cases (TOML) against the configured policies.
+    Test { cases: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command } => keys(config, command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
+        Command::Policy { command } => policy::run(&config, command),
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
@@ -166,12 +182,14 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<ExitCode> 
         .as_secs() as i64
         + 300;
     let clock = Arc::new(SystemClock);
+    let policies = Arc::new(mandate::load_policies(&config)?);
     let service = KeyService::start(
         store.clone(),
         kek,
         clock.clone(),
         config.keys.rotation_interval.as_secs() as i64,
         ttl,
+        mandate::policy_version(&policies),
     )
     .await?;
     match command {

@@ -75,6 +75,7 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
             return Err(match reason {
                 Reason::Unsupported(m) => OAuthError::invalid_request(m),
                 Reason::Refused(m) => refused(m),
+                Reason::Policy(m) => OAuthError::new(ErrorCode::InvalidGrant, m),
             });
         }
     };
@@ -87,6 +88,8 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
 enum Reason {
     Unsupported(&'static str),
     Refused(&'static str),
+    /// A policy forbids this agent a token; the description names it.
+    Policy(String),
 }
 
 async fn verify(ctx: &Ctx, req: &AttestRequest, now: i64) -> Result<&'static str, Reason> {
@@ -120,6 +123,18 @@ async fn verify(ctx: &Ctx, req: &AttestRequest, now: i64) -> Result<&'static str
         return Err(Reason::Refused(
             "nonce unknown, expired, used, or issued to another agent",
         ));
+    }
+    let decision = ctx.policies.attest(&crate::policy::AttestRequest {
+        agent: agent.name.clone(),
+        attestation: "software".into(),
+        time: now,
+    });
+    if decision.outcome != crate::policy::Outcome::Permit {
+        return Err(Reason::Policy(format!(
+            "agent:{} may not get an agent token: {}",
+            agent.name,
+            decision.refusal()
+        )));
     }
     Ok("software")
 }

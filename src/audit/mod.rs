@@ -51,6 +51,8 @@ pub struct AuditEntry {
     pub token_jti: Option<String>,
     /// JSON object text.
     pub detail: String,
+    /// The policy set in force (its version hash).
+    pub policy_version: Option<String>,
     #[serde(with = "hex_bytes")]
     pub prev_hash: Vec<u8>,
     #[serde(with = "hex_bytes")]
@@ -88,12 +90,25 @@ impl AuditEntry {
                 }
             }
         }
+        // Added after the first entries were written: hashed only when present, so entries
+        // written before it still verify.
+        if let Some(v) = &self.policy_version {
+            buf.push(2);
+            buf.extend_from_slice(&(v.len() as u64).to_be_bytes());
+            buf.extend_from_slice(v.as_bytes());
+        }
         sha256(&buf)
     }
 }
 
 /// Gives `events` their places after `(head_seq, head_hash)`; returns the entries and the new head.
-pub fn chain(head_seq: i64, head_hash: &[u8], ts: i64, events: &[AuditEvent]) -> Vec<AuditEntry> {
+pub fn chain(
+    head_seq: i64,
+    head_hash: &[u8],
+    ts: i64,
+    policy_version: Option<&str>,
+    events: &[AuditEvent],
+) -> Vec<AuditEntry> {
     let mut prev = head_hash.to_vec();
     let mut out = Vec::with_capacity(events.len());
     for (i, ev) in events.iter().enumerate() {
@@ -107,6 +122,7 @@ pub fn chain(head_seq: i64, head_hash: &[u8], ts: i64, events: &[AuditEvent]) ->
             session: ev.session.clone(),
             token_jti: ev.token_jti.clone(),
             detail: ev.detail.to_string(),
+            policy_version: policy_version.map(str::to_string),
             prev_hash: prev.clone(),
             hash: Vec::new(),
         };
@@ -223,7 +239,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        chain(0, &GENESIS, 1000, &events)
+        chain(0, &GENESIS, 1000, Some("v1"), &events)
     }
 
     fn verify(entries: &[AuditEntry]) -> Result<i64, AuditBreak> {
@@ -253,6 +269,9 @@ mod tests {
         let mut e = sample(5);
         e[2].subject = Some("mallory".into());
         assert_eq!(verify(&e).unwrap_err().seq, 3);
+        let mut e = sample(5);
+        e[1].policy_version = Some("v2".into());
+        assert_eq!(verify(&e).unwrap_err().seq, 2);
         let mut e = sample(5);
         e[3].detail = "{\"i\":99}".into();
         assert_eq!(verify(&e).unwrap_err().seq, 4);

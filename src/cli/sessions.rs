@@ -32,7 +32,12 @@ pub async fn run(config: Config, command: SessionsCommand) -> anyhow::Result<Exi
                 op: WriteOp::RevokeSession { sid: sid.clone() },
                 audit: vec![ev],
             };
-            match store.commit_batch(&[item], now).await?.first() {
+            let version = mandate::load_policies(&config)?.version();
+            match store
+                .commit_batch(&[item], now, Some(&version))
+                .await?
+                .first()
+            {
                 Some(Outcome::Revoked(n)) if *n > 0 => {
                     println!("revoked session {sid}: {n} tokens");
                     ExitCode::SUCCESS

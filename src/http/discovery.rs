@@ -22,13 +22,17 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
     let signing = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
     json!({
         "issuer": ctx.issuer,
+        "authorization_endpoint": ctx.endpoint("/authorize"),
         "token_endpoint": ctx.endpoint("/token"),
         "jwks_uri": ctx.endpoint("/jwks.json"),
         "introspection_endpoint": ctx.endpoint("/introspect"),
         "revocation_endpoint": ctx.endpoint("/revoke"),
         "scopes_supported": ctx.clients.all_scopes(),
-        // No authorization endpoint yet, hence no response types.
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        // RFC 7636 §4.3: PKCE is required, and only with S256.
+        "code_challenge_methods_supported": ["S256"],
+        // RFC 9207: every redirect back to the client carries `iss`.
+        "authorization_response_iss_parameter_supported": true,
         "grant_types_supported": SUPPORTED_GRANTS,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": signing,

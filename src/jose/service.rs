@@ -8,7 +8,7 @@ use super::keyring::{KeyMaterial, Keyring, KeyringError};
 use super::rotation::RotationMode;
 use crate::audit::AuditEvent;
 use crate::clock::SharedClock;
-use crate::store::{BatchItem, SharedStore, StoreError, WriteOp};
+use crate::store::{BatchItem, PolicyVersion, SharedStore, StoreError, WriteOp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyServiceError {
@@ -27,6 +27,7 @@ pub struct KeyService {
     rotation_interval: i64,
     /// Seconds a retired key stays published: the longest token lifetime plus a margin.
     retired_ttl: i64,
+    policy_version: PolicyVersion,
 }
 
 impl KeyService {
@@ -37,9 +38,18 @@ impl KeyService {
         clock: SharedClock,
         rotation_interval: i64,
         retired_ttl: i64,
+        policy_version: PolicyVersion,
     ) -> Result<Self, KeyServiceError> {
         let kek = Arc::new(kek);
-        rotate_in_store(&store, &kek, &clock, RotationMode::Ensure, retired_ttl).await?;
+        rotate_in_store(
+            &store,
+            &kek,
+            &clock,
+            RotationMode::Ensure,
+            retired_ttl,
+            &policy_version,
+        )
+        .await?;
         let ring = Keyring::from_rows(&store.load_keys().await?, &kek)?;
         Ok(Self {
             store,
@@ -48,6 +58,7 @@ impl KeyService {
             ring: RwLock::new(Arc::new(ring)),
             rotation_interval,
             retired_ttl,
+            policy_version,
         })
     }
 
@@ -73,8 +84,15 @@ impl KeyService {
     }
 
     async fn rotate(&self, mode: RotationMode) -> Result<bool, KeyServiceError> {
-        let rotated =
-            rotate_in_store(&self.store, &self.kek, &self.clock, mode, self.retired_ttl).await?;
+        let rotated = rotate_in_store(
+            &self.store,
+            &self.kek,
+            &self.clock,
+            mode,
+            self.retired_ttl,
+            &self.policy_version,
+        )
+        .await?;
         self.reload().await?;
         Ok(rotated)
     }
@@ -86,6 +104,7 @@ async fn rotate_in_store(
     clock: &SharedClock,
     mode: RotationMode,
     retired_ttl: i64,
+    policy_version: &PolicyVersion,
 ) -> Result<bool, StoreError> {
     let now = clock.now();
     let k = kek.clone();
@@ -107,6 +126,7 @@ async fn rotate_in_store(
                     audit: vec![ev],
                 }],
                 now,
+                policy_version().as_deref(),
             )
             .await?;
         tracing::info!(kid = ?signing, "signing key rotated");

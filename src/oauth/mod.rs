@@ -9,6 +9,7 @@ pub mod error;
 pub mod grant;
 pub mod introspect;
 pub mod params;
+pub mod pkce;
 pub mod request;
 pub mod revoke;
 pub mod scope;
@@ -35,6 +36,7 @@ pub struct Ctx {
     pub clients: Arc<client::Clients>,
     pub users: Arc<user::Users>,
     pub agents: Arc<agent::Agents>,
+    pub policies: Arc<crate::policy::Policies>,
     pub auth: client_auth::ClientAuthenticator,
 }
 

@@ -13,7 +13,12 @@ pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token
 pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// The grant types this server implements, as advertised in its metadata.
-pub const SUPPORTED_GRANTS: &[&str] = &[CLIENT_CREDENTIALS, TOKEN_EXCHANGE];
+pub const SUPPORTED_GRANTS: &[&str] = &[
+    AUTHORIZATION_CODE,
+    REFRESH_TOKEN,
+    CLIENT_CREDENTIALS,
+    TOKEN_EXCHANGE,
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenRequest {

@@ -184,8 +184,13 @@ pub trait Store: web::WebStore + Send + Sync + 'static {
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
 
     /// Applies `items` and appends their audit events in one transaction.
-    async fn commit_batch(&self, items: &[BatchItem], now: i64)
-    -> Result<Vec<Outcome>, StoreError>;
+    /// Entries are stamped with `policy_version`, the policy set in force.
+    async fn commit_batch(
+        &self,
+        items: &[BatchItem],
+        now: i64,
+        policy_version: Option<&str>,
+    ) -> Result<Vec<Outcome>, StoreError>;
 
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
@@ -193,6 +198,9 @@ pub trait Store: web::WebStore + Send + Sync + 'static {
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// Where audit entries get the version of the policy set in force when they are written.
+pub type PolicyVersion = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Opens the backend named by the URL's scheme.
 pub async fn open(url: &str, max_connections: u32) -> Result<SharedStore, StoreError> {

@@ -98,6 +98,7 @@ pub(super) struct AuditRow {
     pub session: Option<String>,
     pub token_jti: Option<String>,
     pub detail: String,
+    pub policy_version: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
@@ -114,6 +115,7 @@ impl From<AuditRow> for crate::audit::AuditEntry {
             session: r.session,
             token_jti: r.token_jti,
             detail: r.detail,
+            policy_version: r.policy_version,
             prev_hash: r.prev_hash,
             hash: r.hash,
         }
@@ -401,6 +403,7 @@ macro_rules! sql_store {
                 &self,
                 items: &[$crate::store::BatchItem],
                 now: i64,
+                policy_version: Option<&str>,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
                 use $crate::store::{Outcome, WriteOp};
                 let mut tx = self.pool.begin().await?;
@@ -490,11 +493,11 @@ macro_rules! sql_store {
                     }
                     outcomes.push(outcome);
                 }
-                let entries = $crate::audit::chain(head_seq, &head_hash, now, &events);
+                let entries = $crate::audit::chain(head_seq, &head_hash, now, policy_version, &events);
                 for e in &entries {
                     sqlx::query(
                         "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
-                         detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                         detail, prev_hash, hash, policy_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     )
                     .bind(e.seq)
                     .bind(e.ts)
@@ -507,6 +510,7 @@ macro_rules! sql_store {
                     .bind(&e.detail)
                     .bind(&e.prev_hash)
                     .bind(&e.hash)
+                    .bind(&e.policy_version)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -527,7 +531,7 @@ macro_rules! sql_store {
                 limit: i64,
             ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
-                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, prev_hash, hash \
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, prev_hash, hash \
                      FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after)

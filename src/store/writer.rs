@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{BatchItem, Outcome, SharedStore, StoreError};
+use super::{BatchItem, Outcome, PolicyVersion, SharedStore, StoreError};
 use crate::audit::AuditEvent;
 use crate::clock::SharedClock;
 
@@ -28,9 +28,13 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task; it ends once every `Writer` clone is dropped and the queue is
     /// drained.
-    pub fn start(store: SharedStore, clock: SharedClock) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        store: SharedStore,
+        clock: SharedClock,
+        version: PolicyVersion,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(run(store, clock, rx));
+        let handle = tokio::spawn(run(store, clock, version, rx));
         (Self { tx }, handle)
     }
 
@@ -49,7 +53,12 @@ impl Writer {
     }
 }
 
-async fn run(store: SharedStore, clock: SharedClock, mut rx: mpsc::Receiver<(BatchItem, Reply)>) {
+async fn run(
+    store: SharedStore,
+    clock: SharedClock,
+    version: PolicyVersion,
+    mut rx: mpsc::Receiver<(BatchItem, Reply)>,
+) {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some((item, reply)) = rx.recv().await {
@@ -64,7 +73,8 @@ async fn run(store: SharedStore, clock: SharedClock, mut rx: mpsc::Receiver<(Bat
                 Err(_) => break,
             }
         }
-        match store.commit_batch(&items, clock.now()).await {
+        let v = version();
+        match store.commit_batch(&items, clock.now(), v.as_deref()).await {
             Ok(outcomes) => {
                 for (reply, o) in replies.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(o));
@@ -81,7 +91,7 @@ async fn run(store: SharedStore, clock: SharedClock, mut rx: mpsc::Receiver<(Bat
                 tracing::warn!(error = %e, size = items.len(), "batch failed; retrying items one by one");
                 for (item, reply) in items.iter().zip(replies.drain(..)) {
                     let r = store
-                        .commit_batch(std::slice::from_ref(item), clock.now())
+                        .commit_batch(std::slice::from_ref(item), clock.now(), v.as_deref())
                         .await
                         .map_err(Arc::new)
                         .and_then(|mut o| {

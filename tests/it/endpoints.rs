@@ -32,12 +32,19 @@ async fn rfc8414_s3_metadata_at_both_well_known_paths_advertises_only_what_is_su
                 !grants.contains(&"urn:openid:params:grant-type:ciba"),
                 "{grants:?}"
             );
+            assert!(grants.contains(&"authorization_code"));
+            assert!(grants.contains(&"refresh_token"));
+            assert_eq!(m["response_types_supported"], json!(["code"]));
             assert_eq!(
-                m["response_types_supported"],
-                json!([]),
-                "no /authorize yet"
+                m["authorization_endpoint"],
+                format!("{}/authorize", app.url)
             );
-            assert!(m.get("authorization_endpoint").is_none());
+            // RFC 7636 §4.3 / RFC 9700 §2.1.1: S256 only, never plain.
+            assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+            assert_eq!(
+                m["authorization_response_iss_parameter_supported"], true,
+                "RFC 9207"
+            );
         }
         app.stop().await;
     }

@@ -97,6 +97,23 @@ audience = "orders-api"
 client_id = "billing-api"
 client_secret = "billing-secret"
 introspect = true
+
+[[clients]]
+client_id = "cli"
+public = true
+redirect_uris = ["http://127.0.0.1:9999/callback"]
+grant_types = ["authorization_code", "refresh_token"]
+scopes = ["orders:read", "orders:write", "payments:write"]
+
+[[users]]
+username = "alice"
+password = "alice-password"
+scopes = ["orders:read", "orders:write", "payments:write"]
+
+[[users]]
+username = "bob"
+password = "bob-password"
+scopes = ["orders:read"]
 {extra}
 "#,
         url = db.url,

@@ -80,12 +80,26 @@ async fn replicas_racing_a_due_rotation_rotate_exactly_once() {
         let clock = Arc::new(TestClock::new(1_000_000));
         let s1 = mandate::open_store(&config).await.unwrap();
         let s2 = mandate::open_store(&config).await.unwrap();
-        let k1 = KeyService::start(s1, Kek::from_bytes(&[7; 32]), clock.clone(), 100, 700)
-            .await
-            .unwrap();
-        let k2 = KeyService::start(s2, Kek::from_bytes(&[7; 32]), clock.clone(), 100, 700)
-            .await
-            .unwrap();
+        let k1 = KeyService::start(
+            s1,
+            Kek::from_bytes(&[7; 32]),
+            clock.clone(),
+            100,
+            700,
+            std::sync::Arc::new(|| None),
+        )
+        .await
+        .unwrap();
+        let k2 = KeyService::start(
+            s2,
+            Kek::from_bytes(&[7; 32]),
+            clock.clone(),
+            100,
+            700,
+            std::sync::Arc::new(|| None),
+        )
+        .await
+        .unwrap();
         for round in 0..4 {
             clock.advance(150);
             let (a, b2) = tokio::join!(k1.tick(), k2.tick());

@@ -5,10 +5,14 @@
 mod agents;
 mod attest;
 mod audit;
+mod authorize;
 mod client_auth;
 mod conformance;
 mod durability;
 mod endpoints;
+mod exchange;
+mod flows;
 mod helpers;
 mod keys;
+mod policy;
 mod store;

@@ -63,14 +63,14 @@ async fn revoking_a_token_revokes_its_whole_subtree_and_nothing_else() {
             issue("d", Some("a")),
             issue("e", None),
         ];
-        s.commit_batch(&items, 10).await.unwrap();
+        s.commit_batch(&items, 10, None).await.unwrap();
         assert_eq!(
-            s.commit_batch(&[revoke("b")], 20).await.unwrap(),
+            s.commit_batch(&[revoke("b")], 20, None).await.unwrap(),
             vec![Outcome::Revoked(2)],
             "{b:?}"
         );
         assert_eq!(
-            s.commit_batch(&[revoke("a")], 30).await.unwrap(),
+            s.commit_batch(&[revoke("a")], 30, None).await.unwrap(),
             vec![Outcome::Revoked(2)],
             "{b:?}"
         );
@@ -122,7 +122,7 @@ async fn two_replicas_writing_at_once_extend_one_verifiable_chain() {
                     let items: Vec<BatchItem> = (0..5)
                         .map(|j| issue(&format!("{tag}-{i}-{j}"), None))
                         .collect();
-                    s.commit_batch(&items, i).await.unwrap();
+                    s.commit_batch(&items, i, Some("v")).await.unwrap();
                 }
             })
         };

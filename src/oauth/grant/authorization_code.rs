@@ -1,19 +1,184 @@
-//! RFC 6749 §4.1.3 with PKCE (RFC 7636): a human's client redeems a code for tokens.
+//! RFC 6749 §4.1 with PKCE (RFC 7636): the authorization endpoint issues a single-use code bound
+//! to the client, its redirect URI, the PKCE challenge, the human and what was granted; the
+//! client redeems it at `/token` for the human's access token and a refresh token.
 
+pub mod request;
+
+use serde_json::json;
+
+use crate::audit::AuditEvent;
+use crate::crypto::{b64url, random_bytes, random_id, sha256};
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::token::Issued;
+use crate::oauth::pkce::CodeChallenge;
+use crate::oauth::request::{AUTHORIZATION_CODE, REFRESH_TOKEN};
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::token::{AccessSpec, Issued, mint_access, mint_refresh, persist};
+use crate::store::WriteOp;
+use crate::store::web::CodeRecord;
 
+use request::AuthorizeRequest;
+
+/// Issues a code (256 random bits, stored hashed) for `username`, valid for
+/// `tokens.authorization_code_ttl`. Each code starts a new session `sid`, which the tokens it
+/// yields (and their refreshed successors) carry.
+pub async fn issue_code(
+    ctx: &Ctx,
+    req: &AuthorizeRequest,
+    username: &str,
+    scope: &ScopeSet,
+) -> Result<String, OAuthError> {
+    let now = ctx.clock.now();
+    let code = b64url(&random_bytes::<32>());
+    let record = CodeRecord {
+        code_hash: sha256(code.as_bytes()).to_vec(),
+        client_id: req.client.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        code_challenge: req.challenge.as_str().to_string(),
+        username: username.to_string(),
+        scope: scope.to_string(),
+        aud: req.aud.clone(),
+        sid: random_id(),
+        created_at: now,
+        expires_at: now + ctx.config.tokens.authorization_code_ttl.as_secs() as i64,
+        used_at: None,
+        replayed_at: None,
+    };
+    ctx.store.create_code(&record, now).await?;
+    Ok(code)
+}
+
+fn bad_grant(d: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, d)
+}
+
+/// RFC 6749 §4.1.3 and RFC 7636 §4.6. Every check runs before the code is marked used, so a
+/// party without the verifier cannot burn a stolen code; the mark itself is atomic, so of two
+/// concurrent redemptions exactly one wins. A second redemption revokes everything the first
+/// issued (RFC 6749 §4.1.2): it may land before or after the first one's tokens are written,
+/// so each side checks for the other (see [`revoke_if_replayed`]).
 pub async fn grant(
-    _ctx: &Ctx,
-    _client: &Client,
-    _code: &str,
-    _redirect_uri: Option<&str>,
-    _code_verifier: Option<&str>,
+    ctx: &Ctx,
+    client: &Client,
+    code: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
 ) -> Result<Issued, OAuthError> {
-    Err(OAuthError::new(
-        ErrorCode::UnsupportedGrantType,
-        "grant_type `authorization_code` is not supported yet",
-    ))
+    if !client.allows_grant(AUTHORIZATION_CODE) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "client `{}` is not allowed the authorization_code grant",
+            client.client_id
+        )));
+    }
+    let hash = sha256(code.as_bytes()).to_vec();
+    let now = ctx.clock.now();
+    let Some(rec) = ctx.store.find_code(&hash).await? else {
+        return Err(bad_grant("the authorization code is unknown"));
+    };
+    if rec.used_at.is_some() {
+        return Err(replayed(ctx, &rec).await);
+    }
+    if rec.expires_at <= now {
+        return Err(bad_grant("the authorization code has expired"));
+    }
+    if rec.client_id != client.client_id {
+        return Err(bad_grant(
+            "the authorization code was issued to another client (RFC 6749 §4.1.3)",
+        ));
+    }
+    if redirect_uri != Some(rec.redirect_uri.as_str()) {
+        return Err(bad_grant(
+            "redirect_uri must be identical to the one in the authorization request (RFC 6749 §4.1.3)",
+        ));
+    }
+    let Some(verifier) = code_verifier else {
+        return Err(bad_grant(
+            "code_verifier is missing; this code was issued with a PKCE challenge (RFC 7636 §4.5)",
+        ));
+    };
+    if !CodeChallenge::from_stored(rec.code_challenge.clone()).verify(verifier) {
+        return Err(bad_grant(
+            "code_verifier does not match the code_challenge (RFC 7636 §4.6)",
+        ));
+    }
+    if !ctx.store.use_code(&hash, now).await? {
+        return Err(replayed(ctx, &rec).await);
+    }
+    let access = mint_access(
+        ctx,
+        AccessSpec {
+            sub: rec.username.clone(),
+            client_id: rec.client_id.clone(),
+            scope: rec.scope.clone(),
+            aud: rec.aud.clone(),
+            ttl: ctx.config.tokens.access_token_ttl.as_secs() as i64,
+            sid: Some(rec.sid.clone()),
+            act: None,
+            may_act: None,
+            parent_hash: None,
+            grant: AUTHORIZATION_CODE,
+        },
+    )?;
+    let refresh = client.allows_grant(REFRESH_TOKEN).then(|| {
+        mint_refresh(
+            ctx,
+            &access.record,
+            ctx.config.tokens.refresh_token_ttl.as_secs() as i64,
+            AUTHORIZATION_CODE,
+        )
+    });
+    match &refresh {
+        Some(r) => persist(ctx, &[&access, r]).await?,
+        None => persist(ctx, &[&access]).await?,
+    }
+    revoke_if_replayed(ctx, &hash).await?;
+    Ok(Issued {
+        access_token: access.token,
+        expires_in: ctx.config.tokens.access_token_ttl.as_secs() as i64,
+        scope: access.record.scope,
+        refresh_token: refresh.map(|r| r.token),
+        issued_token_type: None,
+    })
+}
+
+/// A second redemption: remember it, revoke the code's session, refuse.
+async fn replayed(ctx: &Ctx, rec: &CodeRecord) -> OAuthError {
+    let now = ctx.clock.now();
+    if let Err(e) = ctx.store.mark_code_replayed(&rec.code_hash, now).await {
+        return e.into();
+    }
+    if let Err(e) = revoke_session(ctx, rec).await {
+        return e;
+    }
+    bad_grant("the authorization code was already used; the tokens it issued are revoked")
+}
+
+/// The winning redemption's tokens are written after the code was marked used; a replay seen
+/// in between revoked a session that had no tokens yet. Looking again after the write closes
+/// that gap: whichever of the two writes lands last, the session ends up revoked.
+async fn revoke_if_replayed(ctx: &Ctx, hash: &[u8]) -> Result<(), OAuthError> {
+    if let Some(rec) = ctx.store.find_code(hash).await? {
+        if rec.replayed_at.is_some() {
+            revoke_session(ctx, &rec).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn revoke_session(ctx: &Ctx, rec: &CodeRecord) -> Result<(), OAuthError> {
+    let mut ev = AuditEvent::new("code.reuse_detected");
+    ev.subject = Some(rec.username.clone());
+    ev.client_id = Some(rec.client_id.clone());
+    ev.session = Some(rec.sid.clone());
+    ev.detail = json!({ "rule": "RFC 6749 §4.1.2" });
+    ctx.writer
+        .write(
+            WriteOp::RevokeSession {
+                sid: rec.sid.clone(),
+            },
+            vec![ev],
+        )
+        .await?;
+    Ok(())
 }

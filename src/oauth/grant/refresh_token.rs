@@ -1,19 +1,141 @@
-//! RFC 6749 §6: refresh tokens, rotated on every use (RFC 9700 §4.14).
+//! RFC 6749 §6: refresh tokens, rotated on every use (RFC 9700 §4.14.2). A rotated refresh
+//! token presented again means two parties hold it; the whole session is revoked.
+//!
+//! The new pair names the consumed refresh token as its parent, so the store refuses to record
+//! it if the family was revoked while this request ran (`Outcome::ParentRevoked`), and revoking
+//! any refresh token cascades to its successors.
 
+use serde_json::json;
+
+use crate::audit::AuditEvent;
+use crate::crypto::sha256;
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::request::REFRESH_TOKEN;
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::Issued;
+use crate::oauth::token::{AccessSpec, Issued, mint_access, mint_refresh, persist};
+use crate::store::{Consumed, TokenKind, TokenRecord, WriteOp};
+
+fn bad_grant(d: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, d)
+}
 
 pub async fn grant(
-    _ctx: &Ctx,
-    _client: &Client,
-    _refresh_token: &str,
-    _scope: Option<ScopeSet>,
+    ctx: &Ctx,
+    client: &Client,
+    refresh_token: &str,
+    scope: Option<ScopeSet>,
 ) -> Result<Issued, OAuthError> {
-    Err(OAuthError::new(
-        ErrorCode::UnsupportedGrantType,
-        "grant_type `refresh_token` is not supported yet",
-    ))
+    if !client.allows_grant(REFRESH_TOKEN) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "client `{}` is not allowed the refresh_token grant",
+            client.client_id
+        )));
+    }
+    let hash = sha256(refresh_token.as_bytes()).to_vec();
+    // Checked before consuming, so a wrong client or an access token presented here cannot
+    // burn (and so revoke) someone's session.
+    let found = ctx
+        .store
+        .find_token(&hash)
+        .await?
+        .filter(|r| r.kind == TokenKind::Refresh);
+    let Some(found) = found else {
+        return Err(bad_grant("the refresh token is unknown"));
+    };
+    if found.client_id != client.client_id {
+        return Err(bad_grant(
+            "the refresh token was issued to another client (RFC 6749 §6)",
+        ));
+    }
+    if found.consumed_at.is_some() {
+        return Err(reused(ctx, &found).await);
+    }
+    check_live(&found, ctx.clock.now())?;
+    let granted = ScopeSet::parse(&found.scope).unwrap_or_default();
+    // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
+    let scope = match scope {
+        Some(s) if !s.is_subset(&granted) => {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope exceeds what was granted: {}",
+                s.excess(&granted).join(" ")
+            )));
+        }
+        Some(s) => s,
+        None => granted,
+    };
+    let rec = match ctx.store.consume_token(&hash, ctx.clock.now()).await? {
+        Consumed::Now(rec) => rec,
+        Consumed::Before(rec) => return Err(reused(ctx, &rec).await),
+        Consumed::NotFound => return Err(bad_grant("the refresh token is unknown")),
+    };
+    let now = ctx.clock.now();
+    check_live(&rec, now)?;
+    let ttl = ctx.config.tokens.access_token_ttl.as_secs() as i64;
+    let access = mint_access(
+        ctx,
+        AccessSpec {
+            sub: rec.sub.clone(),
+            client_id: rec.client_id.clone(),
+            scope: scope.to_string(),
+            aud: rec.aud.clone(),
+            ttl,
+            sid: rec.sid.clone(),
+            act: None,
+            may_act: None,
+            parent_hash: Some(hash.clone()),
+            grant: REFRESH_TOKEN,
+        },
+    )?;
+    // The family keeps its original expiry: rotation does not extend a session forever.
+    let mut refresh = mint_refresh(ctx, &access.record, (rec.exp - now).max(1), REFRESH_TOKEN);
+    // RFC 6749 §6: the new refresh token's scope is identical to the one presented.
+    refresh.record.scope = rec.scope.clone();
+    refresh.record.parent_hash = Some(hash);
+    persist(ctx, &[&access, &refresh]).await.map_err(|e| {
+        if e.code == ErrorCode::InvalidGrant {
+            bad_grant("the refresh token was revoked")
+        } else {
+            e
+        }
+    })?;
+    Ok(Issued {
+        access_token: access.token,
+        expires_in: ttl,
+        scope: access.record.scope,
+        refresh_token: Some(refresh.token),
+        issued_token_type: None,
+    })
+}
+
+fn check_live(r: &TokenRecord, now: i64) -> Result<(), OAuthError> {
+    if r.revoked_at.is_some() {
+        return Err(bad_grant("the refresh token was revoked"));
+    }
+    if r.exp <= now {
+        return Err(bad_grant("the refresh token has expired"));
+    }
+    Ok(())
+}
+
+/// RFC 9700 §4.14.2: a rotated refresh token came back. Revoke its whole session (every access
+/// and refresh token with its `sid`, and what was derived from them) and refuse.
+async fn reused(ctx: &Ctx, r: &TokenRecord) -> OAuthError {
+    let mut ev = AuditEvent::new("token.reuse_detected");
+    ev.subject = Some(r.sub.clone());
+    ev.client_id = Some(r.client_id.clone());
+    ev.session = r.sid.clone();
+    ev.token_jti = Some(r.jti.clone());
+    ev.detail = json!({ "kind": "refresh", "rule": "RFC 9700 §4.14.2" });
+    let op = match &r.sid {
+        Some(sid) => WriteOp::RevokeSession { sid: sid.clone() },
+        None => WriteOp::Revoke {
+            token_hash: r.token_hash.clone(),
+        },
+    };
+    if let Err(e) = ctx.writer.write(op, vec![ev]).await {
+        return e.into();
+    }
+    bad_grant("the refresh token was already used; its session is revoked (RFC 9700 §4.14.2)")
 }

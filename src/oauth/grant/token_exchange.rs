@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::audit::AuditEvent;
 use crate::crypto::sha256;
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
@@ -11,8 +12,10 @@ use crate::oauth::delegation::{Ask, Limits, Parent, narrow};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::request::{ExchangeRequest, TOKEN_EXCHANGE, TT_ACCESS_TOKEN, TT_JWT};
 use crate::oauth::scope::ScopeSet;
+use crate::oauth::token::actor_chain;
 use crate::oauth::token::{AccessSpec, Issued, mint_access, persist};
-use crate::store::{TokenKind, TokenRecord};
+use crate::policy::{DelegateRequest, Outcome};
+use crate::store::{TokenKind, TokenRecord, WriteOp};
 
 fn invalid_request(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
     OAuthError::invalid_request(d)
@@ -99,18 +102,86 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
         },
         &limits,
     )?;
-    // The default policy (SPEC): only high-risk scopes need the human's approval.
-    let high_risk: Vec<&str> = child
-        .scope
-        .iter()
-        .filter(|s| ctx.config.policy.high_risk_scopes.iter().any(|h| h == s))
-        .collect();
-    if !high_risk.is_empty() {
-        return Err(OAuthError::invalid_scope(format!(
-            "high-risk scope {} needs the human's approval: ask through /bc-authorize (OpenID CIBA) instead of a direct exchange",
-            high_risk.join(" ")
-        )));
+    let attestation = agent_attestation(actor_token);
+    let decision = ctx.policies.delegate(&DelegateRequest {
+        agent: agent.name.clone(),
+        attestation: attestation.clone(),
+        user: subject.sub.clone(),
+        user_scopes: ctx
+            .users
+            .get(&subject.sub)
+            .map(|u| u.scopes.clone())
+            .unwrap_or_default(),
+        scopes: child.scope.iter().map(str::to_string).collect(),
+        audiences: child.aud.clone(),
+        depth: i64::from(child.depth),
+        client: client.client_id.clone(),
+        actors: actor_chain(parent.act.as_ref())
+            .iter()
+            .map(|a| a.strip_prefix("agent:").unwrap_or(a).to_string())
+            .collect(),
+        ttl: child.exp - now,
+        time: now,
+    });
+    if decision.outcome != Outcome::Permit {
+        let (error, description) = match decision.outcome {
+            Outcome::NeedsApproval => (
+                if decision
+                    .ids()
+                    .iter()
+                    .any(|i| i == "mandate:high-risk-scopes")
+                {
+                    ErrorCode::InvalidScope
+                } else {
+                    ErrorCode::InvalidGrant
+                },
+                format!(
+                    "this delegation needs the human's approval (policy {}): ask through /bc-authorize (OpenID CIBA) \
+                     instead of a direct exchange",
+                    decision
+                        .determining
+                        .iter()
+                        .filter(|p| ctx.policies.current().needs_approval(p))
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Outcome::Deny { scopes_only } => (
+                if scopes_only {
+                    ErrorCode::InvalidScope
+                } else {
+                    ErrorCode::InvalidGrant
+                },
+                format!(
+                    "{} may not act for {} with this request: {}",
+                    agent.subject(),
+                    subject.sub,
+                    decision.refusal()
+                ),
+            ),
+            Outcome::Permit => (ErrorCode::ServerError, String::new()),
+        };
+        let mut ev = AuditEvent::new("token.exchange_refused");
+        ev.subject = Some(subject.sub.clone());
+        ev.actors = std::iter::once(agent.subject())
+            .chain(actor_chain(parent.act.as_ref()))
+            .collect();
+        ev.client_id = Some(client.client_id.clone());
+        ev.session = subject.sid.clone();
+        ev.token_jti = Some(subject.jti.clone());
+        ev.detail = serde_json::json!({
+            "scope": child.scope.to_string(), "aud": child.aud, "policies": decision.determining.iter()
+                .map(|p| serde_json::json!({"id": p.id, "file": p.file})).collect::<Vec<_>>(),
+            "reason": description,
+        });
+        ctx.writer.write(WriteOp::None, vec![ev]).await?;
+        return Err(OAuthError::new(error, description));
     }
+    // `@max_ttl` caps the lifetime further.
+    let exp = decision
+        .max_ttl
+        .map_or(child.exp, |t| child.exp.min(now + t));
     let mut minted = mint_access(
         ctx,
         AccessSpec {
@@ -118,7 +189,7 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
             client_id: client.client_id.clone(),
             scope: child.scope.to_string(),
             aud: child.aud,
-            ttl: child.exp - now,
+            ttl: exp - now,
             sid: Some(crate::crypto::random_id()),
             act: Some(child.act),
             may_act: None,
@@ -131,11 +202,13 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
         o.insert("parent_sid".into(), subject.sid.clone().into());
         o.insert("actor_jti".into(), actor.jti.clone().into());
         o.insert("depth".into(), child.depth.into());
+        o.insert("attestation".into(), attestation.into());
+        o.insert("policies".into(), decision.ids().into());
     }
     persist(ctx, &[&minted]).await?;
     Ok(Issued {
         access_token: minted.token,
-        expires_in: child.exp - now,
+        expires_in: exp - now,
         scope: minted.record.scope,
         refresh_token: None,
         issued_token_type: Some(TT_ACCESS_TOKEN),
@@ -146,6 +219,20 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
 async fn live_token(ctx: &Ctx, token: &str, now: i64) -> Result<Option<TokenRecord>, OAuthError> {
     let r = ctx.store.find_token(&sha256(token.as_bytes())).await?;
     Ok(r.filter(|t| t.revoked_at.is_none() && t.exp > now))
+}
+
+/// How the actor proved itself (`att` of its agent token). The token was found by its hash, so
+/// it is byte for byte one this server signed: reading its payload needs no second verification.
+fn agent_attestation(agent_token: &str) -> String {
+    jsonwebtoken::dangerous::insecure_decode::<Value>(agent_token)
+        .ok()
+        .and_then(|d| {
+            d.claims
+                .get("att")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "software".into())
 }
 
 fn parse_json(s: Option<&str>) -> Option<Value> {

@@ -1,0 +1,361 @@
+//! The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3), parsed before anything is shown
+//! to the human. Its errors come in two kinds (RFC 6749 §4.1.2.1): while the client or the
+//! redirect URI cannot be trusted, the error is shown to the human and the browser is never
+//! sent anywhere; after that, errors go back to the client's redirect URI.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::oauth::Ctx;
+use crate::oauth::client::Client;
+use crate::oauth::params::Params;
+use crate::oauth::pkce::{CodeChallenge, S256};
+use crate::oauth::request::AUTHORIZATION_CODE;
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::user::User;
+
+/// RFC 6749 §4.1.2.1 error codes (plus RFC 8707 §2 `invalid_target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthzErrorCode {
+    InvalidRequest,
+    UnauthorizedClient,
+    AccessDenied,
+    UnsupportedResponseType,
+    InvalidScope,
+    InvalidTarget,
+    ServerError,
+}
+
+impl AuthzErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::ServerError => "server_error",
+        }
+    }
+}
+
+/// An error to send back to the client's redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthzError {
+    pub code: AuthzErrorCode,
+    pub description: Cow<'static, str>,
+}
+
+impl AuthzError {
+    pub fn new(code: AuthzErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+        }
+    }
+}
+
+/// Why an authorization request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The client or redirect URI is missing, unknown or unregistered: tell the human only.
+    Fatal(Cow<'static, str>),
+    /// Everything else: redirect back with `error`, `error_description` and `state`.
+    Redirect(Box<RedirectTarget>, AuthzError),
+}
+
+/// Where responses to a validated request go (RFC 6749 §4.1.2), with `state` echoed and the
+/// RFC 9207 `iss` parameter so the client can tell which server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectTarget {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub iss: String,
+}
+
+impl RedirectTarget {
+    fn with(&self, pairs: &[(&str, &str)]) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+        if let Some(s) = &self.state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", &self.iss);
+        // RFC 6749 §3.1.2: a query component of the registered URI is kept.
+        let sep = if self.redirect_uri.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{}{sep}{}", self.redirect_uri, q.finish())
+    }
+
+    /// RFC 6749 §4.1.2: the successful response.
+    pub fn with_code(&self, code: &str) -> String {
+        self.with(&[("code", code)])
+    }
+
+    /// RFC 6749 §4.1.2.1: the error response.
+    pub fn with_error(&self, e: &AuthzError) -> String {
+        self.with(&[
+            ("error", e.code.as_str()),
+            ("error_description", &safe_description(&e.description)),
+        ])
+    }
+}
+
+/// RFC 6749 §4.1.2.1 limits `error_description` to `%x20-21 / %x23-5B / %x5D-7E`.
+fn safe_description(d: &str) -> String {
+    d.replace('§', "section ")
+        .chars()
+        .map(|c| match c {
+            '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// A validated authorization request. Before sign-in the user is unknown, so the scope is
+/// checked against the client here and against the user in [`AuthorizeRequest::scope_for`].
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest {
+    pub client: Arc<Client>,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    /// As asked; `None` means "the default" (RFC 6749 §3.3).
+    pub scope: Option<ScopeSet>,
+    pub challenge: CodeChallenge,
+    /// `audience` / `resource` as asked (RFC 8707 §2).
+    pub targets: Vec<String>,
+    /// The resource servers the tokens will be for.
+    pub aud: Vec<String>,
+}
+
+impl AuthorizeRequest {
+    pub fn parse(ctx: &Ctx, p: &Params) -> Result<Self, Rejection> {
+        let fatal = |m: &'static str| Rejection::Fatal(Cow::Borrowed(m));
+        let client_id = p
+            .one("client_id")
+            .map_err(|_| fatal("The request names client_id more than once."))?
+            .ok_or_else(|| {
+                fatal(
+                    "The request does not say which application is asking (client_id is missing).",
+                )
+            })?;
+        let client = ctx.clients.get(client_id).ok_or_else(|| {
+            fatal("The application that sent you here is not registered with this server.")
+        })?;
+        let redirect_uri = p
+            .one("redirect_uri")
+            .map_err(|_| fatal("The request names redirect_uri more than once."))?
+            .ok_or_else(|| {
+                fatal("The request does not say where to return to (redirect_uri is missing).")
+            })?;
+        // RFC 6749 §3.1.2.3 and RFC 9700 §2.1: exact string comparison, no patterns.
+        if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+            return Err(fatal(
+                "The address this application asked to return to is not registered for it, so you were not sent there.",
+            ));
+        }
+        let iss = ctx.issuer.clone();
+        let mut target = RedirectTarget {
+            redirect_uri: redirect_uri.to_string(),
+            state: None,
+            iss,
+        };
+        let bad = |t: &RedirectTarget, code, d: Cow<'static, str>| {
+            Rejection::Redirect(Box::new(t.clone()), AuthzError::new(code, d))
+        };
+        use AuthzErrorCode as C;
+        target.state = p
+            .one("state")
+            .map_err(|e| bad(&target, C::InvalidRequest, e.description))?
+            .map(str::to_string);
+        let one = |name: &str| {
+            p.one(name)
+                .map_err(|e| bad(&target, C::InvalidRequest, e.description))
+        };
+        match one("response_type")? {
+            None => {
+                return Err(bad(
+                    &target,
+                    C::InvalidRequest,
+                    "response_type is missing; use response_type=code".into(),
+                ));
+            }
+            Some("code") => {}
+            Some(_) => {
+                return Err(bad(
+                    &target,
+                    C::UnsupportedResponseType,
+                    "only response_type=code is supported".into(),
+                ));
+            }
+        }
+        if !client.allows_grant(AUTHORIZATION_CODE) {
+            return Err(bad(
+                &target,
+                C::UnauthorizedClient,
+                format!(
+                    "client `{}` is not allowed the authorization_code grant",
+                    client.client_id
+                )
+                .into(),
+            ));
+        }
+        let challenge = CodeChallenge::parse(one("code_challenge")?, one("code_challenge_method")?)
+            .map_err(|e| bad(&target, C::InvalidRequest, e.to_string().into()))?;
+        let scope = one("scope")?
+            .map(ScopeSet::parse)
+            .transpose()
+            .map_err(|e| bad(&target, C::InvalidScope, e.description))?;
+        if let Some(s) = &scope {
+            let allowed = ScopeSet::from_list(client.scopes.iter().cloned());
+            if !s.is_subset(&allowed) {
+                return Err(bad(
+                    &target,
+                    C::InvalidScope,
+                    format!(
+                        "scope not allowed for this client: {}",
+                        s.excess(&allowed).join(" ")
+                    )
+                    .into(),
+                ));
+            }
+        }
+        let mut targets: Vec<String> = p
+            .all("audience")
+            .into_iter()
+            .chain(p.all("resource"))
+            .map(str::to_string)
+            .collect();
+        targets.sort();
+        targets.dedup();
+        let aud = crate::oauth::grant::resolve_audiences(ctx, &client, &targets)
+            .map_err(|e| bad(&target, C::InvalidTarget, e.description))?;
+        Ok(Self {
+            client,
+            redirect_uri: target.redirect_uri,
+            state: target.state,
+            scope,
+            challenge,
+            targets,
+            aud,
+        })
+    }
+
+    /// Where to send the response.
+    pub fn target(&self, ctx: &Ctx) -> RedirectTarget {
+        RedirectTarget {
+            redirect_uri: self.redirect_uri.clone(),
+            state: self.state.clone(),
+            iss: ctx.issuer.clone(),
+        }
+    }
+
+    /// The request in a canonical query string, carried through the login and consent forms
+    /// and parsed again (so validated again) when they come back.
+    pub fn to_query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &self.client.client_id)
+            .append_pair("redirect_uri", &self.redirect_uri);
+        if let Some(s) = &self.state {
+            q.append_pair("state", s);
+        }
+        if let Some(s) = &self.scope {
+            q.append_pair("scope", &s.to_string());
+        }
+        q.append_pair("code_challenge", self.challenge.as_str())
+            .append_pair("code_challenge_method", S256);
+        for t in &self.targets {
+            q.append_pair("audience", t);
+        }
+        q.finish()
+    }
+
+    /// The scope the tokens will carry: as asked, or by default everything both the client and
+    /// the user may hold; either way within both (SPEC "Declarative bootstrap").
+    pub fn scope_for(&self, user: &User) -> Result<ScopeSet, AuthzError> {
+        let user_allowed = ScopeSet::from_list(user.scopes.iter().cloned());
+        let scope = match &self.scope {
+            Some(s) => s.clone(),
+            None => ScopeSet::from_list(
+                self.client
+                    .scopes
+                    .iter()
+                    .filter(|s| user.scopes.contains(s))
+                    .cloned(),
+            ),
+        };
+        if !scope.is_subset(&user_allowed) {
+            return Err(AuthzError::new(
+                AuthzErrorCode::InvalidScope,
+                format!(
+                    "scope not allowed for this user: {}",
+                    scope.excess(&user_allowed).join(" ")
+                ),
+            ));
+        }
+        if scope.is_empty() {
+            return Err(AuthzError::new(
+                AuthzErrorCode::InvalidScope,
+                "this user may hold none of the scopes this client may be granted",
+            ));
+        }
+        Ok(scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: &str, state: Option<&str>) -> RedirectTarget {
+        RedirectTarget {
+            redirect_uri: uri.into(),
+            state: state.map(Into::into),
+            iss: "https://as.example".into(),
+        }
+    }
+
+    #[test]
+    fn rfc6749_s4_1_2_state_and_iss_are_echoed_with_the_code() {
+        let t = target("http://127.0.0.1:9999/cb", Some("x y&z"));
+        assert_eq!(
+            t.with_code("abc"),
+            "http://127.0.0.1:9999/cb?code=abc&state=x+y%26z&iss=https%3A%2F%2Fas.example"
+        );
+    }
+
+    #[test]
+    fn rfc6749_s3_1_2_registered_query_is_kept() {
+        let t = target("https://app.example/cb?tenant=1", None);
+        assert!(
+            t.with_code("c")
+                .starts_with("https://app.example/cb?tenant=1&code=c&")
+        );
+    }
+
+    #[test]
+    fn rfc6749_s4_1_2_1_error_description_is_restricted_ascii() {
+        let t = target("https://app.example/cb", Some("s"));
+        let loc = t.with_error(&AuthzError::new(
+            AuthzErrorCode::InvalidRequest,
+            "bad \"thing\" (RFC 7636 §4.3) é",
+        ));
+        let q: Vec<(String, String)> =
+            form_urlencoded::parse(loc.split_once('?').unwrap().1.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        assert!(q.contains(&("error".into(), "invalid_request".into())));
+        assert!(q.contains(&(
+            "error_description".into(),
+            "bad ?thing? (RFC 7636 section 4.3) ?".into()
+        )));
+        assert!(q.contains(&("state".into(), "s".into())));
+    }
+}

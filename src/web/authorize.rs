@@ -1,0 +1,199 @@
+//! `GET`/`POST /authorize` (RFC 6749 §3.1, §4.1.1) and `POST /consent`: validate the request,
+//! sign the human in if needed, ask for consent the first time a client wants scopes the human
+//! has not approved for it, then send the browser back to the client with a code.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::json;
+
+use super::pages::{self, ConsentPage};
+use super::session::{self, Session};
+use super::{login, read_form, redirect, server_error};
+use crate::audit::AuditEvent;
+use crate::oauth::Ctx;
+use crate::oauth::grant::authorization_code::issue_code;
+use crate::oauth::grant::authorization_code::request::{
+    AuthorizeRequest, AuthzError, AuthzErrorCode, Rejection,
+};
+use crate::oauth::params::Params;
+use crate::oauth::scope::ScopeSet;
+use crate::store::WriteOp;
+
+/// `GET /authorize`: the request is the query string. Redirects are 302 (RFC 6749 §4.1.2).
+pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, uri: Uri) -> Response {
+    let p = Params::parse(uri.query().unwrap_or("").as_bytes());
+    authorize(&ctx, &headers, &p, StatusCode::FOUND).await
+}
+
+/// `POST /authorize`: RFC 6749 §3.1 lets the request come as a form body. A login form posted
+/// here (to the page's own URL) is handled as the sign-in it is.
+pub async fn post(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+    let p = match read_form(&ctx, &headers, body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    if !p.all("username").is_empty() || !p.all("password").is_empty() {
+        return login::submit(&ctx, &headers, &p).await;
+    }
+    authorize(&ctx, &headers, &p, StatusCode::SEE_OTHER).await
+}
+
+fn rejected(r: Rejection, status: StatusCode) -> Response {
+    match r {
+        Rejection::Fatal(m) => pages::error(StatusCode::BAD_REQUEST, &m),
+        Rejection::Redirect(t, e) => redirect(status, &t.with_error(&e)),
+    }
+}
+
+async fn authorize(ctx: &Ctx, headers: &HeaderMap, p: &Params, status: StatusCode) -> Response {
+    let req = match AuthorizeRequest::parse(ctx, p) {
+        Ok(r) => r,
+        Err(r) => return rejected(r, status),
+    };
+    match session::current(ctx, headers).await {
+        Ok(Some(s)) => decide(ctx, &req, &s, status).await,
+        Ok(None) => login::form(ctx, headers, Some(&req), StatusCode::OK, None, ""),
+        Err(_) => server_error(),
+    }
+}
+
+/// Signed in: a code at once if the human already approved these scopes for this client,
+/// else the consent page.
+async fn decide(ctx: &Ctx, req: &AuthorizeRequest, s: &Session, status: StatusCode) -> Response {
+    let target = req.target(ctx);
+    let scope = match req.scope_for(&s.user) {
+        Ok(scope) => scope,
+        Err(e) => return redirect(status, &target.with_error(&e)),
+    };
+    let consented = match ctx
+        .store
+        .consent(&s.user.username, &req.client.client_id)
+        .await
+    {
+        Ok(c) => c.and_then(|c| ScopeSet::parse(&c).ok()).unwrap_or_default(),
+        Err(_) => return server_error(),
+    };
+    if scope.is_subset(&consented) {
+        return code_redirect(ctx, req, &s.user.username, &scope, status).await;
+    }
+    let pending = req.to_query();
+    pages::render(
+        StatusCode::OK,
+        &ConsentPage {
+            username: &s.user.username,
+            client: &req.client.client_id,
+            scopes: scope.iter().collect(),
+            audiences: &req.aud,
+            redirect_uri: &req.redirect_uri,
+            csrf: &s.csrf,
+            pending: &pending,
+        },
+        Some(&req.redirect_uri),
+    )
+}
+
+async fn code_redirect(
+    ctx: &Ctx,
+    req: &AuthorizeRequest,
+    username: &str,
+    scope: &ScopeSet,
+    status: StatusCode,
+) -> Response {
+    match issue_code(ctx, req, username, scope).await {
+        Ok(code) => redirect(status, &req.target(ctx).with_code(&code)),
+        Err(_) => redirect(
+            status,
+            &req.target(ctx).with_error(&AuthzError::new(
+                AuthzErrorCode::ServerError,
+                "the server could not complete the request; try again",
+            )),
+        ),
+    }
+}
+
+/// `POST /consent`: the human's answer. Needs the session and its CSRF token; Deny sends
+/// `access_denied` back (RFC 6749 §4.1.2.1), Approve remembers the consent and issues a code.
+pub async fn consent(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+    let p = match read_form(&ctx, &headers, body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let s = match session::current(&ctx, &headers).await {
+        Ok(s) => s,
+        Err(_) => return server_error(),
+    };
+    let csrf = p.one("csrf_token").ok().flatten();
+    let Some(s) = s.filter(|s| s.csrf_ok(csrf)) else {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "This form expired or did not come from this site. Go back to the application and start again.",
+        );
+    };
+    let req = match login::pending(&ctx, &p) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "The form did not say which request it answers.",
+            );
+        }
+        Err(resp) => return *resp,
+    };
+    let target = req.target(&ctx);
+    let approve = match p.one("decision") {
+        Ok(Some("approve")) => true,
+        Ok(Some("deny")) => false,
+        _ => {
+            return pages::error(StatusCode::BAD_REQUEST, "Choose Approve or Deny.");
+        }
+    };
+    let status = StatusCode::SEE_OTHER;
+    let scope = match req.scope_for(&s.user) {
+        Ok(scope) => scope,
+        Err(e) => return redirect(status, &target.with_error(&e)),
+    };
+    let username = &s.user.username;
+    let mut ev = AuditEvent::new(if approve {
+        "consent.granted"
+    } else {
+        "consent.denied"
+    });
+    ev.subject = Some(username.clone());
+    ev.client_id = Some(req.client.client_id.clone());
+    ev.detail = json!({ "scope": scope.to_string(), "aud": req.aud });
+    if !approve {
+        if ctx.writer.write(WriteOp::None, vec![ev]).await.is_err() {
+            return server_error();
+        }
+        return redirect(
+            status,
+            &target.with_error(&AuthzError::new(
+                AuthzErrorCode::AccessDenied,
+                "the user denied the request",
+            )),
+        );
+    }
+    let client_id = &req.client.client_id;
+    let saved = async {
+        let before = ctx.store.consent(username, client_id).await?;
+        let union = before
+            .iter()
+            .flat_map(|b| b.split(' '))
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .chain(scope.iter().map(str::to_string));
+        let union = ScopeSet::from_list(union).to_string();
+        ctx.store
+            .save_consent(username, client_id, &union, ctx.clock.now())
+            .await?;
+        ctx.writer.write(WriteOp::None, vec![ev]).await
+    };
+    if saved.await.is_err() {
+        return server_error();
+    }
+    code_redirect(&ctx, &req, username, &scope, status).await
+}

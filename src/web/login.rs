@@ -1,0 +1,178 @@
+//! Sign-in: the login page and its submission. A failed sign-in says only that the username or
+//! password is wrong (never which), costs the same argon2 time for unknown users, and sets no
+//! session cookie.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::pages::{self, LoginPage};
+use super::{read_form, redirect, server_error, session};
+use crate::oauth::Ctx;
+use crate::oauth::client::verify_secret;
+use crate::oauth::grant::authorization_code::request::{AuthorizeRequest, Rejection};
+use crate::oauth::params::Params;
+use crate::oauth::user::User;
+
+/// argon2id (default parameters, the same as real hashes) of a password nobody has: verified for
+/// unknown usernames so that their answer takes as long as a known user's.
+const DECOY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$bWFuZGF0ZS1kZWNveS0wMQ$grgYj/MuLsIdTGyBPMPa/hIRT65QEulJijEmuPsznKI";
+
+const WRONG: &str = "The username or password is incorrect.";
+
+/// The login page, for a pending authorization request or on its own.
+pub fn form(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    pending: Option<&AuthorizeRequest>,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
+    let (csrf, set_cookie) = session::login_csrf(ctx, headers);
+    let query = pending.map(AuthorizeRequest::to_query);
+    let page = LoginPage {
+        action: "/login",
+        csrf: &csrf,
+        pending: query.as_deref(),
+        client: pending.map(|r| r.client.client_id.as_str()),
+        error,
+        username,
+    };
+    let mut resp = pages::render(status, &page, pending.map(|r| r.redirect_uri.as_str()));
+    if let Some(c) = set_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// `GET /login`: sign in without an authorization request (for later pages), or say who is
+/// signed in.
+pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    match session::current(&ctx, &headers).await {
+        Ok(Some(s)) => signed_in(&s.user.username),
+        Ok(None) => form(&ctx, &headers, None, StatusCode::OK, None, ""),
+        Err(_) => server_error(),
+    }
+}
+
+fn signed_in(username: &str) -> Response {
+    pages::message(
+        StatusCode::OK,
+        "Signed in",
+        &format!("You are signed in as {username}."),
+    )
+}
+
+/// `POST /login`.
+pub async fn post(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+    match read_form(&ctx, &headers, body).await {
+        Ok(p) => submit(&ctx, &headers, &p).await,
+        Err(resp) => resp,
+    }
+}
+
+/// The pending authorization request carried by a form, validated again.
+pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, Box<Response>> {
+    let Ok(q) = p.one("pending") else {
+        return Err(Box::new(pages::error(
+            StatusCode::BAD_REQUEST,
+            "The form was sent with a repeated field.",
+        )));
+    };
+    let Some(q) = q else { return Ok(None) };
+    match AuthorizeRequest::parse(ctx, &Params::parse(q.as_bytes())) {
+        Ok(r) => Ok(Some(r)),
+        Err(Rejection::Fatal(m)) => Err(Box::new(pages::error(StatusCode::BAD_REQUEST, &m))),
+        Err(Rejection::Redirect(t, e)) => {
+            Err(Box::new(redirect(StatusCode::SEE_OTHER, &t.with_error(&e))))
+        }
+    }
+}
+
+/// Checks the CSRF token and the credentials; on success starts a session and sends the browser
+/// back to `/authorize` (or to the signed-in page).
+pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params) -> Response {
+    if !session::login_csrf_ok(ctx, headers, p.one("csrf_token").ok().flatten()) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "This form expired or did not come from this site. Go back, reload the page and sign in again.",
+        );
+    }
+    let pending = match pending(ctx, p) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let (Ok(username), Ok(password)) = (p.one("username"), p.one("password")) else {
+        return form(
+            ctx,
+            headers,
+            pending.as_ref(),
+            StatusCode::BAD_REQUEST,
+            Some(WRONG),
+            "",
+        );
+    };
+    let username = username.unwrap_or("");
+    let Some(password) = password.filter(|_| !username.is_empty()) else {
+        return form(
+            ctx,
+            headers,
+            pending.as_ref(),
+            StatusCode::BAD_REQUEST,
+            Some("Enter your username and password."),
+            username,
+        );
+    };
+    let Some(user) = check(ctx.users.get(username), password.to_string()).await else {
+        tracing::info!("sign-in failed");
+        return form(
+            ctx,
+            headers,
+            pending.as_ref(),
+            StatusCode::UNAUTHORIZED,
+            Some(WRONG),
+            username,
+        );
+    };
+    let cookie = match session::start(ctx, &user).await {
+        Ok(c) => c,
+        Err(_) => return server_error(),
+    };
+    let location = match &pending {
+        Some(r) => format!("/authorize?{}", r.to_query()),
+        None => "/login".to_string(),
+    };
+    let mut resp = redirect(StatusCode::SEE_OTHER, &location);
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp.into_response()
+}
+
+/// argon2id on a blocking thread; an unknown user costs one decoy verification.
+async fn check(user: Option<Arc<User>>, password: String) -> Option<Arc<User>> {
+    tokio::task::spawn_blocking(move || match user {
+        Some(u) => u.check_password(&password).then_some(u),
+        None => {
+            let _ = verify_secret(&password, DECOY_PHC);
+            None
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoy_hash_is_a_valid_argon2id_phc_string_that_matches_nothing_typed() {
+        assert!(argon2::PasswordHash::new(DECOY_PHC).is_ok());
+        assert!(!verify_secret("alice-password", DECOY_PHC));
+        assert!(!verify_secret("", DECOY_PHC));
+    }
+}

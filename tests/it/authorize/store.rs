@@ -1,0 +1,71 @@
+//! The web storage methods, on both backends.
+
+use crate::flows::*;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn stored_codes_are_single_use_on_both_backends() {
+    use mandate::store::web::CodeRecord;
+    for b in backends() {
+        let db = test_db(b).await;
+        let store = mandate::store::open(&db.url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let rec = CodeRecord {
+            code_hash: vec![1; 32],
+            client_id: "cli".into(),
+            redirect_uri: REDIRECT_URI.into(),
+            code_challenge: "c".into(),
+            username: "alice".into(),
+            scope: "a b".into(),
+            aud: vec!["x".into(), "y".into()],
+            sid: "sid".into(),
+            created_at: 100,
+            expires_at: 160,
+            used_at: None,
+            replayed_at: None,
+        };
+        store.create_code(&rec, 100).await.unwrap();
+        assert_eq!(
+            store.find_code(&rec.code_hash).await.unwrap(),
+            Some(rec.clone())
+        );
+        assert!(store.use_code(&rec.code_hash, 110).await.unwrap());
+        assert!(
+            !store.use_code(&rec.code_hash, 111).await.unwrap(),
+            "single use"
+        );
+        store.mark_code_replayed(&rec.code_hash, 112).await.unwrap();
+        let got = store.find_code(&rec.code_hash).await.unwrap().unwrap();
+        assert_eq!((got.used_at, got.replayed_at), (Some(110), Some(112)));
+        assert!(
+            !store.use_code(&[2; 32], 110).await.unwrap(),
+            "unknown code"
+        );
+        // Consents and sessions.
+        assert_eq!(store.consent("alice", "cli").await.unwrap(), None);
+        store.save_consent("alice", "cli", "a", 1).await.unwrap();
+        store.save_consent("alice", "cli", "a b", 2).await.unwrap();
+        assert_eq!(
+            store.consent("alice", "cli").await.unwrap().as_deref(),
+            Some("a b")
+        );
+        store
+            .create_browser_session(&[3; 32], "alice", 100, 200)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .browser_session(&[3; 32], 150)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            store.browser_session(&[3; 32], 200).await.unwrap(),
+            None,
+            "expired"
+        );
+        store.close().await;
+    }
+}
