@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 /// Environment variables that are not config keys.
 const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG"];
 /// Tables whose keys can be overridden as `MANDATE_<TABLE>_<KEY>`.
-const TABLES: &[&str] = &["tokens", "keys", "server", "policy"];
+const TABLES: &[&str] = &["tokens", "keys", "server", "policy", "ciba"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +42,8 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub ciba: CibaConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -186,6 +188,27 @@ pub struct AgentConfig {
     pub ak_public: Option<String>,
     pub public_jwk: Option<serde_json::Value>,
     pub pcr_policy: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// OpenID CIBA (poll mode) for grants that need the human's approval.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CibaConfig {
+    /// The least time between two polls of `/token` (CIBA Core §7.3 `interval`).
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// How long a request waits for the human (`expires_in`); `requested_expiry` may shorten it.
+    #[serde(deserialize_with = "de_duration")]
+    pub expiry: Duration,
+}
+
+impl Default for CibaConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            expiry: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -188,6 +188,7 @@ impl App {
             agents,
             policies,
             auth,
+            throttle: Default::default(),
         });
         Ok(Self {
             ctx,
@@ -225,9 +226,13 @@ impl App {
         } = self;
         let store = ctx.store.clone();
         drop(ctx);
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // The peer address feeds login throttling.
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         key_task.abort();
         policy_task.abort();
         // The writer ends when the last request holding it is gone and its queue is empty.

@@ -33,7 +33,7 @@ fn live_token<'c>(ctx: &'c Ctx<'_>) -> Result<&'c str, String> {
 }
 
 /// Fails unless the response is 200 `application/json` and exactly `{"active": false}`.
-fn expect_inactive(resp: &Captured) -> Result<(), String> {
+pub(crate) fn expect_inactive(resp: &Captured) -> Result<(), String> {
     if resp.status == 200
         && resp.has_json_content_type()
         && resp.json == Some(json!({"active": false}))
@@ -48,7 +48,7 @@ fn expect_inactive(resp: &Captured) -> Result<(), String> {
 }
 
 /// Fails unless the response is 200 JSON with `active: true`.
-fn expect_active(resp: &Captured) -> Result<(), String> {
+pub(crate) fn expect_active(resp: &Captured) -> Result<(), String> {
     resp.expect_status(200)?;
     if !resp.has_json_content_type() {
         return Err(format!(

@@ -33,6 +33,10 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
         "code_challenge_methods_supported": ["S256"],
         // RFC 9207: every redirect back to the client carries `iss`.
         "authorization_response_iss_parameter_supported": true,
+        // OpenID CIBA Core §4: poll mode only, for delegations that need the human's approval.
+        "backchannel_authentication_endpoint": ctx.endpoint("/bc-authorize"),
+        "backchannel_token_delivery_modes_supported": ["poll"],
+        "backchannel_user_code_parameter_supported": false,
         "grant_types_supported": SUPPORTED_GRANTS,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": signing,

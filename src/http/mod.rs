@@ -2,6 +2,7 @@
 //! and render.
 
 mod attest;
+mod bc_authorize;
 mod discovery;
 mod error;
 pub mod extract;
@@ -39,6 +40,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/attest/challenge", post(attest::challenge))
         .route("/attest", post(attest::attest))
+        .route("/bc-authorize", post(bc_authorize::bc_authorize))
         .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::extract::Form;
-use crate::oauth::grant::{authorization_code, client_credentials, refresh_token, token_exchange};
+use crate::oauth::grant::{
+    authorization_code, ciba, client_credentials, refresh_token, token_exchange,
+};
 use crate::oauth::request::TokenRequest;
 use crate::oauth::token::Issued;
 use crate::oauth::{Ctx, OAuthError};
@@ -40,6 +42,7 @@ pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, 
             scope,
         } => refresh_token::grant(&ctx, &client, &refresh_token, scope).await?,
         TokenRequest::TokenExchange(req) => token_exchange::grant(&ctx, &client, req).await?,
+        TokenRequest::Ciba { auth_req_id } => ciba::grant(&ctx, &client, &auth_req_id).await?,
     };
     Ok(token_response(issued))
 }

@@ -17,6 +17,12 @@ pub enum ErrorCode {
     InvalidTarget,
     UnsupportedTokenType,
     AccessDenied,
+    /// CIBA Core §11: the human has not decided yet.
+    AuthorizationPending,
+    /// CIBA Core §11: polled faster than `interval`.
+    SlowDown,
+    /// CIBA Core §11: the request expired before the human decided.
+    ExpiredToken,
     NotFound,
     MethodNotAllowed,
     ServerError,
@@ -35,6 +41,9 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ServerError => "server_error",

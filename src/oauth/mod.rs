@@ -38,6 +38,7 @@ pub struct Ctx {
     pub agents: Arc<agent::Agents>,
     pub policies: Arc<crate::policy::Policies>,
     pub auth: client_auth::ClientAuthenticator,
+    pub throttle: crate::web::throttle::Throttle,
 }
 
 impl Ctx {

@@ -8,6 +8,8 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const AUTHORIZATION_CODE: &str = "authorization_code";
 pub const REFRESH_TOKEN: &str = "refresh_token";
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// OpenID CIBA Core §10.1.
+pub const CIBA: &str = "urn:openid:params:grant-type:ciba";
 /// RFC 8693 §3 token type identifiers.
 pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -18,6 +20,7 @@ pub const SUPPORTED_GRANTS: &[&str] = &[
     REFRESH_TOKEN,
     CLIENT_CREDENTIALS,
     TOKEN_EXCHANGE,
+    CIBA,
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,8 @@ pub enum TokenRequest {
     },
     /// RFC 8693 §2.1.
     TokenExchange(ExchangeRequest),
+    /// OpenID CIBA Core §10.1: polling for a delegation the human was asked to approve.
+    Ciba { auth_req_id: String },
 }
 
 /// RFC 8693 §2.1 request parameters.
@@ -52,6 +57,21 @@ pub struct ExchangeRequest {
     pub scope: Option<ScopeSet>,
     pub targets: Vec<String>,
     pub requested_token_type: Option<String>,
+}
+
+impl ExchangeRequest {
+    /// The RFC 8693 §2.1 parameters, as `/token` and `/bc-authorize` take them.
+    pub fn parse(p: &Params) -> Result<Self, OAuthError> {
+        Ok(ExchangeRequest {
+            subject_token: p.required("subject_token")?.to_string(),
+            subject_token_type: p.required("subject_token_type")?.to_string(),
+            actor_token: p.one("actor_token")?.map(str::to_string),
+            actor_token_type: p.one("actor_token_type")?.map(str::to_string),
+            scope: p.one("scope")?.map(ScopeSet::parse).transpose()?,
+            targets: targets(p),
+            requested_token_type: p.one("requested_token_type")?.map(str::to_string),
+        })
+    }
 }
 
 impl std::fmt::Debug for ExchangeRequest {
@@ -82,15 +102,10 @@ impl TokenRequest {
                 refresh_token: p.required("refresh_token")?.to_string(),
                 scope: p.one("scope")?.map(ScopeSet::parse).transpose()?,
             }),
-            TOKEN_EXCHANGE => Ok(TokenRequest::TokenExchange(ExchangeRequest {
-                subject_token: p.required("subject_token")?.to_string(),
-                subject_token_type: p.required("subject_token_type")?.to_string(),
-                actor_token: p.one("actor_token")?.map(str::to_string),
-                actor_token_type: p.one("actor_token_type")?.map(str::to_string),
-                scope: p.one("scope")?.map(ScopeSet::parse).transpose()?,
-                targets: targets(p),
-                requested_token_type: p.one("requested_token_type")?.map(str::to_string),
-            })),
+            TOKEN_EXCHANGE => Ok(TokenRequest::TokenExchange(ExchangeRequest::parse(p)?)),
+            CIBA => Ok(TokenRequest::Ciba {
+                auth_req_id: p.required("auth_req_id")?.to_string(),
+            }),
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!(

@@ -170,13 +170,29 @@ pub fn mint_refresh(ctx: &Ctx, access: &TokenRecord, ttl: i64, grant: &'static s
 /// An agent token (SPEC "Agent attestation"): `sub` = `agent:<name>`, `att` = how it proved
 /// itself, `aud` = this server (it is only good as an `actor_token`, never at a resource server).
 pub fn mint_agent(ctx: &Ctx, agent: &str, att: &str) -> Result<Minted, OAuthError> {
+    mint_agent_with(ctx, agent, att, serde_json::Map::new())
+}
+
+/// [`mint_agent`] with claims that say more about the attestation (the TPM path adds the AK
+/// thumbprint and the PCR policy met); they never replace a registered claim.
+pub fn mint_agent_with(
+    ctx: &Ctx,
+    agent: &str,
+    att: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<Minted, OAuthError> {
     let now = ctx.clock.now();
     let ttl = ctx.config.tokens.agent_token_ttl.as_secs() as i64;
     let sub = format!("agent:{agent}");
     let jti = random_id();
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "iss": ctx.issuer, "sub": sub, "aud": ctx.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
     });
+    if let Some(c) = claims.as_object_mut() {
+        for (k, v) in extra {
+            c.entry(k).or_insert(v);
+        }
+    }
     let token = ctx
         .keys
         .ring()

@@ -3,6 +3,7 @@
 //! two backends cannot drift apart. Writes that must be durable before a response (token records,
 //! audit entries, revocations) go through [`writer::Writer`], which commits them in batches.
 
+pub mod ciba;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -127,7 +128,7 @@ pub struct BatchItem {
 }
 
 #[async_trait]
-pub trait Store: web::WebStore + Send + Sync + 'static {
+pub trait Store: web::WebStore + ciba::CibaStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -195,6 +196,9 @@ pub trait Store: web::WebStore + Send + Sync + 'static {
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+    /// The newest `limit` entries naming session `sid`, oldest first.
+    async fn audit_for_session(&self, sid: &str, limit: i64)
+    -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

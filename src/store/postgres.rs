@@ -8,6 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
 use super::StoreError;
+use super::ciba::ciba_sql_store;
 use super::sql::sql_store;
 use super::web::web_sql_store;
 
@@ -36,3 +37,4 @@ impl PostgresStore {
 
 sql_store!(PostgresStore, Postgres, "postgres");
 web_sql_store!(PostgresStore, Postgres);
+ciba_sql_store!(PostgresStore, Postgres);

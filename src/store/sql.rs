@@ -541,6 +541,24 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
+            async fn audit_for_session(
+                &self,
+                sid: &str,
+                limit: i64,
+            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, \
+                     prev_hash, hash FROM audit_log WHERE session = $1 ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(sid)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut v: Vec<$crate::audit::AuditEntry> = rows.into_iter().map(Into::into).collect();
+                v.reverse();
+                Ok(v)
+            }
+
             async fn audit_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
                 Ok(sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?)
             }

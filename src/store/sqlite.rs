@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Pool, Sqlite};
 
 use super::StoreError;
+use super::ciba::ciba_sql_store;
 use super::sql::sql_store;
 use super::web::web_sql_store;
 
@@ -40,3 +41,4 @@ impl SqliteStore {
 
 sql_store!(SqliteStore, Sqlite, "sqlite");
 web_sql_store!(SqliteStore, Sqlite);
+ciba_sql_store!(SqliteStore, Sqlite);

@@ -31,13 +31,18 @@ pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, uri: Uri) -> R
 
 /// `POST /authorize`: RFC 6749 §3.1 lets the request come as a form body. A login form posted
 /// here (to the page's own URL) is handled as the sign-in it is.
-pub async fn post(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(ctx): State<Arc<Ctx>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let p = match read_form(&ctx, &headers, body).await {
         Ok(p) => p,
         Err(resp) => return resp,
     };
     if !p.all("username").is_empty() || !p.all("password").is_empty() {
-        return login::submit(&ctx, &headers, &p).await;
+        return login::submit(&ctx, &headers, &p, login::peer_address(peer)).await;
     }
     authorize(&ctx, &headers, &p, StatusCode::SEE_OTHER).await
 }

@@ -32,6 +32,31 @@ pub fn form(
     error: Option<&str>,
     username: &str,
 ) -> Response {
+    form_next(ctx, headers, pending, None, status, error, username)
+}
+
+/// Where a sign-in may continue: only our own pages, never an absolute or protocol-relative URL.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok_prefix = ["/approvals", "/sessions"]
+        .iter()
+        .any(|p| next == *p || next.starts_with(&format!("{p}/")));
+    let ok_chars = next
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_".contains(&b));
+    (ok_prefix && ok_chars && !next.contains("//")).then_some(next)
+}
+
+/// The login page; after sign-in the browser goes to `next` (a page of ours) or the pending
+/// authorization request.
+pub fn form_next(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    pending: Option<&AuthorizeRequest>,
+    next: Option<&str>,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
     let (csrf, set_cookie) = session::login_csrf(ctx, headers);
     let query = pending.map(AuthorizeRequest::to_query);
     let page = LoginPage {
@@ -41,6 +66,7 @@ pub fn form(
         client: pending.map(|r| r.client.client_id.as_str()),
         error,
         username,
+        next: next.and_then(safe_next),
     };
     let mut resp = pages::render(status, &page, pending.map(|r| r.redirect_uri.as_str()));
     if let Some(c) = set_cookie {
@@ -68,9 +94,14 @@ fn signed_in(username: &str) -> Response {
 }
 
 /// `POST /login`.
-pub async fn post(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(ctx): State<Arc<Ctx>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match read_form(&ctx, &headers, body).await {
-        Ok(p) => submit(&ctx, &headers, &p).await,
+        Ok(p) => submit(&ctx, &headers, &p, peer_address(peer)).await,
         Err(resp) => resp,
     }
 }
@@ -95,7 +126,14 @@ pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, Box<Re
 
 /// Checks the CSRF token and the credentials; on success starts a session and sends the browser
 /// back to `/authorize` (or to the signed-in page).
-pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params) -> Response {
+/// The client's IP address (the TCP peer; a proxy in front would need its own limits).
+pub fn peer_address(
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> Option<String> {
+    peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip().to_string())
+}
+
+pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<String>) -> Response {
     if !session::login_csrf_ok(ctx, headers, p.one("csrf_token").ok().flatten()) {
         return pages::error(
             StatusCode::FORBIDDEN,
@@ -105,6 +143,15 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params) -> Response {
     let pending = match pending(ctx, p) {
         Ok(r) => r,
         Err(resp) => return *resp,
+    };
+    let next = p.one("next").ok().flatten().and_then(safe_next);
+    let form = |ctx: &Ctx,
+                headers: &HeaderMap,
+                pending: Option<&AuthorizeRequest>,
+                status,
+                error,
+                username: &str| {
+        form_next(ctx, headers, pending, next, status, error, username)
     };
     let (Ok(username), Ok(password)) = (p.one("username"), p.one("password")) else {
         return form(
@@ -127,7 +174,23 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params) -> Response {
             username,
         );
     };
+    let now = ctx.clock.now();
+    if let Some(wait) = ctx.throttle.blocked(username, addr.as_deref(), now) {
+        tracing::warn!("sign-in throttled");
+        let minutes = (wait + 59) / 60;
+        return form(
+            ctx,
+            headers,
+            pending.as_ref(),
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many failed sign-ins. Try again in {minutes} minutes."
+            )),
+            username,
+        );
+    }
     let Some(user) = check(ctx.users.get(username), password.to_string()).await else {
+        ctx.throttle.failed(username, addr.as_deref(), now);
         tracing::info!("sign-in failed");
         return form(
             ctx,
@@ -138,13 +201,15 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params) -> Response {
             username,
         );
     };
+    ctx.throttle.succeeded(username);
     let cookie = match session::start(ctx, &user).await {
         Ok(c) => c,
         Err(_) => return server_error(),
     };
-    let location = match &pending {
-        Some(r) => format!("/authorize?{}", r.to_query()),
-        None => "/login".to_string(),
+    let location = match (&pending, next) {
+        (Some(r), _) => format!("/authorize?{}", r.to_query()),
+        (None, Some(n)) => n.to_string(),
+        (None, None) => "/login".to_string(),
     };
     let mut resp = redirect(StatusCode::SEE_OTHER, &location);
     resp.headers_mut().append(header::SET_COOKIE, cookie);
@@ -168,6 +233,22 @@ async fn check(user: Option<Arc<User>>, password: String) -> Option<Arc<User>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_pages_are_followed_after_sign_in() {
+        assert_eq!(safe_next("/approvals"), Some("/approvals"));
+        assert_eq!(safe_next("/sessions/abc-_1"), Some("/sessions/abc-_1"));
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/approvalsx",
+            "/sessions/../x",
+            "/sessions?x",
+            "/",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn decoy_hash_is_a_valid_argon2id_phc_string_that_matches_nothing_typed() {

@@ -6,10 +6,13 @@
 //! - [`session`]: cookies, browser sessions, CSRF tokens.
 //! - [`pages`]: page types and the response headers every page carries.
 
+pub mod approvals;
 pub mod authorize;
 pub mod login;
 pub mod pages;
 pub mod session;
+pub mod sessions;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -28,6 +31,10 @@ pub fn routes() -> Router<Arc<Ctx>> {
         .route("/authorize", get(authorize::get).post(authorize::post))
         .route("/consent", post(authorize::consent))
         .route("/login", get(login::get).post(login::post))
+        .route("/approvals", get(approvals::get).post(approvals::post))
+        .route("/sessions", get(sessions::get))
+        .route("/sessions/revoke", post(sessions::revoke))
+        .route("/sessions/{sid}", get(sessions::detail))
         .route("/static/mandate.css", get(css))
         .layer(axum::middleware::map_response(security_headers))
 }

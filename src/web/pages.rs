@@ -17,6 +17,8 @@ pub struct LoginPage<'a> {
     pub client: Option<&'a str>,
     pub error: Option<&'a str>,
     pub username: &'a str,
+    /// Where to go after signing in (`/approvals`, `/sessions`).
+    pub next: Option<&'a str>,
 }
 
 /// `templates/consent.html`: `Approve` / `Deny` buttons (SPEC).
@@ -142,6 +144,7 @@ mod tests {
             client: Some("cli"),
             error: None,
             username: "",
+            next: None,
         }
         .render()
         .unwrap();

@@ -27,10 +27,18 @@ async fn rfc8414_s3_metadata_at_both_well_known_paths_advertises_only_what_is_su
                 .collect();
             assert!(grants.contains(&"client_credentials"));
             assert!(grants.contains(&"urn:ietf:params:oauth:grant-type:token-exchange"));
-            // Not implemented yet, so not advertised.
+            // OpenID CIBA Core §4: poll mode.
             assert!(
-                !grants.contains(&"urn:openid:params:grant-type:ciba"),
+                grants.contains(&"urn:openid:params:grant-type:ciba"),
                 "{grants:?}"
+            );
+            assert_eq!(
+                m["backchannel_authentication_endpoint"],
+                format!("{}/bc-authorize", app.url)
+            );
+            assert_eq!(
+                m["backchannel_token_delivery_modes_supported"],
+                json!(["poll"])
             );
             assert!(grants.contains(&"authorization_code"));
             assert!(grants.contains(&"refresh_token"));

@@ -6,6 +6,7 @@ mod agents;
 mod attest;
 mod audit;
 mod authorize;
+mod ciba;
 mod client_auth;
 mod conformance;
 mod durability;

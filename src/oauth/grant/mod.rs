@@ -1,6 +1,7 @@
 //! One module per grant type, each a plain function from a parsed request to an issued token.
 
 pub mod authorization_code;
+pub mod ciba;
 pub mod client_credentials;
 pub mod refresh_token;
 pub mod token_exchange;

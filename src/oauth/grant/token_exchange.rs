@@ -1,6 +1,10 @@
 //! RFC 8693 token exchange, delegation only: an agent presents the token of the human (or agent)
 //! it acts for as `subject_token` and its own agent token as `actor_token`, and gets a narrower,
 //! shorter-lived token whose `act` claim names it, nested over the previous actors.
+//!
+//! [`plan`] applies every rule (protocol, then policy) and says what would be issued; a direct
+//! exchange issues it at once unless policy wants the human's approval, in which case the agent
+//! asks through `/bc-authorize` (CIBA, `grant/ciba.rs`) and the same plan is issued once approved.
 
 use serde_json::Value;
 
@@ -8,13 +12,12 @@ use crate::audit::AuditEvent;
 use crate::crypto::sha256;
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
-use crate::oauth::delegation::{Ask, Limits, Parent, narrow};
+use crate::oauth::delegation::{Ask, Child, Limits, Parent, narrow};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::request::{ExchangeRequest, TOKEN_EXCHANGE, TT_ACCESS_TOKEN, TT_JWT};
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::actor_chain;
-use crate::oauth::token::{AccessSpec, Issued, mint_access, persist};
-use crate::policy::{DelegateRequest, Outcome};
+use crate::oauth::token::{AccessSpec, Issued, actor_chain, mint_access, persist};
+use crate::policy::{Decision, DelegateRequest, Outcome};
 use crate::store::{TokenKind, TokenRecord, WriteOp};
 
 fn invalid_request(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
@@ -25,7 +28,70 @@ fn invalid_grant(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, d)
 }
 
+/// A delegation that passed every rule: what would be issued, and what policy said of it.
+pub struct Plan {
+    pub subject: TokenRecord,
+    pub actor_jti: String,
+    pub agent: String,
+    pub attestation: String,
+    pub child: Child,
+    /// The `exp` after `@max_ttl`.
+    pub exp: i64,
+    pub decision: Decision,
+    pub client_id: String,
+}
+
+impl Plan {
+    /// The scopes that make this plan need approval because of `high_risk_scopes`.
+    pub fn high_risk<'a>(&'a self, ctx: &'a Ctx) -> Vec<&'a str> {
+        self.child
+            .scope
+            .iter()
+            .filter(|s| ctx.config.policy.high_risk_scopes.iter().any(|h| h == s))
+            .collect()
+    }
+}
+
+/// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`.
 pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Issued, OAuthError> {
+    let plan = plan(ctx, client, req).await?;
+    if plan.decision.outcome == Outcome::NeedsApproval {
+        let approving: Vec<String> = plan
+            .decision
+            .determining
+            .iter()
+            .filter(|p| ctx.policies.current().needs_approval(p))
+            .map(ToString::to_string)
+            .collect();
+        let code = if plan.high_risk(ctx).is_empty() {
+            ErrorCode::InvalidGrant
+        } else {
+            ErrorCode::InvalidScope
+        };
+        let description = format!(
+            "this delegation needs the human's approval (policy {}): ask through /bc-authorize (OpenID CIBA) \
+             instead of a direct exchange",
+            approving.join(", ")
+        );
+        audit_refusal(
+            ctx,
+            &plan.subject,
+            &plan.agent,
+            &plan.child,
+            client,
+            &plan.decision,
+            &description,
+        )
+        .await?;
+        return Err(OAuthError::new(code, description));
+    }
+    let scope = plan.child.scope.clone();
+    issue(ctx, &plan, &scope, plan.exp).await
+}
+
+/// Applies the protocol rules and the policy. A refusal is an error (policy refusals are
+/// audited); a permit or a grant that needs approval is a [`Plan`].
+pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Plan, OAuthError> {
     if !client.allows_grant(TOKEN_EXCHANGE) {
         return Err(OAuthError::unauthorized_client(format!(
             "client `{}` is not allowed the token-exchange grant",
@@ -62,7 +128,9 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
     let subject = live_token(ctx, &req.subject_token, now)
         .await?
         .filter(|t| t.kind == TokenKind::Access)
-        .ok_or_else(|| invalid_grant("subject_token is not an active access token of this server (unknown, expired or revoked)"))?;
+        .ok_or_else(|| {
+            invalid_grant("subject_token is not an active access token of this server (unknown, expired or revoked)")
+        })?;
     if ctx.users.get(&subject.sub).is_none() {
         return Err(invalid_grant(
             "subject_token does not act for a human user of this server",
@@ -71,7 +139,9 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
     let actor = live_token(ctx, actor_token, now)
         .await?
         .filter(|t| t.kind == TokenKind::Agent)
-        .ok_or_else(|| invalid_grant("actor_token is not an active agent token from /attest (unknown, expired or revoked)"))?;
+        .ok_or_else(|| {
+            invalid_grant("actor_token is not an active agent token from /attest (unknown, expired or revoked)")
+        })?;
     let agent = ctx
         .agents
         .by_subject(&actor.sub)
@@ -123,87 +193,80 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
         ttl: child.exp - now,
         time: now,
     });
-    if decision.outcome != Outcome::Permit {
-        let (error, description) = match decision.outcome {
-            Outcome::NeedsApproval => (
-                if decision
-                    .ids()
-                    .iter()
-                    .any(|i| i == "mandate:high-risk-scopes")
-                {
-                    ErrorCode::InvalidScope
-                } else {
-                    ErrorCode::InvalidGrant
-                },
-                format!(
-                    "this delegation needs the human's approval (policy {}): ask through /bc-authorize (OpenID CIBA) \
-                     instead of a direct exchange",
-                    decision
-                        .determining
-                        .iter()
-                        .filter(|p| ctx.policies.current().needs_approval(p))
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-            Outcome::Deny { scopes_only } => (
-                if scopes_only {
-                    ErrorCode::InvalidScope
-                } else {
-                    ErrorCode::InvalidGrant
-                },
-                format!(
-                    "{} may not act for {} with this request: {}",
-                    agent.subject(),
-                    subject.sub,
-                    decision.refusal()
-                ),
-            ),
-            Outcome::Permit => (ErrorCode::ServerError, String::new()),
+    if let Outcome::Deny { scopes_only } = decision.outcome {
+        let description = format!(
+            "{} may not act for {} with this request: {}",
+            agent.subject(),
+            subject.sub,
+            decision.refusal()
+        );
+        audit_refusal(
+            ctx,
+            &subject,
+            &agent.subject(),
+            &child,
+            client,
+            &decision,
+            &description,
+        )
+        .await?;
+        let code = if scopes_only {
+            ErrorCode::InvalidScope
+        } else {
+            ErrorCode::InvalidGrant
         };
-        let mut ev = AuditEvent::new("token.exchange_refused");
-        ev.subject = Some(subject.sub.clone());
-        ev.actors = std::iter::once(agent.subject())
-            .chain(actor_chain(parent.act.as_ref()))
-            .collect();
-        ev.client_id = Some(client.client_id.clone());
-        ev.session = subject.sid.clone();
-        ev.token_jti = Some(subject.jti.clone());
-        ev.detail = serde_json::json!({
-            "scope": child.scope.to_string(), "aud": child.aud, "policies": decision.determining.iter()
-                .map(|p| serde_json::json!({"id": p.id, "file": p.file})).collect::<Vec<_>>(),
-            "reason": description,
-        });
-        ctx.writer.write(WriteOp::None, vec![ev]).await?;
-        return Err(OAuthError::new(error, description));
+        return Err(OAuthError::new(code, description));
     }
     // `@max_ttl` caps the lifetime further.
     let exp = decision
         .max_ttl
         .map_or(child.exp, |t| child.exp.min(now + t));
+    Ok(Plan {
+        subject,
+        actor_jti: actor.jti,
+        agent: agent.subject(),
+        attestation,
+        child,
+        exp,
+        decision,
+        client_id: client.client_id.clone(),
+    })
+}
+
+/// Issues the planned token with `scope` (the plan's, or narrower) until `exp`.
+pub async fn issue(
+    ctx: &Ctx,
+    plan: &Plan,
+    scope: &ScopeSet,
+    exp: i64,
+) -> Result<Issued, OAuthError> {
+    let now = ctx.clock.now();
+    let exp = exp.min(plan.exp);
+    if exp <= now {
+        return Err(invalid_grant("the subject token has expired meanwhile"));
+    }
     let mut minted = mint_access(
         ctx,
         AccessSpec {
-            sub: subject.sub.clone(),
-            client_id: client.client_id.clone(),
-            scope: child.scope.to_string(),
-            aud: child.aud,
+            sub: plan.subject.sub.clone(),
+            client_id: plan.client_id.clone(),
+            scope: scope.to_string(),
+            aud: plan.child.aud.clone(),
             ttl: exp - now,
             sid: Some(crate::crypto::random_id()),
-            act: Some(child.act),
+            act: Some(plan.child.act.clone()),
             may_act: None,
-            parent_hash: Some(subject.token_hash.clone()),
+            parent_hash: Some(plan.subject.token_hash.clone()),
             grant: TOKEN_EXCHANGE,
         },
     )?;
     if let Some(o) = minted.event.detail.as_object_mut() {
-        o.insert("parent_jti".into(), subject.jti.clone().into());
-        o.insert("parent_sid".into(), subject.sid.clone().into());
-        o.insert("actor_jti".into(), actor.jti.clone().into());
-        o.insert("depth".into(), child.depth.into());
-        o.insert("attestation".into(), attestation.into());
-        o.insert("policies".into(), decision.ids().into());
+        o.insert("parent_jti".into(), plan.subject.jti.clone().into());
+        o.insert("parent_sid".into(), plan.subject.sid.clone().into());
+        o.insert("actor_jti".into(), plan.actor_jti.clone().into());
+        o.insert("depth".into(), plan.child.depth.into());
+        o.insert("attestation".into(), plan.attestation.clone().into());
+        o.insert("policies".into(), plan.decision.ids().into());
     }
     persist(ctx, &[&minted]).await?;
     Ok(Issued {
@@ -213,6 +276,40 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
         refresh_token: None,
         issued_token_type: Some(TT_ACCESS_TOKEN),
     })
+}
+
+/// A refused delegation is an audit entry naming the policies that refused it.
+async fn audit_refusal(
+    ctx: &Ctx,
+    subject: &TokenRecord,
+    agent: &str,
+    child: &Child,
+    client: &Client,
+    decision: &Decision,
+    description: &str,
+) -> Result<(), OAuthError> {
+    let mut ev = AuditEvent::new("token.exchange_refused");
+    ev.subject = Some(subject.sub.clone());
+    ev.actors = std::iter::once(agent.to_string())
+        .chain(actor_chain(
+            subject
+                .act
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok())
+                .as_ref(),
+        ))
+        .collect();
+    ev.client_id = Some(client.client_id.clone());
+    ev.session = subject.sid.clone();
+    ev.token_jti = Some(subject.jti.clone());
+    ev.detail = serde_json::json!({
+        "scope": child.scope.to_string(),
+        "aud": child.aud,
+        "policies": decision.determining.iter().map(|p| serde_json::json!({"id": p.id, "file": p.file})).collect::<Vec<_>>(),
+        "reason": description,
+    });
+    ctx.writer.write(WriteOp::None, vec![ev]).await?;
+    Ok(())
 }
 
 /// A token this server issued that is neither revoked nor expired, found by its hash.

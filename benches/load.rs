@@ -1,0 +1,374 @@
+//! Load benchmark over real HTTP: starts the release `mandate` binary (SQLite by default,
+//! PostgreSQL with `--database-url`), seeds it through its endpoints, drives each scenario with
+//! N concurrent keep-alive connections and reports req/s, latency percentiles (HDR histogram),
+//! errors, server CPU and peak RSS as Markdown, JSON and a PNG chart; with `--peer` it also runs
+//! the node-oidc-provider baseline and divides by it.
+//!
+//! Run: `cargo bench --bench load -- [--conns 1,16,64,256] [--duration 10s] [--peer] ...`
+//! (`--help` lists every flag; README "Load benchmark" says what each scenario does).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "load/chart.rs"]
+mod chart;
+#[path = "load/flow.rs"]
+mod flow;
+#[path = "load/http.rs"]
+mod http;
+#[path = "load/peer.rs"]
+mod peer;
+#[path = "load/report.rs"]
+mod report;
+#[path = "load/scenario.rs"]
+mod scenario;
+#[path = "load/seed.rs"]
+mod seed;
+#[path = "load/server.rs"]
+mod server;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+
+use crate::http::Conn;
+use crate::scenario::{Kind, World};
+use crate::seed::{Agent, Creds};
+use crate::server::{Database, Server, TE};
+
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+#[derive(Parser)]
+#[command(
+    name = "load",
+    about = "mandate load benchmark over real HTTP (cargo bench --bench load -- ...)"
+)]
+struct Args {
+    /// Run on this database instead of a temp SQLite file; `postgres://...` gets a fresh
+    /// schema, dropped at the end.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Connection counts, comma-separated.
+    #[arg(long, default_value = "1,16,64,256", value_delimiter = ',')]
+    conns: Vec<usize>,
+    /// Measured time per scenario and connection count.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Unmeasured warm-up before each run, on the same connections.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Scenarios, comma-separated (they always run in the order listed in --help).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cc,exchange,subexchange,introspect-hot,introspect-random,attest,revoke-mixed"
+    )]
+    scenarios: Vec<String>,
+    /// Live tokens minted before the runs (introspect-random picks among them,
+    /// revoke-mixed revokes them).
+    #[arg(long, default_value_t = 100_000)]
+    live_tokens: usize,
+    /// Connections used to mint the pool.
+    #[arg(long, default_value_t = 64)]
+    seed_conns: usize,
+    /// Also run the node-oidc-provider peer (MODES=cluster2, CONNS "16 64") first and report
+    /// ratios to it.
+    #[arg(long)]
+    peer: bool,
+    /// The peer script.
+    #[arg(long, default_value_os_t = peer::default_script())]
+    peer_script: PathBuf,
+    /// Output folder for load.md, load.json, load.png and server.log.
+    #[arg(long, default_value = "target/load")]
+    out: PathBuf,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn now_utc() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn form(pairs: &[(&str, &str)]) -> Bytes {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    Bytes::from(s.finish())
+}
+
+/// Human → agent exchange; its answer's access token.
+async fn exchange_once(
+    conn: &mut Conn,
+    auth: &hyper::header::HeaderValue,
+    body: Bytes,
+) -> Result<String, String> {
+    let a = conn.post("/token", http::FORM, Some(auth), body).await?;
+    match http::json_str(&a.body, "access_token") {
+        Some(t) if a.status == 200 => Ok(t.to_string()),
+        _ => Err(a.excerpt()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut kinds = Vec::new();
+    for s in &args.scenarios {
+        let k = Kind::parse(s.trim()).ok_or_else(|| {
+            let all: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+            anyhow::anyhow!("unknown scenario `{s}`; known: {}", all.join(","))
+        })?;
+        kinds.push(k);
+    }
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| kinds.contains(k))
+        .collect();
+    let conns: Vec<usize> = args.conns.iter().copied().filter(|c| *c > 0).collect();
+    std::fs::create_dir_all(&args.out)?;
+    let started = now_utc();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let peer = if args.peer {
+        Some(peer::run(&args.peer_script, args.duration, &args.out)?)
+    } else {
+        None
+    };
+
+    // The server and its world.
+    let dir = tempfile::tempdir()?;
+    let db = Database::create(args.database_url.as_deref(), dir.path()).await?;
+    let (a, b) = (Agent::new("build-bot")?, Agent::new("sub-bot")?);
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(&config, server::config_text(&db.url, &[&a, &b]))?;
+    let kek = server::random_kek();
+    let log = std::path::absolute(args.out.join("server.log"))?;
+    let _ = std::fs::remove_file(&log);
+    eprintln!(
+        "== starting {} on {} (log: {})",
+        server::binary().display(),
+        db.label(),
+        log.display()
+    );
+    let srv = Server::start(&config, &kek, &log).await?;
+    let issuer = srv.url.clone();
+    let startup_fresh_ms = srv.startup.as_secs_f64() * 1000.0;
+    eprintln!(
+        "   listening on {} after {:.0} ms",
+        srv.url,
+        srv.startup.as_secs_f64() * 1000.0
+    );
+    let creds = Creds::new();
+    let mut notes = Vec::new();
+    let mut conn = Conn::new(srv.addr);
+
+    // Seeding, over HTTP only.
+    let hot = seed::cc_token(&mut conn, &creds.host)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the hot token: {e}"))?;
+    let a_token = a
+        .attest(&mut conn, &issuer)
+        .await
+        .map_err(|e| anyhow::anyhow!("attesting build-bot: {e}"))?;
+    let b_token = b
+        .attest(&mut conn, &issuer)
+        .await
+        .map_err(|e| anyhow::anyhow!("attesting sub-bot: {e}"))?;
+    let (mut exchange_body, mut subexchange_body) = (None, None);
+    if kinds.contains(&Kind::Exchange) || kinds.contains(&Kind::SubExchange) {
+        match flow::sign_in(
+            &srv.url,
+            "alice",
+            "alice-password",
+            "cli",
+            "orders:read orders:write",
+        )
+        .await
+        {
+            Ok(alice) => {
+                let body = |subject: &str, actor: &str| {
+                    form(&[
+                        ("grant_type", TE),
+                        ("subject_token", subject),
+                        ("subject_token_type", AT),
+                        ("actor_token", actor),
+                        ("actor_token_type", JWT),
+                        ("scope", "orders:read"),
+                        ("audience", "orders-api"),
+                    ])
+                };
+                let eb = body(&alice, &a_token);
+                match exchange_once(&mut conn, &creds.host, eb.clone()).await {
+                    Ok(delegated) => {
+                        exchange_body = Some(eb);
+                        subexchange_body = Some(body(&delegated, &b_token));
+                    }
+                    Err(e) => notes.push(format!(
+                        "SEEDING FAILED: the human → agent exchange answered {e}; exchange and subexchange skipped"
+                    )),
+                }
+            }
+            Err(e) => notes.push(format!(
+                "SEEDING FAILED: alice's sign-in through /authorize + PKCE: {e:#}; exchange and subexchange skipped"
+            )),
+        }
+        if let Some(n) = notes.last() {
+            eprintln!("   {n}");
+        }
+    }
+    let needs_pool = kinds.contains(&Kind::IntrospectRandom) || kinds.contains(&Kind::RevokeMixed);
+    let live = if needs_pool { args.live_tokens } else { 0 };
+    eprintln!(
+        "== seeding {live} live tokens over {} connections",
+        args.seed_conns
+    );
+    let t = Instant::now();
+    let pool = seed::mint_pool(srv.addr, creds.host.clone(), live, args.seed_conns).await?;
+    let seed_s = t.elapsed().as_secs_f64();
+    let pid = srv.pid.to_string();
+    let rss_after_seed = server::status_kib(&pid, "VmRSS:").unwrap_or(0);
+    eprintln!(
+        "   {} tokens in {seed_s:.1} s; server RSS {:.1} MiB",
+        pool.len(),
+        rss_after_seed as f64 / 1024.0
+    );
+
+    let world = Arc::new(World {
+        addr: srv.addr,
+        issuer: issuer.clone(),
+        host_auth: creds.host.clone(),
+        rs_auth: creds.rs.clone(),
+        exchange_body,
+        subexchange_body,
+        hot_body: Bytes::from(format!("token={hot}")),
+        pool,
+        revoke_pool: RwLock::new(Arc::new(Vec::new())),
+        revoke_cursor: AtomicUsize::new(0),
+        agent: a,
+    });
+
+    let mut outcomes = Vec::new();
+    for &k in &kinds {
+        let seeded = match k {
+            Kind::Exchange => world.exchange_body.is_some(),
+            Kind::SubExchange => world.subexchange_body.is_some(),
+            _ => true,
+        };
+        if !seeded {
+            eprintln!("== {}: skipped (not seeded, see notes)", k.name());
+            continue;
+        }
+        // revoke-mixed: fresh tokens to revoke, enough for the run at the last run's pace.
+        let mut revoke_rate: f64 = 3000.0;
+        for &c in &conns {
+            if k == Kind::RevokeMixed {
+                let n = (revoke_rate * (args.warmup + args.duration).as_secs_f64()) as usize;
+                let t = Instant::now();
+                let fresh =
+                    seed::mint_pool(srv.addr, creds.host.clone(), n.max(100), args.seed_conns)
+                        .await?;
+                eprintln!(
+                    "   minted {} tokens to revoke in {:.1} s",
+                    fresh.len(),
+                    t.elapsed().as_secs_f64()
+                );
+                if let Ok(mut p) = world.revoke_pool.write() {
+                    *p = Arc::new(fresh);
+                }
+                world.revoke_cursor.store(0, Ordering::Relaxed);
+            }
+            let o = scenario::run(k, world.clone(), c, args.warmup, args.duration, srv.pid).await;
+            let h = o.total();
+            eprintln!(
+                "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
+                k.name(),
+                c,
+                o.rps(),
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                o.errors,
+                o.server_cpu_pct,
+                o.client_cpu_pct
+            );
+            for e in &o.error_samples {
+                eprintln!("     error: {e}");
+            }
+            if let Some(h) = o.hists.get(1) {
+                revoke_rate =
+                    (2.0 * h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9)).max(3000.0);
+            }
+            outcomes.push(o);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    // Restart on the existing database: startup time and idle memory with the tokens in it.
+    if let Err(e) = srv.stop().await {
+        notes.push(format!("stopping the server: {e}"));
+    }
+    let (mut startup_existing_ms, mut rss_idle) = (None, None);
+    match Server::start(&config, &kek, &log).await {
+        Ok(s) => {
+            startup_existing_ms = Some(s.startup.as_secs_f64() * 1000.0);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            rss_idle = server::status_kib(&s.pid.to_string(), "VmRSS:");
+            if let Err(e) = s.stop().await {
+                notes.push(format!("stopping the restarted server: {e}"));
+            }
+        }
+        Err(e) => notes.push(format!("restart on the existing database failed: {e}")),
+    }
+    db.drop_schema().await;
+
+    let meta = report::Meta {
+        started,
+        backend: db.label(),
+        cpus,
+        conns,
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        live_tokens: live,
+        seed_s,
+        startup_fresh_ms,
+        startup_existing_ms,
+        rss_after_seed_kib: rss_after_seed,
+        rss_idle_after_restart_kib: rss_idle,
+        notes,
+    };
+    let text = chart::load_font();
+    let png = args.out.join("load.png");
+    let title = format!(
+        "mandate load benchmark — {}, {} CPUs, {}",
+        meta.backend, meta.cpus, meta.started
+    );
+    let mut md = report::markdown(&meta, &outcomes, peer.as_ref());
+    match chart::draw(&png, &title, &outcomes, text) {
+        Ok(()) if text => md.push_str(&format!("\nChart: {}\n", png.display())),
+        Ok(()) => md.push_str(&format!(
+            "\nChart: {} (no font found: drawn without text; left = req/s, right = p99 log scale, x = log2 connections; {})\n",
+            png.display(),
+            chart::legend()
+        )),
+        Err(e) => md.push_str(&format!("\nChart: failed: {e}\n")),
+    }
+    std::fs::write(args.out.join("load.md"), &md)?;
+    let json = report::json(&meta, &outcomes, peer.as_ref());
+    std::fs::write(
+        args.out.join("load.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!("{md}");
+    eprintln!("wrote {}/load.md, load.json, load.png", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! `load.png`: throughput and p99 against concurrency, one line per scenario. Text needs a
+//! TrueType font from the machine; without one the chart is drawn without text and the colour
+//! legend is in the Markdown.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::scenario::{Kind, Outcome};
+
+/// Per scenario colour (also listed in the Markdown).
+pub const COLORS: [(Kind, RGBColor, &str); 7] = [
+    (Kind::Cc, RGBColor(31, 119, 180), "blue"),
+    (Kind::Exchange, RGBColor(214, 39, 40), "red"),
+    (Kind::SubExchange, RGBColor(255, 127, 14), "orange"),
+    (Kind::IntrospectHot, RGBColor(44, 160, 44), "green"),
+    (Kind::IntrospectRandom, RGBColor(23, 190, 207), "cyan"),
+    (Kind::Attest, RGBColor(148, 103, 189), "purple"),
+    (Kind::RevokeMixed, RGBColor(60, 60, 60), "dark grey"),
+];
+
+fn color(k: Kind) -> RGBColor {
+    COLORS
+        .iter()
+        .find(|(c, _, _)| *c == k)
+        .map(|(_, c, _)| *c)
+        .unwrap_or(BLACK)
+}
+
+pub fn legend() -> String {
+    let v: Vec<String> = COLORS
+        .iter()
+        .map(|(k, _, n)| format!("{} = {n}", k.name()))
+        .collect();
+    v.join(", ")
+}
+
+/// Registers a sans-serif font found on this machine; false if there is none.
+pub fn load_font() -> bool {
+    let mut candidates: Vec<String> = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/liberation/LiberationSans-Regular.ttf",
+        "/System/Library/Fonts/Supplemental/Arial.ttf",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Ok(o) = std::process::Command::new("fc-match")
+        .args(["-f", "%{file}", "sans-serif"])
+        .output()
+    {
+        if let Ok(f) = String::from_utf8(o.stdout) {
+            if f.ends_with(".ttf") || f.ends_with(".otf") {
+                candidates.insert(0, f);
+            }
+        }
+    }
+    for path in candidates {
+        if let Ok(bytes) = std::fs::read(&path) {
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+type Series = Vec<(Kind, Vec<(f64, f64)>)>;
+
+fn series(outcomes: &[Outcome], y: impl Fn(&Outcome) -> f64) -> Series {
+    let mut out: Series = Vec::new();
+    for k in Kind::ALL {
+        let mut pts: Vec<(f64, f64)> = outcomes
+            .iter()
+            .filter(|o| o.kind == k)
+            .map(|o| ((o.conns.max(1) as f64).log2(), y(o)))
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !pts.is_empty() {
+            out.push((k, pts));
+        }
+    }
+    out
+}
+
+pub fn draw(path: &Path, title: &str, outcomes: &[Outcome], text: bool) -> anyhow::Result<()> {
+    let rps = series(outcomes, |o| o.rps());
+    let p99 = series(outcomes, |o| {
+        o.total().value_at_quantile(0.99) as f64 / 1000.0
+    });
+    let xmax = outcomes
+        .iter()
+        .map(|o| (o.conns.max(1) as f64).log2())
+        .fold(1.0, f64::max);
+    let ymax_rps = rps
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
+        .fold(1.0, f64::max);
+    let (mut lo, mut hi) = (f64::MAX, 0.01f64);
+    for (_, p) in &p99 {
+        for (_, y) in p {
+            lo = lo.min(*y);
+            hi = hi.max(*y);
+        }
+    }
+    let lo = if lo == f64::MAX { 0.01 } else { lo };
+
+    let root = BitMapBackend::new(path, (1500, 650)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = if text {
+        root.titled(title, ("sans-serif", 24))?
+    } else {
+        root
+    };
+    let (left, right) = root.split_horizontally(750);
+    let xr = -0.3f64..xmax + 0.3;
+    let x_fmt = |v: &f64| {
+        if (v - v.round()).abs() < 1e-6 && *v >= 0.0 {
+            format!("{:.0}", 2f64.powf(*v))
+        } else {
+            String::new()
+        }
+    };
+    let xlabels = (xmax.ceil() as usize) + 2;
+
+    {
+        let mut b = ChartBuilder::on(&left);
+        b.margin(20);
+        if text {
+            b.caption("throughput (req/s)", ("sans-serif", 20))
+                .x_label_area_size(45)
+                .y_label_area_size(75);
+        }
+        let mut c = b.build_cartesian_2d(xr.clone(), 0f64..ymax_rps * 1.1)?;
+        if text {
+            c.configure_mesh()
+                .x_labels(xlabels)
+                .x_label_formatter(&x_fmt)
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .x_desc("concurrent connections")
+                .y_desc("req/s")
+                .draw()?;
+        }
+        for (k, pts) in &rps {
+            let col = color(*k);
+            let s = c.draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))?;
+            if text {
+                s.label(k.name()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
+                });
+            }
+            c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, col.filled())))?;
+        }
+        if text {
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()?;
+        }
+    }
+    {
+        let mut b = ChartBuilder::on(&right);
+        b.margin(20);
+        if text {
+            b.caption("p99 latency (ms, log scale)", ("sans-serif", 20))
+                .x_label_area_size(45)
+                .y_label_area_size(75);
+        }
+        let mut c = b.build_cartesian_2d(xr, (lo / 1.5..hi * 1.5).log_scale())?;
+        if text {
+            c.configure_mesh()
+                .x_labels(xlabels)
+                .x_label_formatter(&x_fmt)
+                .y_label_formatter(&|v| format!("{v}"))
+                .x_desc("concurrent connections")
+                .y_desc("p99 ms")
+                .draw()?;
+        }
+        for (k, pts) in &p99 {
+            let col = color(*k);
+            let s = c.draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))?;
+            if text {
+                s.label(k.name()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
+                });
+            }
+            c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, col.filled())))?;
+        }
+        if text {
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Scenarios and the load loop: N keep-alive connections, each sending one request after the
+//! other for warm-up + duration; every answer is checked (status and content) and every
+//! latency of the measured window goes into an HDR histogram.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use hyper::header::HeaderValue;
+
+use crate::http::{Conn, FORM, contains, json_str};
+use crate::seed::{Agent, CC_BODY};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Cc,
+    Exchange,
+    SubExchange,
+    IntrospectHot,
+    IntrospectRandom,
+    Attest,
+    /// Last: it revokes tokens of the shared pool.
+    RevokeMixed,
+}
+
+impl Kind {
+    /// The order scenarios run in.
+    pub const ALL: [Kind; 7] = [
+        Kind::Cc,
+        Kind::Exchange,
+        Kind::SubExchange,
+        Kind::IntrospectHot,
+        Kind::IntrospectRandom,
+        Kind::Attest,
+        Kind::RevokeMixed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Cc => "cc",
+            Kind::Exchange => "exchange",
+            Kind::SubExchange => "subexchange",
+            Kind::IntrospectHot => "introspect-hot",
+            Kind::IntrospectRandom => "introspect-random",
+            Kind::Attest => "attest",
+            Kind::RevokeMixed => "revoke-mixed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// The part names of a scenario (a revoke-mixed run mixes two kinds of request).
+    pub fn parts(self) -> &'static [&'static str] {
+        match self {
+            Kind::RevokeMixed => &["introspect", "revoke"],
+            _ => &["all"],
+        }
+    }
+}
+
+/// Everything the scenarios send, prepared once.
+pub struct World {
+    pub addr: SocketAddr,
+    pub issuer: String,
+    pub host_auth: HeaderValue,
+    pub rs_auth: HeaderValue,
+    /// Human → agent exchange body (alice's token, build-bot's agent token).
+    pub exchange_body: Option<Bytes>,
+    /// Agent → sub-agent exchange body (build-bot's delegated token, sub-bot's agent token).
+    pub subexchange_body: Option<Bytes>,
+    pub hot_body: Bytes,
+    /// `token=...` bodies of the live pool (never revoked).
+    pub pool: Vec<Bytes>,
+    /// Tokens minted for revoke-mixed just before each of its runs.
+    pub revoke_pool: RwLock<Arc<Vec<Bytes>>>,
+    /// Next `revoke_pool` index to revoke; past the end it wraps (repeat revocations).
+    pub revoke_cursor: AtomicUsize,
+    pub agent: Agent,
+}
+
+/// One run's measurements.
+pub struct Outcome {
+    pub kind: Kind,
+    pub conns: usize,
+    /// Measured window (first measured start to last completion).
+    pub elapsed: Duration,
+    /// Per part: histogram of successful requests (µs).
+    pub hists: Vec<Histogram<u64>>,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+    pub server_cpu_pct: f64,
+    pub client_cpu_pct: f64,
+    pub peak_rss_kib: u64,
+    /// True when VmHWM could be reset before the run (peak of this run, not since start).
+    pub peak_is_per_run: bool,
+    /// revoke-mixed: revocations that hit an already revoked token (pool exhausted).
+    pub repeat_revocations: u64,
+}
+
+impl Outcome {
+    pub fn total(&self) -> Histogram<u64> {
+        let mut h = new_hist();
+        for p in &self.hists {
+            let _ = h.add(p);
+        }
+        h
+    }
+
+    pub fn rps(&self) -> f64 {
+        self.total().len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+pub fn new_hist() -> Histogram<u64> {
+    // 1 µs .. 120 s, 3 significant figures.
+    Histogram::new_with_bounds(1, 120_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
+}
+
+struct ConnStats {
+    hists: Vec<Histogram<u64>>,
+    errors: u64,
+    samples: Vec<String>,
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+    repeats: u64,
+}
+
+/// One operation: which part it belongs to and whether the answer was right.
+async fn one(
+    kind: Kind,
+    w: &World,
+    conn: &mut Conn,
+    seq: u64,
+    rng: &mut u64,
+    revoke: &[Bytes],
+    repeats: &mut u64,
+) -> (usize, Result<(), String>) {
+    let ok_token = |a: &crate::http::Answer| matches!(json_str(&a.body, "access_token"), Some(t) if a.status == 200 && t.starts_with("ey"));
+    let check = |r: Result<crate::http::Answer, String>,
+                 good: &dyn Fn(&crate::http::Answer) -> bool| match r {
+        Ok(a) if good(&a) => Ok(()),
+        Ok(a) => Err(a.excerpt()),
+        Err(e) => Err(e),
+    };
+    match kind {
+        Kind::Cc => {
+            let r = post(
+                conn,
+                "/token",
+                &w.host_auth,
+                Bytes::from_static(CC_BODY.as_bytes()),
+            )
+            .await;
+            (0, check(r, &ok_token))
+        }
+        Kind::Exchange | Kind::SubExchange => {
+            let body = if kind == Kind::Exchange {
+                &w.exchange_body
+            } else {
+                &w.subexchange_body
+            };
+            let Some(body) = body.clone() else {
+                return (0, Err("not seeded".into()));
+            };
+            let r = post(conn, "/token", &w.host_auth, body).await;
+            (0, check(r, &ok_token))
+        }
+        Kind::IntrospectHot | Kind::IntrospectRandom => {
+            let body = if kind == Kind::IntrospectHot || w.pool.is_empty() {
+                w.hot_body.clone()
+            } else {
+                w.pool[(next_rand(rng) % w.pool.len() as u64) as usize].clone()
+            };
+            let r = post(conn, "/introspect", &w.rs_auth, body).await;
+            (
+                0,
+                check(r, &|a| {
+                    a.status == 200 && contains(&a.body, b"\"active\":true")
+                }),
+            )
+        }
+        Kind::RevokeMixed => {
+            if w.pool.is_empty() || revoke.is_empty() {
+                return (0, Err("no pool".into()));
+            }
+            if seq % 4 == 3 {
+                let i = w.revoke_cursor.fetch_add(1, Ordering::Relaxed);
+                if i >= revoke.len() {
+                    *repeats += 1;
+                }
+                let body = revoke[i % revoke.len()].clone();
+                let r = post(conn, "/revoke", &w.host_auth, body).await;
+                (1, check(r, &|a| a.status == 200))
+            } else {
+                let body = w.pool[(next_rand(rng) % w.pool.len() as u64) as usize].clone();
+                let r = post(conn, "/introspect", &w.rs_auth, body).await;
+                let good = |a: &crate::http::Answer| {
+                    a.status == 200
+                        && (contains(&a.body, b"\"active\":true")
+                            || contains(&a.body, b"\"active\":false"))
+                };
+                (0, check(r, &good))
+            }
+        }
+        Kind::Attest => (0, w.agent.attest(conn, &w.issuer).await.map(|_| ())),
+    }
+}
+
+async fn post(
+    conn: &mut Conn,
+    path: &'static str,
+    auth: &HeaderValue,
+    body: Bytes,
+) -> Result<crate::http::Answer, String> {
+    conn.post(path, FORM, Some(auth), body).await
+}
+
+fn next_rand(s: &mut u64) -> u64 {
+    // xorshift64*
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// Runs `kind` on `conns` connections: `warmup` unrecorded, then `duration` recorded.
+pub async fn run(
+    kind: Kind,
+    world: Arc<World>,
+    conns: usize,
+    warmup: Duration,
+    duration: Duration,
+    server_pid: u32,
+) -> Outcome {
+    let pid = server_pid.to_string();
+    let tck = crate::server::clk_tck();
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut tasks = Vec::with_capacity(conns);
+    for c in 0..conns {
+        let w = world.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::new(w.addr);
+            let revoke = w.revoke_pool.read().map(|p| p.clone()).unwrap_or_default();
+            let mut st = ConnStats {
+                hists: kind.parts().iter().map(|_| new_hist()).collect(),
+                errors: 0,
+                samples: Vec::new(),
+                first_start: None,
+                last_end: None,
+                repeats: 0,
+            };
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((c as u64 + 1) << 17);
+            let mut seq = c as u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let measured = t0 >= measure_from;
+                let mut repeats = 0;
+                let (part, r) =
+                    one(kind, &w, &mut conn, seq, &mut rng, &revoke, &mut repeats).await;
+                let t1 = Instant::now();
+                seq += 1;
+                if !measured {
+                    continue;
+                }
+                st.first_start.get_or_insert(t0);
+                st.last_end = Some(t1);
+                st.repeats += repeats;
+                match r {
+                    Ok(()) => {
+                        let us = (t1 - t0).as_micros().max(1) as u64;
+                        if let Some(h) = st.hists.get_mut(part) {
+                            let _ = h.record(us);
+                        }
+                    }
+                    Err(e) => {
+                        st.errors += 1;
+                        // A transport failure (no HTTP answer) must not spin: back off a little.
+                        let transport = e.contains("transport: ");
+                        if st.samples.len() < 3 {
+                            st.samples.push(e);
+                        }
+                        if transport {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }
+            st
+        }));
+    }
+    // CPU and memory of the measured window.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let peak_is_per_run = crate::server::reset_peak_rss(&pid);
+    let cpu0 = crate::server::cpu_ticks(&pid);
+    let self0 = crate::server::cpu_ticks("self");
+    let t0 = Instant::now();
+    let mut stats = Vec::new();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            stats.push(s);
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64().max(1e-9);
+    let pct = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => (b.saturating_sub(a)) as f64 / tck / wall * 100.0,
+        _ => f64::NAN,
+    };
+    let server_cpu_pct = pct(cpu0, crate::server::cpu_ticks(&pid));
+    let client_cpu_pct = pct(self0, crate::server::cpu_ticks("self"));
+    let peak_rss_kib = crate::server::status_kib(&pid, "VmHWM:").unwrap_or(0);
+
+    let mut hists: Vec<Histogram<u64>> = kind.parts().iter().map(|_| new_hist()).collect();
+    let (mut errors, mut samples, mut repeats) = (0, Vec::new(), 0);
+    let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+    for s in stats {
+        for (h, p) in hists.iter_mut().zip(&s.hists) {
+            let _ = h.add(p);
+        }
+        errors += s.errors;
+        repeats += s.repeats;
+        for e in s.samples {
+            if samples.len() < 5 && !samples.contains(&e) {
+                samples.push(e);
+            }
+        }
+        first = match (first, s.first_start) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        last = match (last, s.last_end) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let elapsed = match (first, last) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => duration,
+    };
+    Outcome {
+        kind,
+        conns,
+        elapsed,
+        hists,
+        errors,
+        error_samples: samples,
+        server_cpu_pct,
+        client_cpu_pct,
+        peak_rss_kib,
+        peak_is_per_run,
+        repeat_revocations: repeats,
+    }
+}

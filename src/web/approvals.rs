@@ -1,0 +1,249 @@
+//! `GET /approvals` and `POST /approvals`: the signed-in human's pending CIBA requests, each
+//! showing the agent and how it was attested, the whole delegation chain, the scopes (high-risk
+//! ones marked) and audience asked for, the lifetime, the binding message and when the request
+//! expires; `Approve` (optionally narrowed: fewer scopes, a shorter lifetime) or `Deny`.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::session::{self, Session};
+use super::{login, pages, read_form, redirect, server_error};
+use crate::audit::AuditEvent;
+use crate::oauth::Ctx;
+use crate::oauth::params::Params;
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::token::actor_chain;
+use crate::store::WriteOp;
+use crate::store::ciba::CibaRecord;
+
+pub struct ScopeRow {
+    pub name: String,
+    pub high_risk: bool,
+}
+
+pub struct RequestRow {
+    pub id: String,
+    pub agent: String,
+    pub attestation: String,
+    /// "agent:sub-bot, acting for agent:build-bot, acting for alice".
+    pub chain: String,
+    pub client: String,
+    pub scopes: Vec<ScopeRow>,
+    pub audiences: Vec<String>,
+    pub max_minutes: i64,
+    pub binding_message: Option<String>,
+    pub expires_in: i64,
+}
+
+#[derive(Template)]
+#[template(path = "approvals.html")]
+pub struct ApprovalsPage<'a> {
+    pub username: &'a str,
+    pub csrf: &'a str,
+    pub requests: Vec<RequestRow>,
+    pub notice: Option<&'a str>,
+}
+
+fn row(r: &CibaRecord, now: i64) -> RequestRow {
+    let act: Option<serde_json::Value> = serde_json::from_str(&r.act).ok();
+    let mut chain = actor_chain(act.as_ref());
+    chain.push(r.username.clone());
+    let high: Vec<&str> = r.high_risk.split(' ').filter(|s| !s.is_empty()).collect();
+    RequestRow {
+        id: r.public_id.clone(),
+        agent: r.agent.clone(),
+        attestation: r.attestation.clone(),
+        chain: chain.join(", acting for "),
+        client: r.client_id.clone(),
+        scopes: r
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(|s| ScopeRow {
+                name: s.to_string(),
+                high_risk: high.contains(&s),
+            })
+            .collect(),
+        audiences: r
+            .aud
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        max_minutes: ((r.token_exp - now + 59) / 60).max(1),
+        binding_message: r.binding_message.clone(),
+        expires_in: r.expires_at - now,
+    }
+}
+
+async fn page(ctx: &Ctx, s: &Session, status: StatusCode, notice: Option<&str>) -> Response {
+    let now = ctx.clock.now();
+    let pending = match ctx.store.pending_ciba_for(&s.user.username, now).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list approvals");
+            return server_error();
+        }
+    };
+    let page = ApprovalsPage {
+        username: &s.user.username,
+        csrf: &s.csrf,
+        requests: pending.iter().map(|r| row(r, now)).collect(),
+        notice,
+    };
+    pages::render(status, &page, None)
+}
+
+pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    match session::current(&ctx, &headers).await {
+        Ok(Some(s)) => page(&ctx, &s, StatusCode::OK, None).await,
+        Ok(None) => login::form_next(
+            &ctx,
+            &headers,
+            None,
+            Some("/approvals"),
+            StatusCode::OK,
+            None,
+            "",
+        ),
+        Err(_) => server_error(),
+    }
+}
+
+pub async fn post(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+    let s = match session::current(&ctx, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return login::form_next(
+                &ctx,
+                &headers,
+                None,
+                Some("/approvals"),
+                StatusCode::UNAUTHORIZED,
+                None,
+                "",
+            );
+        }
+        Err(_) => return server_error(),
+    };
+    let p = match read_form(&ctx, &headers, body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    if !s.csrf_ok(p.one("csrf_token").ok().flatten()) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "This form expired or did not come from this site. Reload the page and try again.",
+        );
+    }
+    match decide(&ctx, &s, &p).await {
+        Ok(()) => redirect(StatusCode::SEE_OTHER, "/approvals"),
+        Err((status, notice)) => page(&ctx, &s, status, Some(notice)).await,
+    }
+}
+
+/// Applies one decision; a request that is not this human's, not pending or expired is "not found".
+async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), (StatusCode, &'static str)> {
+    let bad = |m| (StatusCode::BAD_REQUEST, m);
+    let id = p
+        .one("request")
+        .ok()
+        .flatten()
+        .ok_or(bad("The form names no request."))?;
+    let approve = match p.one("decision").ok().flatten() {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return Err(bad("Choose Approve or Deny.")),
+    };
+    let now = ctx.clock.now();
+    let pending = ctx
+        .store
+        .pending_ciba_for(&s.user.username, now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot list approvals");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side. Please try again.",
+            )
+        })?;
+    let not_found = (
+        StatusCode::NOT_FOUND,
+        "That request is no longer waiting for you (decided, expired, or not yours).",
+    );
+    let r = pending
+        .iter()
+        .find(|r| r.public_id == id)
+        .ok_or(not_found)?;
+    let decision = if approve {
+        let asked = ScopeSet::parse(&r.scope).unwrap_or_default();
+        let chosen = ScopeSet::from_list(p.all("scope"));
+        if chosen.is_empty() {
+            return Err(bad("Keep at least one scope ticked to approve, or Deny."));
+        }
+        if !chosen.is_subset(&asked) {
+            return Err(bad("An approval can only narrow what was asked for."));
+        }
+        let max_minutes = ((r.token_exp - now + 59) / 60).max(1);
+        let minutes = match p.one("lifetime_minutes").ok().flatten() {
+            None => max_minutes,
+            Some(m) => m
+                .parse::<i64>()
+                .ok()
+                .filter(|m| (1..=max_minutes).contains(m))
+                .ok_or(bad(
+                    "The lifetime must be a whole number of minutes within the range shown.",
+                ))?,
+        };
+        Some((chosen.to_string(), (now + minutes * 60).min(r.token_exp)))
+    } else {
+        None
+    };
+    let decided = ctx
+        .store
+        .decide_ciba(
+            id,
+            &s.user.username,
+            decision.as_ref().map(|(sc, exp)| (sc.as_str(), *exp)),
+            now,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot record a decision");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side. Please try again.",
+            )
+        })?
+        .ok_or(not_found)?;
+    let act: Option<serde_json::Value> = serde_json::from_str(&decided.act).ok();
+    let mut ev = AuditEvent::new(if approve {
+        "ciba.approved"
+    } else {
+        "ciba.denied"
+    });
+    ev.subject = Some(decided.username.clone());
+    ev.actors = actor_chain(act.as_ref());
+    ev.client_id = Some(decided.client_id.clone());
+    ev.detail = serde_json::json!({
+        "request": decided.public_id, "asked_scope": decided.scope,
+        "approved_scope": decided.approved_scope, "approved_exp": decided.approved_exp,
+        "binding_message": decided.binding_message,
+    });
+    ctx.writer
+        .write(WriteOp::None, vec![ev])
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot audit a decision");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side. Please try again.",
+            )
+        })?;
+    Ok(())
+}

@@ -1,0 +1,555 @@
+//! OpenID CIBA Core 1.0 poll mode with the approvals page, and the sessions page, over HTTP as a
+//! browser without JavaScript uses them.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::agents::TestAgent;
+use crate::flows::{Browser, Page, parse_form, sign_in};
+use crate::helpers::*;
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const CIBA: &str = "urn:openid:params:grant-type:ciba";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+struct World {
+    app: TestApp,
+    agent: TestAgent,
+}
+
+async fn world(backend: Backend, ciba: &str) -> World {
+    let agent = TestAgent::new("build-bot");
+    let extra = format!(
+        "[[clients]]\nclient_id = \"agent-host\"\nclient_secret = \"host-secret\"\ngrant_types = [\"{TE}\", \"{CIBA}\"]\n\
+         {}\n[policy]\nhigh_risk_scopes = [\"payments:write\"]\n[ciba]\n{ciba}\n",
+        agent.toml()
+    );
+    World {
+        app: spawn_app_with(backend, &extra).await,
+        agent,
+    }
+}
+
+fn token(v: &Value) -> String {
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {v}"))
+        .to_string()
+}
+
+async fn bc_authorize(
+    app: &TestApp,
+    subject: &str,
+    actor: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut form = vec![
+        ("subject_token", subject),
+        ("subject_token_type", AT),
+        ("actor_token", actor),
+        ("actor_token_type", JWT),
+    ];
+    form.extend_from_slice(extra);
+    let resp = app
+        .post_form("/bc-authorize", Some(("agent-host", "host-secret")), &form)
+        .await;
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn poll(app: &TestApp, auth_req_id: &str) -> (u16, Value) {
+    let resp = app
+        .post_form(
+            "/token",
+            Some(("agent-host", "host-secret")),
+            &[("grant_type", CIBA), ("auth_req_id", auth_req_id)],
+        )
+        .await;
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// Signs `user` in through the login page `path` sends a signed-out browser to.
+async fn browser_at<'a>(
+    app: &'a TestApp,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> (Browser<'a>, Page) {
+    let mut b = Browser::new(app);
+    let login = b.get(path).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let after = b
+        .submit(path, &login, &[("username", user), ("password", password)])
+        .await;
+    assert_eq!(
+        after.location.as_deref(),
+        Some(path),
+        "back to {path} after sign-in: {}",
+        after.body
+    );
+    let page = b.get(path).await;
+    assert_eq!(page.status, 200);
+    (b, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ciba_high_risk_delegation_waits_for_the_human_then_issues_once() {
+    for backend in backends() {
+        let World { app, agent } = world(backend, "interval = \"1s\"").await;
+        let alice = token(
+            &sign_in(
+                &app,
+                "alice",
+                "alice-password",
+                "cli",
+                "orders:read payments:write",
+            )
+            .await,
+        );
+        let actor = agent.attest(&app).await;
+
+        // A direct exchange is refused and says where to go.
+        let resp = app
+            .post_form(
+                "/token",
+                Some(("agent-host", "host-secret")),
+                &[
+                    ("grant_type", TE),
+                    ("subject_token", &alice),
+                    ("subject_token_type", AT),
+                    ("actor_token", &actor),
+                    ("actor_token_type", JWT),
+                ],
+            )
+            .await;
+        let v: Value = resp.json().await.unwrap();
+        assert!(
+            v["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("/bc-authorize"),
+            "{v}"
+        );
+
+        // CIBA Core §7.3: auth_req_id, expires_in, interval.
+        let (status, v) = bc_authorize(
+            &app,
+            &alice,
+            &actor,
+            &[("binding_message", "Pay invoice 4711")],
+        )
+        .await;
+        assert_eq!(status, 200, "{backend:?}: {v}");
+        let id = v["auth_req_id"].as_str().unwrap().to_string();
+        assert_eq!(v["interval"], 1);
+        assert!(v["expires_in"].as_i64().unwrap() > 0);
+
+        // CIBA Core §11: pending, and slow_down when polled faster than the interval.
+        let (s, v) = poll(&app, &id).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("authorization_pending")),
+            "{v}"
+        );
+        let (s, v) = poll(&app, &id).await;
+        assert_eq!((s, v["error"].as_str()), (400, Some("slow_down")), "{v}");
+
+        // The human sees the whole request and approves it, narrowed.
+        let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
+        for shown in [
+            "agent:build-bot",
+            "software",
+            "Pay invoice 4711",
+            "payments:write",
+            "high risk",
+            "orders-api",
+            "Approve",
+            "Deny",
+        ] {
+            assert!(
+                page.body.contains(shown),
+                "approvals page shows {shown}: {}",
+                page.body
+            );
+        }
+        let form = parse_form(&page.body);
+        let request = form
+            .hidden
+            .iter()
+            .find(|(k, _)| k == "request")
+            .unwrap()
+            .1
+            .clone();
+        let csrf = form
+            .hidden
+            .iter()
+            .find(|(k, _)| k == "csrf_token")
+            .unwrap()
+            .1
+            .clone();
+        let done = b
+            .post(
+                "/approvals",
+                &[
+                    ("csrf_token".into(), csrf.clone()),
+                    ("request".into(), request.clone()),
+                    ("scope".into(), "payments:write".into()),
+                    ("lifetime_minutes".into(), "2".into()),
+                    ("decision".into(), "approve".into()),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, 303, "{}", done.body);
+        assert!(
+            !b.get("/approvals").await.body.contains(&request),
+            "no longer pending"
+        );
+
+        tokio::time::sleep(Duration::from_millis(6100)).await; // the interval grew by 5s
+        let (s, v) = poll(&app, &id).await;
+        assert_eq!(s, 200, "{backend:?}: {v}");
+        assert_eq!(v["scope"], "payments:write", "the human narrowed it");
+        assert!(v["expires_in"].as_i64().unwrap() <= 120);
+        let i = app.introspect(&token(&v)).await;
+        assert_eq!(i["act"], json!({"sub": "agent:build-bot"}));
+        assert_eq!(i["sub"], "alice");
+        // Exactly once.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (s, v) = poll(&app, &id).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{v}"
+        );
+
+        // A decision is audited.
+        let store = mandate::store::open(&app.db.url, 2).await.unwrap();
+        let entries = store.audit_entries(0, 10_000).await.unwrap();
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.kind == "ciba.approved" && e.subject.as_deref() == Some("alice"))
+        );
+        store.close().await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn ciba_denied_and_expired_requests() {
+    let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"\nexpiry = \"2s\"").await;
+    let alice = token(
+        &sign_in(
+            &app,
+            "alice",
+            "alice-password",
+            "cli",
+            "orders:read payments:write",
+        )
+        .await,
+    );
+    let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
+    let denied = v["auth_req_id"].as_str().unwrap().to_string();
+    let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
+    let after = b.click("/approvals", &page, "Deny").await;
+    assert_eq!(after.status, 303);
+    let (s, v) = poll(&app, &denied).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("access_denied")),
+        "{v}"
+    );
+
+    let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
+    let expiring = v["auth_req_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, v) = poll(&app, &expiring).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("expired_token")),
+        "{v}"
+    );
+    let (s, v) = poll(&app, "no-such-request").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_human_decides_only_their_own_requests_and_forms_need_the_csrf_token() {
+    let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"").await;
+    let alice = token(
+        &sign_in(
+            &app,
+            "alice",
+            "alice-password",
+            "cli",
+            "orders:read payments:write",
+        )
+        .await,
+    );
+    let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
+    let id = v["auth_req_id"].as_str().unwrap().to_string();
+    let (mut alice_b, alice_page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
+    let hidden = |page: &Page, name: &str| {
+        parse_form(&page.body)
+            .hidden
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|x| x.1.clone())
+            .unwrap()
+    };
+    let request = hidden(&alice_page, "request");
+
+    // Bob has a request of his own (a low-risk one), so his page carries his CSRF token.
+    let bob_token = token(&sign_in(&app, "bob", "bob-password", "cli", "orders:read").await);
+    let (s, _) = bc_authorize(&app, &bob_token, &agent.attest(&app).await, &[]).await;
+    assert_eq!(s, 200);
+    let (mut bob, bob_page) = browser_at(&app, "/approvals", "bob", "bob-password").await;
+    assert!(
+        !bob_page.body.contains(&request),
+        "bob does not see alice's request"
+    );
+    let approve_alices = |csrf: String| {
+        vec![
+            ("csrf_token".to_string(), csrf),
+            ("request".to_string(), request.clone()),
+            ("decision".to_string(), "approve".to_string()),
+            ("scope".to_string(), "payments:write".to_string()),
+        ]
+    };
+    let r = bob
+        .post(
+            "/approvals",
+            &approve_alices(hidden(&bob_page, "csrf_token")),
+        )
+        .await;
+    assert_eq!(r.status, 404, "bob cannot approve alice's request");
+    // Alice's own form without its CSRF token changes nothing either.
+    let mut no_csrf = approve_alices(String::new());
+    no_csrf.remove(0);
+    let r = alice_b.post("/approvals", &no_csrf).await;
+    assert_eq!(r.status, 403);
+    let (s, v) = poll(&app, &id).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("authorization_pending")),
+        "{v}"
+    );
+    // An approval can only narrow.
+    let mut widen = approve_alices(hidden(&alice_page, "csrf_token"));
+    widen.push(("scope".into(), "orders:write".into()));
+    let r = alice_b.post("/approvals", &widen).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sessions_page_shows_the_tree_and_revokes_a_subtree() {
+    for backend in backends() {
+        let World { app, agent } = world(backend, "").await;
+        let sub = TestAgent::new("sub-bot");
+        let _ = sub;
+        let alice = token(&sign_in(&app, "alice", "alice-password", "cli", "orders:read").await);
+        let exchange = |subject: String, actor: String| {
+            let app = &app;
+            async move {
+                let resp = app
+                    .post_form(
+                        "/token",
+                        Some(("agent-host", "host-secret")),
+                        &[
+                            ("grant_type", TE),
+                            ("subject_token", &subject),
+                            ("subject_token_type", AT),
+                            ("actor_token", &actor),
+                            ("actor_token_type", JWT),
+                        ],
+                    )
+                    .await;
+                let v: Value = resp.json().await.unwrap();
+                token(&v)
+            }
+        };
+        let a = exchange(alice.clone(), agent.attest(&app).await).await;
+        let b = exchange(a.clone(), agent.attest(&app).await).await;
+        app.introspect(&b).await; // a use, shown as "last used"
+
+        let (mut browser, page) = browser_at(&app, "/sessions", "alice", "alice-password").await;
+        assert!(
+            page.body
+                .contains("agent:build-bot, acting for agent:build-bot"),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("s ago"), "last use is shown");
+        assert_eq!(
+            page.body.matches(">Revoke</button>").count(),
+            3,
+            "{}",
+            page.body
+        );
+        // Revoke the middle node: its form is the second on the page.
+        let forms: Vec<&str> = page
+            .body
+            .split("<form method=\"post\" action=\"/sessions/revoke\">")
+            .skip(1)
+            .collect();
+        let sid_of = |f: &str| {
+            f.split("name=\"sid\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let csrf = parse_form(&page.body)
+            .hidden
+            .iter()
+            .find(|(k, _)| k == "csrf_token")
+            .unwrap()
+            .1
+            .clone();
+        let middle = sid_of(forms[1]);
+        assert_eq!(middle, jwt_sid(&a));
+        let r = browser
+            .post(
+                "/sessions/revoke",
+                &[
+                    ("csrf_token".into(), csrf.clone()),
+                    ("sid".into(), middle.clone()),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert_eq!(
+            app.introspect(&b).await,
+            json!({"active": false}),
+            "{backend:?}: the sub-agent is cut off"
+        );
+        assert_eq!(app.introspect(&a).await, json!({"active": false}));
+        assert_eq!(app.introspect(&alice).await["active"], true);
+        // The audit trail of the revoked session.
+        let trail = browser.get(&format!("/sessions/{middle}")).await;
+        assert_eq!(trail.status, 200);
+        assert!(
+            trail.body.contains("token.issued") && trail.body.contains("token.revoked"),
+            "{}",
+            trail.body
+        );
+        // Without the CSRF token nothing happens; bob cannot revoke alice's session.
+        let root = sid_of(forms[0]);
+        let r = browser
+            .post("/sessions/revoke", &[("sid".into(), root.clone())])
+            .await;
+        assert_eq!(r.status, 403);
+        let (mut bob, bob_page) = browser_at(&app, "/sessions", "bob", "bob-password").await;
+        let bob_csrf = bob_page
+            .body
+            .split("name=\"csrf_token\" value=\"")
+            .nth(1)
+            .map(|s| s.split('"').next().unwrap().to_string());
+        let r = bob
+            .post(
+                "/sessions/revoke",
+                &[
+                    ("csrf_token".into(), bob_csrf.unwrap_or_default()),
+                    ("sid".into(), root.clone()),
+                ],
+            )
+            .await;
+        assert!(r.status == 404 || r.status == 403, "{}", r.status);
+        assert_eq!(bob.get(&format!("/sessions/{root}")).await.status, 404);
+        assert_eq!(app.introspect(&alice).await["active"], true);
+        app.stop().await;
+    }
+}
+
+fn jwt_sid(t: &str) -> String {
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_after_repeated_failures() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut b = Browser::new(&app);
+    let login = b.get("/login").await;
+    for _ in 0..5 {
+        let r = b
+            .submit(
+                "/login",
+                &login,
+                &[("username", "alice"), ("password", "wrong")],
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = b
+        .submit(
+            "/login",
+            &login,
+            &[("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_eq!(r.status, 429, "locked out even with the right password");
+    assert!(r.body.contains("Too many failed sign-ins"));
+    assert!(
+        !r.headers.contains_key("set-cookie")
+            || !r.headers["set-cookie"]
+                .to_str()
+                .unwrap()
+                .contains("mandate_session")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn approving_with_the_prefilled_lifetime_works_a_second_later() {
+    let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"").await;
+    let alice = token(
+        &sign_in(
+            &app,
+            "alice",
+            "alice-password",
+            "cli",
+            "orders:read payments:write",
+        )
+        .await,
+    );
+    let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
+    let id = v["auth_req_id"].as_str().unwrap().to_string();
+    let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // What a browser submits: the hidden inputs, the ticked boxes, the pre-filled number.
+    let mut fields = parse_form(&page.body).hidden;
+    fields.push(("scope".into(), "orders:read".into()));
+    fields.push(("scope".into(), "payments:write".into()));
+    let prefilled = page.body.split("name=\"lifetime_minutes\"").nth(1).unwrap();
+    let value = prefilled
+        .split("value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    fields.push(("lifetime_minutes".into(), value));
+    fields.push(("decision".into(), "approve".into()));
+    let after = b.post("/approvals", &fields).await;
+    assert_eq!(after.status, 303, "{}", after.body);
+    let (s, v) = poll(&app, &id).await;
+    assert_eq!(s, 200, "{v}");
+    app.stop().await;
+}
