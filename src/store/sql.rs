@@ -134,6 +134,22 @@ pub(super) const REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
        UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) AND revoked_at IS NULL";
 
+/// Splits `rows` into slices whose lengths are powers of two (at most 256), so a batch of any
+/// size is written with a handful of distinct statements that the prepared-statement cache
+/// keeps, and no statement nears SQLite's bound-parameter limit.
+pub(super) fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = rest.len().min(256);
+        let size = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let (head, tail) = rest.split_at(size);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
 /// Implements [`crate::store::Store`] for a struct with a `pool: sqlx::Pool<$db>` field and a
 /// `run_migrations(&self)` method.
 macro_rules! sql_store {
@@ -405,7 +421,7 @@ macro_rules! sql_store {
                 now: i64,
                 policy_version: Option<&str>,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
-                use $crate::store::{Outcome, WriteOp};
+                use $crate::store::{Outcome, TokenRecord, WriteOp};
                 let mut tx = self.pool.begin().await?;
                 // Locks the chain head (a row lock on PostgreSQL, the write lock on SQLite) so
                 // that replicas extend one chain in turn.
@@ -414,51 +430,37 @@ macro_rules! sql_store {
                     sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
                 let mut outcomes = Vec::with_capacity(items.len());
                 let mut events = Vec::new();
+                // Rows are written many to a statement; token inserts are flushed before any
+                // revocation so that a revocation in the same batch sees them.
+                let mut pending: Vec<&TokenRecord> = Vec::new();
+                let mut touches: std::collections::BTreeMap<&str, Vec<&[u8]>> = Default::default();
                 for item in items {
                     let outcome = match &item.op {
                         WriteOp::None => Outcome::Done,
                         WriteOp::IssueTokens(tokens) => {
                             let mut parent_revoked = false;
                             for t in tokens {
-                                if let Some(p) = &t.parent_hash {
-                                    let (live,): (i64,) = sqlx::query_as(
-                                        "SELECT COUNT(*) FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-                                    )
-                                    .bind(p)
-                                    .fetch_one(&mut *tx)
-                                    .await?;
-                                    parent_revoked |= live == 0;
+                                let Some(p) = &t.parent_hash else { continue };
+                                if pending.iter().any(|q| &q.token_hash == p) {
+                                    continue;
                                 }
+                                let (live,): (i64,) = sqlx::query_as(
+                                    "SELECT COUNT(*) FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                                )
+                                .bind(p)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                                parent_revoked |= live == 0;
                             }
                             if parent_revoked {
                                 Outcome::ParentRevoked
                             } else {
-                                for t in tokens {
-                                    sqlx::query(
-                                        "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, \
-                                         exp, sid, parent_hash, act, may_act) \
-                                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                                    )
-                                    .bind(&t.token_hash)
-                                    .bind(&t.jti)
-                                    .bind(t.kind.as_str())
-                                    .bind(&t.sub)
-                                    .bind(&t.client_id)
-                                    .bind(&t.scope)
-                                    .bind(t.aud.join(" "))
-                                    .bind(t.iat)
-                                    .bind(t.exp)
-                                    .bind(&t.sid)
-                                    .bind(&t.parent_hash)
-                                    .bind(&t.act)
-                                    .bind(&t.may_act)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
+                                pending.extend(tokens.iter());
                                 Outcome::Done
                             }
                         }
                         WriteOp::Revoke { token_hash } => {
+                            Self::insert_tokens(&mut tx, &mut pending).await?;
                             let r = sqlx::query($crate::store::sql::REVOKE_SUBTREE)
                                 .bind(token_hash)
                                 .bind(now)
@@ -467,6 +469,7 @@ macro_rules! sql_store {
                             Outcome::Revoked(r.rows_affected())
                         }
                         WriteOp::RevokeSession { sid } => {
+                            Self::insert_tokens(&mut tx, &mut pending).await?;
                             let r = sqlx::query($crate::store::sql::REVOKE_SESSION)
                                 .bind(sid)
                                 .bind(now)
@@ -475,12 +478,7 @@ macro_rules! sql_store {
                             Outcome::Revoked(r.rows_affected())
                         }
                         WriteOp::Touch { token_hash, by } => {
-                            sqlx::query("UPDATE tokens SET last_used_at = $1, last_used_by = $2 WHERE token_hash = $3")
-                                .bind(now)
-                                .bind(by)
-                                .bind(token_hash)
-                                .execute(&mut *tx)
-                                .await?;
+                            touches.entry(by.as_str()).or_default().push(token_hash.as_slice());
                             Outcome::Done
                         }
                     };
@@ -493,26 +491,40 @@ macro_rules! sql_store {
                     }
                     outcomes.push(outcome);
                 }
+                Self::insert_tokens(&mut tx, &mut pending).await?;
+                for (by, hashes) in &touches {
+                    for chunk in $crate::store::sql::chunks(hashes) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE tokens SET last_used_at = ");
+                        q.push_bind(now).push(", last_used_by = ").push_bind(*by).push(" WHERE token_hash IN (");
+                        let mut sep = q.separated(", ");
+                        for h in chunk {
+                            sep.push_bind(*h);
+                        }
+                        q.push(")");
+                        q.build().execute(&mut *tx).await?;
+                    }
+                }
                 let entries = $crate::audit::chain(head_seq, &head_hash, now, policy_version, &events);
-                for e in &entries {
-                    sqlx::query(
+                for chunk in $crate::store::sql::chunks(&entries) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
-                         detail, prev_hash, hash, policy_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    )
-                    .bind(e.seq)
-                    .bind(e.ts)
-                    .bind(&e.kind)
-                    .bind(&e.subject)
-                    .bind(&e.actors)
-                    .bind(&e.client_id)
-                    .bind(&e.session)
-                    .bind(&e.token_jti)
-                    .bind(&e.detail)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash)
-                    .bind(&e.policy_version)
-                    .execute(&mut *tx)
-                    .await?;
+                         detail, prev_hash, hash, policy_version) ",
+                    );
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.seq)
+                            .push_bind(e.ts)
+                            .push_bind(&e.kind)
+                            .push_bind(&e.subject)
+                            .push_bind(&e.actors)
+                            .push_bind(&e.client_id)
+                            .push_bind(&e.session)
+                            .push_bind(&e.token_jti)
+                            .push_bind(&e.detail)
+                            .push_bind(&e.prev_hash)
+                            .push_bind(&e.hash)
+                            .push_bind(&e.policy_version);
+                    });
+                    q.build().execute(&mut *tx).await?;
                 }
                 if let Some(last) = entries.last() {
                     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
@@ -564,6 +576,39 @@ macro_rules! sql_store {
             }
         }
 
+        impl $store {
+            /// Writes the pending token records, many to a statement.
+            async fn insert_tokens(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                pending: &mut Vec<&$crate::store::TokenRecord>,
+            ) -> Result<(), $crate::store::StoreError> {
+                for chunk in $crate::store::sql::chunks(pending) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
+                         parent_hash, act, may_act) ",
+                    );
+                    q.push_values(chunk, |mut b, t| {
+                        b.push_bind(&t.token_hash)
+                            .push_bind(&t.jti)
+                            .push_bind(t.kind.as_str())
+                            .push_bind(&t.sub)
+                            .push_bind(&t.client_id)
+                            .push_bind(&t.scope)
+                            .push_bind(t.aud.join(" "))
+                            .push_bind(t.iat)
+                            .push_bind(t.exp)
+                            .push_bind(&t.sid)
+                            .push_bind(&t.parent_hash)
+                            .push_bind(&t.act)
+                            .push_bind(&t.may_act);
+                    });
+                    q.build().execute(&mut **tx).await?;
+                }
+                pending.clear();
+                Ok(())
+            }
+        }
+
         fn const_format_token_select() -> &'static str {
             static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             SQL.get_or_init(|| {
@@ -574,3 +619,21 @@ macro_rules! sql_store {
 }
 
 pub(super) use sql_store;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_split_into_few_power_of_two_statements() {
+        for n in 0..700usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let parts = super::chunks(&rows);
+            assert_eq!(parts.concat(), rows, "order and content kept");
+            assert!(
+                parts
+                    .iter()
+                    .all(|p| p.len().is_power_of_two() && p.len() <= 256)
+            );
+            assert!(parts.len() <= 2 + 8, "{n}: {} statements", parts.len());
+        }
+    }
+}
