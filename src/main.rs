@@ -11,6 +11,8 @@ use mandate::config::Config;
 use mandate::jose::KeyService;
 use mandate::{App, open_store, resolve_kek};
 
+#[path = "cli/agents.rs"]
+mod agents;
 #[path = "cli/policy.rs"]
 mod policy;
 #[path = "cli/sessions.rs"]
@@ -41,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Enrolled agents: enroll a TPM agent by its attestation key, list them.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
     /// Delegated sessions: every live token of a human, as a tree.
     Sessions {
         #[command(subcommand)]
@@ -63,6 +70,23 @@ enum KeysCommand {
     /// Rotate now: the published next key starts signing.
     Rotate,
     /// List stored keys and their state.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Enroll (or re-enroll) a TPM agent with its attestation key, as `tpm2_createak -u` writes it.
+    Enroll {
+        #[arg(long)]
+        name: String,
+        /// TPM2B_PUBLIC of the AK (binary, or base64 of it).
+        #[arg(long)]
+        ak_public: PathBuf,
+        /// PCR policy, JSON `{"sha256": {"0": "hex" | ["hex", ...], ...}}`.
+        #[arg(long)]
+        pcr_policy: Option<PathBuf>,
+    },
+    /// List enrolled agents and how each attests.
     List,
 }
 
@@ -136,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(config, command).await,
+        Command::Agents { command } => agents::run(config, command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
         Command::Policy { command } => policy::run(&config, command),
         Command::Audit {

@@ -1,8 +1,10 @@
 //! Agent attestation (SPEC "Agent attestation"): single-use challenges, and the proofs that an
-//! agent is the enrolled one — a JWT signed with its registered key (software), or a TPM quote
-//! (its own issue; not accepted yet). A passing proof yields a short-lived agent token.
+//! agent is the enrolled one — a JWT signed with its registered key ([`software`]), or a TPM
+//! quote by its enrolled attestation key ([`tpm`]). A passing proof yields a short-lived agent
+//! token whose `att` says which.
 
 pub mod software;
+pub mod tpm;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -64,7 +66,19 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
     let now = ctx.clock.now();
     let result = verify(ctx, &req, now).await;
     let minted = match result {
-        Ok(att) => token::mint_agent(ctx, &req.agent, att)?,
+        Ok(a) => {
+            let minted = token::mint_agent_with(ctx, &req.agent, a.att, a.claims)?;
+            if let Some((before, after)) = a.firmware_change {
+                // tpm.md: a firmware change is not a refusal, but operators must see it.
+                let mut ev = AuditEvent::new("agent.tpm_firmware_changed");
+                ev.subject = Some(format!("agent:{}", req.agent));
+                ev.detail = json!({ "before": before, "now": after });
+                ctx.writer
+                    .write(crate::store::WriteOp::None, vec![ev])
+                    .await?;
+            }
+            minted
+        }
         Err(reason) => {
             let mut ev = AuditEvent::new("agent.attestation_refused");
             ev.subject = Some(format!("agent:{}", req.agent));
@@ -75,6 +89,7 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
             return Err(match reason {
                 Reason::Unsupported(m) => OAuthError::invalid_request(m),
                 Reason::Refused(m) => refused(m),
+                Reason::RefusedBecause(m) => refused(&m),
                 Reason::Policy(m) => OAuthError::new(ErrorCode::InvalidGrant, m),
             });
         }
@@ -83,24 +98,58 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
     Ok(minted)
 }
 
+/// A passing attestation: how, and what the agent token says about it besides `att`.
+struct Attestation {
+    att: &'static str,
+    claims: serde_json::Map<String, serde_json::Value>,
+    firmware_change: Option<(String, String)>,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(untagged)]
 enum Reason {
     Unsupported(&'static str),
     Refused(&'static str),
+    /// Refused, with a reason built at run time (the TPM verifier's).
+    RefusedBecause(String),
     /// A policy forbids this agent a token; the description names it.
     Policy(String),
 }
 
-async fn verify(ctx: &Ctx, req: &AttestRequest, now: i64) -> Result<&'static str, Reason> {
+async fn verify(ctx: &Ctx, req: &AttestRequest, now: i64) -> Result<Attestation, Reason> {
     let agent = ctx
         .agents
         .get(&req.agent)
         .ok_or(Reason::Refused("unknown agent"))?;
     if req.quote.is_some() || req.signature.is_some() || req.pcrs.is_some() {
-        return Err(Reason::Unsupported(
-            "TPM quotes are not accepted yet; send a software `proof`",
-        ));
+        if req.proof.is_some() {
+            return Err(Reason::Unsupported(
+                "send either a software `proof` or a TPM `quote`, not both",
+            ));
+        }
+        let evidence = tpm::Evidence {
+            nonce: &req.nonce,
+            quote: req.quote.as_deref(),
+            signature: req.signature.as_deref(),
+            pcrs: req.pcrs.as_ref(),
+        };
+        let attested = tpm::attest(ctx, &agent, &evidence, now)
+            .await
+            .map_err(|e| match e {
+                tpm::TpmError::Malformed(m) => Reason::Unsupported(m),
+                tpm::TpmError::Refused(m) => Reason::RefusedBecause(m),
+            })?;
+        allowed(ctx, &agent.name, "tpm", now)?;
+        let mut claims = serde_json::Map::new();
+        claims.insert("ak_thumbprint".into(), attested.ak_thumbprint.into());
+        if let Some(p) = attested.pcr_policy {
+            claims.insert("pcr_policy".into(), p);
+        }
+        return Ok(Attestation {
+            att: "tpm",
+            claims,
+            firmware_change: attested.firmware_change,
+        });
     }
     let proof = req.proof.as_deref().ok_or(Reason::Unsupported(
         "send `proof` (a JWT signed with the agent's registered key)",
@@ -124,17 +173,26 @@ async fn verify(ctx: &Ctx, req: &AttestRequest, now: i64) -> Result<&'static str
             "nonce unknown, expired, used, or issued to another agent",
         ));
     }
+    allowed(ctx, &agent.name, "software", now)?;
+    Ok(Attestation {
+        att: "software",
+        claims: serde_json::Map::new(),
+        firmware_change: None,
+    })
+}
+
+/// Whether policy lets an agent attested this way have an agent token at all.
+fn allowed(ctx: &Ctx, agent: &str, attestation: &str, now: i64) -> Result<(), Reason> {
     let decision = ctx.policies.attest(&crate::policy::AttestRequest {
-        agent: agent.name.clone(),
-        attestation: "software".into(),
+        agent: agent.to_string(),
+        attestation: attestation.into(),
         time: now,
     });
     if decision.outcome != crate::policy::Outcome::Permit {
         return Err(Reason::Policy(format!(
-            "agent:{} may not get an agent token: {}",
-            agent.name,
+            "agent:{agent} may not get an agent token: {}",
             decision.refusal()
         )));
     }
-    Ok("software")
+    Ok(())
 }

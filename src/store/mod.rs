@@ -7,6 +7,7 @@ pub mod ciba;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod tpm;
 pub mod web;
 pub mod writer;
 
@@ -128,7 +129,7 @@ pub struct BatchItem {
 }
 
 #[async_trait]
-pub trait Store: web::WebStore + ciba::CibaStore + Send + Sync + 'static {
+pub trait Store: web::WebStore + ciba::CibaStore + tpm::TpmStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

@@ -10,6 +10,7 @@ use sqlx::{Pool, Postgres};
 use super::StoreError;
 use super::ciba::ciba_sql_store;
 use super::sql::sql_store;
+use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
 
 pub struct PostgresStore {
@@ -37,4 +38,5 @@ impl PostgresStore {
 
 sql_store!(PostgresStore, Postgres, "postgres");
 web_sql_store!(PostgresStore, Postgres);
+tpm_sql_store!(PostgresStore, Postgres);
 ciba_sql_store!(PostgresStore, Postgres);

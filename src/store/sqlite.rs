@@ -11,6 +11,7 @@ use sqlx::{Pool, Sqlite};
 use super::StoreError;
 use super::ciba::ciba_sql_store;
 use super::sql::sql_store;
+use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
 
 pub struct SqliteStore {
@@ -41,4 +42,5 @@ impl SqliteStore {
 
 sql_store!(SqliteStore, Sqlite, "sqlite");
 web_sql_store!(SqliteStore, Sqlite);
+tpm_sql_store!(SqliteStore, Sqlite);
 ciba_sql_store!(SqliteStore, Sqlite);

@@ -17,3 +17,4 @@ mod helpers;
 mod keys;
 mod policy;
 mod store;
+mod tpm;

@@ -1,0 +1,5 @@
+//! TPML_PCR_SELECTION (TPM 2.0 Part 2 §10.9.7): any bytes parse or are refused, never panic.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = mandate_fuzz::parse::parse_pcr_selection_bytes(data);
+});

@@ -1,0 +1,5 @@
+//! TPMT_SIGNATURE (TPM 2.0 Part 2 §11.3.4): any bytes parse or are refused, never panic.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = mandate_fuzz::parse::parse_signature(data);
+});
