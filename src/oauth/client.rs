@@ -71,6 +71,10 @@ pub fn hash_secret(plain: &str) -> Result<String, argon2::password_hash::Error> 
         .to_string())
 }
 
+/// argon2id (default parameters, the same cost as real hashes) of a secret nobody has: verified
+/// for unknown users and clients so that their answer takes as long as a known one's.
+pub const DECOY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$bWFuZGF0ZS1kZWNveS0wMQ$grgYj/MuLsIdTGyBPMPa/hIRT65QEulJijEmuPsznKI";
+
 /// Constant-time argon2 verification of a presented secret against a PHC string.
 pub fn verify_secret(plain: &str, phc: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};

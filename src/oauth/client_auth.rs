@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::client::{Client, Clients, verify_secret};
+use super::client::{Client, Clients, DECOY_PHC, verify_secret};
 use super::error::OAuthError;
 use crate::clock::SharedClock;
 use crate::crypto::Keyed;
@@ -78,8 +78,6 @@ pub struct ClientAuthenticator {
     audiences: Vec<String>,
     keyed: Keyed,
     cache: Mutex<HashMap<[u8; 32], i64>>,
-    /// Hash verified for unknown clients so their answer takes as long as a known one's.
-    decoy_hash: String,
 }
 
 #[derive(Deserialize)]
@@ -103,7 +101,6 @@ impl ClientAuthenticator {
         clock: SharedClock,
         issuer: &str,
     ) -> Self {
-        let decoy_hash = super::client::hash_secret("decoy").unwrap_or_default();
         Self {
             clients,
             store,
@@ -116,7 +113,6 @@ impl ClientAuthenticator {
             ],
             keyed: Keyed::random(),
             cache: Mutex::new(HashMap::new()),
-            decoy_hash,
         }
     }
 
@@ -171,8 +167,8 @@ impl ClientAuthenticator {
         let hash = client.as_ref().and_then(|c| c.secret_hash.clone());
         let Some(hash) = hash else {
             // Same cost as a real check, so timing does not reveal which client ids exist.
-            let (decoy, s) = (self.decoy_hash.clone(), secret.0.clone());
-            let _ = tokio::task::spawn_blocking(move || verify_secret(&s, &decoy)).await;
+            let s = secret.0.clone();
+            let _ = tokio::task::spawn_blocking(move || verify_secret(&s, DECOY_PHC)).await;
             return Err(bad_client(FAILED));
         };
         let client = client.ok_or_else(|| bad_client(FAILED))?;

@@ -12,14 +12,10 @@ use axum::response::{IntoResponse, Response};
 use super::pages::{self, LoginPage};
 use super::{read_form, redirect, server_error, session};
 use crate::oauth::Ctx;
-use crate::oauth::client::verify_secret;
+use crate::oauth::client::{DECOY_PHC, verify_secret};
 use crate::oauth::grant::authorization_code::request::{AuthorizeRequest, Rejection};
 use crate::oauth::params::Params;
 use crate::oauth::user::User;
-
-/// argon2id (default parameters, the same as real hashes) of a password nobody has: verified for
-/// unknown usernames so that their answer takes as long as a known user's.
-const DECOY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$bWFuZGF0ZS1kZWNveS0wMQ$grgYj/MuLsIdTGyBPMPa/hIRT65QEulJijEmuPsznKI";
 
 const WRONG: &str = "The username or password is incorrect.";
 
