@@ -13,9 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 /// Environment variables that are not config keys.
-const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG"];
+const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG", "MANDATE_AGENT_CLIENT_SECRET"];
 /// Tables whose keys can be overridden as `MANDATE_<TABLE>_<KEY>`.
-const TABLES: &[&str] = &["tokens", "keys", "server", "policy", "ciba"];
+const TABLES: &[&str] = &["tokens", "keys", "server", "policy", "ciba", "attestation"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +44,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub ciba: CibaConfig,
+    #[serde(default)]
+    pub attestation: AttestationConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -211,6 +213,32 @@ impl Default for CibaConfig {
     }
 }
 
+/// Zero-touch TPM enrollment: which EKs may enroll an agent by credential activation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttestationConfig {
+    /// PEM or DER files of the CAs that issue EK certificates (TPM manufacturers), relative to
+    /// the config file. Empty (and no allowlist): zero-touch enrollment is off.
+    pub ek_roots: Vec<PathBuf>,
+    /// EKs an operator approved, for TPMs with no EK certificate: SHA-256 (hex) of the EK's
+    /// SubjectPublicKeyInfo (`tpm2_readpublic -c EK -f pem -o ek.pem && openssl pkey -pubin
+    /// -in ek.pem -outform DER | sha256sum`).
+    pub ek_allowlist: Vec<String>,
+    /// How long a credential-activation challenge waits for the agent's answer.
+    #[serde(deserialize_with = "de_duration")]
+    pub enrollment_ttl: Duration,
+}
+
+impl Default for AttestationConfig {
+    fn default() -> Self {
+        Self {
+            ek_roots: Vec::new(),
+            ek_allowlist: Vec::new(),
+            enrollment_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
@@ -363,6 +391,22 @@ impl Config {
                     format!("{key}: client_secret_hash is not an argon2 PHC string")
                 })?;
             }
+        }
+        for (i, h) in self.attestation.ek_allowlist.iter().enumerate() {
+            if h.len() != 64
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                return Err(format!(
+                    "key `attestation.ek_allowlist[{i}]`: must be a SHA-256 in lowercase hex (64 characters)"
+                ));
+            }
+        }
+        if self.attestation.enrollment_ttl < Duration::from_secs(10)
+            || self.attestation.enrollment_ttl > Duration::from_secs(3600)
+        {
+            return Err("key `attestation.enrollment_ttl`: must be between 10s and 1h".into());
         }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {

@@ -73,6 +73,10 @@ pub enum StartError {
     UserPassword(String),
     #[error("storage: {0}")]
     Store(#[from] store::StoreError),
+    #[error("agent `{0}`: {1}")]
+    Agent(String, String),
+    #[error("attestation.ek_roots: {0}")]
+    EkRoots(String),
     #[error("invalid {0}")]
     Policy(#[from] policy::LoadError),
 }
@@ -161,6 +165,7 @@ impl App {
         let clients = Arc::new(bootstrap_clients(&config, &store, &clock).await?);
         let users = Arc::new(bootstrap_users(&config).await?);
         let agents = Arc::new(bootstrap_agents(&config, &store, &clock).await?);
+        let ek_roots = Arc::new(load_ek_roots(&config)?);
         let keys = Arc::new(
             KeyService::start(
                 store.clone(),
@@ -186,6 +191,7 @@ impl App {
             clients,
             users,
             agents,
+            ek_roots,
             policies,
             auth,
             throttle: Default::default(),
@@ -292,6 +298,19 @@ async fn bootstrap_users(config: &Config) -> Result<Users, StartError> {
     Ok(Users::new(list))
 }
 
+/// The EK root CAs of `attestation.ek_roots`, paths relative to the config file.
+fn load_ek_roots(config: &Config) -> Result<attest::tpm::ek::EkRoots, StartError> {
+    let base = config.base_dir();
+    let paths: Vec<_> = config
+        .attestation
+        .ek_roots
+        .iter()
+        .map(|p| base.join(p))
+        .collect();
+    attest::tpm::ek::EkRoots::from_pem_or_der_files(&paths)
+        .map_err(|e| StartError::EkRoots(e.to_string()))
+}
+
 /// Upserts the configured agents and loads every enrolled agent.
 async fn bootstrap_agents(
     config: &Config,
@@ -301,6 +320,21 @@ async fn bootstrap_agents(
     let now = clock.now();
     for a in &config.agents {
         let agent = Agent::from_config(a);
+        // Refuse a bad attestation key or PCR policy now, not at the agent's first /attest.
+        if let Some(ak) = &agent.ak_public {
+            attest::tpm::decode_b64(ak)
+                .ok_or_else(|| "ak_public is not base64".to_string())
+                .and_then(|b| {
+                    attest::tpm::verify::attestation_key(&b)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|m| StartError::Agent(agent.name.clone(), m))?;
+        }
+        if let Some(p) = &agent.pcr_policy {
+            attest::tpm::pcr::PcrPolicy::from_json(p)
+                .map_err(|e| StartError::Agent(agent.name.clone(), format!("pcr_policy: {e}")))?;
+        }
         let data = serde_json::to_string(&agent)
             .map_err(|e| StartError::Store(store::StoreError::Corrupt(e.to_string())))?;
         store

@@ -11,6 +11,8 @@ use mandate::config::Config;
 use mandate::jose::KeyService;
 use mandate::{App, open_store, resolve_kek};
 
+#[path = "cli/agent.rs"]
+mod agent;
 #[path = "cli/agents.rs"]
 mod agents;
 #[path = "cli/policy.rs"]
@@ -47,6 +49,11 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
+    },
+    /// The agent side (SDK): enroll by EK certificate, attest, exchange a token to act with.
+    Agent {
+        #[command(subcommand)]
+        command: Box<agent::AgentCommand>,
     },
     /// Delegated sessions: every live token of a human, as a tree.
     Sessions {
@@ -150,9 +157,15 @@ fn load_config(path: &Path, explicit: bool) -> anyhow::Result<Config> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The agent side talks to a server over HTTP: it needs no config file.
+    let command = match command {
+        Command::Agent { command } => return agent::run(*command).await,
+        other => other,
+    };
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let config = load_config(&cli.config, explicit)?;
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             open_store(&config).await?.close().await;
@@ -161,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command } => keys(config, command).await,
         Command::Agents { command } => agents::run(config, command).await,
+        Command::Agent { command } => agent::run(*command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
         Command::Policy { command } => policy::run(&config, command),
         Command::Audit {

@@ -3,6 +3,7 @@
 //! quote by its enrolled attestation key ([`tpm`]). A passing proof yields a short-lived agent
 //! token whose `att` says which.
 
+pub mod enroll;
 pub mod software;
 pub mod tpm;
 
@@ -64,7 +65,10 @@ fn refused(reason: &str) -> OAuthError {
 
 pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError> {
     let now = ctx.clock.now();
-    let result = verify(ctx, &req, now).await;
+    // Read now, not at start: the CLI, another replica or a zero-touch enrollment may have
+    // enrolled or changed this agent.
+    let agent = ctx.agents.fresh(ctx.store.as_ref(), &req.agent).await?;
+    let result = verify(ctx, agent, &req, now).await;
     let minted = match result {
         Ok(a) => {
             let minted = token::mint_agent_with(ctx, &req.agent, a.att, a.claims)?;
@@ -116,11 +120,13 @@ enum Reason {
     Policy(String),
 }
 
-async fn verify(ctx: &Ctx, req: &AttestRequest, now: i64) -> Result<Attestation, Reason> {
-    let agent = ctx
-        .agents
-        .get(&req.agent)
-        .ok_or(Reason::Refused("unknown agent"))?;
+async fn verify(
+    ctx: &Ctx,
+    agent: Option<std::sync::Arc<crate::oauth::agent::Agent>>,
+    req: &AttestRequest,
+    now: i64,
+) -> Result<Attestation, Reason> {
+    let agent = agent.ok_or(Reason::Refused("unknown agent"))?;
     if req.quote.is_some() || req.signature.is_some() || req.pcrs.is_some() {
         if req.proof.is_some() {
             return Err(Reason::Unsupported(

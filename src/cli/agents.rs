@@ -1,8 +1,8 @@
 //! `mandate agents enroll|list`: pre-registered TPM agents (issue 4). The AK file is parsed and
 //! checked to be an attestation key before anything is stored, so a typo never becomes an agent
-//! that can never attest. The running server loads agents at start: restart it (every replica)
-//! to pick up an enrollment. An agent also declared in the config file is overwritten from the
-//! config at the next start.
+//! that can never attest. Running servers read the agent from the database at its next
+//! `/attest`, so no restart is needed. An agent also declared in the config file is overwritten
+//! from the config at the next start.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -97,7 +97,7 @@ async fn enroll(
         .await?;
     store.close().await;
     println!(
-        "enrolled agent:{name} with a {} AK, thumbprint {}{}; restart the server to pick it up",
+        "enrolled agent:{name} with a {} AK, thumbprint {}{}; running servers use it at its next /attest",
         parsed.describe(),
         b64url(&parsed.thumbprint),
         if agent.pcr_policy.is_some() {

@@ -1,4 +1,5 @@
-//! `POST /attest/challenge` and `POST /attest` (SPEC: Agent attestation).
+//! `POST /attest/challenge`, `POST /attest` (SPEC: Agent attestation), and zero-touch TPM
+//! enrollment: `POST /attest/enroll`, `POST /attest/enroll/activate`.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::extract::JsonBody;
+use crate::attest::enroll::{ActivateRequest, EnrollRequest};
 use crate::attest::{self, AttestRequest, ChallengeRequest};
 use crate::oauth::request::TT_JWT;
 use crate::oauth::{Ctx, OAuthError};
@@ -34,6 +36,43 @@ pub async fn attest(
         "agent_token": minted.token,
         "token_type": TT_JWT,
         "expires_in": minted.record.exp - minted.record.iat,
+    })))
+}
+
+/// Zero-touch enrollment, step 1: EK (+ certificate) and AK in, credential-activation
+/// challenge out.
+pub async fn enroll(
+    State(ctx): State<Arc<Ctx>>,
+    body: JsonBody<EnrollRequest>,
+) -> Result<Response, OAuthError> {
+    let req = body.0.ok_or_else(|| {
+        OAuthError::invalid_request(
+            "send a JSON body with agent, ek_public, ek_certificate (and ek_chain) and ak_public",
+        )
+    })?;
+    let c = attest::enroll::begin(&ctx, req).await?;
+    Ok(no_store(json!({
+        "enrollment_id": c.enrollment_id,
+        "credential_blob": c.credential_blob,
+        "encrypted_secret": c.encrypted_secret,
+        "expires_in": c.expires_in,
+    })))
+}
+
+/// Zero-touch enrollment, step 2: the secret TPM2_ActivateCredential recovered in, the AK
+/// enrolled.
+pub async fn activate(
+    State(ctx): State<Arc<Ctx>>,
+    body: JsonBody<ActivateRequest>,
+) -> Result<Response, OAuthError> {
+    let req = body.0.ok_or_else(|| {
+        OAuthError::invalid_request("send a JSON body with enrollment_id and secret")
+    })?;
+    let e = attest::enroll::activate(&ctx, req).await?;
+    Ok(no_store(json!({
+        "agent": e.agent,
+        "ak_thumbprint": e.ak_thumbprint,
+        "enrolled": true,
     })))
 }
 

@@ -40,6 +40,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/attest/challenge", post(attest::challenge))
         .route("/attest", post(attest::attest))
+        .route("/attest/enroll", post(attest::enroll))
+        .route("/attest/enroll/activate", post(attest::activate))
         .route("/bc-authorize", post(bc_authorize::bc_authorize))
         .merge(crate::web::routes())
         .fallback(not_found)

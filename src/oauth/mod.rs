@@ -36,6 +36,8 @@ pub struct Ctx {
     pub clients: Arc<client::Clients>,
     pub users: Arc<user::Users>,
     pub agents: Arc<agent::Agents>,
+    /// CAs whose EK certificates may enroll an agent (zero-touch TPM enrollment).
+    pub ek_roots: Arc<crate::attest::tpm::ek::EkRoots>,
     pub policies: Arc<crate::policy::Policies>,
     pub auth: client_auth::ClientAuthenticator,
     pub throttle: crate::web::throttle::Throttle,

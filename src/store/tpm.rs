@@ -27,8 +27,57 @@ pub enum CounterOutcome {
     Stale,
 }
 
+/// A credential-activation challenge waiting for the agent's answer (zero-touch enrollment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEnrollment {
+    pub id: String,
+    pub agent: String,
+    /// SHA-256 of the EK's SubjectPublicKeyInfo, hex (see `attest::enroll::ek_key_hash`).
+    pub ek_hash: String,
+    /// Who vouched for the EK: the EK certificate's issuer, or `allowlist`.
+    pub ek_issuer: String,
+    /// TPM2B_PUBLIC of the attestation key to enroll, base64.
+    pub ak_public: String,
+    /// SHA-256 of the secret sealed to the EK and the AK's name.
+    pub secret_hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// What the store holds about one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub data: String,
+    /// `config`, `cli` or `ek`.
+    pub source: String,
+    pub ek_hash: Option<String>,
+}
+
 #[async_trait]
 pub trait TpmStore: Send + Sync + 'static {
+    /// The stored agent `name`, read now (another replica or the CLI may have enrolled it).
+    async fn agent_record(&self, name: &str) -> Result<Option<AgentRecord>, StoreError>;
+    /// The agent enrolled with the EK whose hash is `ek_hash`, if any.
+    async fn agent_by_ek(&self, ek_hash: &str) -> Result<Option<String>, StoreError>;
+    async fn create_enrollment(&self, e: &PendingEnrollment) -> Result<(), StoreError>;
+    /// Takes the enrollment `id` if it is unexpired: at most once, whatever the answer (and
+    /// forgets long-expired ones).
+    async fn take_enrollment(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<PendingEnrollment>, StoreError>;
+    /// Enrolls (or re-enrolls) agent `name` pinned to `ek_hash`, in one statement: false, and
+    /// nothing written, if `name` exists and is not pinned to that EK, or the EK is pinned to
+    /// another agent.
+    async fn enroll_agent_by_ek(
+        &self,
+        name: &str,
+        data: &str,
+        ek_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Records `c` as the agent's last seen counters if (resetCount, restartCount, clock) is
     /// strictly greater than the stored ones, in one statement: of two racing quotes with the same
     /// counters at most one advances.
@@ -82,6 +131,116 @@ macro_rules! tpm_sql_store {
                     }
                     None => $crate::store::tpm::CounterOutcome::Stale,
                 })
+            }
+
+            async fn agent_record(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::store::tpm::AgentRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, Option<String>)>(
+                    "SELECT data, source, ek_hash FROM agents WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|(data, source, ek_hash)| $crate::store::tpm::AgentRecord {
+                    data,
+                    source,
+                    ek_hash,
+                }))
+            }
+
+            async fn agent_by_ek(
+                &self,
+                ek_hash: &str,
+            ) -> Result<Option<String>, $crate::store::StoreError> {
+                Ok(
+                    sqlx::query_as::<_, (String,)>("SELECT name FROM agents WHERE ek_hash = $1")
+                        .bind(ek_hash)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(|(n,)| n),
+                )
+            }
+
+            async fn create_enrollment(
+                &self,
+                e: &$crate::store::tpm::PendingEnrollment,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO tpm_enrollments (id, agent, ek_hash, ek_issuer, ak_public, secret_hash, \
+                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&e.id)
+                .bind(&e.agent)
+                .bind(&e.ek_hash)
+                .bind(&e.ek_issuer)
+                .bind(&e.ak_public)
+                .bind(&e.secret_hash)
+                .bind(e.created_at)
+                .bind(e.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_enrollment(
+                &self,
+                id: &str,
+                now: i64,
+            ) -> Result<Option<$crate::store::tpm::PendingEnrollment>, $crate::store::StoreError> {
+                let row = sqlx::query_as::<_, (String, String, String, String, String, Vec<u8>, i64, i64)>(
+                    "DELETE FROM tpm_enrollments WHERE id = $1 RETURNING id, agent, ek_hash, ek_issuer, \
+                     ak_public, secret_hash, created_at, expires_at",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                sqlx::query("DELETE FROM tpm_enrollments WHERE expires_at < $1")
+                    .bind(now - 3600)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(row
+                    .filter(|r| r.7 > now)
+                    .map(|(id, agent, ek_hash, ek_issuer, ak_public, secret_hash, created_at, expires_at)| {
+                        $crate::store::tpm::PendingEnrollment {
+                            id,
+                            agent,
+                            ek_hash,
+                            ek_issuer,
+                            ak_public,
+                            secret_hash,
+                            created_at,
+                            expires_at,
+                        }
+                    }))
+            }
+
+            async fn enroll_agent_by_ek(
+                &self,
+                name: &str,
+                data: &str,
+                ek_hash: &str,
+                now: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                // A name pinned to another EK (or enrolled otherwise, ek_hash NULL) is left alone by
+                // the WHERE; an EK pinned to another name trips the unique index.
+                let result = sqlx::query_as::<_, (String,)>(
+                    "INSERT INTO agents (name, data, source, updated_at, ek_hash) VALUES ($1, $2, 'ek', $3, $4) \
+                     ON CONFLICT (name) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at \
+                     WHERE agents.ek_hash = excluded.ek_hash RETURNING name",
+                )
+                .bind(name)
+                .bind(data)
+                .bind(now)
+                .bind(ek_hash)
+                .fetch_optional(&self.pool)
+                .await;
+                match result {
+                    Ok(row) => Ok(row.is_some()),
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
             }
 
             async fn tpm_counters(

@@ -17,4 +17,8 @@ mod helpers;
 mod keys;
 mod policy;
 mod store;
+#[cfg(feature = "tpm")]
+mod swtpm;
 mod tpm;
+#[cfg(feature = "tpm")]
+mod tpm_live;

@@ -472,3 +472,94 @@ async fn operators_enroll_tpm_agents_from_the_cli() {
     assert_eq!(claims(v["agent_token"].as_str().unwrap())["att"], "tpm");
     app.stop().await;
 }
+
+/// Zero-touch enrollment storage, both backends: a challenge is taken once (expired ones never),
+/// and an agent name is pinned to one EK and an EK to one name, in one statement each.
+#[tokio::test]
+async fn enrollment_challenges_are_single_use_and_agents_are_pinned_to_their_ek() {
+    use mandate::store::tpm::PendingEnrollment;
+    for b in backends() {
+        let db = test_db(b).await;
+        let store = mandate::store::open(&db.url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        let pending = |id: &str, expires_at: i64| PendingEnrollment {
+            id: id.into(),
+            agent: "bot".into(),
+            ek_hash: "ek-a".into(),
+            ek_issuer: "CN=ca".into(),
+            ak_public: "AAAA".into(),
+            secret_hash: vec![1, 2, 3],
+            created_at: 100,
+            expires_at,
+        };
+        store.create_enrollment(&pending("e1", 400)).await.unwrap();
+        store.create_enrollment(&pending("e2", 150)).await.unwrap();
+        assert_eq!(
+            store.take_enrollment("e1", 200).await.unwrap(),
+            Some(pending("e1", 400)),
+            "{b:?}"
+        );
+        assert_eq!(
+            store.take_enrollment("e1", 200).await.unwrap(),
+            None,
+            "taken once"
+        );
+        assert_eq!(
+            store.take_enrollment("e2", 200).await.unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(store.take_enrollment("nope", 200).await.unwrap(), None);
+
+        assert!(
+            store
+                .enroll_agent_by_ek("bot", "{}", "ek-a", 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .enroll_agent_by_ek("bot", "{\"v\":2}", "ek-a", 2)
+                .await
+                .unwrap(),
+            "same EK re-enrolls"
+        );
+        assert!(
+            !store
+                .enroll_agent_by_ek("bot", "{}", "ek-b", 3)
+                .await
+                .unwrap(),
+            "{b:?}: another EK cannot take the name"
+        );
+        assert!(
+            !store
+                .enroll_agent_by_ek("bot2", "{}", "ek-a", 3)
+                .await
+                .unwrap(),
+            "{b:?}: one EK enrolls one agent"
+        );
+        store
+            .upsert_agent("cfg-bot", "{}", "config", 1)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .enroll_agent_by_ek("cfg-bot", "{}", "ek-c", 3)
+                .await
+                .unwrap(),
+            "an agent enrolled otherwise is not taken over by an EK"
+        );
+        let rec = store.agent_record("bot").await.unwrap().unwrap();
+        assert_eq!(
+            (rec.data.as_str(), rec.source.as_str()),
+            ("{\"v\":2}", "ek")
+        );
+        assert_eq!(rec.ek_hash.as_deref(), Some("ek-a"));
+        assert_eq!(
+            store.agent_by_ek("ek-a").await.unwrap().as_deref(),
+            Some("bot")
+        );
+        assert_eq!(store.agent_by_ek("ek-b").await.unwrap(), None);
+        store.close().await;
+    }
+}

@@ -4,6 +4,8 @@
 //! adds what needs the store: the nonce's single use and the per-agent TPM clock, so a replayed
 //! or older quote is refused.
 
+pub mod credential;
+pub mod ek;
 pub mod parse;
 pub mod pcr;
 pub mod verify;
@@ -148,5 +150,7 @@ pub async fn attest(
     })
 }
 
+#[cfg(test)]
+mod ek_tests;
 #[cfg(test)]
 mod tests;

@@ -460,3 +460,173 @@ pub fn parse_quote(bytes: &[u8]) -> Result<Quote<'_>> {
         pcr_digest,
     })
 }
+
+/// TPM_ALG_AES and TPM_ALG_CFB (Part 2 §6.3).
+const ALG_AES: u16 = 0x0006;
+const ALG_CFB: u16 = 0x0043;
+
+/// TPMA_OBJECT bits an endorsement key must carry (Part 2 §8.3.2).
+pub const TPMA_FIXED_TPM: u32 = 1 << 1;
+pub const TPMA_FIXED_PARENT: u32 = 1 << 4;
+pub const TPMA_RESTRICTED: u32 = 1 << 16;
+pub const TPMA_DECRYPT: u32 = 1 << 17;
+pub const TPMA_SIGN_ENCRYPT: u32 = 1 << 18;
+
+/// The symmetric mode of a storage key's TPMT_SYM_DEF_OBJECT; CFB is the only one a TPM
+/// uses for object protection (Part 1 §24.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymMode {
+    Cfb,
+}
+
+/// The public key of an endorsement key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EkKey {
+    Rsa(rsa::RsaPublicKey),
+    P256(p256::PublicKey),
+    P384(p384::PublicKey),
+}
+
+/// TPM2B_PUBLIC of an endorsement key (TCG EK Credential Profile §2.2.1: a restricted
+/// decryption key), with what TPM2_MakeCredential needs from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EkPublic {
+    pub name_alg: HashAlg,
+    /// TPMA_OBJECT (Part 2 §8.3).
+    pub attributes: u32,
+    /// AES key bits and mode of the EK's TPMT_SYM_DEF_OBJECT: the credential's inner wrap.
+    pub symmetric: (u16, SymMode),
+    pub key: EkKey,
+    /// SHA-256 of TPMT_PUBLIC. Not a unique identity of the TPM: an EK certificate covers
+    /// only the key, so the same certified key with other authPolicy or non-EK attribute bits
+    /// hashes differently. Pin a TPM by its key where uniqueness matters.
+    pub thumbprint: [u8; 32],
+    /// The EK's TPM Name: nameAlg ‖ H_nameAlg(TPMT_PUBLIC).
+    pub name: Vec<u8>,
+}
+
+impl EkPublic {
+    /// "RSA-2048", "ECC P-384": for operators.
+    pub fn describe(&self) -> String {
+        use rsa::traits::PublicKeyParts;
+        match &self.key {
+            EkKey::Rsa(k) => format!("RSA-{}", k.size() * 8),
+            EkKey::P256(_) => "ECC P-256".into(),
+            EkKey::P384(_) => "ECC P-384".into(),
+        }
+    }
+}
+
+/// Parses TPM2B_PUBLIC as `tpm2_createek -u` writes it. Accepted: a restricted decryption key
+/// (restricted and decrypt set, sign clear) bound to its TPM (fixedTPM, fixedParent), with an
+/// AES-CFB symmetric definition, no asymmetric scheme, and an RSA-2048 or ECC P-256/P-384 key
+/// without a KDF — what every TCG EK template (low and high range) produces.
+pub fn parse_ek_public(bytes: &[u8]) -> Result<EkPublic> {
+    let mut outer = Reader::new(bytes);
+    let tpmt = outer.tpm2b(usize::from(u16::MAX), "TPM2B_PUBLIC size")?;
+    outer.finish()?;
+    let mut r = Reader::new(tpmt);
+    let ty = r.u16("type")?;
+    let name_alg = HashAlg::from_id(r.u16("nameAlg")?)?;
+    if name_alg == HashAlg::Sha1 {
+        return Err(ParseError::Unsupported("SHA-1 name algorithm"));
+    }
+    let attributes = r.u32("objectAttributes")?;
+    let required = TPMA_FIXED_TPM | TPMA_FIXED_PARENT | TPMA_RESTRICTED | TPMA_DECRYPT;
+    if attributes & required != required || attributes & TPMA_SIGN_ENCRYPT != 0 {
+        return Err(ParseError::Unsupported(
+            "attributes are not those of an EK (restricted decryption key, fixedTPM, fixedParent)",
+        ));
+    }
+    let policy = r.tpm2b(64, "authPolicy")?;
+    if !policy.is_empty() && policy.len() != name_alg.size() {
+        return Err(ParseError::Invalid("authPolicy size"));
+    }
+    if r.u16("symmetric")? != ALG_AES {
+        return Err(ParseError::Unsupported("EK symmetric algorithm is not AES"));
+    }
+    let key_bits = r.u16("symmetric keyBits")?;
+    if !matches!(key_bits, 128 | 192 | 256) {
+        return Err(ParseError::Unsupported("AES key size"));
+    }
+    if r.u16("symmetric mode")? != ALG_CFB {
+        return Err(ParseError::Unsupported("EK symmetric mode is not CFB"));
+    }
+    if r.u16("scheme")? != ALG_NULL {
+        return Err(ParseError::Unsupported("EK with an asymmetric scheme"));
+    }
+    let key = match ty {
+        ALG_RSA => {
+            if r.u16("keyBits")? != 2048 {
+                return Err(ParseError::Unsupported("RSA EK size (RSA-2048 only)"));
+            }
+            let exponent = match r.u32("exponent")? {
+                0 => 65537,
+                e => e,
+            };
+            let n = r.tpm2b(512, "unique.rsa")?;
+            if n.len() != 256 {
+                return Err(ParseError::Invalid("RSA modulus size"));
+            }
+            EkKey::Rsa(
+                rsa::RsaPublicKey::new(
+                    rsa::BigUint::from_bytes_be(n),
+                    rsa::BigUint::from(exponent),
+                )
+                .map_err(|_| ParseError::Invalid("RSA public key"))?,
+            )
+        }
+        ALG_ECC => {
+            let curve = r.u16("curveID")?;
+            if r.u16("kdf")? != ALG_NULL {
+                return Err(ParseError::Unsupported("ECC key with a KDF"));
+            }
+            let x = r.tpm2b(66, "unique.x")?;
+            let y = r.tpm2b(66, "unique.y")?;
+            match curve {
+                ECC_NIST_P256 => EkKey::P256(ecc_point::<32, _>(x, y, |p| {
+                    p256::PublicKey::from_sec1_bytes(p).ok()
+                })?),
+                ECC_NIST_P384 => EkKey::P384(ecc_point::<48, _>(x, y, |p| {
+                    p384::PublicKey::from_sec1_bytes(p).ok()
+                })?),
+                _ => return Err(ParseError::Unsupported("ECC curve")),
+            }
+        }
+        _ => return Err(ParseError::Unsupported("key type")),
+    };
+    r.finish()?;
+    let mut name = name_alg.id().to_be_bytes().to_vec();
+    name.extend(
+        name_alg
+            .digest(tpmt)
+            .ok_or(ParseError::Unsupported("name algorithm"))?,
+    );
+    Ok(EkPublic {
+        name_alg,
+        attributes,
+        symmetric: (key_bits, SymMode::Cfb),
+        key,
+        thumbprint: Sha256::digest(tpmt).into(),
+        name,
+    })
+}
+
+/// The TPM Name of the object whose TPM2B_PUBLIC this is (Part 1 §16): nameAlg ‖
+/// H_nameAlg(TPMT_PUBLIC). Only the framing and the name algorithm are checked; parse the key
+/// with [`parse_public`] or [`parse_ek_public`] to know what it is.
+pub fn tpm_name(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut outer = Reader::new(bytes);
+    let tpmt = outer.tpm2b(usize::from(u16::MAX), "TPM2B_PUBLIC size")?;
+    outer.finish()?;
+    let mut r = Reader::new(tpmt);
+    r.u16("type")?;
+    let id = r.u16("nameAlg")?;
+    let name_alg = HashAlg::from_id(id)?;
+    let digest = name_alg
+        .digest(tpmt)
+        .ok_or(ParseError::Unsupported("SHA-1 name algorithm"))?;
+    let mut name = id.to_be_bytes().to_vec();
+    name.extend(digest);
+    Ok(name)
+}

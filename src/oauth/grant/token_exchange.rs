@@ -144,7 +144,8 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
         })?;
     let agent = ctx
         .agents
-        .by_subject(&actor.sub)
+        .by_subject(ctx.store.as_ref(), &actor.sub)
+        .await?
         .ok_or_else(|| invalid_grant(format!("`{}` is no longer an enrolled agent", actor.sub)))?;
 
     let parent = Parent {
