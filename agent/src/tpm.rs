@@ -21,6 +21,7 @@ use tss_esapi::handles::{AuthHandle, KeyHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, SignatureSchemeAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::interface_types::session_handles::PolicySession;
 use tss_esapi::structures::{
     Data, EncryptedSecret, IdObject, PcrSelectionList, PcrSlot, Private, Public, SignatureScheme,
@@ -201,41 +202,52 @@ impl Tpm {
         let blob = IdObject::try_from(id_object).map_err(tpm_err("credential_blob"))?;
         let secret =
             EncryptedSecret::try_from(encrypted_secret).map_err(tpm_err("encrypted_secret"))?;
-        let (attrs, mask) = SessionAttributesBuilder::new().build();
-        // The AK (ADMIN role) by its empty auth value over an HMAC session.
-        let ak_session = self
+        // The AK (ADMIN role) by its empty auth value over an HMAC session; the EK (USER role)
+        // by PolicySecret(endorsement) for the low-range templates, which have no
+        // userWithAuth, else by its empty auth too. Sessions are flushed whatever happens.
+        let mut sessions = Vec::new();
+        let result = self.activate_with(&mut sessions, blob, secret);
+        self.ctx.clear_sessions();
+        for s in sessions {
+            let _ = self.ctx.flush_context(SessionHandle::from(s).into());
+        }
+        result
+    }
+
+    fn session(
+        &mut self,
+        kind: SessionType,
+        started: &mut Vec<AuthSession>,
+    ) -> Result<AuthSession, Error> {
+        let s = self
             .ctx
             .start_auth_session(
                 None,
                 None,
                 None,
-                SessionType::Hmac,
+                kind,
                 SymmetricDefinition::AES_128_CFB,
                 HashingAlgorithm::Sha256,
             )
             .map_err(tpm_err("starting a session"))?
-            .ok_or_else(|| Error::Tpm("no session".into()))?;
+            .ok_or_else(|| Error::Tpm("the TPM started no session".into()))?;
+        started.push(s);
+        let (attrs, mask) = SessionAttributesBuilder::new().build();
         self.ctx
-            .tr_sess_set_attributes(ak_session, attrs, mask)
+            .tr_sess_set_attributes(s, attrs, mask)
             .map_err(tpm_err("session attributes"))?;
-        // The EK (USER role): PolicySecret(endorsement) for the low-range templates, which have
-        // no userWithAuth; an HMAC session with its empty auth otherwise.
+        Ok(s)
+    }
+
+    fn activate_with(
+        &mut self,
+        started: &mut Vec<AuthSession>,
+        blob: IdObject,
+        secret: EncryptedSecret,
+    ) -> Result<Vec<u8>, Error> {
+        let ak_session = self.session(SessionType::Hmac, started)?;
         let ek_session = if self.ek_kind.needs_policy() {
-            let s = self
-                .ctx
-                .start_auth_session(
-                    None,
-                    None,
-                    None,
-                    SessionType::Policy,
-                    SymmetricDefinition::AES_128_CFB,
-                    HashingAlgorithm::Sha256,
-                )
-                .map_err(tpm_err("starting a policy session"))?
-                .ok_or_else(|| Error::Tpm("no session".into()))?;
-            self.ctx
-                .tr_sess_set_attributes(s, attrs, mask)
-                .map_err(tpm_err("session attributes"))?;
+            let s = self.session(SessionType::Policy, started)?;
             let policy = PolicySession::try_from(s).map_err(tpm_err("policy session"))?;
             self.ctx
                 .execute_with_session(Some(ak_session), |c| {
@@ -251,33 +263,16 @@ impl Tpm {
                 .map_err(tpm_err("PolicySecret(endorsement)"))?;
             s
         } else {
-            let s = self
-                .ctx
-                .start_auth_session(
-                    None,
-                    None,
-                    None,
-                    SessionType::Hmac,
-                    SymmetricDefinition::AES_128_CFB,
-                    HashingAlgorithm::Sha256,
-                )
-                .map_err(tpm_err("starting a session"))?
-                .ok_or_else(|| Error::Tpm("no session".into()))?;
-            self.ctx
-                .tr_sess_set_attributes(s, attrs, mask)
-                .map_err(tpm_err("session attributes"))?;
-            s
+            self.session(SessionType::Hmac, started)?
         };
         self.ctx
             .set_sessions((Some(ak_session), Some(ek_session), None));
-        let result = self.ctx.activate_credential(self.ak, self.ek, blob, secret);
-        self.ctx.clear_sessions();
-        for s in [ak_session, ek_session] {
-            let _ = self.ctx.flush_context(SessionHandle::from(s).into());
-        }
-        result.map(|d| d.value().to_vec()).map_err(tpm_err(
-            "TPM2_ActivateCredential (is the challenge for this TPM and this AK?)",
-        ))
+        self.ctx
+            .activate_credential(self.ak, self.ek, blob, secret)
+            .map(|d| d.value().to_vec())
+            .map_err(tpm_err(
+                "TPM2_ActivateCredential (is the challenge for this TPM and this AK?)",
+            ))
     }
 }
 

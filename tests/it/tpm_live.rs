@@ -74,6 +74,13 @@ async fn audit(app: &TestApp) -> Vec<(String, Option<String>, Value)> {
         .collect()
 }
 
+/// A fresh nonce for `tpm-bot` and the TPM's evidence over it.
+async fn fresh_quote(client: &Client, a: &TpmAttester, app: &TestApp) -> (String, Value) {
+    let nonce = client.challenge("tpm-bot").await.unwrap();
+    let evidence = a.evidence("tpm-bot", &app.url, &nonce).await.unwrap();
+    (nonce, evidence)
+}
+
 fn server_refused(e: Error) -> (u16, String, String) {
     match e {
         Error::Server {
@@ -235,8 +242,7 @@ async fn enrollment_refusals_are_clear_audited_and_enroll_nothing() {
                 "{attempt}"
             );
         }
-        let nonce = client.challenge("tpm-bot").await.unwrap();
-        let evidence = a.evidence("tpm-bot", &app.url, &nonce).await.unwrap();
+        let (nonce, evidence) = fresh_quote(&client, &a, &app).await;
         let (status, _, _) = server_refused(
             client
                 .attest("tpm-bot", &nonce, evidence)
@@ -304,8 +310,7 @@ async fn tampered_replayed_and_wrong_pcr_quotes_are_refused() {
     a.enroll(&client, "tpm-bot", &chain(&tpm)).await.unwrap();
 
     // Tampered: one byte of the quoted TPMS_ATTEST changed (its clock), signature kept.
-    let nonce = client.challenge("tpm-bot").await.unwrap();
-    let mut evidence = a.evidence("tpm-bot", &app.url, &nonce).await.unwrap();
+    let (nonce, mut evidence) = fresh_quote(&client, &a, &app).await;
     let mut quote = STANDARD
         .decode(evidence["quote"].as_str().unwrap())
         .unwrap();
@@ -325,8 +330,7 @@ async fn tampered_replayed_and_wrong_pcr_quotes_are_refused() {
     );
 
     // Replayed: a good quote accepted once, then posted again.
-    let nonce = client.challenge("tpm-bot").await.unwrap();
-    let evidence = a.evidence("tpm-bot", &app.url, &nonce).await.unwrap();
+    let (nonce, evidence) = fresh_quote(&client, &a, &app).await;
     client
         .attest("tpm-bot", &nonce, evidence.clone())
         .await
@@ -369,8 +373,7 @@ async fn tampered_replayed_and_wrong_pcr_quotes_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let nonce = client.challenge("tpm-bot").await.unwrap();
-    let evidence = a.evidence("tpm-bot", &app.url, &nonce).await.unwrap();
+    let (nonce, evidence) = fresh_quote(&client, &a, &app).await;
     let (status, _, _) = server_refused(
         client
             .attest("tpm-bot", &nonce, evidence)
