@@ -40,6 +40,14 @@ impl SoftwareKey {
             })
     }
 
+    /// A key from PKCS#8 DER.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, Error> {
+        use p256::pkcs8::DecodePrivateKey;
+        SigningKey::from_pkcs8_der(der)
+            .map(Self::from_signing_key)
+            .map_err(|_| Error::Config("the key is not a P-256 private key in PKCS#8 DER".into()))
+    }
+
     /// The public JWK to register as `[[agents]] public_jwk`.
     pub fn public_jwk(&self) -> Value {
         let jwk = self.key.verifying_key().to_encoded_point(false);

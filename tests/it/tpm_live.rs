@@ -10,7 +10,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use mandate_agent::tpm::{EkKind, TpmAttester, TpmConfig};
-use mandate_agent::{AgentSession, Attester, Client, Error, pem_certificates};
+use mandate_agent::{AgentSession, Attester, Client, Error, SoftwareKey, pem_certificates};
 use serde_json::{Value, json};
 
 use crate::flows::sign_in;
@@ -42,6 +42,29 @@ async fn attester(tpm: &Swtpm, ek: EkKind, sub: &str) -> TpmAttester {
         .await
         .unwrap()
         .unwrap()
+}
+
+/// The software sub-agent's key: one per test process, registered as `sub-bot`.
+fn sub_key() -> SoftwareKey {
+    use std::sync::OnceLock;
+    static DER: OnceLock<Vec<u8>> = OnceLock::new();
+    let der = DER.get_or_init(|| {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    });
+    SoftwareKey::from_pkcs8_der(der).unwrap()
+}
+
+fn sub_agent_toml() -> String {
+    let jwk = sub_key().public_jwk();
+    format!(
+        "[[agents]]\nname = \"sub-bot\"\npublic_jwk = {{ kty = \"EC\", crv = \"P-256\", x = {}, y = {} }}\n",
+        jwk["x"], jwk["y"]
+    )
 }
 
 fn sdk(app: &TestApp) -> Client {
@@ -100,7 +123,8 @@ async fn sdk_enrolls_by_ek_certificate_quotes_and_acts_for_a_human() {
     for backend in backends() {
         for ek in [EkKind::Rsa2048, EkKind::EccP384] {
             let tpm = Swtpm::start();
-            let app = spawn_app_with(backend, &server_config(&[&tpm.root()], "")).await;
+            let app =
+                spawn_app_with(backend, &server_config(&[&tpm.root()], &sub_agent_toml())).await;
             let what = format!("{backend:?} {ek:?}");
             let attester = attester(&tpm, ek, "agent").await;
 
@@ -152,6 +176,31 @@ async fn sdk_enrolls_by_ek_certificate_quotes_and_acts_for_a_human() {
             assert_eq!(
                 v["scope"], "orders:read",
                 "RFC 8693 §2.1: scope only narrows"
+            );
+
+            // A software sub-agent gets a narrower token from the TPM agent (RFC 8693 §4.1:
+            // the current actor outermost).
+            let sub = AgentSession::new(sdk(&app), &app.url, "sub-bot", sub_key());
+            let sub_token = sub.token().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(claims(&sub_token)["att"], "software");
+            let narrower = session
+                .delegate(&token, &sub_token, Some("orders:read"), &[])
+                .await
+                .unwrap_or_else(|e| panic!("{what}: sub-agent exchange failed: {e}"));
+            let v = app.introspect(narrower.access_token().secret()).await;
+            assert_eq!(
+                v["act"],
+                json!({"sub": "agent:sub-bot", "act": {"sub": "agent:tpm-bot"}}),
+                "{what}"
+            );
+            let widened = session
+                .delegate(&token, &sub_token, Some("orders:write"), &[])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                server_refused(widened).1,
+                "invalid_scope",
+                "scopes only narrow"
             );
 
             let kinds: Vec<String> = audit(&app).await.into_iter().map(|e| e.0).collect();
