@@ -348,7 +348,8 @@ fn every_byte_of_quote_signature_and_ak_flipped_is_refused() {
 /// The exhaustive form: every single-byte change (all 255 other values at every position)
 /// to a valid quote, signature or public key is refused: about 530,000 verifications (165 s
 /// optimised, 20 min and more unoptimised), so it is opt-in:
-/// `cargo test --release --lib attest::tpm -- --ignored every_single_byte_change`.
+/// `cargo test --release --lib -- --ignored --exact
+/// attest::tpm::tests::every_single_byte_change_to_quote_signature_or_ak_is_refused`.
 #[test]
 #[ignore = "exhaustive: ~530k verifications; run with --release -- --ignored"]
 fn every_single_byte_change_to_quote_signature_or_ak_is_refused() {
