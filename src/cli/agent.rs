@@ -8,20 +8,12 @@ use std::process::ExitCode;
 use mandate_agent::{AgentSession, Attester, Client, SoftwareKey};
 use serde_json::{Value, json};
 
+/// The TPM and how to use it.
 #[derive(clap::Args)]
-pub struct AgentArgs {
-    /// The server's issuer URL.
+pub struct TpmArgs {
+    /// A TCTI: `swtpm:host=127.0.0.1,port=2321`, `device:/dev/tpmrm0`.
     #[arg(long)]
-    server: String,
-    /// The agent's name (`agent:<name>` in tokens).
-    #[arg(long)]
-    name: String,
-    /// How it proves itself: a TCTI (`swtpm:host=127.0.0.1,port=2321`, `device:/dev/tpmrm0`).
-    #[arg(long, conflicts_with = "key")]
     tpm: Option<String>,
-    /// ... or its registered P-256 private key (PEM).
-    #[arg(long)]
-    key: Option<PathBuf>,
     /// Where the TPM attestation key is kept (`ak.json`).
     #[arg(long, default_value = ".mandate-agent")]
     state_dir: PathBuf,
@@ -31,6 +23,23 @@ pub struct AgentArgs {
     /// SHA-256 PCRs to quote.
     #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,7")]
     pcrs: Vec<u8>,
+}
+
+/// The server, the agent, and how it proves itself.
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The server's issuer URL.
+    #[arg(long)]
+    server: String,
+    /// The agent's name (`agent:<name>` in tokens).
+    #[arg(long)]
+    name: String,
+    /// Prove with the TPM (--tpm) ...
+    #[command(flatten)]
+    tpm: TpmArgs,
+    /// ... or with its registered P-256 private key (PEM).
+    #[arg(long, conflicts_with = "tpm")]
+    key: Option<PathBuf>,
     /// The OAuth client the agent uses at the token endpoint.
     #[arg(long, default_value = "agent-sdk")]
     client_id: String,
@@ -52,7 +61,7 @@ pub enum AgentCommand {
     /// Write the TPM attestation key (TPM2B_PUBLIC), for `mandate agents enroll --ak-public`.
     AkPublic {
         #[command(flatten)]
-        args: AgentArgs,
+        tpm: TpmArgs,
         #[arg(long)]
         out: PathBuf,
     },
@@ -84,12 +93,12 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
                 None => Vec::new(),
             };
             let client = client(&args)?;
-            let tpm = open_tpm(&args)?;
+            let tpm = open_tpm(&args.tpm)?;
             let out = tpm::enroll(&tpm, &client, &args.name, &chain).await?;
             println!("{out}");
         }
-        AgentCommand::AkPublic { args, out } => {
-            let tpm = open_tpm(&args)?;
+        AgentCommand::AkPublic { tpm, out } => {
+            let tpm = open_tpm(&tpm)?;
             let ak = tpm::ak_public(&tpm).await?;
             std::fs::write(&out, ak)
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
@@ -123,7 +132,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
                 attest_and_exchange(&session, subject.as_deref(), scope.as_deref(), &audience)
                     .await?
             } else {
-                let tpm = open_tpm(&args)?;
+                let tpm = open_tpm(&args.tpm)?;
                 tpm::attest(
                     tpm,
                     client,
@@ -170,7 +179,7 @@ async fn attest_and_exchange<A: Attester>(
     })
 }
 
-fn open_tpm(args: &AgentArgs) -> anyhow::Result<tpm::Handle> {
+fn open_tpm(args: &TpmArgs) -> anyhow::Result<tpm::Handle> {
     let tcti = args
         .tpm
         .as_deref()
@@ -186,7 +195,7 @@ mod tpm {
 
     pub type Handle = TpmAttester;
 
-    pub fn open(tcti: &str, args: &AgentArgs) -> anyhow::Result<Handle> {
+    pub fn open(tcti: &str, args: &TpmArgs) -> anyhow::Result<Handle> {
         Ok(TpmAttester::open(TpmConfig {
             tcti: tcti.to_string(),
             state_dir: args.state_dir.clone(),
@@ -229,7 +238,7 @@ mod tpm {
 
     const NO_TPM: &str = "this mandate was built without TPM support: rebuild with `cargo build --release --features tpm` (needs libtss2-dev)";
 
-    pub fn open(_tcti: &str, _args: &AgentArgs) -> anyhow::Result<Handle> {
+    pub fn open(_tcti: &str, _args: &TpmArgs) -> anyhow::Result<Handle> {
         anyhow::bail!(NO_TPM)
     }
 

@@ -476,6 +476,30 @@ async fn mandate_agent_cli_enrolls_attests_and_exchanges() {
         .map(|s| s.to_string())
         .collect()
     };
+    // The AK first, as an operator pre-registering it would take it; enrollment then uses the
+    // same AK (kept in --state-dir).
+    let ak_file = tpm.state_dir().join("ak.pub");
+    let args: Vec<String> = vec![
+        "agent".into(),
+        "ak-public".into(),
+        "--tpm".into(),
+        tcti.clone(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--out".into(),
+        ak_file.display().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || run_cli(args))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ak = std::fs::read(&ak_file).unwrap();
+    mandate::attest::tpm::verify::attestation_key(&ak).expect("an attestation key");
+
     let mut args = common("enroll");
     args.extend([
         "--ek-chain".into(),
@@ -491,6 +515,11 @@ async fn mandate_agent_cli_enrolls_attests_and_exchanges() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["enrolled"], true);
+    assert_eq!(
+        v["ak_thumbprint"],
+        mandate::crypto::b64url(&mandate::crypto::sha256(&ak[2..])),
+        "the AK ak-public wrote is the one enrolled"
+    );
 
     let alice = sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
     let file = tpm.state_dir().join("alice.token");
