@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::agents::TestAgent;
-use crate::flows::{Browser, Page, parse_form, sign_in};
+use crate::flows::{Browser, Page, alice_token, parse_form, sign_in};
 use crate::helpers::*;
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -97,16 +97,7 @@ async fn browser_at<'a>(
 async fn ciba_high_risk_delegation_waits_for_the_human_then_issues_once() {
     for backend in backends() {
         let World { app, agent } = world(backend, "interval = \"1s\"").await;
-        let alice = token(
-            &sign_in(
-                &app,
-                "alice",
-                "alice-password",
-                "cli",
-                "orders:read payments:write",
-            )
-            .await,
-        );
+        let alice = alice_token(&app, "orders:read payments:write").await;
         let actor = agent.attest(&app).await;
 
         // A direct exchange is refused and says where to go.
@@ -224,14 +215,12 @@ async fn ciba_high_risk_delegation_waits_for_the_human_then_issues_once() {
         );
 
         // A decision is audited.
-        let store = mandate::store::open(&app.db.url, 2).await.unwrap();
-        let entries = store.audit_entries(0, 10_000).await.unwrap();
         assert!(
-            entries
+            app.audit_entries()
+                .await
                 .iter()
                 .any(|e| e.kind == "ciba.approved" && e.subject.as_deref() == Some("alice"))
         );
-        store.close().await;
         app.stop().await;
     }
 }
@@ -239,16 +228,7 @@ async fn ciba_high_risk_delegation_waits_for_the_human_then_issues_once() {
 #[tokio::test]
 async fn ciba_denied_and_expired_requests() {
     let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"\nexpiry = \"2s\"").await;
-    let alice = token(
-        &sign_in(
-            &app,
-            "alice",
-            "alice-password",
-            "cli",
-            "orders:read payments:write",
-        )
-        .await,
-    );
+    let alice = alice_token(&app, "orders:read payments:write").await;
     let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
     let denied = v["auth_req_id"].as_str().unwrap().to_string();
     let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
@@ -282,16 +262,7 @@ async fn ciba_denied_and_expired_requests() {
 #[tokio::test]
 async fn a_human_decides_only_their_own_requests_and_forms_need_the_csrf_token() {
     let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"").await;
-    let alice = token(
-        &sign_in(
-            &app,
-            "alice",
-            "alice-password",
-            "cli",
-            "orders:read payments:write",
-        )
-        .await,
-    );
+    let alice = alice_token(&app, "orders:read payments:write").await;
     let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
     let id = v["auth_req_id"].as_str().unwrap().to_string();
     let (mut alice_b, alice_page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
@@ -354,7 +325,7 @@ async fn the_sessions_page_shows_the_tree_and_revokes_a_subtree() {
         let World { app, agent } = world(backend, "").await;
         let sub = TestAgent::new("sub-bot");
         let _ = sub;
-        let alice = token(&sign_in(&app, "alice", "alice-password", "cli", "orders:read").await);
+        let alice = alice_token(&app, "orders:read").await;
         let exchange = |subject: String, actor: String| {
             let app = &app;
             async move {
@@ -518,16 +489,7 @@ async fn sign_in_is_throttled_after_repeated_failures() {
 #[tokio::test]
 async fn approving_with_the_prefilled_lifetime_works_a_second_later() {
     let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"").await;
-    let alice = token(
-        &sign_in(
-            &app,
-            "alice",
-            "alice-password",
-            "cli",
-            "orders:read payments:write",
-        )
-        .await,
-    );
+    let alice = alice_token(&app, "orders:read payments:write").await;
     let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
     let id = v["auth_req_id"].as_str().unwrap().to_string();
     let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::agents::TestAgent;
-use crate::flows::sign_in;
+use crate::flows::alice_token;
 use crate::helpers::*;
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -84,15 +84,7 @@ fn token(v: &Value) -> String {
 async fn rfc8693_human_agent_subagent_chain_and_revoking_the_middle_link() {
     for backend in backends() {
         let World { app, a, b } = world(backend, "").await;
-        let alice = sign_in(
-            &app,
-            "alice",
-            "alice-password",
-            "cli",
-            "orders:read orders:write",
-        )
-        .await;
-        let alice_token = token(&alice);
+        let alice_token = alice_token(&app, "orders:read orders:write").await;
 
         let (status, v) = exchange(&app, &alice_token, Some(&a.attest(&app).await), &[]).await;
         assert_eq!(status, 200, "{backend:?}: {v}");
@@ -188,16 +180,7 @@ async fn rfc8693_human_agent_subagent_chain_and_revoking_the_middle_link() {
 async fn rfc8693_s2_2_2_each_rule_refuses_with_its_own_error() {
     for backend in backends() {
         let World { app, a, .. } = world(backend, "").await;
-        let alice = token(
-            &sign_in(
-                &app,
-                "alice",
-                "alice-password",
-                "cli",
-                "orders:read orders:write",
-            )
-            .await,
-        );
+        let alice = alice_token(&app, "orders:read orders:write").await;
         let actor = a.attest(&app).await;
         let cc = app.cc_token(&[]).await;
         let before = app.audit_len().await;
@@ -303,16 +286,7 @@ async fn rfc8693_s2_2_2_each_rule_refuses_with_its_own_error() {
 #[tokio::test]
 async fn high_risk_scopes_need_the_humans_approval_and_depth_is_bounded() {
     let World { app, a, b } = world(Backend::Sqlite, "[tokens]\nmax_delegation_depth = 2\n").await;
-    let alice = token(
-        &sign_in(
-            &app,
-            "alice",
-            "alice-password",
-            "cli",
-            "orders:read payments:write",
-        )
-        .await,
-    );
+    let alice = alice_token(&app, "orders:read payments:write").await;
     let (status, v) = exchange(&app, &alice, Some(&a.attest(&app).await), &[]).await;
     assert_eq!(
         (status, v["error"].as_str()),
@@ -356,8 +330,7 @@ async fn a_token_exchanged_while_its_parent_is_revoked_never_outlives_it() {
     for backend in backends() {
         let World { app, a, .. } = world(backend, "").await;
         for _ in 0..5 {
-            let alice =
-                token(&sign_in(&app, "alice", "alice-password", "cli", "orders:read").await);
+            let alice = alice_token(&app, "orders:read").await;
             let actor = a.attest(&app).await;
             let revoke_form = [("token", alice.as_str()), ("client_id", "cli")];
             let (ex, rv) = tokio::join!(
@@ -382,7 +355,7 @@ async fn a_token_exchanged_while_its_parent_is_revoked_never_outlives_it() {
 #[tokio::test]
 async fn operators_list_and_revoke_sessions_from_the_cli() {
     let World { app, a, b } = world(Backend::Sqlite, "").await;
-    let alice = token(&sign_in(&app, "alice", "alice-password", "cli", "orders:read").await);
+    let alice = alice_token(&app, "orders:read").await;
     let (_, v) = exchange(&app, &alice, Some(&a.attest(&app).await), &[]).await;
     let a_token = token(&v);
     let (_, v) = exchange(&app, &a_token, Some(&b.attest(&app).await), &[]).await;

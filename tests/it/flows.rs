@@ -39,6 +39,15 @@ pub async fn sign_in(
     body
 }
 
+/// alice's access token for `scope`, signed in through the public client `cli`.
+pub async fn alice_token(app: &TestApp, scope: &str) -> String {
+    let v = sign_in(app, "alice", "alice-password", "cli", scope).await;
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {v}"))
+        .to_string()
+}
+
 /// A PKCE pair (RFC 7636 §4.1, §4.2): 43-character verifier, S256 challenge.
 pub struct Pkce {
     pub verifier: String,

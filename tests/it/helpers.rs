@@ -232,6 +232,14 @@ impl TestApp {
         seq
     }
 
+    /// Every audit entry, oldest first, read straight from the database.
+    pub async fn audit_entries(&self) -> Vec<mandate::audit::AuditEntry> {
+        let store = mandate::store::open(&self.db.url, 2).await.unwrap();
+        let entries = store.audit_entries(0, 100_000).await.unwrap();
+        store.close().await;
+        entries
+    }
+
     /// Graceful shutdown; returns the database for a restart.
     pub async fn stop(mut self) -> TestDb {
         if let Some(tx) = self.shutdown.take() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::agents::TestAgent;
-use crate::flows::sign_in;
+use crate::flows::alice_token;
 use crate::helpers::*;
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -72,15 +72,7 @@ async fn policies_decide_explain_and_reload_without_a_restart() {
         let file = dir.path().join("orders.cedar");
         std::fs::write(&file, POLICY_V1).unwrap();
         let app = spawn_app_with(backend, &extra(&a, &b, &file)).await;
-        let alice = sign_in(
-            &app,
-            "alice",
-            "alice-password",
-            "cli",
-            "orders:read orders:write",
-        )
-        .await;
-        let alice = alice["access_token"].as_str().unwrap().to_string();
+        let alice = alice_token(&app, "orders:read orders:write").await;
         let start = app.audit_len().await;
 
         // Permitted, and @max_ttl caps the lifetime.

@@ -13,7 +13,7 @@ use mandate_agent::tpm::{EkKind, TpmAttester, TpmConfig};
 use mandate_agent::{AgentSession, Attester, Client, Error, SoftwareKey, pem_certificates};
 use serde_json::{Value, json};
 
-use crate::flows::sign_in;
+use crate::flows::alice_token;
 use crate::helpers::*;
 use crate::swtpm::Swtpm;
 
@@ -82,10 +82,8 @@ fn claims(token: &str) -> Value {
 
 /// (kind, subject, detail) of every audit entry, oldest first.
 async fn audit(app: &TestApp) -> Vec<(String, Option<String>, Value)> {
-    let store = mandate::store::open(&app.db.url, 2).await.unwrap();
-    let entries = store.audit_entries(0, 10_000).await.unwrap();
-    store.close().await;
-    entries
+    app.audit_entries()
+        .await
         .into_iter()
         .map(|e| {
             (
@@ -151,20 +149,9 @@ async fn sdk_enrolls_by_ek_certificate_quotes_and_acts_for_a_human() {
                 "a token far from expiry is reused, not re-attested"
             );
 
-            let alice = sign_in(
-                &app,
-                "alice",
-                "alice-password",
-                "cli",
-                "orders:read orders:write",
-            )
-            .await;
+            let alice = alice_token(&app, "orders:read orders:write").await;
             let delegated = session
-                .act_for(
-                    alice["access_token"].as_str().unwrap(),
-                    Some("orders:read"),
-                    &["orders-api"],
-                )
+                .act_for(&alice, Some("orders:read"), &["orders-api"])
                 .await
                 .unwrap_or_else(|e| panic!("{what}: exchange failed: {e}"));
             use mandate_agent::oauth2::TokenResponse;
@@ -521,9 +508,9 @@ async fn mandate_agent_cli_enrolls_attests_and_exchanges() {
         "the AK ak-public wrote is the one enrolled"
     );
 
-    let alice = sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
+    let alice = alice_token(&app, "orders:read").await;
     let file = tpm.state_dir().join("alice.token");
-    std::fs::write(&file, alice["access_token"].as_str().unwrap()).unwrap();
+    std::fs::write(&file, &alice).unwrap();
     let mut args = common("attest");
     args.extend(["--subject-token".into(), file.display().to_string()]);
     let out = tokio::task::spawn_blocking(move || run_cli(args))

@@ -50,8 +50,9 @@ pub async fn code_for<'a>(app: &'a TestApp, scope: &str) -> (String, Pkce, Brows
 }
 
 pub async fn audit_kinds(app: &TestApp) -> Vec<String> {
-    let store = mandate::store::open(&app.db.url, 2).await.unwrap();
-    let entries = store.audit_entries(0, 10_000).await.unwrap();
-    store.close().await;
-    entries.into_iter().map(|e| e.kind).collect()
+    app.audit_entries()
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }
