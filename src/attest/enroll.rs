@@ -107,7 +107,35 @@ fn valid_name(name: &str) -> bool {
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-pub async fn begin(ctx: &Ctx, req: EnrollRequest) -> Result<EnrollChallenge, OAuthError> {
+/// Failed enrollments are throttled like sign-ins (per agent name and per client address, see
+/// [`crate::web::throttle`]): a flood of bad attempts is refused early, costs no crypto and
+/// writes no audit entry once the limit is reached.
+fn throttled(ctx: &Ctx, key: &str, addr: Option<&str>, now: i64) -> Result<(), OAuthError> {
+    match ctx.throttle.blocked(key, addr, now) {
+        None => Ok(()),
+        Some(wait) => {
+            tracing::warn!(key, "TPM enrollment throttled");
+            Err(OAuthError::new(
+                ErrorCode::SlowDown,
+                format!(
+                    "too many failed enrollments for this agent name or from this address: retry in {wait} s"
+                ),
+            )
+            .with_status(429))
+        }
+    }
+}
+
+fn throttle_key(agent: &str) -> String {
+    format!("enroll:{agent}")
+}
+
+/// `addr` is the client's IP address, for throttling.
+pub async fn begin(
+    ctx: &Ctx,
+    req: EnrollRequest,
+    addr: Option<&str>,
+) -> Result<EnrollChallenge, OAuthError> {
     if !enabled(ctx) {
         return Err(OAuthError::invalid_request(
             "zero-touch enrollment is not enabled on this server (no attestation.ek_roots or ek_allowlist)",
@@ -119,6 +147,7 @@ pub async fn begin(ctx: &Ctx, req: EnrollRequest) -> Result<EnrollChallenge, OAu
         ));
     }
     let now = ctx.clock.now();
+    throttled(ctx, &throttle_key(&req.agent), addr, now)?;
     match challenge(ctx, &req, now).await {
         Ok((challenge, pending)) => {
             let mut ev = AuditEvent::new("agent.enrollment_challenged");
@@ -132,7 +161,9 @@ pub async fn begin(ctx: &Ctx, req: EnrollRequest) -> Result<EnrollChallenge, OAu
             Ok(challenge)
         }
         Err(Stop::Store(e)) => Err(e.into()),
-        Err(Stop::Refused(r)) => Err(refuse(ctx, &req.agent, r).await),
+        Err(Stop::Refused(r)) => {
+            Err(refuse(ctx, &req.agent, (&throttle_key(&req.agent), addr), r).await)
+        }
     }
 }
 
@@ -153,8 +184,10 @@ impl From<crate::store::StoreError> for Stop {
     }
 }
 
-async fn refuse(ctx: &Ctx, agent: &str, r: Refusal) -> OAuthError {
+/// Audits a refusal and counts it against `throttle` (key, client address).
+async fn refuse(ctx: &Ctx, agent: &str, throttle: (&str, Option<&str>), r: Refusal) -> OAuthError {
     tracing::info!(agent, reason = %r.audit, "TPM enrollment refused");
+    ctx.throttle.failed(throttle.0, throttle.1, ctx.clock.now());
     let mut ev = AuditEvent::new("agent.enrollment_refused");
     ev.subject = Some(format!("agent:{agent}"));
     ev.detail = json!({ "reason": r.audit });
@@ -296,12 +329,21 @@ async fn challenge(
     ))
 }
 
-pub async fn activate(ctx: &Ctx, req: ActivateRequest) -> Result<Enrolled, OAuthError> {
+/// `addr` is the client's IP address, for throttling.
+pub async fn activate(
+    ctx: &Ctx,
+    req: ActivateRequest,
+    addr: Option<&str>,
+) -> Result<Enrolled, OAuthError> {
     let now = ctx.clock.now();
+    // An unknown id counts against the address only (its own key is never asked again).
+    let id_key = format!("enrollment-id:{}", req.enrollment_id);
+    throttled(ctx, &id_key, addr, now)?;
     let Some(pending) = ctx.store.take_enrollment(&req.enrollment_id, now).await? else {
         return Err(refuse(
             ctx,
             "(unknown)",
+            (&id_key, addr),
             denied(
                 "unknown, used or expired enrollment_id",
                 "enrollment_id is unknown, used or expired: start again at /attest/enroll",
@@ -314,6 +356,7 @@ pub async fn activate(ctx: &Ctx, req: ActivateRequest) -> Result<Enrolled, OAuth
         return Err(refuse(
             ctx,
             &pending.agent,
+            (&throttle_key(&pending.agent), addr),
             denied(
                 "credential activation failed: the secret returned is not the one sealed to the EK and AK",
                 "credential activation failed: start again at /attest/enroll",
@@ -343,6 +386,7 @@ pub async fn activate(ctx: &Ctx, req: ActivateRequest) -> Result<Enrolled, OAuth
         return Err(refuse(
             ctx,
             &pending.agent,
+            (&throttle_key(&pending.agent), addr),
             denied(
                 "the agent name or the EK was pinned elsewhere while the challenge was out",
                 "this agent name is not available to this TPM",

@@ -43,6 +43,7 @@ pub async fn attest(
 /// challenge out.
 pub async fn enroll(
     State(ctx): State<Arc<Ctx>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     body: JsonBody<EnrollRequest>,
 ) -> Result<Response, OAuthError> {
     let req = body.0.ok_or_else(|| {
@@ -50,7 +51,8 @@ pub async fn enroll(
             "send a JSON body with agent, ek_public, ek_certificate (and ek_chain) and ak_public",
         )
     })?;
-    let c = attest::enroll::begin(&ctx, req).await?;
+    let addr = crate::web::login::peer_address(peer);
+    let c = attest::enroll::begin(&ctx, req, addr.as_deref()).await?;
     Ok(no_store(json!({
         "enrollment_id": c.enrollment_id,
         "credential_blob": c.credential_blob,
@@ -63,12 +65,14 @@ pub async fn enroll(
 /// enrolled.
 pub async fn activate(
     State(ctx): State<Arc<Ctx>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     body: JsonBody<ActivateRequest>,
 ) -> Result<Response, OAuthError> {
     let req = body.0.ok_or_else(|| {
         OAuthError::invalid_request("send a JSON body with enrollment_id and secret")
     })?;
-    let e = attest::enroll::activate(&ctx, req).await?;
+    let addr = crate::web::login::peer_address(peer);
+    let e = attest::enroll::activate(&ctx, req, addr.as_deref()).await?;
     Ok(no_store(json!({
         "agent": e.agent,
         "ak_thumbprint": e.ak_thumbprint,

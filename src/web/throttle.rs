@@ -1,7 +1,8 @@
-//! Login throttling: too many failed sign-ins for one username, or from one address, within a
-//! window lock further attempts out until the window has passed. Kept per process (each replica
-//! counts its own attempts); failures are counted before the password is checked, so a flood of
-//! guesses costs no argon2 time once the limit is reached.
+//! Login (and zero-touch enrollment) throttling: too many failed sign-ins for one username (or
+//! enrollments for one agent name), or from one address, within a window lock further attempts
+//! out until the window has passed. Kept per process (each replica counts its own attempts);
+//! failures are counted before the password is checked, so a flood of guesses costs no argon2
+//! time once the limit is reached.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -563,3 +563,72 @@ async fn enrollment_challenges_are_single_use_and_agents_are_pinned_to_their_ek(
         store.close().await;
     }
 }
+
+/// Failed zero-touch enrollments are throttled like sign-ins: after five for one agent name the
+/// sixth is answered 429 `slow_down` before any work, and writes no audit entry; other names are
+/// still served. Zero-touch off answers a clear `invalid_request`.
+#[tokio::test]
+async fn failed_enrollments_are_throttled_per_agent_name() {
+    let off = spawn_app(Backend::Sqlite).await;
+    let resp = off
+        .http
+        .post(format!("{}/attest/enroll", off.url))
+        .json(&serde_json::json!({"agent": "x", "ek_public": "AAAA", "ak_public": "AAAA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("not enabled"),
+        "{v}"
+    );
+    off.stop().await;
+
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &format!("[attestation]\nek_allowlist = [\"{}\"]\n", "0".repeat(64)),
+    )
+    .await;
+    let post = |agent: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .post(format!("{}/attest/enroll", app.url))
+                .json(
+                    &serde_json::json!({"agent": agent, "ek_public": "AAAA", "ak_public": "AAAA"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let v: serde_json::Value = resp.json().await.unwrap();
+            (status, v["error"].as_str().unwrap_or_default().to_string())
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(post("squatter").await, (400, "invalid_grant".to_string()));
+    }
+    assert_eq!(post("squatter").await, (429, "slow_down".to_string()));
+    assert_eq!(
+        post("other").await.0,
+        400,
+        "another name is not throttled yet"
+    );
+    let refusals = app
+        .audit_entries()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "agent.enrollment_refused")
+        .count();
+    assert_eq!(
+        refusals, 6,
+        "5 for squatter, 1 for other; the throttled one wrote nothing"
+    );
+    app.stop().await;
+}
