@@ -170,6 +170,8 @@ macro_rules! sql_store {
             }
 
             async fn close(&self) {
+                self.readers.close().await;
+                self.write_conn.close().await;
                 self.pool.close().await;
             }
 
@@ -285,11 +287,12 @@ macro_rules! sql_store {
                 token_hash: &[u8],
             ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
                 let sql = const_format_token_select();
+                let mut lease = self.readers.get().await?;
                 let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(sql)
                     .bind(token_hash)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(TryInto::try_into).transpose()
+                    .fetch_optional(lease.conn()?)
+                    .await;
+                lease.check(row)?.map(TryInto::try_into).transpose()
             }
 
             async fn consume_token(
@@ -421,8 +424,61 @@ macro_rules! sql_store {
                 now: i64,
                 policy_version: Option<&str>,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
+                let mut lease = self.write_conn.get().await?;
+                let r = Self::commit_batch_on(lease.conn()?, items, now, policy_version).await;
+                lease.check(r)
+            }
+
+            async fn audit_entries(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, prev_hash, hash \
+                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn audit_for_session(
+                &self,
+                sid: &str,
+                limit: i64,
+            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, \
+                     prev_hash, hash FROM audit_log WHERE session = $1 ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(sid)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut v: Vec<$crate::audit::AuditEntry> = rows.into_iter().map(Into::into).collect();
+                v.reverse();
+                Ok(v)
+            }
+
+            async fn audit_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
+                Ok(sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?)
+            }
+        }
+
+        impl $store {
+            /// One transaction for the whole batch; see `store::writer`.
+            async fn commit_batch_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                items: &[$crate::store::BatchItem],
+                now: i64,
+                policy_version: Option<&str>,
+            ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
+                use sqlx::Connection;
                 use $crate::store::{Outcome, TokenRecord, WriteOp};
-                let mut tx = self.pool.begin().await?;
+                let mut tx = conn.begin().await?;
                 // Locks the chain head (a row lock on PostgreSQL, the write lock on SQLite) so
                 // that replicas extend one chain in turn.
                 sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
@@ -537,46 +593,6 @@ macro_rules! sql_store {
                 Ok(outcomes)
             }
 
-            async fn audit_entries(
-                &self,
-                after: i64,
-                limit: i64,
-            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
-                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
-                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, prev_hash, hash \
-                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
-
-            async fn audit_for_session(
-                &self,
-                sid: &str,
-                limit: i64,
-            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
-                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
-                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, \
-                     prev_hash, hash FROM audit_log WHERE session = $1 ORDER BY seq DESC LIMIT $2",
-                )
-                .bind(sid)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut v: Vec<$crate::audit::AuditEntry> = rows.into_iter().map(Into::into).collect();
-                v.reverse();
-                Ok(v)
-            }
-
-            async fn audit_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
-                Ok(sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?)
-            }
-        }
-
-        impl $store {
             /// Writes the pending token records, many to a statement.
             async fn insert_tokens(
                 tx: &mut sqlx::Transaction<'_, $db>,
