@@ -14,7 +14,7 @@ use super::StoreError;
 
 /// How many lookup connections to hold beside a pool of `max_connections`.
 pub fn readers(max_connections: u32) -> usize {
-    (max_connections / 2).clamp(2, 4) as usize
+    max_connections.clamp(2, 8) as usize
 }
 
 pub struct Dedicated<DB: Database> {
