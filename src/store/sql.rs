@@ -376,32 +376,22 @@ macro_rules! sql_store {
                 agent: Option<&str>,
                 expires_at: i64,
             ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
+                // On the writer's connection: through the pool it waited on SQLite's write lock,
+                // held by the writer batch after batch, in the busy handler's sleeps (up to 1 s).
+                let mut lease = self.write_conn.get().await?;
+                let r = sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
                     .bind(nonce)
                     .bind(agent)
                     .bind(expires_at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                    .execute(lease.conn()?)
+                    .await;
+                lease.check(r).map(|_| ())
             }
 
             async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let won = sqlx::query(
-                    "UPDATE attest_nonces SET used_at = $1 WHERE nonce = $2 AND used_at IS NULL \
-                     AND expires_at > $1 AND (agent IS NULL OR agent = $3)",
-                )
-                .bind(now)
-                .bind(nonce)
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                // Forget nonces that expired long ago.
-                sqlx::query("DELETE FROM attest_nonces WHERE expires_at < $1").bind(now - 3600).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(won)
+                let mut lease = self.write_conn.get().await?;
+                let r = Self::consume_nonce_on(lease.conn()?, nonce, agent, now).await;
+                lease.check(r)
             }
 
             async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
@@ -469,6 +459,32 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// On the writer's connection, for the reason `create_nonce` gives.
+            async fn consume_nonce_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                nonce: &str,
+                agent: &str,
+                now: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                use sqlx::Connection;
+                let mut tx = conn.begin().await?;
+                let won = sqlx::query(
+                    "UPDATE attest_nonces SET used_at = $1 WHERE nonce = $2 AND used_at IS NULL \
+                     AND expires_at > $1 AND (agent IS NULL OR agent = $3)",
+                )
+                .bind(now)
+                .bind(nonce)
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                // Forget nonces that expired long ago.
+                sqlx::query("DELETE FROM attest_nonces WHERE expires_at < $1").bind(now - 3600).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(won)
+            }
+
             /// One transaction for the whole batch; see `store::writer`.
             async fn commit_batch_on(
                 conn: &mut <$db as sqlx::Database>::Connection,
