@@ -150,6 +150,24 @@ pub(super) fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
     out
 }
 
+/// The distinct parents of the tokens that `items` issue before their first revocation.
+pub(super) fn parents_until_revocation(items: &[crate::store::BatchItem]) -> Vec<&[u8]> {
+    use crate::store::WriteOp;
+    let mut out: Vec<&[u8]> = Vec::new();
+    for item in items {
+        match &item.op {
+            WriteOp::Revoke { .. } | WriteOp::RevokeSession { .. } => break,
+            WriteOp::IssueTokens(tokens) => {
+                out.extend(tokens.iter().filter_map(|t| t.parent_hash.as_deref()));
+            }
+            WriteOp::None | WriteOp::Touch { .. } => {}
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Implements [`crate::store::Store`] for a struct with a `pool: sqlx::Pool<$db>` field and a
 /// `run_migrations(&self)` method.
 macro_rules! sql_store {
@@ -506,24 +524,25 @@ macro_rules! sql_store {
                 // revocation so that a revocation in the same batch sees them.
                 let mut pending: Vec<&TokenRecord> = Vec::new();
                 let mut touches: std::collections::BTreeMap<&str, Vec<&[u8]>> = Default::default();
-                for item in items {
+                let mut live_parents: Option<std::collections::HashSet<Vec<u8>>> = None;
+                for (i, item) in items.iter().enumerate() {
                     let outcome = match &item.op {
                         WriteOp::None => Outcome::Done,
                         WriteOp::IssueTokens(tokens) => {
-                            let mut parent_revoked = false;
-                            for t in tokens {
-                                let Some(p) = &t.parent_hash else { continue };
-                                if pending.iter().any(|q| &q.token_hash == p) {
-                                    continue;
-                                }
-                                let (live,): (i64,) = sqlx::query_as(
-                                    "SELECT COUNT(*) FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-                                )
-                                .bind(p)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                                parent_revoked |= live == 0;
+                            // One statement checks the parents of every token issued before
+                            // the batch's next revocation (a revocation resets it).
+                            if live_parents.is_none() {
+                                let wanted = $crate::store::sql::parents_until_revocation(
+                                    items.get(i..).unwrap_or(&[]),
+                                );
+                                live_parents = Some(Self::live_among(&mut tx, &wanted).await?);
                             }
+                            let live = live_parents.get_or_insert_with(Default::default);
+                            let parent_revoked = tokens.iter().any(|t| {
+                                t.parent_hash.as_ref().is_some_and(|p| {
+                                    !live.contains(p) && !pending.iter().any(|q| &q.token_hash == p)
+                                })
+                            });
                             if parent_revoked {
                                 Outcome::ParentRevoked
                             } else {
@@ -532,6 +551,7 @@ macro_rules! sql_store {
                             }
                         }
                         WriteOp::Revoke { token_hash } => {
+                            live_parents = None;
                             Self::insert_tokens(&mut tx, &mut pending).await?;
                             let r = sqlx::query($crate::store::sql::REVOKE_SUBTREE)
                                 .bind(token_hash)
@@ -541,6 +561,7 @@ macro_rules! sql_store {
                             Outcome::Revoked(r.rows_affected())
                         }
                         WriteOp::RevokeSession { sid } => {
+                            live_parents = None;
                             Self::insert_tokens(&mut tx, &mut pending).await?;
                             let r = sqlx::query($crate::store::sql::REVOKE_SESSION)
                                 .bind(sid)
@@ -607,6 +628,27 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(outcomes)
+            }
+
+            /// Which of `hashes` name a token that is not revoked.
+            async fn live_among(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                hashes: &[&[u8]],
+            ) -> Result<std::collections::HashSet<Vec<u8>>, $crate::store::StoreError> {
+                let mut live = std::collections::HashSet::new();
+                for chunk in $crate::store::sql::chunks(hashes) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT token_hash FROM tokens WHERE revoked_at IS NULL AND token_hash IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for h in chunk {
+                        sep.push_bind(*h);
+                    }
+                    q.push(")");
+                    let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&mut **tx).await?;
+                    live.extend(rows.into_iter().map(|(h,)| h));
+                }
+                Ok(live)
             }
 
             /// Writes the pending token records, many to a statement.
