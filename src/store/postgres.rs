@@ -33,7 +33,8 @@ impl PostgresStore {
         Ok(Self {
             pool,
             readers: Dedicated::new(opts.clone(), readers(max_connections)),
-            write_conn: Dedicated::new(opts, 1),
+            // Batches of every size up to 256 rows, three kinds of row: each its own statement.
+            write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
         })
     }
 

@@ -134,20 +134,11 @@ pub(super) const REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
        UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) AND revoked_at IS NULL";
 
-/// Splits `rows` into slices whose lengths are powers of two (at most 256), so a batch of any
-/// size is written with a handful of distinct statements that the prepared-statement cache
-/// keeps, and no statement nears SQLite's bound-parameter limit.
-pub(super) fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = rest.len().min(256);
-        let size = 1usize << (usize::BITS - 1 - n.leading_zeros());
-        let (head, tail) = rest.split_at(size);
-        out.push(head);
-        rest = tail;
-    }
-    out
+/// Splits `rows` into slices of at most 256, so no statement nears SQLite's bound-parameter
+/// limit. A batch is written with one statement per kind of row; each size is a distinct
+/// statement, which the writer's connection keeps prepared (its cache holds every size).
+pub(super) fn chunks<T>(rows: &[T]) -> std::slice::Chunks<'_, T> {
+    rows.chunks(256)
 }
 
 /// The distinct parents of the tokens that `items` issue before their first revocation.
@@ -515,9 +506,10 @@ macro_rules! sql_store {
                 let mut tx = conn.begin().await?;
                 // Locks the chain head (a row lock on PostgreSQL, the write lock on SQLite) so
                 // that replicas extend one chain in turn.
-                sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
                 let (head_seq, head_hash): (i64, Vec<u8>) =
-                    sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
+                    sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+                        .fetch_one(&mut *tx)
+                        .await?;
                 let mut outcomes = Vec::with_capacity(items.len());
                 let mut events = Vec::new();
                 // Rows are written many to a statement; token inserts are flushed before any
@@ -697,17 +689,18 @@ pub(super) use sql_store;
 #[cfg(test)]
 mod tests {
     #[test]
-    fn batches_split_into_few_power_of_two_statements() {
+    fn batches_split_into_statements_of_at_most_256_rows() {
         for n in 0..700usize {
             let rows: Vec<usize> = (0..n).collect();
-            let parts = super::chunks(&rows);
+            let parts: Vec<&[usize]> = super::chunks(&rows).collect();
             assert_eq!(parts.concat(), rows, "order and content kept");
-            assert!(
-                parts
-                    .iter()
-                    .all(|p| p.len().is_power_of_two() && p.len() <= 256)
+            assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= 256));
+            assert_eq!(
+                parts.len(),
+                n.div_ceil(256),
+                "{n}: {} statements",
+                parts.len()
             );
-            assert!(parts.len() <= 2 + 8, "{n}: {} statements", parts.len());
         }
     }
 }
