@@ -36,17 +36,11 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(opts.clone())
             .await?;
-        tokio::spawn(checkpoint(pool.clone()));
-        let writer_opts = opts
-            .clone()
-            // Batches of every size up to 256 rows, three kinds of row: each its own statement.
-            .statement_cache_capacity(1024)
-            // The writer never checkpoints itself; `checkpoint` does it beside it.
-            .pragma("wal_autocheckpoint", "0");
         Ok(Self {
             pool,
-            readers: Dedicated::new(opts, readers(max_connections)),
-            write_conn: Dedicated::new(writer_opts, 1),
+            readers: Dedicated::new(opts.clone(), readers(max_connections)),
+            // Batches of every size up to 256 rows, three kinds of row: each its own statement.
+            write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
         })
     }
 
@@ -55,33 +49,6 @@ impl SqliteStore {
         Ok(())
     }
 }
-
-/// Copies committed WAL frames into the database file a few times a second. SQLite's automatic
-/// checkpoint runs inside the COMMIT that crosses 1,000 pages, so it used to stall the
-/// group-commit writer (and every request waiting on it) for the copy and its fsync: 11 % of
-/// the server's CPU and most of its fsyncs under token exchange. A PASSIVE checkpoint takes no
-/// lock that the writer needs; the writer restarts the WAL from the top once it is copied.
-async fn checkpoint(pool: Pool<Sqlite>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-        }
-    }
-}
-
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 sql_store!(SqliteStore, Sqlite, "sqlite");
 web_sql_store!(SqliteStore, Sqlite);
