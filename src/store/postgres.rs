@@ -34,15 +34,7 @@ impl PostgresStore {
             pool,
             readers: Dedicated::new(opts.clone(), readers(max_connections)),
             // Batches of every size up to 256 rows, three kinds of row: each its own statement.
-            // Every statement the writer runs has an index path (primary keys, `parent_hash`,
-            // `sid`). On a tokens table that grew faster than autovacuum analyses it, the
-            // planner chose sequential scans for the revocation cascade: ~10 ms per revocation
-            // at 29k tokens, growing with the table (80 req/s in a full bench run).
-            write_conn: Dedicated::new(
-                opts.statement_cache_capacity(1024)
-                    .options([("enable_seqscan", "off")]),
-                1,
-            ),
+            write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
         })
     }
 
