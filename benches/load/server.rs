@@ -127,9 +127,12 @@ pub struct Server {
     pub startup: Duration,
 }
 
-/// The `mandate` binary cargo built for this bench (release under `cargo bench`).
+/// The `mandate` binary cargo built for this bench (release under `cargo bench`), or the one
+/// named by `LOAD_SERVER_BIN` (to compare two builds back to back).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mandate"))
+    std::env::var_os("LOAD_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mandate")))
 }
 
 impl Server {

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::kek::{Kek, KekError};
 use super::rotation::{KeyRow, KeyState};
+use crate::crypto::b64url;
 
 /// A freshly generated ES256 key, ready to be stored.
 pub struct KeyMaterial;
@@ -69,6 +70,17 @@ pub enum KeyringError {
     Kek(#[from] KekError),
     #[error("stored public key {0} is not a valid JWK")]
     BadJwk(String),
+    #[error("stored private key {0} is not a P-256 PKCS#8 key")]
+    BadPrivateKey(String),
+}
+
+/// Why signing failed (the claims do not serialise, or the crypto library refused).
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("claims do not serialise: {0}")]
+    Claims(#[from] serde_json::Error),
+    #[error("ECDSA signing failed")]
+    Crypto,
 }
 
 /// Why a JWT was not accepted. Internal detail: callers map it to one coarse RFC error.
@@ -86,7 +98,9 @@ pub enum VerifyError {
 
 pub struct Keyring {
     signing_kid: String,
-    signing_key: EncodingKey,
+    /// Parsed (and checked) once per reload: parsing PKCS#8 costs about as much as signing.
+    signing_key: EcdsaKeyPair,
+    rng: SystemRandom,
     verifiers: HashMap<String, DecodingKey>,
     jwks: String,
     validation: Validation,
@@ -119,7 +133,9 @@ impl Keyring {
         validation.required_spec_claims.clear();
         Ok(Self {
             signing_kid: current.kid.clone(),
-            signing_key: EncodingKey::from_ec_der(&pkcs8),
+            signing_key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                .map_err(|_| KeyringError::BadPrivateKey(current.kid.clone()))?,
+            rng: SystemRandom::new(),
             verifiers,
             jwks: serde_json::json!({ "keys": keys }).to_string(),
             validation,
@@ -140,16 +156,19 @@ impl Keyring {
     }
 
     /// Signs `claims` with the current key; `typ` is the JOSE header type (`at+jwt` for access
-    /// tokens, RFC 9068 §2.1).
-    pub fn sign<T: Serialize>(
-        &self,
-        typ: &str,
-        claims: &T,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some(typ.to_string());
-        header.kid = Some(self.signing_kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signing_key)
+    /// tokens, RFC 9068 §2.1). RFC 7515 compact serialisation, RFC 7518 §3.4 ES256 (`R || S`).
+    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, SignError> {
+        let header = serde_json::json!({ "typ": typ, "alg": "ES256", "kid": self.signing_kid });
+        let mut out = b64url(&serde_json::to_vec(&header)?);
+        out.push('.');
+        out.push_str(&b64url(&serde_json::to_vec(claims)?));
+        let sig = self
+            .signing_key
+            .sign(&self.rng, out.as_bytes())
+            .map_err(|_| SignError::Crypto)?;
+        out.push('.');
+        out.push_str(&b64url(sig.as_ref()));
+        Ok(out)
     }
 
     /// Verifies a JWT signed by one of our published keys and of the given `typ`.

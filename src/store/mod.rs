@@ -4,6 +4,7 @@
 //! audit entries, revocations) go through [`writer::Writer`], which commits them in batches.
 
 pub mod ciba;
+mod conns;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -9,12 +9,17 @@ use sqlx::{Pool, Postgres};
 
 use super::StoreError;
 use super::ciba::ciba_sql_store;
+use super::conns::{Dedicated, readers};
 use super::sql::sql_store;
 use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
+    /// Token lookups on the hot paths.
+    readers: Dedicated<Postgres>,
+    /// The group-commit writer's own connection.
+    write_conn: Dedicated<Postgres>,
 }
 
 impl PostgresStore {
@@ -23,9 +28,14 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            readers: Dedicated::new(opts.clone(), readers(max_connections)),
+            // Batches of every size up to 256 rows, three kinds of row: each its own statement.
+            write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
+        })
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {

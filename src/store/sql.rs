@@ -134,19 +134,28 @@ pub(super) const REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
        UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) AND revoked_at IS NULL";
 
-/// Splits `rows` into slices whose lengths are powers of two (at most 256), so a batch of any
-/// size is written with a handful of distinct statements that the prepared-statement cache
-/// keeps, and no statement nears SQLite's bound-parameter limit.
-pub(super) fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = rest.len().min(256);
-        let size = 1usize << (usize::BITS - 1 - n.leading_zeros());
-        let (head, tail) = rest.split_at(size);
-        out.push(head);
-        rest = tail;
+/// Splits `rows` into slices of at most 256, so no statement nears SQLite's bound-parameter
+/// limit. A batch is written with one statement per kind of row; each size is a distinct
+/// statement, which the writer's connection keeps prepared (its cache holds every size).
+pub(super) fn chunks<T>(rows: &[T]) -> std::slice::Chunks<'_, T> {
+    rows.chunks(256)
+}
+
+/// The distinct parents of the tokens that `items` issue before their first revocation.
+pub(super) fn parents_until_revocation(items: &[crate::store::BatchItem]) -> Vec<&[u8]> {
+    use crate::store::WriteOp;
+    let mut out: Vec<&[u8]> = Vec::new();
+    for item in items {
+        match &item.op {
+            WriteOp::Revoke { .. } | WriteOp::RevokeSession { .. } => break,
+            WriteOp::IssueTokens(tokens) => {
+                out.extend(tokens.iter().filter_map(|t| t.parent_hash.as_deref()));
+            }
+            WriteOp::None | WriteOp::Touch { .. } => {}
+        }
     }
+    out.sort_unstable();
+    out.dedup();
     out
 }
 
@@ -170,6 +179,8 @@ macro_rules! sql_store {
             }
 
             async fn close(&self) {
+                self.readers.close().await;
+                self.write_conn.close().await;
                 self.pool.close().await;
             }
 
@@ -285,11 +296,12 @@ macro_rules! sql_store {
                 token_hash: &[u8],
             ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
                 let sql = const_format_token_select();
+                let mut lease = self.readers.get().await?;
                 let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(sql)
                     .bind(token_hash)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(TryInto::try_into).transpose()
+                    .fetch_optional(lease.conn()?)
+                    .await;
+                lease.check(row)?.map(TryInto::try_into).transpose()
             }
 
             async fn consume_token(
@@ -373,32 +385,22 @@ macro_rules! sql_store {
                 agent: Option<&str>,
                 expires_at: i64,
             ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
+                // On the writer's connection: through the pool it waited on SQLite's write lock,
+                // held by the writer batch after batch, in the busy handler's sleeps (up to 1 s).
+                let mut lease = self.write_conn.get().await?;
+                let r = sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
                     .bind(nonce)
                     .bind(agent)
                     .bind(expires_at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                    .execute(lease.conn()?)
+                    .await;
+                lease.check(r).map(|_| ())
             }
 
             async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let won = sqlx::query(
-                    "UPDATE attest_nonces SET used_at = $1 WHERE nonce = $2 AND used_at IS NULL \
-                     AND expires_at > $1 AND (agent IS NULL OR agent = $3)",
-                )
-                .bind(now)
-                .bind(nonce)
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                // Forget nonces that expired long ago.
-                sqlx::query("DELETE FROM attest_nonces WHERE expires_at < $1").bind(now - 3600).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(won)
+                let mut lease = self.write_conn.get().await?;
+                let r = Self::consume_nonce_on(lease.conn()?, nonce, agent, now).await;
+                lease.check(r)
             }
 
             async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
@@ -421,37 +423,118 @@ macro_rules! sql_store {
                 now: i64,
                 policy_version: Option<&str>,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
+                let mut lease = self.write_conn.get().await?;
+                let r = Self::commit_batch_on(lease.conn()?, items, now, policy_version).await;
+                lease.check(r)
+            }
+
+            async fn audit_entries(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, prev_hash, hash \
+                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn audit_for_session(
+                &self,
+                sid: &str,
+                limit: i64,
+            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, \
+                     prev_hash, hash FROM audit_log WHERE session = $1 ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(sid)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut v: Vec<$crate::audit::AuditEntry> = rows.into_iter().map(Into::into).collect();
+                v.reverse();
+                Ok(v)
+            }
+
+            async fn audit_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
+                Ok(sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?)
+            }
+        }
+
+        impl $store {
+            /// On the writer's connection, for the reason `create_nonce` gives.
+            async fn consume_nonce_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                nonce: &str,
+                agent: &str,
+                now: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                use sqlx::Connection;
+                let mut tx = conn.begin().await?;
+                let won = sqlx::query(
+                    "UPDATE attest_nonces SET used_at = $1 WHERE nonce = $2 AND used_at IS NULL \
+                     AND expires_at > $1 AND (agent IS NULL OR agent = $3)",
+                )
+                .bind(now)
+                .bind(nonce)
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                // Forget nonces that expired long ago.
+                sqlx::query("DELETE FROM attest_nonces WHERE expires_at < $1").bind(now - 3600).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(won)
+            }
+
+            /// One transaction for the whole batch; see `store::writer`.
+            async fn commit_batch_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                items: &[$crate::store::BatchItem],
+                now: i64,
+                policy_version: Option<&str>,
+            ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
+                use sqlx::Connection;
                 use $crate::store::{Outcome, TokenRecord, WriteOp};
-                let mut tx = self.pool.begin().await?;
+                let mut tx = conn.begin().await?;
                 // Locks the chain head (a row lock on PostgreSQL, the write lock on SQLite) so
                 // that replicas extend one chain in turn.
-                sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
                 let (head_seq, head_hash): (i64, Vec<u8>) =
-                    sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
+                    sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+                        .fetch_one(&mut *tx)
+                        .await?;
                 let mut outcomes = Vec::with_capacity(items.len());
                 let mut events = Vec::new();
                 // Rows are written many to a statement; token inserts are flushed before any
                 // revocation so that a revocation in the same batch sees them.
                 let mut pending: Vec<&TokenRecord> = Vec::new();
                 let mut touches: std::collections::BTreeMap<&str, Vec<&[u8]>> = Default::default();
-                for item in items {
+                let mut live_parents: Option<std::collections::HashSet<Vec<u8>>> = None;
+                for (i, item) in items.iter().enumerate() {
                     let outcome = match &item.op {
                         WriteOp::None => Outcome::Done,
                         WriteOp::IssueTokens(tokens) => {
-                            let mut parent_revoked = false;
-                            for t in tokens {
-                                let Some(p) = &t.parent_hash else { continue };
-                                if pending.iter().any(|q| &q.token_hash == p) {
-                                    continue;
-                                }
-                                let (live,): (i64,) = sqlx::query_as(
-                                    "SELECT COUNT(*) FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-                                )
-                                .bind(p)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                                parent_revoked |= live == 0;
+                            // One statement checks the parents of every token issued before
+                            // the batch's next revocation (a revocation resets it).
+                            if live_parents.is_none() {
+                                let wanted = $crate::store::sql::parents_until_revocation(
+                                    items.get(i..).unwrap_or(&[]),
+                                );
+                                live_parents = Some(Self::live_among(&mut tx, &wanted).await?);
                             }
+                            let live = live_parents.get_or_insert_with(Default::default);
+                            let parent_revoked = tokens.iter().any(|t| {
+                                t.parent_hash.as_ref().is_some_and(|p| {
+                                    !live.contains(p) && !pending.iter().any(|q| &q.token_hash == p)
+                                })
+                            });
                             if parent_revoked {
                                 Outcome::ParentRevoked
                             } else {
@@ -460,6 +543,7 @@ macro_rules! sql_store {
                             }
                         }
                         WriteOp::Revoke { token_hash } => {
+                            live_parents = None;
                             Self::insert_tokens(&mut tx, &mut pending).await?;
                             let r = sqlx::query($crate::store::sql::REVOKE_SUBTREE)
                                 .bind(token_hash)
@@ -469,6 +553,7 @@ macro_rules! sql_store {
                             Outcome::Revoked(r.rows_affected())
                         }
                         WriteOp::RevokeSession { sid } => {
+                            live_parents = None;
                             Self::insert_tokens(&mut tx, &mut pending).await?;
                             let r = sqlx::query($crate::store::sql::REVOKE_SESSION)
                                 .bind(sid)
@@ -537,46 +622,27 @@ macro_rules! sql_store {
                 Ok(outcomes)
             }
 
-            async fn audit_entries(
-                &self,
-                after: i64,
-                limit: i64,
-            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
-                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
-                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, prev_hash, hash \
-                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+            /// Which of `hashes` name a token that is not revoked.
+            async fn live_among(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                hashes: &[&[u8]],
+            ) -> Result<std::collections::HashSet<Vec<u8>>, $crate::store::StoreError> {
+                let mut live = std::collections::HashSet::new();
+                for chunk in $crate::store::sql::chunks(hashes) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT token_hash FROM tokens WHERE revoked_at IS NULL AND token_hash IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for h in chunk {
+                        sep.push_bind(*h);
+                    }
+                    q.push(")");
+                    let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&mut **tx).await?;
+                    live.extend(rows.into_iter().map(|(h,)| h));
+                }
+                Ok(live)
             }
 
-            async fn audit_for_session(
-                &self,
-                sid: &str,
-                limit: i64,
-            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
-                let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
-                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, \
-                     prev_hash, hash FROM audit_log WHERE session = $1 ORDER BY seq DESC LIMIT $2",
-                )
-                .bind(sid)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut v: Vec<$crate::audit::AuditEntry> = rows.into_iter().map(Into::into).collect();
-                v.reverse();
-                Ok(v)
-            }
-
-            async fn audit_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
-                Ok(sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?)
-            }
-        }
-
-        impl $store {
             /// Writes the pending token records, many to a statement.
             async fn insert_tokens(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -623,17 +689,18 @@ pub(super) use sql_store;
 #[cfg(test)]
 mod tests {
     #[test]
-    fn batches_split_into_few_power_of_two_statements() {
+    fn batches_split_into_statements_of_at_most_256_rows() {
         for n in 0..700usize {
             let rows: Vec<usize> = (0..n).collect();
-            let parts = super::chunks(&rows);
+            let parts: Vec<&[usize]> = super::chunks(&rows).collect();
             assert_eq!(parts.concat(), rows, "order and content kept");
-            assert!(
-                parts
-                    .iter()
-                    .all(|p| p.len().is_power_of_two() && p.len() <= 256)
+            assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= 256));
+            assert_eq!(
+                parts.len(),
+                n.div_ceil(256),
+                "{n}: {} statements",
+                parts.len()
             );
-            assert!(parts.len() <= 2 + 8, "{n}: {} statements", parts.len());
         }
     }
 }

@@ -10,12 +10,17 @@ use sqlx::{Pool, Sqlite};
 
 use super::StoreError;
 use super::ciba::ciba_sql_store;
+use super::conns::{Dedicated, readers};
 use super::sql::sql_store;
 use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
 
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
+    /// Token lookups on the hot paths.
+    readers: Dedicated<Sqlite>,
+    /// The group-commit writer's own connection.
+    write_conn: Dedicated<Sqlite>,
 }
 
 impl SqliteStore {
@@ -29,9 +34,14 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(2))
             .min_connections(1)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            readers: Dedicated::new(opts.clone(), readers(max_connections)),
+            // Batches of every size up to 256 rows, three kinds of row: each its own statement.
+            write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
+        })
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {
