@@ -236,7 +236,6 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let pool = seed::mint_pool(srv.addr, creds.host.clone(), live, args.seed_conns).await?;
     let seed_s = t.elapsed().as_secs_f64();
-    db.analyze().await?;
     let pid = srv.pid.to_string();
     let rss_after_seed = server::status_kib(&pid, "VmRSS:").unwrap_or(0);
     eprintln!(

@@ -61,20 +61,6 @@ impl Database {
         })
     }
 
-    /// PostgreSQL: `ANALYZE tokens` in the bench's schema, as autovacuum does to a table that
-    /// has grown this much. A brand-new schema filled in seconds has no statistics yet, and the
-    /// planner then runs the recursive revocation as a sequential scan per revocation (measured:
-    /// 80–280 req/s on revoke-mixed instead of thousands); that first minute is not the steady
-    /// state the bench measures.
-    pub async fn analyze(&self) -> anyhow::Result<()> {
-        if self.pg_schema.is_some() {
-            let pool = sqlx::PgPool::connect(&self.url).await?;
-            sqlx::query("ANALYZE tokens").execute(&pool).await?;
-            pool.close().await;
-        }
-        Ok(())
-    }
-
     pub async fn drop_schema(&self) {
         if let Some((base, schema)) = &self.pg_schema {
             if let Ok(pool) = sqlx::PgPool::connect(base).await {

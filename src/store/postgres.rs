@@ -46,7 +46,13 @@ impl PostgresStore {
     }
 }
 
-sql_store!(PostgresStore, Postgres, "postgres");
+sql_store!(
+    PostgresStore,
+    Postgres,
+    "postgres",
+    super::sql::PG_REVOKE_SUBTREE,
+    super::sql::PG_REVOKE_SESSION
+);
 web_sql_store!(PostgresStore, Postgres);
 tpm_sql_store!(PostgresStore, Postgres);
 ciba_sql_store!(PostgresStore, Postgres);

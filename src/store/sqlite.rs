@@ -50,7 +50,13 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, Sqlite, "sqlite");
+sql_store!(
+    SqliteStore,
+    Sqlite,
+    "sqlite",
+    super::sql::REVOKE_SUBTREE,
+    super::sql::REVOKE_SESSION
+);
 web_sql_store!(SqliteStore, Sqlite);
 tpm_sql_store!(SqliteStore, Sqlite);
 ciba_sql_store!(SqliteStore, Sqlite);
