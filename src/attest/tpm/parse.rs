@@ -243,12 +243,7 @@ pub fn parse_public(bytes: &[u8]) -> Result<AkPublic> {
             if scheme != SigAlg::Ecdsa {
                 return Err(ParseError::Unsupported("ECC key without ECDSA"));
             }
-            let curve = r.u16("curveID")?;
-            if r.u16("kdf")? != ALG_NULL {
-                return Err(ParseError::Unsupported("ECC key with a KDF"));
-            }
-            let x = r.tpm2b(66, "unique.x")?;
-            let y = r.tpm2b(66, "unique.y")?;
+            let (curve, x, y) = ecc_unique(&mut r)?;
             match curve {
                 ECC_NIST_P256 => PublicKey::P256(ecc_point::<32, _>(x, y, |p| {
                     p256::ecdsa::VerifyingKey::from_sec1_bytes(p).ok()
@@ -267,21 +262,7 @@ pub fn parse_public(bytes: &[u8]) -> Result<AkPublic> {
             if !matches!(bits, 2048 | 3072 | 4096) {
                 return Err(ParseError::Unsupported("RSA key size"));
             }
-            let exponent = match r.u32("exponent")? {
-                0 => 65537,
-                e => e,
-            };
-            let n = r.tpm2b(512, "unique.rsa")?;
-            if n.len() != usize::from(bits / 8) {
-                return Err(ParseError::Invalid("RSA modulus size"));
-            }
-            PublicKey::Rsa(
-                rsa::RsaPublicKey::new(
-                    rsa::BigUint::from_bytes_be(n),
-                    rsa::BigUint::from(exponent),
-                )
-                .map_err(|_| ParseError::Invalid("RSA public key"))?,
-            )
+            PublicKey::Rsa(rsa_unique(&mut r, bits)?)
         }
         _ => return Err(ParseError::Unsupported("key type")),
     };
@@ -557,32 +538,14 @@ pub fn parse_ek_public(bytes: &[u8]) -> Result<EkPublic> {
     }
     let key = match ty {
         ALG_RSA => {
-            if r.u16("keyBits")? != 2048 {
+            let bits = r.u16("keyBits")?;
+            if bits != 2048 {
                 return Err(ParseError::Unsupported("RSA EK size (RSA-2048 only)"));
             }
-            let exponent = match r.u32("exponent")? {
-                0 => 65537,
-                e => e,
-            };
-            let n = r.tpm2b(512, "unique.rsa")?;
-            if n.len() != 256 {
-                return Err(ParseError::Invalid("RSA modulus size"));
-            }
-            EkKey::Rsa(
-                rsa::RsaPublicKey::new(
-                    rsa::BigUint::from_bytes_be(n),
-                    rsa::BigUint::from(exponent),
-                )
-                .map_err(|_| ParseError::Invalid("RSA public key"))?,
-            )
+            EkKey::Rsa(rsa_unique(&mut r, bits)?)
         }
         ALG_ECC => {
-            let curve = r.u16("curveID")?;
-            if r.u16("kdf")? != ALG_NULL {
-                return Err(ParseError::Unsupported("ECC key with a KDF"));
-            }
-            let x = r.tpm2b(66, "unique.x")?;
-            let y = r.tpm2b(66, "unique.y")?;
+            let (curve, x, y) = ecc_unique(&mut r)?;
             match curve {
                 ECC_NIST_P256 => EkKey::P256(ecc_point::<32, _>(x, y, |p| {
                     p256::PublicKey::from_sec1_bytes(p).ok()
@@ -596,12 +559,7 @@ pub fn parse_ek_public(bytes: &[u8]) -> Result<EkPublic> {
         _ => return Err(ParseError::Unsupported("key type")),
     };
     r.finish()?;
-    let mut name = name_alg.id().to_be_bytes().to_vec();
-    name.extend(
-        name_alg
-            .digest(tpmt)
-            .ok_or(ParseError::Unsupported("name algorithm"))?,
-    );
+    let name = name_of(name_alg, tpmt)?;
     Ok(EkPublic {
         name_alg,
         attributes,
@@ -621,12 +579,42 @@ pub fn tpm_name(bytes: &[u8]) -> Result<Vec<u8>> {
     outer.finish()?;
     let mut r = Reader::new(tpmt);
     r.u16("type")?;
-    let id = r.u16("nameAlg")?;
-    let name_alg = HashAlg::from_id(id)?;
+    name_of(HashAlg::from_id(r.u16("nameAlg")?)?, tpmt)
+}
+
+/// nameAlg ‖ H_nameAlg(TPMT_PUBLIC); SHA-1 names are refused.
+fn name_of(name_alg: HashAlg, tpmt: &[u8]) -> Result<Vec<u8>> {
     let digest = name_alg
         .digest(tpmt)
         .ok_or(ParseError::Unsupported("SHA-1 name algorithm"))?;
-    let mut name = id.to_be_bytes().to_vec();
+    let mut name = name_alg.id().to_be_bytes().to_vec();
     name.extend(digest);
     Ok(name)
+}
+
+/// TPMS_ECC_PARMS after the scheme, and TPMS_ECC_POINT (Part 2 §12.2.3.6, §11.2.5.2): the curve
+/// and the point's coordinates, as sent. A KDF is refused (no AK or EK template has one).
+fn ecc_unique<'a>(r: &mut Reader<'a>) -> Result<(u16, &'a [u8], &'a [u8])> {
+    let curve = r.u16("curveID")?;
+    if r.u16("kdf")? != ALG_NULL {
+        return Err(ParseError::Unsupported("ECC key with a KDF"));
+    }
+    let x = r.tpm2b(66, "unique.x")?;
+    let y = r.tpm2b(66, "unique.y")?;
+    Ok((curve, x, y))
+}
+
+/// TPMS_RSA_PARMS' exponent (0 = 65537) and the modulus, which must be exactly `bits` long
+/// (Part 2 §12.2.3.5).
+fn rsa_unique(r: &mut Reader<'_>, bits: u16) -> Result<rsa::RsaPublicKey> {
+    let exponent = match r.u32("exponent")? {
+        0 => 65537,
+        e => e,
+    };
+    let n = r.tpm2b(512, "unique.rsa")?;
+    if n.len() != usize::from(bits / 8) {
+        return Err(ParseError::Invalid("RSA modulus size"));
+    }
+    rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from(exponent))
+        .map_err(|_| ParseError::Invalid("RSA public key"))
 }
