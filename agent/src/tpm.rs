@@ -112,7 +112,7 @@ impl Tpm {
         let tcti = TctiNameConf::from_str(&cfg.tcti)
             .map_err(|e| Error::Config(format!("TCTI `{}`: {e}", cfg.tcti)))?;
         let mut ctx = Context::new(tcti).map_err(tpm_err("cannot open the TPM"))?;
-        let ek = ek::create_ek_object_2(&mut ctx, cfg.ek_kind_selection(), None)
+        let ek = ek::create_ek_object_2(&mut ctx, cfg.ek.selection(), None)
             .map_err(tpm_err("creating the EK"))?;
         let (private, public) = load_or_create_ak(&mut ctx, ek, &cfg.state_dir)?;
         let ak_public = tpm2b(&public.marshall().map_err(tpm_err("AK public"))?)?;
@@ -273,12 +273,6 @@ impl Tpm {
             .map_err(tpm_err(
                 "TPM2_ActivateCredential (is the challenge for this TPM and this AK?)",
             ))
-    }
-}
-
-impl TpmConfig {
-    fn ek_kind_selection(&self) -> AsymmetricAlgorithmSelection {
-        self.ek.selection()
     }
 }
 
