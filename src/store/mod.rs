@@ -8,6 +8,8 @@ mod conns;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_reader;
+mod sqlite_writer;
 pub mod tpm;
 pub mod web;
 pub mod writer;
@@ -28,6 +30,8 @@ pub use writer::Writer;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]

@@ -10,7 +10,7 @@ use sqlx::{Pool, Postgres};
 use super::StoreError;
 use super::ciba::ciba_sql_store;
 use super::conns::{Dedicated, readers};
-use super::sql::sql_store;
+use super::sql::{sql_store, sqlx_writer};
 use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
 
@@ -46,10 +46,10 @@ impl PostgresStore {
     }
 }
 
-sql_store!(
+sql_store!(PostgresStore, Postgres, "postgres");
+sqlx_writer!(
     PostgresStore,
     Postgres,
-    "postgres",
     super::sql::PG_REVOKE_SUBTREE,
     super::sql::PG_REVOKE_SESSION
 );

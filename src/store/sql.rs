@@ -55,6 +55,30 @@ impl TryFrom<TokenRow> for TokenRecord {
     }
 }
 
+impl TokenRow {
+    /// A row of `SELECT {TOKEN_COLUMNS}` read through rusqlite (SQLite's hot paths).
+    pub(super) fn from_rusqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            token_hash: r.get(0)?,
+            jti: r.get(1)?,
+            kind: r.get(2)?,
+            sub: r.get(3)?,
+            client_id: r.get(4)?,
+            scope: r.get(5)?,
+            aud: r.get(6)?,
+            iat: r.get(7)?,
+            exp: r.get(8)?,
+            sid: r.get(9)?,
+            parent_hash: r.get(10)?,
+            act: r.get(11)?,
+            may_act: r.get(12)?,
+            revoked_at: r.get(13)?,
+            consumed_at: r.get(14)?,
+            last_used_at: r.get(15)?,
+        })
+    }
+}
+
 pub(super) const TOKEN_COLUMNS: &str = "token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
      parent_hash, act, may_act, revoked_at, consumed_at, last_used_at";
 
@@ -162,6 +186,27 @@ pub(super) fn chunks<T>(rows: &[T]) -> std::slice::Chunks<'_, T> {
     rows.chunks(256)
 }
 
+/// `SELECT` [`TOKEN_COLUMNS`] of the token with hash `$1`.
+pub(super) fn token_by_hash() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"))
+}
+
+/// Appends an item's audit events to `events`; a revocation's say how many tokens it revoked.
+pub(super) fn collect_events(
+    audit: &[crate::audit::AuditEvent],
+    outcome: &crate::store::Outcome,
+    events: &mut Vec<crate::audit::AuditEvent>,
+) {
+    for ev in audit {
+        let mut ev = ev.clone();
+        if let (crate::store::Outcome::Revoked(n), Some(o)) = (outcome, ev.detail.as_object_mut()) {
+            o.insert("revoked".into(), (*n).into());
+        }
+        events.push(ev);
+    }
+}
+
 /// The distinct parents of the tokens that `items` issue before their first revocation.
 pub(super) fn parents_until_revocation(items: &[crate::store::BatchItem]) -> Vec<&[u8]> {
     use crate::store::WriteOp;
@@ -183,7 +228,7 @@ pub(super) fn parents_until_revocation(items: &[crate::store::BatchItem]) -> Vec
 /// Implements [`crate::store::Store`] for a struct with a `pool: sqlx::Pool<$db>` field and a
 /// `run_migrations(&self)` method.
 macro_rules! sql_store {
-    ($store:ty, $db:ty, $name:literal, $revoke_subtree:expr, $revoke_session:expr) => {
+    ($store:ty, $db:ty, $name:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> &'static str {
@@ -200,8 +245,7 @@ macro_rules! sql_store {
             }
 
             async fn close(&self) {
-                self.readers.close().await;
-                self.write_conn.close().await;
+                self.close_writer().await;
                 self.pool.close().await;
             }
 
@@ -316,13 +360,7 @@ macro_rules! sql_store {
                 &self,
                 token_hash: &[u8],
             ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
-                let sql = const_format_token_select();
-                let mut lease = self.readers.get().await?;
-                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(sql)
-                    .bind(token_hash)
-                    .fetch_optional(lease.conn()?)
-                    .await;
-                lease.check(row)?.map(TryInto::try_into).transpose()
+                self.lookup_token(token_hash).await
             }
 
             async fn consume_token(
@@ -341,7 +379,7 @@ macro_rules! sql_store {
                 .await?
                 .rows_affected()
                     == 1;
-                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(const_format_token_select())
+                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>($crate::store::sql::token_by_hash())
                     .bind(token_hash)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -406,22 +444,11 @@ macro_rules! sql_store {
                 agent: Option<&str>,
                 expires_at: i64,
             ) -> Result<(), $crate::store::StoreError> {
-                // On the writer's connection: through the pool it waited on SQLite's write lock,
-                // held by the writer batch after batch, in the busy handler's sleeps (up to 1 s).
-                let mut lease = self.write_conn.get().await?;
-                let r = sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
-                    .bind(nonce)
-                    .bind(agent)
-                    .bind(expires_at)
-                    .execute(lease.conn()?)
-                    .await;
-                lease.check(r).map(|_| ())
+                self.write_nonce(nonce, agent, expires_at).await
             }
 
             async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, $crate::store::StoreError> {
-                let mut lease = self.write_conn.get().await?;
-                let r = Self::consume_nonce_on(lease.conn()?, nonce, agent, now).await;
-                lease.check(r)
+                self.use_nonce(nonce, agent, now).await
             }
 
             async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
@@ -444,9 +471,7 @@ macro_rules! sql_store {
                 now: i64,
                 policy_version: Option<&str>,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
-                let mut lease = self.write_conn.get().await?;
-                let r = Self::commit_batch_on(lease.conn()?, items, now, policy_version).await;
-                lease.check(r)
+                self.write_batch(items, now, policy_version).await
             }
 
             async fn audit_entries(
@@ -488,7 +513,71 @@ macro_rules! sql_store {
             }
         }
 
+    };
+}
+
+pub(super) use sql_store;
+
+/// The group-commit writer through sqlx (PostgreSQL): `write_batch`, `write_nonce` and
+/// `use_nonce` on a `write_conn: Dedicated<$db>` connection, with revocations by
+/// `$revoke_subtree` and `$revoke_session`. SQLite has its own (`sqlite_writer.rs`).
+macro_rules! sqlx_writer {
+    ($store:ty, $db:ty, $revoke_subtree:expr, $revoke_session:expr) => {
         impl $store {
+            async fn close_writer(&self) {
+                self.readers.close().await;
+                self.write_conn.close().await;
+            }
+
+            async fn lookup_token(
+                &self,
+                token_hash: &[u8],
+            ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
+                let mut lease = self.readers.get().await?;
+                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(
+                    $crate::store::sql::token_by_hash(),
+                )
+                .bind(token_hash)
+                .fetch_optional(lease.conn()?)
+                .await;
+                lease.check(row)?.map(TryInto::try_into).transpose()
+            }
+
+            async fn write_nonce(
+                &self,
+                nonce: &str,
+                agent: Option<&str>,
+                expires_at: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                // On the writer's connection: through the pool it waited on the write lock,
+                // held by the writer batch after batch.
+                let mut lease = self.write_conn.get().await?;
+                let r = sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
+                    .bind(nonce)
+                    .bind(agent)
+                    .bind(expires_at)
+                    .execute(lease.conn()?)
+                    .await;
+                lease.check(r).map(|_| ())
+            }
+
+            async fn use_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, $crate::store::StoreError> {
+                let mut lease = self.write_conn.get().await?;
+                let r = Self::consume_nonce_on(lease.conn()?, nonce, agent, now).await;
+                lease.check(r)
+            }
+
+            async fn write_batch(
+                &self,
+                items: &[$crate::store::BatchItem],
+                now: i64,
+                policy_version: Option<&str>,
+            ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
+                let mut lease = self.write_conn.get().await?;
+                let r = Self::commit_batch_on(lease.conn()?, items, now, policy_version).await;
+                lease.check(r)
+            }
+
             /// On the writer's connection, for the reason `create_nonce` gives.
             async fn consume_nonce_on(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -588,13 +677,7 @@ macro_rules! sql_store {
                             Outcome::Done
                         }
                     };
-                    for ev in &item.audit {
-                        let mut ev = ev.clone();
-                        if let (Outcome::Revoked(n), Some(o)) = (&outcome, ev.detail.as_object_mut()) {
-                            o.insert("revoked".into(), (*n).into());
-                        }
-                        events.push(ev);
-                    }
+                    $crate::store::sql::collect_events(&item.audit, &outcome, &mut events);
                     outcomes.push(outcome);
                 }
                 Self::insert_tokens(&mut tx, &mut pending).await?;
@@ -696,16 +779,9 @@ macro_rules! sql_store {
             }
         }
 
-        fn const_format_token_select() -> &'static str {
-            static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            SQL.get_or_init(|| {
-                format!("SELECT {} FROM tokens WHERE token_hash = $1", $crate::store::sql::TOKEN_COLUMNS)
-            })
-        }
     };
 }
-
-pub(super) use sql_store;
+pub(super) use sqlx_writer;
 
 #[cfg(test)]
 mod tests {

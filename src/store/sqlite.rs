@@ -8,19 +8,21 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 
-use super::StoreError;
 use super::ciba::ciba_sql_store;
-use super::conns::{Dedicated, readers};
+use super::conns::readers;
 use super::sql::sql_store;
+use super::sqlite_reader::SqliteReaders;
+use super::sqlite_writer::{self, SqliteWriter};
 use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
+use super::{BatchItem, Outcome, StoreError, TokenRecord};
 
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
     /// Token lookups on the hot paths.
-    readers: Dedicated<Sqlite>,
-    /// The group-commit writer's own connection.
-    write_conn: Dedicated<Sqlite>,
+    readers: SqliteReaders,
+    /// The group-commit writer's own connection, on its own thread.
+    writer: SqliteWriter,
 }
 
 impl SqliteStore {
@@ -30,18 +32,60 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(2))
             .min_connections(1)
             .connect_with(opts.clone())
             .await?;
+        // The pool has created the file and put it in WAL mode.
+        let writer = SqliteWriter::open(opts.get_filename())?;
         Ok(Self {
             pool,
-            readers: Dedicated::new(opts.clone(), readers(max_connections)),
-            // Batches of every size up to 256 rows, three kinds of row: each its own statement.
-            write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
+            readers: SqliteReaders::new(opts.get_filename(), readers(max_connections)),
+            writer,
         })
+    }
+
+    async fn close_writer(&self) {
+        self.readers.close();
+        self.writer.close().await;
+    }
+
+    async fn lookup_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        self.readers.find_token(token_hash)
+    }
+
+    async fn write_nonce(
+        &self,
+        nonce: &str,
+        agent: Option<&str>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let (nonce, agent) = (nonce.to_string(), agent.map(str::to_string));
+        self.writer
+            .run(move |c| sqlite_writer::create_nonce(c, &nonce, agent.as_deref(), expires_at))
+            .await
+    }
+
+    async fn use_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError> {
+        let (nonce, agent) = (nonce.to_string(), agent.to_string());
+        self.writer
+            .run(move |c| sqlite_writer::consume_nonce(c, &nonce, &agent, now))
+            .await
+    }
+
+    async fn write_batch(
+        &self,
+        items: &[BatchItem],
+        now: i64,
+        policy_version: Option<&str>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let (items, policy_version) = (items.to_vec(), policy_version.map(str::to_string));
+        self.writer
+            .run(move |c| sqlite_writer::commit_batch(c, &items, now, policy_version.as_deref()))
+            .await
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {
@@ -50,13 +94,7 @@ impl SqliteStore {
     }
 }
 
-sql_store!(
-    SqliteStore,
-    Sqlite,
-    "sqlite",
-    super::sql::REVOKE_SUBTREE,
-    super::sql::REVOKE_SESSION
-);
+sql_store!(SqliteStore, Sqlite, "sqlite");
 web_sql_store!(SqliteStore, Sqlite);
 tpm_sql_store!(SqliteStore, Sqlite);
 ciba_sql_store!(SqliteStore, Sqlite);

@@ -1,0 +1,84 @@
+//! Token lookups on SQLite, run in place. A lookup by primary key takes microseconds once its
+//! pages are cached; handing it to a connection's worker thread and back (sqlx) cost two thread
+//! wake-ups, which on two busy cores took longer than the query. So the calling task runs it on
+//! one of a few connections kept here, each behind its own lock: with as many connections as
+//! there are runtime threads, a free one is almost always found at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::sql::{TokenRow, token_by_hash};
+use super::{StoreError, TokenRecord};
+
+pub struct SqliteReaders {
+    path: PathBuf,
+    slots: Vec<Mutex<Option<Connection>>>,
+    next: AtomicUsize,
+}
+
+impl SqliteReaders {
+    /// `n` read-only connections (at least one), opened on first use.
+    pub fn new(path: &Path, n: usize) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            slots: (0..n.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn slot(&self) -> Result<MutexGuard<'_, Option<Connection>>, StoreError> {
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Some(Ok(g)) = self.slots.get((start + i) % n).map(Mutex::try_lock) {
+                return Ok(g);
+            }
+        }
+        // Every connection is in use: wait for one (a lookup holds it for microseconds). A
+        // poisoned lock only means a panic elsewhere; the connection itself is fine.
+        let slot = (self.slots.get(start % n))
+            .ok_or_else(|| StoreError::Corrupt("no reader connections".into()))?;
+        Ok(slot.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    pub fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        let mut guard = self.slot()?;
+        if guard.is_none() {
+            *guard = Some(self.open()?);
+        }
+        let Some(conn) = guard.as_ref() else {
+            return Err(StoreError::Corrupt("no reader connection".into()));
+        };
+        let row = conn.prepare_cached(token_by_hash()).and_then(|mut s| {
+            s.query_row([token_hash], TokenRow::from_rusqlite)
+                .optional()
+        });
+        match row {
+            Ok(r) => r.map(TryInto::try_into).transpose(),
+            Err(e) => {
+                // Start afresh next time rather than keep a connection in an unknown state.
+                *guard = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    pub fn close(&self) {
+        for slot in &self.slots {
+            slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+}
