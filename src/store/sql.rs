@@ -186,6 +186,19 @@ pub(super) fn chunks<T>(rows: &[T]) -> std::slice::Chunks<'_, T> {
     rows.chunks(256)
 }
 
+/// What a single-use token's consumption found: `won` says whether this call consumed it.
+pub(super) fn consumed(
+    won: bool,
+    row: Option<TokenRow>,
+) -> Result<crate::store::Consumed, StoreError> {
+    use crate::store::Consumed;
+    Ok(match row {
+        None => Consumed::NotFound,
+        Some(r) if won => Consumed::Now(Box::new(r.try_into()?)),
+        Some(r) => Consumed::Before(Box::new(r.try_into()?)),
+    })
+}
+
 /// `SELECT` [`TOKEN_COLUMNS`] of the token with hash `$1`.
 pub(super) fn token_by_hash() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -368,27 +381,7 @@ macro_rules! sql_store {
                 token_hash: &[u8],
                 now: i64,
             ) -> Result<$crate::store::Consumed, $crate::store::StoreError> {
-                use $crate::store::Consumed;
-                let mut tx = self.pool.begin().await?;
-                let won = sqlx::query(
-                    "UPDATE tokens SET consumed_at = $1 WHERE token_hash = $2 AND consumed_at IS NULL",
-                )
-                .bind(now)
-                .bind(token_hash)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>($crate::store::sql::token_by_hash())
-                    .bind(token_hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(match row {
-                    None => Consumed::NotFound,
-                    Some(r) if won => Consumed::Now(Box::new(r.try_into()?)),
-                    Some(r) => Consumed::Before(Box::new(r.try_into()?)),
-                })
+                self.consume_once(token_hash, now).await
             }
 
             async fn live_tokens_of(
@@ -452,17 +445,7 @@ macro_rules! sql_store {
             }
 
             async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
-                let done = sqlx::query(
-                    "INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT (jti_key) DO NOTHING",
-                )
-                .bind(key)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                self.use_key_once(key, expires_at, now).await
             }
 
             async fn commit_batch(
@@ -518,8 +501,9 @@ macro_rules! sql_store {
 
 pub(super) use sql_store;
 
-/// The group-commit writer through sqlx (PostgreSQL): `write_batch`, `write_nonce` and
-/// `use_nonce` on a `write_conn: Dedicated<$db>` connection, with revocations by
+/// The writes through sqlx (PostgreSQL): `consume_once` and `use_key_once` on the pool, and the
+/// group-commit writer's `write_batch`, `write_nonce` and `use_nonce` on a
+/// `write_conn: Dedicated<$db>` connection, with revocations by
 /// `$revoke_subtree` and `$revoke_session`. SQLite has its own (`sqlite_writer.rs`).
 macro_rules! sqlx_writer {
     ($store:ty, $db:ty, $revoke_subtree:expr, $revoke_session:expr) => {
@@ -541,6 +525,43 @@ macro_rules! sqlx_writer {
                 .fetch_optional(lease.conn()?)
                 .await;
                 lease.check(row)?.map(TryInto::try_into).transpose()
+            }
+
+            async fn consume_once(
+                &self,
+                token_hash: &[u8],
+                now: i64,
+            ) -> Result<$crate::store::Consumed, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let won = sqlx::query(
+                    "UPDATE tokens SET consumed_at = $1 WHERE token_hash = $2 AND consumed_at IS NULL",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>($crate::store::sql::token_by_hash())
+                    .bind(token_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                $crate::store::sql::consumed(won, row)
+            }
+
+            async fn use_key_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
+                let done = sqlx::query(
+                    "INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT (jti_key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn write_nonce(

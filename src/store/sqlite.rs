@@ -15,7 +15,7 @@ use super::sqlite_reader::SqliteReaders;
 use super::sqlite_writer::{self, SqliteWriter};
 use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
-use super::{BatchItem, Outcome, StoreError, TokenRecord};
+use super::{BatchItem, Consumed, Outcome, StoreError, TokenRecord};
 
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
@@ -55,6 +55,20 @@ impl SqliteStore {
 
     async fn lookup_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
         self.readers.find_token(token_hash)
+    }
+
+    async fn consume_once(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError> {
+        let token_hash = token_hash.to_vec();
+        self.writer
+            .run(move |c| sqlite_writer::consume_token(c, &token_hash, now))
+            .await
+    }
+
+    async fn use_key_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.writer
+            .run(move |c| sqlite_writer::use_once(c, &key, expires_at, now))
+            .await
     }
 
     async fn write_nonce(

@@ -5,7 +5,8 @@
 //! back to a tokio task, about eight per batch. On two busy cores each hand-off waited to be
 //! scheduled, so a batch spent most of its time off-CPU (10 ms for 23 token exchanges, of which
 //! the writer thread ran about 40 %) and the writer, being serial, capped every write-bound
-//! request. Here a batch costs one hand-off in and one out. Nonces are written here too: a
+//! request. Here a batch costs one hand-off in and one out. The other writes of hot paths
+//! (attestation nonces, refresh-token rotation, client-assertion `jti`s) are made here too: a
 //! second connection would wait on this one's write lock in SQLite's busy handler.
 //!
 //! Checkpoints run beside the writer. SQLite's automatic checkpoint ran inside the commit that
@@ -29,7 +30,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{BatchItem, Outcome, StoreError, WriteOp};
+use super::sql::TokenRow;
+use super::{BatchItem, Consumed, Outcome, StoreError, WriteOp};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -160,6 +162,46 @@ impl SqliteWriter {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
+}
+
+/// Marks a single-use token consumed; see [`crate::store::Store::consume_token`].
+pub fn consume_token(
+    conn: &mut Connection,
+    token_hash: &[u8],
+    now: i64,
+) -> Result<Consumed, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let won = tx
+        .prepare_cached(
+            "UPDATE tokens SET consumed_at = ?1 WHERE token_hash = ?2 AND consumed_at IS NULL",
+        )?
+        .execute(params![now, token_hash])?
+        == 1;
+    let row = tx
+        .prepare_cached(super::sql::token_by_hash())?
+        .query_row([token_hash], TokenRow::from_rusqlite)
+        .optional()?;
+    tx.commit()?;
+    super::sql::consumed(won, row)
+}
+
+/// Records `key` until `expires_at`; false if it was already used.
+pub fn use_once(
+    conn: &mut Connection,
+    key: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached("DELETE FROM used_assertions WHERE expires_at < ?1")?
+        .execute(params![now])?;
+    let done = tx
+        .prepare_cached(
+            "INSERT INTO used_assertions (jti_key, expires_at) VALUES (?1, ?2) ON CONFLICT (jti_key) DO NOTHING",
+        )?
+        .execute(params![key, expires_at])?;
+    tx.commit()?;
+    Ok(done == 1)
 }
 
 pub fn create_nonce(
