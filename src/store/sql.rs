@@ -238,8 +238,10 @@ pub(super) fn parents_until_revocation(items: &[crate::store::BatchItem]) -> Vec
     out
 }
 
-/// Implements [`crate::store::Store`] for a struct with a `pool: sqlx::Pool<$db>` field and a
-/// `run_migrations(&self)` method.
+/// Implements [`crate::store::Store`] for a struct with a `pool: sqlx::Pool<$db>` field and
+/// inherent methods for what each backend does its own way: `run_migrations`, `lookup_token`,
+/// `consume_once`, `use_key_once`, `write_nonce`, `use_nonce`, `write_batch` and
+/// `close_writer` (PostgreSQL's from [`sqlx_writer!`], SQLite's in `sqlite.rs`).
 macro_rules! sql_store {
     ($store:ty, $db:ty, $name:literal) => {
         #[async_trait::async_trait]
