@@ -1,9 +1,9 @@
-//! Connections held outside the sqlx pool for the hot paths (token lookups, the group-commit
-//! writer). A pooled query pays for a liveness ping when the connection is taken and another
-//! when it is given back; on SQLite each is a hand-off to the connection's worker thread, on
-//! PostgreSQL a network round trip, so a one-row lookup cost three round trips instead of one.
-//! Here a connection is simply locked, used and unlocked; one that fails at the transport level
-//! is dropped and reopened on next use.
+//! Connections held outside the sqlx pool for PostgreSQL's hot paths (token lookups, the
+//! group-commit writer); SQLite's go without sqlx (`sqlite_reader.rs`, `sqlite_writer.rs`). A
+//! pooled query pays for a liveness ping when the connection is taken and another when it is
+//! given back, each a network round trip, so a one-row lookup cost three round trips instead of
+//! one. Here a connection is simply locked, used and unlocked; one that fails at the transport
+//! level is dropped and reopened on next use.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
