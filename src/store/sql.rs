@@ -186,6 +186,17 @@ pub(super) fn chunks<T>(rows: &[T]) -> std::slice::Chunks<'_, T> {
     rows.chunks(256)
 }
 
+/// Statements both writers run as they are (`$N` placeholders suit sqlx and rusqlite alike).
+pub(super) const CONSUME_TOKEN: &str =
+    "UPDATE tokens SET consumed_at = $1 WHERE token_hash = $2 AND consumed_at IS NULL";
+pub(super) const FORGET_USED_KEYS: &str = "DELETE FROM used_assertions WHERE expires_at < $1";
+pub(super) const USE_KEY: &str = "INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT (jti_key) DO NOTHING";
+pub(super) const CREATE_NONCE: &str =
+    "INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)";
+pub(super) const CONSUME_NONCE: &str = "UPDATE attest_nonces SET used_at = $1 WHERE nonce = $2 AND used_at IS NULL \
+     AND expires_at > $1 AND (agent IS NULL OR agent = $3)";
+pub(super) const FORGET_NONCES: &str = "DELETE FROM attest_nonces WHERE expires_at < $1";
+
 /// What a single-use token's consumption found: `won` says whether this call consumed it.
 pub(super) fn consumed(
     won: bool,
@@ -535,9 +546,7 @@ macro_rules! sqlx_writer {
                 now: i64,
             ) -> Result<$crate::store::Consumed, $crate::store::StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let won = sqlx::query(
-                    "UPDATE tokens SET consumed_at = $1 WHERE token_hash = $2 AND consumed_at IS NULL",
-                )
+                let won = sqlx::query($crate::store::sql::CONSUME_TOKEN)
                 .bind(now)
                 .bind(token_hash)
                 .execute(&mut *tx)
@@ -554,10 +563,8 @@ macro_rules! sqlx_writer {
 
             async fn use_key_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
-                let done = sqlx::query(
-                    "INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT (jti_key) DO NOTHING",
-                )
+                sqlx::query($crate::store::sql::FORGET_USED_KEYS).bind(now).execute(&mut *tx).await?;
+                let done = sqlx::query($crate::store::sql::USE_KEY)
                 .bind(key)
                 .bind(expires_at)
                 .execute(&mut *tx)
@@ -575,7 +582,7 @@ macro_rules! sqlx_writer {
                 // On the writer's connection: through the pool it waited on the write lock,
                 // held by the writer batch after batch.
                 let mut lease = self.write_conn.get().await?;
-                let r = sqlx::query("INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)")
+                let r = sqlx::query($crate::store::sql::CREATE_NONCE)
                     .bind(nonce)
                     .bind(agent)
                     .bind(expires_at)
@@ -610,10 +617,7 @@ macro_rules! sqlx_writer {
             ) -> Result<bool, $crate::store::StoreError> {
                 use sqlx::Connection;
                 let mut tx = conn.begin().await?;
-                let won = sqlx::query(
-                    "UPDATE attest_nonces SET used_at = $1 WHERE nonce = $2 AND used_at IS NULL \
-                     AND expires_at > $1 AND (agent IS NULL OR agent = $3)",
-                )
+                let won = sqlx::query($crate::store::sql::CONSUME_NONCE)
                 .bind(now)
                 .bind(nonce)
                 .bind(agent)
@@ -622,7 +626,7 @@ macro_rules! sqlx_writer {
                 .rows_affected()
                     == 1;
                 // Forget nonces that expired long ago.
-                sqlx::query("DELETE FROM attest_nonces WHERE expires_at < $1").bind(now - 3600).execute(&mut *tx).await?;
+                sqlx::query($crate::store::sql::FORGET_NONCES).bind(now - 3600).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(won)
             }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::sql::TokenRow;
+use super::sql::{self, TokenRow};
 use super::{BatchItem, Consumed, Outcome, StoreError, WriteOp};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -172,17 +172,15 @@ pub fn consume_token(
 ) -> Result<Consumed, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let won = tx
-        .prepare_cached(
-            "UPDATE tokens SET consumed_at = ?1 WHERE token_hash = ?2 AND consumed_at IS NULL",
-        )?
+        .prepare_cached(sql::CONSUME_TOKEN)?
         .execute(params![now, token_hash])?
         == 1;
     let row = tx
-        .prepare_cached(super::sql::token_by_hash())?
+        .prepare_cached(sql::token_by_hash())?
         .query_row([token_hash], TokenRow::from_rusqlite)
         .optional()?;
     tx.commit()?;
-    super::sql::consumed(won, row)
+    sql::consumed(won, row)
 }
 
 /// Records `key` until `expires_at`; false if it was already used.
@@ -193,12 +191,10 @@ pub fn use_once(
     now: i64,
 ) -> Result<bool, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached("DELETE FROM used_assertions WHERE expires_at < ?1")?
+    tx.prepare_cached(sql::FORGET_USED_KEYS)?
         .execute(params![now])?;
     let done = tx
-        .prepare_cached(
-            "INSERT INTO used_assertions (jti_key, expires_at) VALUES (?1, ?2) ON CONFLICT (jti_key) DO NOTHING",
-        )?
+        .prepare_cached(sql::USE_KEY)?
         .execute(params![key, expires_at])?;
     tx.commit()?;
     Ok(done == 1)
@@ -210,10 +206,8 @@ pub fn create_nonce(
     agent: Option<&str>,
     expires_at: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![nonce, agent, expires_at])?;
+    conn.prepare_cached(sql::CREATE_NONCE)?
+        .execute(params![nonce, agent, expires_at])?;
     Ok(())
 }
 
@@ -225,14 +219,11 @@ pub fn consume_nonce(
 ) -> Result<bool, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let won = tx
-        .prepare_cached(
-            "UPDATE attest_nonces SET used_at = ?1 WHERE nonce = ?2 AND used_at IS NULL \
-             AND expires_at > ?1 AND (agent IS NULL OR agent = ?3)",
-        )?
+        .prepare_cached(sql::CONSUME_NONCE)?
         .execute(params![now, nonce, agent])?
         == 1;
     // Forget nonces that expired long ago.
-    tx.prepare_cached("DELETE FROM attest_nonces WHERE expires_at < ?1")?
+    tx.prepare_cached(sql::FORGET_NONCES)?
         .execute(params![now - 3600])?;
     tx.commit()?;
     Ok(won)
@@ -296,11 +287,11 @@ pub fn commit_batch(
                     }
                 }
                 WriteOp::Revoke { token_hash } => Outcome::Revoked(
-                    tx.prepare_cached(super::sql::REVOKE_SUBTREE)?
+                    tx.prepare_cached(sql::REVOKE_SUBTREE)?
                         .execute(params![token_hash, now])? as u64,
                 ),
                 WriteOp::RevokeSession { sid } => Outcome::Revoked(
-                    tx.prepare_cached(super::sql::REVOKE_SESSION)?
+                    tx.prepare_cached(sql::REVOKE_SESSION)?
                         .execute(params![sid, now])? as u64,
                 ),
                 WriteOp::Touch { token_hash, by } => {
@@ -308,7 +299,7 @@ pub fn commit_batch(
                     Outcome::Done
                 }
             };
-            super::sql::collect_events(&item.audit, &outcome, &mut events);
+            sql::collect_events(&item.audit, &outcome, &mut events);
             outcomes.push(outcome);
         }
     }
