@@ -579,8 +579,8 @@ macro_rules! sqlx_writer {
                 agent: Option<&str>,
                 expires_at: i64,
             ) -> Result<(), $crate::store::StoreError> {
-                // On the writer's connection: through the pool it waited on the write lock,
-                // held by the writer batch after batch.
+                // On the writer's connection, like the batches: a pooled connection would add a
+                // liveness ping each way (see conns.rs).
                 let mut lease = self.write_conn.get().await?;
                 let r = sqlx::query($crate::store::sql::CREATE_NONCE)
                     .bind(nonce)
@@ -608,7 +608,7 @@ macro_rules! sqlx_writer {
                 lease.check(r)
             }
 
-            /// On the writer's connection, for the reason `create_nonce` gives.
+            /// On the writer's connection, for the reason `write_nonce` gives.
             async fn consume_nonce_on(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 nonce: &str,
