@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::Ctx;
 use super::error::{ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
-use crate::crypto::{random_id, sha256};
+use crate::crypto::{sha256, time_ordered_id};
 use crate::store::{Outcome, TokenKind, TokenRecord, WriteOp};
 
 /// RFC 9068 §2.2 claims, plus RFC 8693 `act` and our delegated-session id `sid`.
@@ -94,7 +94,7 @@ pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
         aud: spec.aud,
         exp: now + spec.ttl,
         iat: now,
-        jti: random_id(),
+        jti: time_ordered_id(),
         client_id: spec.client_id,
         scope: spec.scope,
         sid: spec.sid,
@@ -149,7 +149,7 @@ pub fn mint_refresh(ctx: &Ctx, access: &TokenRecord, ttl: i64, grant: &'static s
     let token = crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
     let mut record = access.clone();
     record.token_hash = sha256(token.as_bytes()).to_vec();
-    record.jti = random_id();
+    record.jti = time_ordered_id();
     record.kind = TokenKind::Refresh;
     record.iat = now;
     record.exp = now + ttl;
@@ -184,7 +184,7 @@ pub fn mint_agent_with(
     let now = ctx.clock.now();
     let ttl = ctx.config.tokens.agent_token_ttl.as_secs() as i64;
     let sub = format!("agent:{agent}");
-    let jti = random_id();
+    let jti = time_ordered_id();
     let mut claims = serde_json::json!({
         "iss": ctx.issuer, "sub": sub, "aud": ctx.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
     });

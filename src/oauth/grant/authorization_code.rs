@@ -7,7 +7,7 @@ pub mod request;
 use serde_json::json;
 
 use crate::audit::AuditEvent;
-use crate::crypto::{b64url, random_bytes, random_id, sha256};
+use crate::crypto::{b64url, random_bytes, sha256, time_ordered_id};
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
@@ -39,7 +39,7 @@ pub async fn issue_code(
         username: username.to_string(),
         scope: scope.to_string(),
         aud: req.aud.clone(),
-        sid: random_id(),
+        sid: time_ordered_id(),
         created_at: now,
         expires_at: now + ctx.config.tokens.authorization_code_ttl.as_secs() as i64,
         used_at: None,
