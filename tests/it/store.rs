@@ -164,3 +164,109 @@ async fn sqlite_log_starts_over_under_sustained_writes() {
         Ok(20_000)
     );
 }
+
+/// A database made before tokens were keyed by their jti (SQLite migration 0008) keeps every
+/// token through the table's rebuild: found by the presented token's hash with every field,
+/// revoked with its subtree, and new tokens (time-ordered jtis) go beside them.
+#[tokio::test]
+async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
+    use std::borrow::Cow;
+    let db = test_db(Backend::Sqlite).await;
+    let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    let mut before = sqlx::migrate!("migrations/sqlite");
+    before.migrations = Cow::Owned(
+        before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 8)
+            .cloned()
+            .collect(),
+    );
+    before.run(&pool).await.unwrap();
+    let pk: String =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('tokens') WHERE pk = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(pk, "token_hash", "the old layout");
+    let h = |n: &str| mandate::crypto::sha256(n.as_bytes()).to_vec();
+    for (name, parent) in [("a", None), ("b", Some("a")), ("c", None)] {
+        sqlx::query(
+            "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, \
+             sid, parent_hash, act, last_used_at, last_used_by, may_act) \
+             VALUES (?, ?, 'access', 'alice', 'c', 'orders:read', 'orders-api', 5, 99999999999, \
+             'sid-1', ?, '{\"sub\":\"agent:x\"}', 7, 'orders-api', '{\"sub\":\"agent:y\"}')",
+        )
+        .bind(h(name))
+        .bind(format!("old-{name}"))
+        .bind(parent.map(h))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let s = mandate::store::open(&db.url, 4).await.unwrap();
+    s.migrate().await.unwrap();
+    let a = s.find_token(&h("a")).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            a.jti.as_str(),
+            a.sub.as_str(),
+            a.scope.as_str(),
+            a.iat,
+            a.exp
+        ),
+        ("old-a", "alice", "orders:read", 5, 99_999_999_999)
+    );
+    assert_eq!(a.aud, vec!["orders-api".to_string()]);
+    assert_eq!(a.sid.as_deref(), Some("sid-1"));
+    assert_eq!(a.act.as_deref(), Some("{\"sub\":\"agent:x\"}"));
+    assert_eq!(a.may_act.as_deref(), Some("{\"sub\":\"agent:y\"}"));
+    assert_eq!(a.last_used_at, Some(7));
+    let b = s.find_token(&h("b")).await.unwrap().unwrap();
+    assert_eq!(b.parent_hash, Some(h("a")));
+
+    let mut fresh = token("d", Some("c"));
+    fresh.jti = mandate::crypto::time_ordered_id();
+    let issued = BatchItem {
+        op: WriteOp::IssueTokens(vec![fresh]),
+        audit: vec![AuditEvent::new("token.issued")],
+    };
+    assert_eq!(
+        s.commit_batch(&[issued, revoke("a")], 10, None)
+            .await
+            .unwrap(),
+        vec![Outcome::Done, Outcome::Revoked(2)]
+    );
+    for (n, revoked) in [("a", true), ("b", true), ("c", false), ("d", false)] {
+        let r = s.find_token(&h(n)).await.unwrap().unwrap();
+        assert_eq!(r.revoked_at.is_some(), revoked, "{n}");
+    }
+    assert_eq!(
+        s.commit_batch(&[revoke("c")], 11, None).await.unwrap(),
+        vec![Outcome::Revoked(2)],
+        "a token issued after the rebuild is found below its old parent"
+    );
+    s.close().await;
+
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    let pk: String =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('tokens') WHERE pk = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(pk, "jti");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tokens' \
+         AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(indexes, ["tokens_parent", "tokens_sid", "tokens_sub"]);
+    pool.close().await;
+}
