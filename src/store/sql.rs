@@ -707,47 +707,71 @@ macro_rules! sqlx_writer {
                     $crate::store::sql::collect_events(&item.audit, &outcome, &mut events);
                     outcomes.push(outcome);
                 }
-                Self::insert_tokens(&mut tx, &mut pending).await?;
+                // The batch's last rows and the new chain head go in one statement (a
+                // data-modifying WITH runs to completion whether or not the statement reads
+                // it): one round trip where there was one per kind of row, plus the head.
+                let last_tokens = pending.len().checked_sub(1).map(|n| n / 256 * 256);
+                let (earlier, last) = pending.split_at(last_tokens.unwrap_or(0));
+                Self::insert_tokens(&mut tx, &mut earlier.to_vec()).await?;
+                let last_touch = if touches.len() == 1 { touches.pop_last() } else { None };
                 for (by, hashes) in &touches {
                     for chunk in $crate::store::sql::chunks(hashes) {
-                        let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE tokens SET last_used_at = ");
-                        q.push_bind(now).push(", last_used_by = ").push_bind(*by).push(" WHERE token_hash IN (");
-                        let mut sep = q.separated(", ");
-                        for h in chunk {
-                            sep.push_bind(*h);
-                        }
-                        q.push(")");
+                        let mut q = sqlx::QueryBuilder::<$db>::new("");
+                        Self::push_touch(&mut q, now, by, chunk);
                         q.build().execute(&mut *tx).await?;
                     }
                 }
                 let entries = $crate::audit::chain(head_seq, &head_hash, now, policy_version, &events);
-                for chunk in $crate::store::sql::chunks(&entries) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
-                         detail, prev_hash, hash, policy_version) ",
-                    );
-                    q.push_values(chunk, |mut b, e| {
-                        b.push_bind(e.seq)
-                            .push_bind(e.ts)
-                            .push_bind(&e.kind)
-                            .push_bind(&e.subject)
-                            .push_bind(&e.actors)
-                            .push_bind(&e.client_id)
-                            .push_bind(&e.session)
-                            .push_bind(&e.token_jti)
-                            .push_bind(&e.detail)
-                            .push_bind(&e.prev_hash)
-                            .push_bind(&e.hash)
-                            .push_bind(&e.policy_version);
-                    });
+                let last_audit = entries.len().checked_sub(1).map(|n| n / 256 * 256);
+                let (earlier, last_entries) = entries.split_at(last_audit.unwrap_or(0));
+                for chunk in $crate::store::sql::chunks(earlier) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_audit(&mut q, chunk);
                     q.build().execute(&mut *tx).await?;
                 }
-                if let Some(last) = entries.last() {
-                    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                        .bind(last.seq)
-                        .bind(&last.hash)
-                        .execute(&mut *tx)
-                        .await?;
+                let mut q = sqlx::QueryBuilder::<$db>::new("WITH ");
+                let mut parts = 0;
+                if !last.is_empty() {
+                    q.push("t AS (");
+                    Self::push_tokens(&mut q, last);
+                    q.push(")");
+                    parts += 1;
+                }
+                if let Some((by, hashes)) = &last_touch {
+                    // A (rare) touch too large for one statement sends its first parts alone.
+                    let mut parts_of: Vec<&[&[u8]]> = $crate::store::sql::chunks(hashes).collect();
+                    if let Some(final_chunk) = parts_of.pop() {
+                        for chunk in parts_of {
+                            let mut t = sqlx::QueryBuilder::<$db>::new("");
+                            Self::push_touch(&mut t, now, by, chunk);
+                            t.build().execute(&mut *tx).await?;
+                        }
+                        q.push(if parts > 0 { ", u AS (" } else { "u AS (" });
+                        Self::push_touch(&mut q, now, by, final_chunk);
+                        q.push(")");
+                        parts += 1;
+                    }
+                }
+                if !last_entries.is_empty() {
+                    q.push(if parts > 0 { ", a AS (" } else { "a AS (" });
+                    Self::push_audit(&mut q, last_entries);
+                    q.push(")");
+                    parts += 1;
+                }
+                if parts > 0 {
+                    match entries.last() {
+                        Some(head) => {
+                            q.push(" UPDATE audit_head SET seq = ")
+                                .push_bind(head.seq)
+                                .push(", hash = ")
+                                .push_bind(&head.hash)
+                                .push(" WHERE id = 1");
+                        }
+                        None => {
+                            q.push(" SELECT 1");
+                        }
+                    }
+                    q.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(outcomes)
@@ -780,29 +804,80 @@ macro_rules! sqlx_writer {
                 pending: &mut Vec<&$crate::store::TokenRecord>,
             ) -> Result<(), $crate::store::StoreError> {
                 for chunk in $crate::store::sql::chunks(pending) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
-                         parent_hash, act, may_act) ",
-                    );
-                    q.push_values(chunk, |mut b, t| {
-                        b.push_bind(&t.token_hash)
-                            .push_bind(&t.jti)
-                            .push_bind(t.kind.as_str())
-                            .push_bind(&t.sub)
-                            .push_bind(&t.client_id)
-                            .push_bind(&t.scope)
-                            .push_bind(t.aud.join(" "))
-                            .push_bind(t.iat)
-                            .push_bind(t.exp)
-                            .push_bind(&t.sid)
-                            .push_bind(&t.parent_hash)
-                            .push_bind(&t.act)
-                            .push_bind(&t.may_act);
-                    });
+                    let mut q = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_tokens(&mut q, chunk);
                     q.build().execute(&mut **tx).await?;
                 }
                 pending.clear();
                 Ok(())
+            }
+
+            fn push_tokens<'q>(
+                q: &mut sqlx::QueryBuilder<'q, $db>,
+                rows: &'q [&$crate::store::TokenRecord],
+            ) {
+                q.push(
+                    "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
+                     parent_hash, act, may_act) ",
+                );
+                q.push_values(rows, |mut b, t| {
+                    b.push_bind(&t.token_hash)
+                        .push_bind(&t.jti)
+                        .push_bind(t.kind.as_str())
+                        .push_bind(&t.sub)
+                        .push_bind(&t.client_id)
+                        .push_bind(&t.scope)
+                        .push_bind(t.aud.join(" "))
+                        .push_bind(t.iat)
+                        .push_bind(t.exp)
+                        .push_bind(&t.sid)
+                        .push_bind(&t.parent_hash)
+                        .push_bind(&t.act)
+                        .push_bind(&t.may_act);
+                });
+            }
+
+            /// Records that `by` used these tokens at `now` (introspection).
+            fn push_touch<'q>(
+                q: &mut sqlx::QueryBuilder<'q, $db>,
+                now: i64,
+                by: &'q str,
+                hashes: &'q [&[u8]],
+            ) {
+                q.push("UPDATE tokens SET last_used_at = ")
+                    .push_bind(now)
+                    .push(", last_used_by = ")
+                    .push_bind(by)
+                    .push(" WHERE token_hash IN (");
+                let mut sep = q.separated(", ");
+                for h in hashes {
+                    sep.push_bind(*h);
+                }
+                q.push(")");
+            }
+
+            fn push_audit<'q>(
+                q: &mut sqlx::QueryBuilder<'q, $db>,
+                entries: &'q [$crate::audit::AuditEntry],
+            ) {
+                q.push(
+                    "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
+                     detail, prev_hash, hash, policy_version) ",
+                );
+                q.push_values(entries, |mut b, e| {
+                    b.push_bind(e.seq)
+                        .push_bind(e.ts)
+                        .push_bind(&e.kind)
+                        .push_bind(&e.subject)
+                        .push_bind(&e.actors)
+                        .push_bind(&e.client_id)
+                        .push_bind(&e.session)
+                        .push_bind(&e.token_jti)
+                        .push_bind(&e.detail)
+                        .push_bind(&e.prev_hash)
+                        .push_bind(&e.hash)
+                        .push_bind(&e.policy_version);
+                });
             }
         }
 

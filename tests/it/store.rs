@@ -270,3 +270,43 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
     assert_eq!(indexes, ["tokens_parent", "tokens_sid", "tokens_sub"]);
     pool.close().await;
 }
+
+/// A batch larger than one statement holds (256 rows) keeps every row on both backends: 600
+/// tokens, 300 introspections by one resource server and 2 by another, and their 902 audit
+/// entries, written in pieces with the last of each and the chain head in one statement.
+#[tokio::test]
+async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
+    for b in backends() {
+        let (_db, s) = store_for(b).await;
+        let issued: Vec<BatchItem> = (0..600).map(|i| issue(&format!("t{i}"), None)).collect();
+        s.commit_batch(&issued, 10, None).await.unwrap();
+        let touch = |i: usize, by: &str| BatchItem {
+            op: WriteOp::Touch {
+                token_hash: mandate::crypto::sha256(format!("t{i}").as_bytes()).to_vec(),
+                by: by.into(),
+            },
+            audit: vec![AuditEvent::new("token.introspected")],
+        };
+        let mut items: Vec<BatchItem> = (0..300).map(|i| touch(i, "orders-api")).collect();
+        items.push(touch(598, "billing-api"));
+        items.push(touch(599, "billing-api"));
+        assert!(
+            s.commit_batch(&items, 20, None)
+                .await
+                .unwrap()
+                .iter()
+                .all(|o| *o == Outcome::Done)
+        );
+        for i in [0, 255, 256, 299, 300, 597, 598, 599] {
+            let r = s
+                .find_token(&mandate::crypto::sha256(format!("t{i}").as_bytes()))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{b:?}: t{i} lost"));
+            let touched = !(300..598).contains(&i);
+            assert_eq!(r.last_used_at, touched.then_some(20), "{b:?} t{i}");
+        }
+        let v = mandate::audit::verify_store(s.as_ref()).await.unwrap();
+        assert_eq!(v, Ok(902), "{b:?}");
+    }
+}
