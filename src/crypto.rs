@@ -4,9 +4,7 @@
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::{digest, hmac};
 use base64::Engine;
-use base64::alphabet::Alphabet;
-use base64::engine::GeneralPurpose;
-use base64::engine::general_purpose::{NO_PAD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// `n` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -23,32 +21,31 @@ pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<16>())
 }
 
-/// base64url's 64 characters in ASCII order: encoded strings compare like the bytes they
-/// encode.
-const ORDERED: Alphabet =
-    match Alphabet::new("-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz") {
-        Ok(a) => a,
-        Err(_) => panic!("the ordered alphabet is 64 distinct printable characters"),
-    };
-const ORDERED_NO_PAD: GeneralPurpose = GeneralPurpose::new(&ORDERED, NO_PAD);
+/// base64url's 64 characters in ASCII order: strings of them compare like the numbers they
+/// spell.
+const ORDERED: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
 
-/// A 128-bit identifier for records that are written once and looked up later (token `jti`,
-/// session ids): the first 48 bits are the milliseconds since the Unix epoch, the other 80 are
-/// random, and the 22 URL-safe characters sort like the bytes. Ids made later sort after ids
-/// made earlier, so an index on them grows at its right-hand edge: a batch of new tokens
-/// dirties one or two index pages instead of one random page per token (which is what made
-/// writes cost tens of kilobytes per token). 80 random bits keep them unguessable and unique.
+/// An identifier for records that are written once and looked up later (token `jti`, session
+/// ids): 7 characters of milliseconds since the Unix epoch (42 bits, enough until 2109) then 15
+/// random ones (90 bits), from base64url's characters in ASCII order. Ids made later sort
+/// after ids made earlier, so an index on them grows at its right-hand edge: a batch of new
+/// tokens dirties one or two index pages instead of one random page per token. The random
+/// part keeps them unguessable and unique. None starts with `-` (only ids made before March
+/// 1972 would), so they pass as command-line arguments.
 pub fn time_ordered_id() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    ordered_id(ms, random_bytes::<10>())
+    ordered_id(ms, random_bytes::<15>())
 }
 
-fn ordered_id(ms: u64, random: [u8; 10]) -> String {
-    let raw: Vec<u8> = ms.to_be_bytes().into_iter().skip(2).chain(random).collect();
-    ORDERED_NO_PAD.encode(raw)
+fn ordered_id(ms: u64, random: [u8; 15]) -> String {
+    let digit = |v: u64| char::from(ORDERED.get((v & 63) as usize).copied().unwrap_or(b'-'));
+    let time = (0..7).rev().map(|i| digit(ms >> (6 * i)));
+    // 256 is a multiple of 64: each byte's low six bits are uniform.
+    time.chain(random.iter().map(|b| digit(u64::from(*b))))
+        .collect()
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -87,25 +84,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_ordered_ids_sort_by_time_then_bytes_and_stay_url_safe() {
+    fn time_ordered_ids_sort_by_time_then_randomness_and_stay_url_safe() {
         let mut ms = 1_700_000_000_000u64;
-        let mut prev = ordered_id(ms, [0xff; 10]);
-        for step in [1u64, 1, 7, 255, 256, 65_536, 1 << 40] {
+        let mut prev = ordered_id(ms, [0xff; 15]);
+        for step in [1u64, 1, 7, 63, 64, 4096, 65_536, 1 << 35] {
             ms += step;
-            let next = ordered_id(ms, [0; 10]);
+            let next = ordered_id(ms, [0; 15]);
             assert!(next > prev, "{next} made after {prev} must sort after it");
             prev = next;
         }
-        // Same millisecond: the random bytes decide, in byte order.
+        // Same millisecond: the random characters decide.
+        let low6 = |r: [u8; 15]| r.map(|b| b & 63);
         for _ in 0..1000 {
-            let (a, b) = (random_bytes::<10>(), random_bytes::<10>());
-            assert_eq!(ordered_id(ms, a).cmp(&ordered_id(ms, b)), a.cmp(&b));
+            let (a, b) = (random_bytes::<15>(), random_bytes::<15>());
+            assert_eq!(
+                ordered_id(ms, a).cmp(&ordered_id(ms, b)),
+                low6(a).cmp(&low6(b))
+            );
         }
         let id = time_ordered_id();
         assert_eq!(id.len(), 22);
         assert!(
             id.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert!(
+            !id.starts_with('-'),
+            "{id} would read as a command-line flag"
         );
         assert_ne!(time_ordered_id(), time_ordered_id());
     }

@@ -105,7 +105,11 @@ enum SessionsCommand {
         user: String,
     },
     /// Revoke a session and every token derived from it.
-    Revoke { sid: String },
+    Revoke {
+        /// The session id (`sid`); one made before ids were time-ordered may start with `-`.
+        #[arg(allow_hyphen_values = true)]
+        sid: String,
+    },
 }
 
 #[derive(Subcommand)]
