@@ -183,7 +183,15 @@ pub(super) const PG_REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
 /// limit. A batch is written with one statement per kind of row; each size is a distinct
 /// statement, which the writer's connection keeps prepared (its cache holds every size).
 pub(super) fn chunks<T>(rows: &[T]) -> std::slice::Chunks<'_, T> {
-    rows.chunks(256)
+    rows.chunks(CHUNK)
+}
+
+const CHUNK: usize = 256;
+
+/// `rows` split before their last [`chunks`] piece: the earlier pieces go in statements of
+/// their own, the last rides in a batch's final statement (PostgreSQL's writer).
+pub(super) fn split_last_chunk<T>(rows: &[T]) -> (&[T], &[T]) {
+    rows.split_at(rows.len().saturating_sub(1) / CHUNK * CHUNK)
 }
 
 /// Statements both writers run as they are (`$N` placeholders suit sqlx and rusqlite alike).
@@ -710,20 +718,33 @@ macro_rules! sqlx_writer {
                 // The batch's last rows and the new chain head go in one statement (a
                 // data-modifying WITH runs to completion whether or not the statement reads
                 // it): one round trip where there was one per kind of row, plus the head.
-                let last_tokens = pending.len().checked_sub(1).map(|n| n / 256 * 256);
-                let (earlier, last) = pending.split_at(last_tokens.unwrap_or(0));
-                Self::insert_tokens(&mut tx, &mut earlier.to_vec()).await?;
-                let last_touch = if touches.len() == 1 { touches.pop_last() } else { None };
+                let (earlier, last_tokens) = $crate::store::sql::split_last_chunk(&pending);
+                for chunk in $crate::store::sql::chunks(earlier) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_tokens(&mut q, chunk);
+                    q.build().execute(&mut *tx).await?;
+                }
+                // Touches by one resource server (the usual case): the last piece rides in the
+                // final statement too.
+                let single = touches.len() == 1;
+                let mut last_touch: Option<(&str, &[&[u8]])> = None;
                 for (by, hashes) in &touches {
-                    for chunk in $crate::store::sql::chunks(hashes) {
+                    let (earlier, last) = if single {
+                        $crate::store::sql::split_last_chunk(hashes)
+                    } else {
+                        (hashes.as_slice(), &[][..])
+                    };
+                    for chunk in $crate::store::sql::chunks(earlier) {
                         let mut q = sqlx::QueryBuilder::<$db>::new("");
                         Self::push_touch(&mut q, now, by, chunk);
                         q.build().execute(&mut *tx).await?;
                     }
+                    if !last.is_empty() {
+                        last_touch = Some((by, last));
+                    }
                 }
                 let entries = $crate::audit::chain(head_seq, &head_hash, now, policy_version, &events);
-                let last_audit = entries.len().checked_sub(1).map(|n| n / 256 * 256);
-                let (earlier, last_entries) = entries.split_at(last_audit.unwrap_or(0));
+                let (earlier, last_entries) = $crate::store::sql::split_last_chunk(&entries);
                 for chunk in $crate::store::sql::chunks(earlier) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("");
                     Self::push_audit(&mut q, chunk);
@@ -731,26 +752,17 @@ macro_rules! sqlx_writer {
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new("WITH ");
                 let mut parts = 0;
-                if !last.is_empty() {
+                if !last_tokens.is_empty() {
                     q.push("t AS (");
-                    Self::push_tokens(&mut q, last);
+                    Self::push_tokens(&mut q, last_tokens);
                     q.push(")");
                     parts += 1;
                 }
-                if let Some((by, hashes)) = &last_touch {
-                    // A (rare) touch too large for one statement sends its first parts alone.
-                    let mut parts_of: Vec<&[&[u8]]> = $crate::store::sql::chunks(hashes).collect();
-                    if let Some(final_chunk) = parts_of.pop() {
-                        for chunk in parts_of {
-                            let mut t = sqlx::QueryBuilder::<$db>::new("");
-                            Self::push_touch(&mut t, now, by, chunk);
-                            t.build().execute(&mut *tx).await?;
-                        }
-                        q.push(if parts > 0 { ", u AS (" } else { "u AS (" });
-                        Self::push_touch(&mut q, now, by, final_chunk);
-                        q.push(")");
-                        parts += 1;
-                    }
+                if let Some((by, hashes)) = last_touch {
+                    q.push(if parts > 0 { ", u AS (" } else { "u AS (" });
+                    Self::push_touch(&mut q, now, by, hashes);
+                    q.push(")");
+                    parts += 1;
                 }
                 if !last_entries.is_empty() {
                     q.push(if parts > 0 { ", a AS (" } else { "a AS (" });
@@ -887,6 +899,24 @@ pub(super) use sqlx_writer;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_last_piece_of_a_batch_is_the_last_statement_chunks_makes() {
+        for n in 0..700usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let (earlier, last) = super::split_last_chunk(&rows);
+            assert_eq!([earlier, last].concat(), rows);
+            assert_eq!(
+                Some(last),
+                super::chunks(&rows).last().or(Some(&[][..])),
+                "{n}"
+            );
+            assert_eq!(
+                super::chunks(earlier).count(),
+                n.div_ceil(256).saturating_sub(1)
+            );
+        }
+    }
+
     #[test]
     fn batches_split_into_statements_of_at_most_256_rows() {
         for n in 0..700usize {
