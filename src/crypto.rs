@@ -16,7 +16,8 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// A 128-bit random identifier, base64url without padding (token `jti`, session ids).
+/// A 128-bit random identifier, base64url without padding (CIBA request and enrollment ids;
+/// tokens and sessions use [`time_ordered_id`]).
 pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<16>())
 }
