@@ -689,7 +689,8 @@ macro_rules! sqlx_writer {
                         }
                         WriteOp::Revoke { token_hash } => {
                             live_parents = None;
-                            Self::insert_tokens(&mut tx, &mut pending).await?;
+                            Self::insert_tokens(&mut tx, &pending).await?;
+                            pending.clear();
                             let r = sqlx::query($revoke_subtree)
                                 .bind(token_hash)
                                 .bind(now)
@@ -699,7 +700,8 @@ macro_rules! sqlx_writer {
                         }
                         WriteOp::RevokeSession { sid } => {
                             live_parents = None;
-                            Self::insert_tokens(&mut tx, &mut pending).await?;
+                            Self::insert_tokens(&mut tx, &pending).await?;
+                            pending.clear();
                             let r = sqlx::query($revoke_session)
                                 .bind(sid)
                                 .bind(now)
@@ -719,11 +721,7 @@ macro_rules! sqlx_writer {
                 // data-modifying WITH runs to completion whether or not the statement reads
                 // it): one round trip where there was one per kind of row, plus the head.
                 let (earlier, last_tokens) = $crate::store::sql::split_last_chunk(&pending);
-                for chunk in $crate::store::sql::chunks(earlier) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("");
-                    Self::push_tokens(&mut q, chunk);
-                    q.build().execute(&mut *tx).await?;
-                }
+                Self::insert_tokens(&mut tx, earlier).await?;
                 // Touches by one resource server (the usual case): the last piece rides in the
                 // final statement too.
                 let single = touches.len() == 1;
@@ -810,17 +808,16 @@ macro_rules! sqlx_writer {
                 Ok(live)
             }
 
-            /// Writes the pending token records, many to a statement.
+            /// Writes token records, many to a statement.
             async fn insert_tokens(
                 tx: &mut sqlx::Transaction<'_, $db>,
-                pending: &mut Vec<&$crate::store::TokenRecord>,
+                rows: &[&$crate::store::TokenRecord],
             ) -> Result<(), $crate::store::StoreError> {
-                for chunk in $crate::store::sql::chunks(pending) {
+                for chunk in $crate::store::sql::chunks(rows) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("");
                     Self::push_tokens(&mut q, chunk);
                     q.build().execute(&mut **tx).await?;
                 }
-                pending.clear();
                 Ok(())
             }
 
