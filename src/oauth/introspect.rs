@@ -7,7 +7,6 @@ use super::client::Client;
 use super::error::{ErrorCode, OAuthError};
 use super::token::actor_chain;
 use crate::audit::AuditEvent;
-use crate::crypto::sha256;
 use crate::store::{TokenRecord, WriteOp};
 
 /// RFC 7662 §2.2: `{"active": false}` and nothing else for anything not live, or not meant for
@@ -27,9 +26,8 @@ pub async fn introspect(ctx: &Ctx, caller: &Client, token: &str) -> Result<Value
         )
         .with_status(403));
     }
-    let hash = sha256(token.as_bytes()).to_vec();
     let now = ctx.clock.now();
-    let record = ctx.store.find_token(&hash).await?;
+    let record = ctx.store.find_presented(token).await?;
     let live = record.filter(|r| r.revoked_at.is_none() && r.exp > now);
     let for_caller = live.filter(|r| r.aud.iter().any(|a| a == caller.audience()));
 
@@ -49,7 +47,7 @@ pub async fn introspect(ctx: &Ctx, caller: &Client, token: &str) -> Result<Value
     ctx.writer
         .write(
             WriteOp::Touch {
-                token_hash: hash,
+                jti: r.jti.clone(),
                 by: caller.client_id.clone(),
             },
             vec![ev],

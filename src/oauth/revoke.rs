@@ -7,14 +7,12 @@ use super::client::Client;
 use super::error::OAuthError;
 use super::token::actor_chain;
 use crate::audit::AuditEvent;
-use crate::crypto::sha256;
 use crate::store::WriteOp;
 
 /// Returns normally for unknown, expired or already revoked tokens (RFC 7009 §2.2: "invalid
 /// tokens do not cause an error response").
 pub async fn revoke(ctx: &Ctx, caller: &Client, token: &str) -> Result<(), OAuthError> {
-    let hash = sha256(token.as_bytes()).to_vec();
-    let Some(r) = ctx.store.find_token(&hash).await? else {
+    let Some(r) = ctx.store.find_presented(token).await? else {
         return Ok(());
     };
     // RFC 7009 §2.1: the token must have been issued to the client asking.
@@ -36,7 +34,12 @@ pub async fn revoke(ctx: &Ctx, caller: &Client, token: &str) -> Result<(), OAuth
     ev.token_jti = Some(r.jti.clone());
     ev.detail = json!({ "via": "revocation_endpoint" });
     ctx.writer
-        .write(WriteOp::Revoke { token_hash: hash }, vec![ev])
+        .write(
+            WriteOp::Revoke {
+                token_hash: r.token_hash.clone(),
+            },
+            vec![ev],
+        )
         .await?;
     Ok(())
 }

@@ -115,7 +115,7 @@ pub enum WriteOp {
     /// Revokes every token of the session `sid` and everything derived from them.
     RevokeSession { sid: String },
     /// Records a use (introspection) of a token.
-    Touch { token_hash: Vec<u8>, by: String },
+    Touch { jti: String, by: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +162,10 @@ pub trait Store: web::WebStore + ciba::CibaStore + tpm::TpmStore + Send + Sync +
     ) -> Result<bool, StoreError>;
 
     async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+    /// The token a client presented (its bytes), if this server recorded it: found by its hash,
+    /// or on SQLite, for a JWT, by the `jti` of its payload (the table's key) and then the hash,
+    /// so only a byte-identical token matches.
+    async fn find_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// Marks a single-use token consumed, atomically.
     async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError>;
     /// Live (unrevoked, unexpired) tokens whose subject is `sub`, oldest first.

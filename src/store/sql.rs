@@ -224,6 +224,16 @@ pub(super) fn token_by_hash() -> &'static str {
     SQL.get_or_init(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"))
 }
 
+/// `SELECT` [`TOKEN_COLUMNS`] of the token with `jti` `?1` if its hash is `?2` (SQLite only: `+`
+/// keeps the planner from answering through the hash index; the key finds the row, the hash
+/// only has to match it).
+pub(super) fn token_by_jti() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE jti = ?1 AND +token_hash = ?2")
+    })
+}
+
 /// Appends an item's audit events to `events`; a revocation's say how many tokens it revoked.
 pub(super) fn collect_events(
     audit: &[crate::audit::AuditEvent],
@@ -397,6 +407,13 @@ macro_rules! sql_store {
                 self.lookup_token(token_hash).await
             }
 
+            async fn find_presented(
+                &self,
+                token: &str,
+            ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
+                self.lookup_presented(token).await
+            }
+
             async fn consume_token(
                 &self,
                 token_hash: &[u8],
@@ -548,6 +565,13 @@ macro_rules! sqlx_writer {
                 lease.check(row)?.map(TryInto::try_into).transpose()
             }
 
+            async fn lookup_presented(
+                &self,
+                token: &str,
+            ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
+                self.lookup_token(&$crate::crypto::sha256(token.as_bytes())).await
+            }
+
             async fn consume_once(
                 &self,
                 token_hash: &[u8],
@@ -660,7 +684,7 @@ macro_rules! sqlx_writer {
                 // Rows are written many to a statement; token inserts are flushed before any
                 // revocation so that a revocation in the same batch sees them.
                 let mut pending: Vec<&TokenRecord> = Vec::new();
-                let mut touches: std::collections::BTreeMap<&str, Vec<&[u8]>> = Default::default();
+                let mut touches: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
                 let mut live_parents: Option<std::collections::HashSet<Vec<u8>>> = None;
                 for (i, item) in items.iter().enumerate() {
                     let outcome = match &item.op {
@@ -709,8 +733,8 @@ macro_rules! sqlx_writer {
                                 .await?;
                             Outcome::Revoked(r.rows_affected())
                         }
-                        WriteOp::Touch { token_hash, by } => {
-                            touches.entry(by.as_str()).or_default().push(token_hash.as_slice());
+                        WriteOp::Touch { jti, by } => {
+                            touches.entry(by.as_str()).or_default().push(jti.as_str());
                             Outcome::Done
                         }
                     };
@@ -725,12 +749,12 @@ macro_rules! sqlx_writer {
                 // Touches by one resource server (the usual case): the last piece rides in the
                 // final statement too.
                 let single = touches.len() == 1;
-                let mut last_touch: Option<(&str, &[&[u8]])> = None;
-                for (by, hashes) in &touches {
+                let mut last_touch: Option<(&str, &[&str])> = None;
+                for (by, jtis) in &touches {
                     let (earlier, last) = if single {
-                        $crate::store::sql::split_last_chunk(hashes)
+                        $crate::store::sql::split_last_chunk(jtis)
                     } else {
-                        (hashes.as_slice(), &[][..])
+                        (jtis.as_slice(), &[][..])
                     };
                     for chunk in $crate::store::sql::chunks(earlier) {
                         let mut q = sqlx::QueryBuilder::<$db>::new("");
@@ -756,9 +780,9 @@ macro_rules! sqlx_writer {
                     q.push(")");
                     parts += 1;
                 }
-                if let Some((by, hashes)) = last_touch {
+                if let Some((by, jtis)) = last_touch {
                     q.push(if parts > 0 { ", u AS (" } else { "u AS (" });
-                    Self::push_touch(&mut q, now, by, hashes);
+                    Self::push_touch(&mut q, now, by, jtis);
                     q.push(")");
                     parts += 1;
                 }
@@ -851,16 +875,16 @@ macro_rules! sqlx_writer {
                 q: &mut sqlx::QueryBuilder<'q, $db>,
                 now: i64,
                 by: &'q str,
-                hashes: &'q [&[u8]],
+                jtis: &'q [&str],
             ) {
                 q.push("UPDATE tokens SET last_used_at = ")
                     .push_bind(now)
                     .push(", last_used_by = ")
                     .push_bind(by)
-                    .push(" WHERE token_hash IN (");
+                    .push(" WHERE jti IN (");
                 let mut sep = q.separated(", ");
-                for h in hashes {
-                    sep.push_bind(*h);
+                for j in jtis {
+                    sep.push_bind(*j);
                 }
                 q.push(")");
             }

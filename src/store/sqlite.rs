@@ -57,6 +57,16 @@ impl SqliteStore {
         self.readers.find_token(token_hash)
     }
 
+    /// A JWT is found by the `jti` of its payload (the table's key) and its hash; anything
+    /// else (refresh tokens are opaque) by its hash alone.
+    async fn lookup_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = crate::crypto::sha256(token.as_bytes());
+        match crate::jose::unverified_jti(token) {
+            Some(jti) => self.readers.find_token_by_jti(&jti, &hash),
+            None => self.readers.find_token(&hash),
+        }
+    }
+
     async fn consume_once(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError> {
         let token_hash = token_hash.to_vec();
         self.writer

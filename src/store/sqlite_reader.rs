@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::sql::{TokenRow, token_by_hash};
+use super::sql::{TokenRow, token_by_hash, token_by_jti};
 use super::{StoreError, TokenRecord};
 
 pub struct SqliteReaders {
@@ -55,6 +55,24 @@ impl SqliteReaders {
     }
 
     pub fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        self.query_token(token_by_hash(), rusqlite::params![token_hash])
+    }
+
+    /// The token with this `jti` (the table's key: one descent of one B-tree instead of the hash
+    /// index and then the table), if its hash is `token_hash`.
+    pub fn find_token_by_jti(
+        &self,
+        jti: &str,
+        token_hash: &[u8],
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        self.query_token(token_by_jti(), rusqlite::params![jti, token_hash])
+    }
+
+    fn query_token(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let mut guard = self.slot()?;
         if guard.is_none() {
             *guard = Some(self.open()?);
@@ -62,10 +80,9 @@ impl SqliteReaders {
         let Some(conn) = guard.as_ref() else {
             return Err(StoreError::Corrupt("no reader connection".into()));
         };
-        let row = conn.prepare_cached(token_by_hash()).and_then(|mut s| {
-            s.query_row([token_hash], TokenRow::from_rusqlite)
-                .optional()
-        });
+        let row = conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params, TokenRow::from_rusqlite).optional());
         match row {
             Ok(r) => r.map(TryInto::try_into).transpose(),
             Err(e) => {
@@ -80,5 +97,40 @@ impl SqliteReaders {
         for slot in &self.slots {
             slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// The point of the `jti` lookup: SQLite's plan must search the table by its key (one
+    /// B-tree), not the hash index and then the table.
+    #[test]
+    fn a_jwt_is_looked_up_by_the_table_key_not_the_hash_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+                .unwrap();
+        }
+        let plan = |sql: &str| -> String {
+            let mut s = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = s
+                .query_map(["jti", "hash"], |r| r.get::<_, String>(3))
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let by_jti = plan(super::token_by_jti());
+        assert!(by_jti.contains("USING PRIMARY KEY (jti=?)"), "{by_jti}");
+        assert!(!by_jti.contains("INDEX"), "{by_jti}");
+        // The hash lookup (opaque tokens) does go through the index.
+        let by_hash = plan(&super::token_by_hash().replace("$1", "?1 AND ?2 IS NOT NULL"));
+        assert!(by_hash.contains("INDEX"), "{by_hash}");
     }
 }

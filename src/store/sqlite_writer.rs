@@ -247,7 +247,7 @@ pub fn commit_batch(
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut outcomes = Vec::with_capacity(items.len());
     let mut events = Vec::new();
-    let mut touches: BTreeSet<(&str, &[u8])> = BTreeSet::new();
+    let mut touches: BTreeSet<(&str, &str)> = BTreeSet::new();
     {
         let mut live =
             tx.prepare_cached("SELECT 1 FROM tokens WHERE token_hash = ?1 AND revoked_at IS NULL")?;
@@ -297,8 +297,8 @@ pub fn commit_batch(
                     tx.prepare_cached(sql::REVOKE_SESSION)?
                         .execute(params![sid, now])? as u64,
                 ),
-                WriteOp::Touch { token_hash, by } => {
-                    touches.insert((by.as_str(), token_hash.as_slice()));
+                WriteOp::Touch { jti, by } => {
+                    touches.insert((by.as_str(), jti.as_str()));
                     Outcome::Done
                 }
             };
@@ -308,10 +308,10 @@ pub fn commit_batch(
     }
     if !touches.is_empty() {
         let mut touch = tx.prepare_cached(
-            "UPDATE tokens SET last_used_at = ?1, last_used_by = ?2 WHERE token_hash = ?3",
+            "UPDATE tokens SET last_used_at = ?1, last_used_by = ?2 WHERE jti = ?3",
         )?;
-        for (by, hash) in &touches {
-            touch.execute(params![now, by, hash])?;
+        for (by, jti) in &touches {
+            touch.execute(params![now, by, jti])?;
         }
     }
     let entries = crate::audit::chain(head_seq, &head_hash, now, policy_version, &events);

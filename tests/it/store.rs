@@ -274,6 +274,47 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
 /// A batch larger than one statement holds (256 rows) keeps every row on both backends: 600
 /// tokens, 300 introspections by one resource server and 2 by another, and their 902 audit
 /// entries, written in pieces with the last of each and the chain head in one statement.
+/// RFC 7662 §2.2 / RFC 9068 §4: a token is only live if it is, byte for byte, one this server
+/// issued. SQLite finds a JWT by the `jti` its payload names, so a token that names a live `jti`
+/// but carries another signature must still find nothing; opaque tokens are found by hash.
+#[tokio::test]
+async fn a_presented_token_is_found_only_by_its_exact_bytes() {
+    for b in backends() {
+        let (_db, s) = store_for(b).await;
+        let payload = mandate::crypto::b64url(br#"{"sub":"alice","jti":"jti-jwt"}"#);
+        let jwt = format!("eyJhbGciOiJFUzI1NiJ9.{payload}.c2lnbmF0dXJl");
+        let mut rec = token("unused", None);
+        rec.token_hash = mandate::crypto::sha256(jwt.as_bytes()).to_vec();
+        rec.jti = "jti-jwt".into();
+        let opaque = "tV1kq3Y8bq2n0r0ZKJQ4w2kM1d9yYfQ6xq5yR8tX0aU";
+        let mut refresh = token(opaque, None);
+        refresh.kind = TokenKind::Refresh;
+        let items = [BatchItem {
+            op: WriteOp::IssueTokens(vec![rec, refresh]),
+            audit: vec![],
+        }];
+        s.commit_batch(&items, 10, None).await.unwrap();
+
+        let found = s.find_presented(&jwt).await.unwrap();
+        assert_eq!(found.map(|r| r.jti).as_deref(), Some("jti-jwt"), "{b:?}");
+        let forged = format!("eyJhbGciOiJFUzI1NiJ9.{payload}.Zm9yZ2Vk");
+        assert!(s.find_presented(&forged).await.unwrap().is_none(), "{b:?}");
+        assert!(
+            s.find_presented(&format!("{jwt}."))
+                .await
+                .unwrap()
+                .is_none(),
+            "{b:?}"
+        );
+        let found = s.find_presented(opaque).await.unwrap();
+        assert_eq!(found.map(|r| r.kind), Some(TokenKind::Refresh), "{b:?}");
+        assert!(
+            s.find_presented("unknown").await.unwrap().is_none(),
+            "{b:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
     for b in backends() {
@@ -282,7 +323,7 @@ async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
         s.commit_batch(&issued, 10, None).await.unwrap();
         let touch = |i: usize, by: &str| BatchItem {
             op: WriteOp::Touch {
-                token_hash: mandate::crypto::sha256(format!("t{i}").as_bytes()).to_vec(),
+                jti: format!("jti-t{i}"),
                 by: by.into(),
             },
             audit: vec![AuditEvent::new("token.introspected")],

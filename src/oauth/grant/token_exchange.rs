@@ -9,7 +9,6 @@
 use serde_json::Value;
 
 use crate::audit::AuditEvent;
-use crate::crypto::sha256;
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::{Ask, Child, Limits, Parent, narrow};
@@ -313,13 +312,13 @@ async fn audit_refusal(
     Ok(())
 }
 
-/// A token this server issued that is neither revoked nor expired, found by its hash.
+/// A token this server issued that is neither revoked nor expired.
 async fn live_token(ctx: &Ctx, token: &str, now: i64) -> Result<Option<TokenRecord>, OAuthError> {
-    let r = ctx.store.find_token(&sha256(token.as_bytes())).await?;
+    let r = ctx.store.find_presented(token).await?;
     Ok(r.filter(|t| t.revoked_at.is_none() && t.exp > now))
 }
 
-/// How the actor proved itself (`att` of its agent token). The token was found by its hash, so
+/// How the actor proved itself (`att` of its agent token). Its bytes matched a stored hash, so
 /// it is byte for byte one this server signed: reading its payload needs no second verification.
 fn agent_attestation(agent_token: &str) -> String {
     jsonwebtoken::dangerous::insecure_decode::<Value>(agent_token)
