@@ -104,6 +104,25 @@ impl SqliteReaders {
 mod tests {
     use rusqlite::Connection;
 
+    /// `.cargo/config.toml` builds the bundled SQLite with a page cache per connection and
+    /// without memory counting; otherwise every page a lookup touches goes through locks shared
+    /// with the writer and the checkpointer.
+    #[test]
+    fn the_bundled_sqlite_shares_no_page_cache_lock_between_connections() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut s = conn.prepare("PRAGMA compile_options").unwrap();
+        let opts: Vec<String> = s
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            !opts.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{opts:?}"
+        );
+        assert!(opts.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{opts:?}");
+    }
+
     /// The point of the `jti` lookup: SQLite's plan must search the table by its key (one
     /// B-tree), not the hash index and then the table.
     #[test]
