@@ -5,6 +5,7 @@
 
 pub mod ciba;
 mod conns;
+mod pg_lookup;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -7,17 +7,22 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
-use super::StoreError;
+use std::sync::Arc;
+
 use super::ciba::ciba_sql_store;
 use super::conns::{Dedicated, readers};
+use super::pg_lookup::Lookups;
 use super::sql::{sql_store, sqlx_writer};
 use super::tpm::tpm_sql_store;
 use super::web::web_sql_store;
+use super::{StoreError, TokenRecord};
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
-    /// Token lookups on the hot paths.
-    readers: Dedicated<Postgres>,
+    /// Connections of the token lookups on the hot paths ...
+    readers: Arc<Dedicated<Postgres>>,
+    /// ... which are coalesced into one query per batch.
+    lookups: Lookups,
     /// The group-commit writer's own connection.
     write_conn: Dedicated<Postgres>,
 }
@@ -30,12 +35,19 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts.clone())
             .await?;
+        let n = readers(max_connections);
+        let conns = Arc::new(Dedicated::new(opts.clone(), n));
         Ok(Self {
             pool,
-            readers: Dedicated::new(opts.clone(), readers(max_connections)),
+            lookups: Lookups::start(Arc::clone(&conns), n),
+            readers: conns,
             // Batches of every size up to 256 rows, three kinds of row: each its own statement.
             write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
         })
+    }
+
+    async fn lookup_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        self.lookups.find(token_hash).await
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {

@@ -551,20 +551,6 @@ macro_rules! sqlx_writer {
                 self.write_conn.close().await;
             }
 
-            async fn lookup_token(
-                &self,
-                token_hash: &[u8],
-            ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
-                let mut lease = self.readers.get().await?;
-                let row = sqlx::query_as::<_, $crate::store::sql::TokenRow>(
-                    $crate::store::sql::token_by_hash(),
-                )
-                .bind(token_hash)
-                .fetch_optional(lease.conn()?)
-                .await;
-                lease.check(row)?.map(TryInto::try_into).transpose()
-            }
-
             async fn lookup_presented(
                 &self,
                 token: &str,

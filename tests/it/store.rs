@@ -274,6 +274,43 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
 /// A batch larger than one statement holds (256 rows) keeps every row on both backends: 600
 /// tokens, 300 introspections by one resource server and 2 by another, and their 902 audit
 /// entries, written in pieces with the last of each and the chain head in one statement.
+/// Lookups made at once (PostgreSQL answers them with one query per batch) each get their own
+/// token or nothing, and a lookup made after a revocation committed sees it revoked
+/// (RFC 7009 §2: the token is invalidated immediately).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_made_at_once_each_get_their_own_answer_and_see_revocations() {
+    for b in backends() {
+        let (_db, s) = store_for(b).await;
+        let issued: Vec<BatchItem> = (0..100).map(|i| issue(&format!("t{i}"), None)).collect();
+        s.commit_batch(&issued, 10, None).await.unwrap();
+        let revoked: Vec<BatchItem> = (0..100)
+            .step_by(3)
+            .map(|i| revoke(&format!("t{i}")))
+            .collect();
+        s.commit_batch(&revoked, 20, None).await.unwrap();
+        let s: Arc<dyn mandate::store::Store> = s;
+        let mut tasks = Vec::new();
+        // Each token twice, and names that were never issued.
+        for i in (0..100).chain(0..100).chain(1000..1020) {
+            let s = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                let hash = mandate::crypto::sha256(format!("t{i}").as_bytes());
+                (i, s.find_token(&hash).await.unwrap())
+            }));
+        }
+        for t in tasks {
+            let (i, found) = t.await.unwrap();
+            if i >= 1000 {
+                assert!(found.is_none(), "{b:?} t{i}");
+                continue;
+            }
+            let r = found.unwrap_or_else(|| panic!("{b:?} t{i} not found"));
+            assert_eq!(r.jti, format!("jti-t{i}"), "{b:?}");
+            assert_eq!(r.revoked_at, (i % 3 == 0).then_some(20), "{b:?} t{i}");
+        }
+    }
+}
+
 /// RFC 7662 §2.2 / RFC 9068 §4: a token is only live if it is, byte for byte, one this server
 /// issued. SQLite finds a JWT by the `jti` its payload names, so a token that names a live `jti`
 /// but carries another signature must still find nothing; opaque tokens are found by hash.
