@@ -107,11 +107,11 @@ pub fn chain(
     head_hash: &[u8],
     ts: i64,
     policy_version: Option<&str>,
-    events: &[AuditEvent],
+    events: &[impl std::borrow::Borrow<AuditEvent>],
 ) -> Vec<AuditEntry> {
     let mut prev = head_hash.to_vec();
     let mut out = Vec::with_capacity(events.len());
-    for (i, ev) in events.iter().enumerate() {
+    for (i, ev) in events.iter().map(std::borrow::Borrow::borrow).enumerate() {
         let mut e = AuditEntry {
             seq: head_seq + 1 + i as i64,
             ts,

@@ -234,18 +234,23 @@ pub(super) fn token_by_jti() -> &'static str {
     })
 }
 
-/// Appends an item's audit events to `events`; a revocation's say how many tokens it revoked.
-pub(super) fn collect_events(
-    audit: &[crate::audit::AuditEvent],
+/// Appends an item's audit events to `events`: borrowed, except that a revocation's are copied
+/// to say how many tokens it revoked.
+pub(super) fn collect_events<'a>(
+    audit: &'a [crate::audit::AuditEvent],
     outcome: &crate::store::Outcome,
-    events: &mut Vec<crate::audit::AuditEvent>,
+    events: &mut Vec<std::borrow::Cow<'a, crate::audit::AuditEvent>>,
 ) {
     for ev in audit {
+        let crate::store::Outcome::Revoked(n) = outcome else {
+            events.push(std::borrow::Cow::Borrowed(ev));
+            continue;
+        };
         let mut ev = ev.clone();
-        if let (crate::store::Outcome::Revoked(n), Some(o)) = (outcome, ev.detail.as_object_mut()) {
+        if let Some(o) = ev.detail.as_object_mut() {
             o.insert("revoked".into(), (*n).into());
         }
-        events.push(ev);
+        events.push(std::borrow::Cow::Owned(ev));
     }
 }
 
