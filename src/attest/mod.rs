@@ -69,7 +69,7 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
     // enrolled or changed this agent.
     let agent = ctx.agents.fresh(ctx.store.as_ref(), &req.agent).await?;
     let result = verify(ctx, agent, &req, now).await;
-    let minted = match result {
+    let mut minted = match result {
         Ok(a) => {
             let minted = token::mint_agent_with(ctx, &req.agent, a.att, a.claims)?;
             if let Some((before, after)) = a.firmware_change {
@@ -98,7 +98,7 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
             });
         }
     };
-    persist(ctx, &[&minted]).await?;
+    persist(ctx, &mut [&mut minted]).await?;
     Ok(minted)
 }
 

@@ -1,5 +1,6 @@
 //! RFC 7662 token introspection for resource servers.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -9,13 +10,46 @@ use super::token::actor_chain;
 use crate::audit::AuditEvent;
 use crate::store::{TokenRecord, WriteOp};
 
-/// RFC 7662 §2.2: `{"active": false}` and nothing else for anything not live, or not meant for
-/// the asking resource server.
-pub fn inactive() -> Value {
-    json!({ "active": false })
+/// What `/introspect` answers (RFC 7662 §2.2).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Introspection {
+    /// `{"active": false}` and nothing else for anything not live, or not meant for the asking
+    /// resource server.
+    Inactive {
+        active: bool,
+    },
+    Active(Box<ActiveToken>),
 }
 
-pub async fn introspect(ctx: &Ctx, caller: &Client, token: &str) -> Result<Value, OAuthError> {
+/// The claims of a live token, in this order.
+#[derive(Debug, Serialize)]
+pub struct ActiveToken {
+    active: bool,
+    iss: String,
+    sub: String,
+    scope: String,
+    client_id: String,
+    aud: Vec<String>,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<Value>,
+}
+
+fn inactive() -> Introspection {
+    Introspection::Inactive { active: false }
+}
+
+pub async fn introspect(
+    ctx: &Ctx,
+    caller: &Client,
+    token: &str,
+) -> Result<Introspection, OAuthError> {
     if !caller.introspect {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -53,29 +87,22 @@ pub async fn introspect(ctx: &Ctx, caller: &Client, token: &str) -> Result<Value
             vec![ev],
         )
         .await?;
-    Ok(active_response(ctx, &r, act))
+    Ok(active_response(ctx, r, act))
 }
 
-fn active_response(ctx: &Ctx, r: &TokenRecord, act: Option<Value>) -> Value {
-    let mut v = json!({
-        "active": true,
-        "iss": ctx.issuer,
-        "sub": r.sub,
-        "scope": r.scope,
-        "client_id": r.client_id,
-        "aud": r.aud,
-        "exp": r.exp,
-        "iat": r.iat,
-        "jti": r.jti,
-        "token_type": "Bearer",
-    });
-    if let Some(o) = v.as_object_mut() {
-        if let Some(sid) = &r.sid {
-            o.insert("sid".into(), sid.clone().into());
-        }
-        if let Some(act) = act {
-            o.insert("act".into(), act);
-        }
-    }
-    v
+fn active_response(ctx: &Ctx, r: TokenRecord, act: Option<Value>) -> Introspection {
+    Introspection::Active(Box::new(ActiveToken {
+        active: true,
+        iss: ctx.issuer.clone(),
+        sub: r.sub,
+        scope: r.scope,
+        client_id: r.client_id,
+        aud: r.aud,
+        exp: r.exp,
+        iat: r.iat,
+        jti: r.jti,
+        token_type: "Bearer",
+        sid: r.sid,
+        act,
+    }))
 }

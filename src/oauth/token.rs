@@ -228,10 +228,14 @@ pub fn mint_agent_with(
     })
 }
 
-/// Records the tokens and their audit entries in one durable write.
-pub async fn persist(ctx: &Ctx, minted: &[&Minted]) -> Result<(), OAuthError> {
+/// Records the tokens and their audit entries in one durable write. The audit events are
+/// handed over (left empty in `minted`); the records are copied, the caller still reads them.
+pub async fn persist(ctx: &Ctx, minted: &mut [&mut Minted]) -> Result<(), OAuthError> {
     let records = minted.iter().map(|m| m.record.clone()).collect();
-    let events = minted.iter().map(|m| m.event.clone()).collect();
+    let events = minted
+        .iter_mut()
+        .map(|m| std::mem::take(&mut m.event))
+        .collect();
     match ctx
         .writer
         .write(WriteOp::IssueTokens(records), events)
@@ -248,8 +252,8 @@ pub async fn persist(ctx: &Ctx, minted: &[&Minted]) -> Result<(), OAuthError> {
 /// Signs the token, then records it and its audit entry durably before returning it.
 pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, OAuthError> {
     let ttl = spec.ttl;
-    let minted = mint_access(ctx, spec)?;
-    persist(ctx, &[&minted]).await?;
+    let mut minted = mint_access(ctx, spec)?;
+    persist(ctx, &mut [&mut minted]).await?;
     Ok(Issued {
         access_token: minted.token,
         expires_in: ttl,

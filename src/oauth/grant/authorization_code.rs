@@ -105,7 +105,7 @@ pub async fn grant(
     if !ctx.store.use_code(&hash, now).await? {
         return Err(replayed(ctx, &rec).await);
     }
-    let access = mint_access(
+    let mut access = mint_access(
         ctx,
         AccessSpec {
             sub: rec.username.clone(),
@@ -120,7 +120,7 @@ pub async fn grant(
             grant: AUTHORIZATION_CODE,
         },
     )?;
-    let refresh = client.allows_grant(REFRESH_TOKEN).then(|| {
+    let mut refresh = client.allows_grant(REFRESH_TOKEN).then(|| {
         mint_refresh(
             ctx,
             &access.record,
@@ -128,9 +128,9 @@ pub async fn grant(
             AUTHORIZATION_CODE,
         )
     });
-    match &refresh {
-        Some(r) => persist(ctx, &[&access, r]).await?,
-        None => persist(ctx, &[&access]).await?,
+    match &mut refresh {
+        Some(r) => persist(ctx, &mut [&mut access, r]).await?,
+        None => persist(ctx, &mut [&mut access]).await?,
     }
     revoke_if_replayed(ctx, &hash).await?;
     Ok(Issued {

@@ -73,7 +73,7 @@ pub async fn grant(
     let now = ctx.clock.now();
     check_live(&rec, now)?;
     let ttl = ctx.config.tokens.access_token_ttl.as_secs() as i64;
-    let access = mint_access(
+    let mut access = mint_access(
         ctx,
         AccessSpec {
             sub: rec.sub.clone(),
@@ -93,13 +93,15 @@ pub async fn grant(
     // RFC 6749 §6: the new refresh token's scope is identical to the one presented.
     refresh.record.scope = rec.scope.clone();
     refresh.record.parent_hash = Some(hash);
-    persist(ctx, &[&access, &refresh]).await.map_err(|e| {
-        if e.code == ErrorCode::InvalidGrant {
-            bad_grant("the refresh token was revoked")
-        } else {
-            e
-        }
-    })?;
+    persist(ctx, &mut [&mut access, &mut refresh])
+        .await
+        .map_err(|e| {
+            if e.code == ErrorCode::InvalidGrant {
+                bad_grant("the refresh token was revoked")
+            } else {
+                e
+            }
+        })?;
     Ok(Issued {
         access_token: access.token,
         expires_in: ttl,

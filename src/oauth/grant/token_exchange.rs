@@ -268,7 +268,7 @@ pub async fn issue(
         o.insert("attestation".into(), plan.attestation.clone().into());
         o.insert("policies".into(), plan.decision.ids().into());
     }
-    persist(ctx, &[&minted]).await?;
+    persist(ctx, &mut [&mut minted]).await?;
     Ok(Issued {
         access_token: minted.token,
         expires_in: exp - now,
