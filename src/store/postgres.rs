@@ -29,7 +29,11 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let opts = PgConnectOptions::from_str(url)?;
+        // No JIT: once a table has grown past what the planner expects without statistics,
+        // a revocation's estimated cost crossed `jit_above_cost` and every execution paid
+        // 10-35 ms compiling itself (revocations fell to ~30/s behind it, and the batches
+        // waiting on them with it). Short statements never win that back.
+        let opts = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
@@ -68,3 +72,31 @@ sqlx_writer!(
 web_sql_store!(PostgresStore, Postgres);
 tpm_sql_store!(PostgresStore, Postgres);
 ciba_sql_store!(PostgresStore, Postgres);
+
+#[cfg(test)]
+mod tests {
+    /// Every connection the server opens (the pool, the lookups, the writer) runs without JIT.
+    /// Runs where `TEST_DATABASE_URL` names a PostgreSQL database (`.ci/run` sets it).
+    #[tokio::test]
+    async fn connections_run_without_jit() {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("TEST_DATABASE_URL unset: skipped");
+            return;
+        };
+        let s = super::PostgresStore::connect(&url, 2).await.unwrap();
+        let show = "SELECT current_setting('jit')";
+        let pooled: String = sqlx::query_scalar(show).fetch_one(&s.pool).await.unwrap();
+        let mut lease = s.readers.get().await.unwrap();
+        let reader: String = sqlx::query_scalar(show)
+            .fetch_one(lease.conn().unwrap())
+            .await
+            .unwrap();
+        drop(lease);
+        let mut lease = s.write_conn.get().await.unwrap();
+        let writer: String = sqlx::query_scalar(show)
+            .fetch_one(lease.conn().unwrap())
+            .await
+            .unwrap();
+        assert_eq!([pooled, reader, writer], ["off", "off", "off"]);
+    }
+}
