@@ -28,7 +28,8 @@ pub struct Lookups {
 }
 
 impl Lookups {
-    /// Starts one worker per connection slot of `conns`; they end when this is dropped.
+    /// Starts `workers` workers (one per connection slot of `conns`); they end when this is
+    /// dropped.
     pub fn start(conns: Arc<Dedicated<Postgres>>, workers: usize) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
@@ -72,12 +73,10 @@ async fn work(conns: Arc<Dedicated<Postgres>>, rx: Arc<Mutex<mpsc::Receiver<Ask>
         hashes.sort_unstable();
         hashes.dedup();
         match query(&conns, &hashes).await {
-            Ok(mut found) => {
+            Ok(found) => {
                 for (hash, reply) in asks.drain(..) {
-                    let r = found.get(&hash).cloned();
-                    let _ = reply.send(Ok(r));
+                    let _ = reply.send(Ok(found.get(&hash).cloned()));
                 }
-                found.clear();
             }
             Err(e) => {
                 let e = Arc::new(e);
