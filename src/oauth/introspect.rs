@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::client::Client;
 use super::error::{ErrorCode, OAuthError};
-use super::token::actor_chain;
+use super::token::{actor_chain, live_presented};
 use crate::audit::AuditEvent;
-use crate::store::{TokenRecord, WriteOp};
+use crate::store::{TokenKind, TokenRecord, WriteOp};
 
 /// What `/introspect` answers (RFC 7662 §2.2).
 #[derive(Debug, Serialize)]
@@ -61,8 +61,9 @@ pub async fn introspect(
         .with_status(403));
     }
     let now = ctx.clock.now();
-    let record = ctx.store.find_presented(token).await?;
-    let live = record.filter(|r| r.revoked_at.is_none() && r.exp > now);
+    // Only an access token is ever active here (SPEC "Invariants"): refresh tokens, consumed
+    // or not, and agent tokens answer `{"active": false}`.
+    let live = live_presented(ctx, token, TokenKind::Access, now).await?;
     let for_caller = live.filter(|r| r.aud.iter().any(|a| a == caller.audience()));
 
     let mut ev = AuditEvent::new("token.introspected");

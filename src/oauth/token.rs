@@ -263,6 +263,21 @@ pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, O
     })
 }
 
+/// A token presented to us, found only if this server issued exactly these bytes, it is of the
+/// `kind` the caller expects, and it is live: not revoked, not consumed (a rotated refresh
+/// token), not expired. The one lookup every place that accepts a presented token uses, so a
+/// refresh token is never taken where an access token is expected (RFC 6749 §1.5, RFC 9700
+/// §4.14), nor an agent token (good only as an `actor_token`) at a resource server.
+pub async fn live_presented(
+    ctx: &Ctx,
+    token: &str,
+    kind: TokenKind,
+    now: i64,
+) -> Result<Option<TokenRecord>, OAuthError> {
+    let r = ctx.store.find_presented(token).await?;
+    Ok(r.filter(|t| t.is_live(kind, now)))
+}
+
 /// The agents of an RFC 8693 `act` claim, outermost (the current actor) first.
 pub fn actor_chain(act: Option<&serde_json::Value>) -> Vec<String> {
     let mut out = Vec::new();

@@ -92,6 +92,16 @@ pub struct TokenRecord {
     pub last_used_at: Option<i64>,
 }
 
+impl TokenRecord {
+    /// Whether this is a `kind` token that may still be used: unrevoked, unconsumed, unexpired.
+    pub fn is_live(&self, kind: TokenKind, now: i64) -> bool {
+        self.kind == kind
+            && self.revoked_at.is_none()
+            && self.consumed_at.is_none()
+            && self.exp > now
+    }
+}
+
 /// What [`Store::consume_token`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consumed {

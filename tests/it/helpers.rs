@@ -147,7 +147,16 @@ pub fn write_config(db: &TestDb, extra: &str) -> PathBuf {
 }
 
 pub async fn spawn_on(db: TestDb, extra: &str) -> TestApp {
+    spawn_on_top(db, "", extra).await
+}
+
+/// [`spawn_on`] with top-level keys (`issuer = ...`) placed before the config's tables.
+pub async fn spawn_on_top(db: TestDb, top: &str, extra: &str) -> TestApp {
     let config_path = write_config(&db, extra);
+    if !top.is_empty() {
+        let text = std::fs::read_to_string(&config_path).unwrap();
+        std::fs::write(&config_path, format!("{top}\n{text}")).unwrap();
+    }
     let text = std::fs::read_to_string(&config_path).unwrap();
     let config = Config::from_toml(&text, "test.toml", Vec::new()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

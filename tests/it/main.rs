@@ -16,6 +16,7 @@ mod flows;
 mod helpers;
 mod keys;
 mod policy;
+mod security;
 mod store;
 #[cfg(feature = "tpm")]
 mod swtpm;

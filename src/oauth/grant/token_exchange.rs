@@ -15,7 +15,7 @@ use crate::oauth::delegation::{Ask, Child, Limits, Parent, narrow};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::request::{ExchangeRequest, TOKEN_EXCHANGE, TT_ACCESS_TOKEN, TT_JWT};
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::{AccessSpec, Issued, actor_chain, mint_access, persist};
+use crate::oauth::token::{AccessSpec, Issued, actor_chain, live_presented, mint_access, persist};
 use crate::policy::{Decision, DelegateRequest, Outcome};
 use crate::store::{TokenKind, TokenRecord, WriteOp};
 
@@ -124,9 +124,8 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
         )));
     }
     let now = ctx.clock.now();
-    let subject = live_token(ctx, &req.subject_token, now)
+    let subject = live_presented(ctx, &req.subject_token, TokenKind::Access, now)
         .await?
-        .filter(|t| t.kind == TokenKind::Access)
         .ok_or_else(|| {
             invalid_grant("subject_token is not an active access token of this server (unknown, expired or revoked)")
         })?;
@@ -135,9 +134,8 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
             "subject_token does not act for a human user of this server",
         ));
     }
-    let actor = live_token(ctx, actor_token, now)
+    let actor = live_presented(ctx, actor_token, TokenKind::Agent, now)
         .await?
-        .filter(|t| t.kind == TokenKind::Agent)
         .ok_or_else(|| {
             invalid_grant("actor_token is not an active agent token from /attest (unknown, expired or revoked)")
         })?;
@@ -310,12 +308,6 @@ async fn audit_refusal(
     });
     ctx.writer.write(WriteOp::None, vec![ev]).await?;
     Ok(())
-}
-
-/// A token this server issued that is neither revoked nor expired.
-async fn live_token(ctx: &Ctx, token: &str, now: i64) -> Result<Option<TokenRecord>, OAuthError> {
-    let r = ctx.store.find_presented(token).await?;
-    Ok(r.filter(|t| t.revoked_at.is_none() && t.exp > now))
 }
 
 /// How the actor proved itself (`att` of its agent token). Its bytes matched a stored hash, so

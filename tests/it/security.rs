@@ -1,0 +1,251 @@
+//! What a security review proved against the running server, each class as a test that fails if
+//! the hole comes back (issue "Trust under attack"). Each runs on SQLite and PostgreSQL.
+
+use serde_json::{Value, json};
+
+use crate::agents::TestAgent;
+use crate::flows::sign_in;
+use crate::helpers::*;
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// The issuer the tests below fix, so a resource server can (mis)configure it as its audience.
+const ISSUER_TOP: &str = "issuer = \"http://mandate.test\"";
+
+fn agent_host(a: &TestAgent) -> String {
+    format!(
+        "[[clients]]\nclient_id = \"agent-host\"\nclient_secret = \"host-secret\"\n\
+         grant_types = [\"{TE}\"]\n{}",
+        a.toml()
+    )
+}
+
+async fn exchange(
+    app: &TestApp,
+    subject: &str,
+    actor: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", TE),
+        ("subject_token", subject),
+        ("subject_token_type", AT),
+        ("actor_token", actor),
+        ("actor_token_type", JWT),
+    ];
+    form.extend_from_slice(extra);
+    let resp = app
+        .post_form("/token", Some(("agent-host", "host-secret")), &form)
+        .await;
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+fn s(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .to_string()
+}
+
+/// Attests `agent` against a server whose issuer is fixed to `http://mandate.test` (the proof's
+/// `aud` must name it, not the listener's URL).
+async fn attest_fixed_issuer(app: &TestApp, agent: &TestAgent) -> String {
+    let nonce = agent.challenge(app, true).await;
+    let now = crate::agents::now();
+    let proof = agent.proof(
+        app,
+        &nonce,
+        Some(
+            json!({"iss": agent.name, "sub": agent.name, "aud": "http://mandate.test",
+                    "nonce": nonce, "iat": now, "exp": now + 60, "jti": format!("j-{nonce}")}),
+        ),
+    );
+    let (status, v) = agent
+        .post_attest(
+            app,
+            json!({"agent": agent.name, "nonce": nonce, "proof": proof}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    s(&v, "agent_token")
+}
+
+/// Review item 1. SPEC "Invariants": only an access token is ever active at `/introspect`;
+/// a refresh token (RFC 6749 §1.5: it is never sent to a resource server; RFC 9700 §4.14),
+/// consumed or not, and an agent token answer `{"active": false}`, even to a resource server
+/// whose audience the token names.
+#[tokio::test]
+async fn rfc6749_s1_5_only_access_tokens_are_active_at_introspection() {
+    for backend in backends() {
+        let a = TestAgent::new("build-bot");
+        // A resource server whose audience is the issuer: an agent token's `aud`.
+        let extra = format!(
+            "{}\n[[clients]]\nclient_id = \"self-rs\"\nclient_secret = \"self-secret\"\n\
+             introspect = true\naudience = \"http://mandate.test\"\n",
+            agent_host(&a)
+        );
+        let app = spawn_on_top(test_db(backend).await, ISSUER_TOP, &extra).await;
+        let pair = sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
+        let access = s(&pair, "access_token");
+        let refresh = s(&pair, "refresh_token");
+        assert_eq!(app.introspect(&access).await["active"], true, "{backend:?}");
+        assert_eq!(
+            app.introspect(&refresh).await,
+            json!({"active": false}),
+            "{backend:?}: a live refresh token is not an access token"
+        );
+
+        // Rotate it: the consumed refresh token stays inactive too.
+        let resp = app
+            .post_form(
+                "/token",
+                None,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "cli"),
+                    ("refresh_token", &refresh),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let next: Value = resp.json().await.unwrap();
+        assert_eq!(app.introspect(&refresh).await, json!({"active": false}));
+        assert_eq!(
+            app.introspect(&s(&next, "refresh_token")).await,
+            json!({"active": false})
+        );
+
+        let agent_token = attest_fixed_issuer(&app, &a).await;
+        assert_eq!(
+            app.introspect_as(("self-rs", "self-secret"), &agent_token)
+                .await,
+            json!({"active": false}),
+            "{backend:?}: an agent token is only good as an actor_token"
+        );
+
+        // The same confusion at token exchange: a refresh token is no subject token, an access
+        // token no actor token.
+        let (status, v) = exchange(&app, &s(&next, "refresh_token"), &agent_token, &[]).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{v}"
+        );
+        let (status, v) = exchange(&app, &access, &access, &[]).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{v}"
+        );
+        let (status, v) = exchange(&app, &agent_token, &agent_token, &[]).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{v}"
+        );
+        // ... and an access token is no refresh token.
+        let resp = app
+            .post_form(
+                "/token",
+                None,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "cli"),
+                    ("refresh_token", &access),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 400);
+        app.stop().await;
+    }
+}
+
+/// Review item 5. RFC 7009 §2.1 (the server SHOULD revoke the access tokens of the same grant
+/// when a refresh token is revoked) and SPEC "Invariants": a grant is one family. Revoking its
+/// current refresh token revokes the access token issued beside it, the one issued before the
+/// rotation, and the delegations derived from them.
+#[tokio::test]
+async fn rfc7009_s2_1_revoking_a_refresh_token_revokes_its_whole_grant() {
+    for backend in backends() {
+        let a = TestAgent::new("build-bot");
+        let app = spawn_app_with(backend, &agent_host(&a)).await;
+        let first = sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
+        let resp = app
+            .post_form(
+                "/token",
+                None,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "cli"),
+                    ("refresh_token", &s(&first, "refresh_token")),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let second: Value = resp.json().await.unwrap();
+        let (status, v) = exchange(
+            &app,
+            &s(&second, "access_token"),
+            &a.attest(&app).await,
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        let delegated = s(&v, "access_token");
+        // An unrelated sign-in of the same human is another grant.
+        let other = sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
+
+        let resp = app
+            .post_form(
+                "/revoke",
+                None,
+                &[
+                    ("client_id", "cli"),
+                    ("token", &s(&second, "refresh_token")),
+                    ("token_type_hint", "refresh_token"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{backend:?}");
+        for (what, t) in [
+            (
+                "the access token issued with it",
+                s(&second, "access_token"),
+            ),
+            (
+                "the access token before the rotation",
+                s(&first, "access_token"),
+            ),
+            ("the delegation derived from it", delegated),
+        ] {
+            assert_eq!(
+                app.introspect(&t).await,
+                json!({"active": false}),
+                "{backend:?}: {what}"
+            );
+        }
+        let resp = app
+            .post_form(
+                "/token",
+                None,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "cli"),
+                    ("refresh_token", &s(&second, "refresh_token")),
+                ],
+            )
+            .await;
+        assert_eq!(
+            resp.status(),
+            400,
+            "the revoked refresh token refreshes nothing"
+        );
+        assert_eq!(
+            app.introspect(&s(&other, "access_token")).await["active"],
+            true,
+            "{backend:?}: another grant of the same human is untouched"
+        );
+        app.stop().await;
+    }
+}
