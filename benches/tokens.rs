@@ -26,7 +26,7 @@ fn claims() -> AccessClaims {
         client_id: "agent-runtime".into(),
         scope: "orders:read orders:write".into(),
         sid: Some("sid-1".into()),
-        act: Some(serde_json::json!({"sub": "agent:build-bot"})),
+        act: Some(mandate::oauth::act::Actor::nest("agent:build-bot", None)),
     }
 }
 

@@ -69,12 +69,7 @@ fn print_tree(tokens: &[TokenRecord], now: i64) {
     }
     let mut stack: Vec<(&TokenRecord, usize)> = roots.into_iter().rev().map(|t| (t, 0)).collect();
     while let Some((t, depth)) = stack.pop() {
-        let actors = actor_chain(
-            t.act
-                .as_deref()
-                .and_then(|a| serde_json::from_str(a).ok())
-                .as_ref(),
-        );
+        let actors = actor_chain(t.act.as_ref());
         let who = if actors.is_empty() {
             t.sub.clone()
         } else {

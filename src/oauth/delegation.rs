@@ -2,7 +2,7 @@
 //! function: a delegated token never carries more scope or audience, lives no longer, and sits
 //! no deeper than allowed, whatever the request asks.
 
-use serde_json::{Value, json};
+use super::act::{Actor, MayAct};
 
 use super::error::{ErrorCode, OAuthError};
 use super::scope::ScopeSet;
@@ -14,21 +14,15 @@ pub struct Parent {
     pub aud: Vec<String>,
     pub exp: i64,
     /// The RFC 8693 `act` claim of the subject token (None for a human's own token).
-    pub act: Option<Value>,
+    pub act: Option<Actor>,
     /// RFC 8693 §4.4 `may_act` of the subject token.
-    pub may_act: Option<Value>,
+    pub may_act: Option<MayAct>,
 }
 
 impl Parent {
     /// How many agents already act in the chain (0 for a human's own token).
     pub fn depth(&self) -> u32 {
-        let mut n = 0;
-        let mut cur = self.act.as_ref();
-        while let Some(a) = cur {
-            n += 1;
-            cur = a.get("act");
-        }
-        n
+        self.act.as_ref().map_or(0, Actor::depth)
     }
 }
 
@@ -56,7 +50,7 @@ pub struct Child {
     pub scope: ScopeSet,
     pub aud: Vec<String>,
     pub exp: i64,
-    pub act: Value,
+    pub act: Actor,
     pub depth: u32,
 }
 
@@ -77,12 +71,7 @@ pub fn narrow(
             ),
         ));
     }
-    if let Some(allowed) = parent
-        .may_act
-        .as_ref()
-        .and_then(|m| m.get("sub"))
-        .and_then(Value::as_str)
-    {
+    if let Some(allowed) = parent.may_act.as_ref().map(|m| m.sub.as_str()) {
         if allowed != actor {
             return Err(OAuthError::new(
                 ErrorCode::InvalidGrant,
@@ -125,10 +114,7 @@ pub fn narrow(
         ask.targets.clone()
     };
     let exp = (limits.now + limits.ttl).min(parent.exp);
-    let act = match &parent.act {
-        Some(prev) => json!({ "sub": actor, "act": prev }),
-        None => json!({ "sub": actor }),
-    };
+    let act = Actor::nest(actor, parent.act.as_ref());
     Ok(Child {
         scope,
         aud,
@@ -142,6 +128,7 @@ pub fn narrow(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     const SCOPES: [&str; 5] = ["a", "b", "c", "d", "e"];
     const AUDS: [&str; 3] = ["rs1", "rs2", "rs3"];
@@ -174,14 +161,14 @@ mod tests {
     fn rfc8693_s4_1_the_newest_actor_is_outermost() {
         let k = known();
         let first = narrow(&human(1000), "agent:a", &Ask::default(), &limits(&k)).unwrap();
-        assert_eq!(first.act, json!({"sub": "agent:a"}));
+        assert_eq!(first.act.chain(), vec!["agent:a"]);
         let p = Parent {
             act: Some(first.act),
             ..human(1000)
         };
         let second = narrow(&p, "agent:b", &Ask::default(), &limits(&k)).unwrap();
         assert_eq!(
-            second.act,
+            serde_json::to_value(&second.act).unwrap(),
             json!({"sub": "agent:b", "act": {"sub": "agent:a"}})
         );
         assert_eq!(second.depth, 2);
@@ -191,7 +178,9 @@ mod tests {
     fn rfc8693_s4_4_may_act_restricts_the_actor() {
         let k = known();
         let p = Parent {
-            may_act: Some(json!({"sub": "agent:a"})),
+            may_act: Some(MayAct {
+                sub: "agent:a".into(),
+            }),
             ..human(1000)
         };
         assert!(narrow(&p, "agent:a", &Ask::default(), &limits(&k)).is_ok());
@@ -249,7 +238,10 @@ mod tests {
         let k = known();
         let deep = Parent {
             act: Some(
-                json!({"sub": "agent:c", "act": {"sub": "agent:b", "act": {"sub": "agent:a"}}}),
+                serde_json::from_value(
+                    json!({"sub": "agent:c", "act": {"sub": "agent:b", "act": {"sub": "agent:a"}}}),
+                )
+                .unwrap(),
             ),
             ..human(1000)
         };

@@ -1,9 +1,10 @@
 //! RFC 7662 token introspection for resource servers.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Ctx;
+use super::act::Actor;
 use super::client::Client;
 use super::error::{ErrorCode, OAuthError};
 use super::token::{actor_chain, live_presented};
@@ -38,7 +39,7 @@ pub struct ActiveToken {
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    act: Option<Value>,
+    act: Option<Actor>,
 }
 
 fn inactive() -> Introspection {
@@ -74,9 +75,8 @@ pub async fn introspect(
         ctx.writer.write(WriteOp::None, vec![ev]).await?;
         return Ok(inactive());
     };
-    let act: Option<Value> = r.act.as_deref().and_then(|a| serde_json::from_str(a).ok());
     ev.subject = Some(r.sub.clone());
-    ev.actors = actor_chain(act.as_ref());
+    ev.actors = actor_chain(r.act.as_ref());
     ev.session = r.sid.clone();
     ev.token_jti = Some(r.jti.clone());
     ctx.writer
@@ -88,10 +88,10 @@ pub async fn introspect(
             vec![ev],
         )
         .await?;
-    Ok(active_response(ctx, r, act))
+    Ok(active_response(ctx, r))
 }
 
-fn active_response(ctx: &Ctx, r: TokenRecord, act: Option<Value>) -> Introspection {
+fn active_response(ctx: &Ctx, r: TokenRecord) -> Introspection {
     Introspection::Active(Box::new(ActiveToken {
         active: true,
         iss: ctx.issuer.clone(),
@@ -104,6 +104,6 @@ fn active_response(ctx: &Ctx, r: TokenRecord, act: Option<Value>) -> Introspecti
         jti: r.jti,
         token_type: "Bearer",
         sid: r.sid,
-        act,
+        act: r.act,
     }))
 }

@@ -1,6 +1,7 @@
 //! The protocol core: grants, introspection and revocation as plain async functions over typed
 //! inputs and [`Ctx`]. No HTTP types here; `http/` parses requests into these calls.
 
+pub mod act;
 pub mod agent;
 pub mod client;
 pub mod client_auth;

@@ -37,11 +37,9 @@ pub async fn revoke(ctx: &Ctx, caller: &Client, token: &str) -> Result<(), OAuth
     if r.revoked_at.is_some() {
         return Ok(());
     }
-    let act: Option<serde_json::Value> =
-        r.act.as_deref().and_then(|a| serde_json::from_str(a).ok());
     let mut ev = AuditEvent::new("token.revoked");
     ev.subject = Some(r.sub.clone());
-    ev.actors = actor_chain(act.as_ref());
+    ev.actors = actor_chain(r.act.as_ref());
     ev.client_id = Some(caller.client_id.clone());
     ev.session = r.sid.clone();
     ev.token_jti = Some(r.jti.clone());

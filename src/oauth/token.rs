@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
+use super::act::{Actor, MayAct};
 use super::error::{ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
 use crate::crypto::{sha256, time_ordered_id};
@@ -25,7 +26,7 @@ pub struct AccessClaims {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub act: Option<serde_json::Value>,
+    pub act: Option<Actor>,
 }
 
 pub mod one_or_many {
@@ -60,9 +61,9 @@ pub struct AccessSpec {
     pub aud: Vec<String>,
     pub ttl: i64,
     pub sid: Option<String>,
-    pub act: Option<serde_json::Value>,
+    pub act: Option<Actor>,
     /// RFC 8693 §4.4: the only actor that may use this token as a subject token.
-    pub may_act: Option<serde_json::Value>,
+    pub may_act: Option<MayAct>,
     pub parent_hash: Option<Vec<u8>>,
     pub grant: &'static str,
 }
@@ -102,7 +103,10 @@ pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
     };
     let mut signed = serde_json::to_value(&claims).map_err(OAuthError::internal)?;
     if let (Some(m), Some(o)) = (&spec.may_act, signed.as_object_mut()) {
-        o.insert("may_act".into(), m.clone());
+        o.insert(
+            "may_act".into(),
+            serde_json::to_value(m).map_err(OAuthError::internal)?,
+        );
     }
     let token = ctx
         .keys
@@ -130,8 +134,8 @@ pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
         exp: claims.exp,
         sid: claims.sid,
         parent_hash: spec.parent_hash,
-        act: claims.act.map(|a| a.to_string()),
-        may_act: spec.may_act.map(|m| m.to_string()),
+        act: claims.act,
+        may_act: spec.may_act,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
@@ -274,37 +278,26 @@ pub async fn live_presented(
     kind: TokenKind,
     now: i64,
 ) -> Result<Option<TokenRecord>, OAuthError> {
-    let r = ctx.store.find_presented(token).await?;
-    Ok(r.filter(|t| t.is_live(kind, now)))
+    match ctx.store.find_presented(token).await {
+        Ok(r) => Ok(r.filter(|t| t.is_live(kind, now))),
+        // Fail closed: a token whose stored record does not parse is not live. Say so to the
+        // operator, never to the caller.
+        Err(crate::store::StoreError::CorruptRecord(why)) => {
+            tracing::error!(%why, "a presented token's stored record is unreadable; refused");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The agents of an RFC 8693 `act` claim, outermost (the current actor) first.
-pub fn actor_chain(act: Option<&serde_json::Value>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = act;
-    while let Some(a) = cur {
-        match a.get("sub").and_then(|s| s.as_str()) {
-            Some(s) => out.push(s.to_string()),
-            None => break,
-        }
-        cur = a.get("act");
-    }
-    out
+pub fn actor_chain(act: Option<&Actor>) -> Vec<String> {
+    super::act::chain_of(act)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc8693_s4_1_actor_chain_lists_the_current_actor_first() {
-        let act = serde_json::json!({"sub": "agent:sub", "act": {"sub": "agent:build-bot"}});
-        assert_eq!(
-            actor_chain(Some(&act)),
-            vec!["agent:sub", "agent:build-bot"]
-        );
-        assert!(actor_chain(None).is_empty());
-    }
 
     #[test]
     fn rfc7519_s4_1_3_aud_is_a_string_for_one_audience() {

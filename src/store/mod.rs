@@ -21,6 +21,7 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::jose::{KeyRow, RotationMode};
+use crate::oauth::act::{Actor, MayAct};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -37,6 +38,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// One stored token record does not parse (its claims, its kind). Callers treat that token
+    /// as unusable, and other lookups are unaffected.
+    #[error("a stored token record is unreadable: {0}")]
+    CorruptRecord(String),
     #[error("the writer has shut down")]
     WriterClosed,
 }
@@ -82,10 +87,10 @@ pub struct TokenRecord {
     pub exp: i64,
     pub sid: Option<String>,
     pub parent_hash: Option<Vec<u8>>,
-    /// The RFC 8693 `act` claim as JSON text.
-    pub act: Option<String>,
-    /// RFC 8693 §4.4 `may_act` as JSON text: who may use this token as a subject token.
-    pub may_act: Option<String>,
+    /// The RFC 8693 `act` claim (stored as JSON text, parsed when the row is read).
+    pub act: Option<Actor>,
+    /// RFC 8693 §4.4 `may_act`: who may use this token as a subject token.
+    pub may_act: Option<MayAct>,
     pub revoked_at: Option<i64>,
     /// Set when a single-use token (refresh token) was used.
     pub consumed_at: Option<i64>,

@@ -47,6 +47,10 @@ impl Lookups {
             .map_err(|_| StoreError::Corrupt("token lookups stopped".into()))?;
         match answer.await {
             Ok(Ok(r)) => Ok(r),
+            // Only this token's row is unreadable; say so as such.
+            Ok(Err(e)) if matches!(*e, StoreError::CorruptRecord(_)) => {
+                Err(StoreError::CorruptRecord(e.to_string()))
+            }
             Ok(Err(e)) => Err(StoreError::Corrupt(format!("token lookup failed: {e}"))),
             Err(_) => Err(StoreError::Corrupt("token lookups stopped".into())),
         }
@@ -75,7 +79,7 @@ async fn work(conns: Arc<Dedicated<Postgres>>, rx: Arc<Mutex<mpsc::Receiver<Ask>
         match query(&conns, &hashes).await {
             Ok(found) => {
                 for (hash, reply) in asks.drain(..) {
-                    let _ = reply.send(Ok(found.get(&hash).cloned()));
+                    let _ = reply.send(found.get(&hash).cloned().transpose());
                 }
             }
             Err(e) => {
@@ -91,7 +95,7 @@ async fn work(conns: Arc<Dedicated<Postgres>>, rx: Arc<Mutex<mpsc::Receiver<Ask>
 async fn query(
     conns: &Dedicated<Postgres>,
     hashes: &[&[u8]],
-) -> Result<HashMap<Vec<u8>, TokenRecord>, StoreError> {
+) -> Result<HashMap<Vec<u8>, Result<TokenRecord, Arc<StoreError>>>, StoreError> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL
         .get_or_init(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ANY($1)"));
@@ -102,8 +106,9 @@ async fn query(
         .await;
     let mut found = HashMap::with_capacity(hashes.len());
     for row in lease.check(rows)? {
-        let r: TokenRecord = row.try_into()?;
-        found.insert(r.token_hash.clone(), r);
+        // A corrupt row answers only the lookups of its own token.
+        let hash = row.token_hash().to_vec();
+        found.insert(hash, TokenRecord::try_from(row).map_err(Arc::new));
     }
     Ok(found)
 }

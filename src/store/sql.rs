@@ -30,7 +30,7 @@ impl TryFrom<TokenRow> for TokenRecord {
     fn try_from(r: TokenRow) -> Result<Self, StoreError> {
         Ok(TokenRecord {
             kind: TokenKind::parse(&r.kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("token kind {}", r.kind)))?,
+                .ok_or_else(|| StoreError::CorruptRecord(format!("token kind {}", r.kind)))?,
             token_hash: r.token_hash,
             jti: r.jti,
             sub: r.sub,
@@ -46,8 +46,19 @@ impl TryFrom<TokenRow> for TokenRecord {
             exp: r.exp,
             sid: r.sid,
             parent_hash: r.parent_hash,
-            act: r.act,
-            may_act: r.may_act,
+            // Parsed once here, and refused if corrupt (fail closed; see oauth::act).
+            act: r
+                .act
+                .as_deref()
+                .map(crate::oauth::act::Actor::parse)
+                .transpose()
+                .map_err(|e| StoreError::CorruptRecord(e.to_string()))?,
+            may_act: r
+                .may_act
+                .as_deref()
+                .map(crate::oauth::act::MayAct::parse)
+                .transpose()
+                .map_err(|e| StoreError::CorruptRecord(e.to_string()))?,
             revoked_at: r.revoked_at,
             consumed_at: r.consumed_at,
             last_used_at: r.last_used_at,
@@ -56,6 +67,10 @@ impl TryFrom<TokenRow> for TokenRecord {
 }
 
 impl TokenRow {
+    pub(super) fn token_hash(&self) -> &[u8] {
+        &self.token_hash
+    }
+
     /// A row of `SELECT {TOKEN_COLUMNS}` read through rusqlite (SQLite's hot paths).
     pub(super) fn from_rusqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
@@ -856,8 +871,8 @@ macro_rules! sqlx_writer {
                         .push_bind(t.exp)
                         .push_bind(&t.sid)
                         .push_bind(&t.parent_hash)
-                        .push_bind(&t.act)
-                        .push_bind(&t.may_act);
+                        .push_bind(t.act.as_ref().map(|a| a.to_json()))
+                        .push_bind(t.may_act.as_ref().map(|m| m.to_json()));
                 });
             }
 

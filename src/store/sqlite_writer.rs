@@ -282,8 +282,8 @@ pub fn commit_batch(
                                 t.exp,
                                 t.sid,
                                 t.parent_hash,
-                                t.act,
-                                t.may_act,
+                                t.act.as_ref().map(|a| a.to_json()),
+                                t.may_act.as_ref().map(|m| m.to_json()),
                             ])?;
                         }
                         Outcome::Done

@@ -15,6 +15,7 @@ use super::session::{self, Session};
 use super::{login, pages, read_form, redirect, server_error};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
+use crate::oauth::act::Actor;
 use crate::oauth::params::Params;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::actor_chain;
@@ -50,8 +51,11 @@ pub struct ApprovalsPage<'a> {
 }
 
 fn row(r: &CibaRecord, now: i64) -> RequestRow {
-    let act: Option<serde_json::Value> = serde_json::from_str(&r.act).ok();
-    let mut chain = actor_chain(act.as_ref());
+    // An unreadable chain is shown as such, never as a shorter one; issuing it fails closed.
+    let mut chain = match Actor::parse(&r.act) {
+        Ok(a) => a.chain(),
+        Err(_) => vec!["(unreadable chain of agents)".to_string()],
+    };
     chain.push(r.username.clone());
     let high: Vec<&str> = r.high_risk.split(' ').filter(|s| !s.is_empty()).collect();
     RequestRow {
@@ -221,7 +225,7 @@ async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), (StatusCode, &
             )
         })?
         .ok_or(not_found)?;
-    let act: Option<serde_json::Value> = serde_json::from_str(&decided.act).ok();
+    let act = Actor::parse(&decided.act).ok();
     let mut ev = AuditEvent::new(if approve {
         "ciba.approved"
     } else {

@@ -122,9 +122,7 @@ fn tree(tokens: &[TokenRecord], now: i64) -> Vec<Node> {
             return;
         };
         let t = g.newest;
-        let act: Option<serde_json::Value> =
-            t.act.as_deref().and_then(|a| serde_json::from_str(a).ok());
-        let chain = actor_chain(act.as_ref());
+        let chain = actor_chain(t.act.as_ref());
         let kids = children
             .get(&Some(sid.as_str()))
             .cloned()

@@ -249,3 +249,41 @@ async fn rfc7009_s2_1_revoking_a_refresh_token_revokes_its_whole_grant() {
         app.stop().await;
     }
 }
+
+/// Review item 14 (RFC 8693 §4.1, §4.4; fail closed on stored data): a delegated token whose
+/// stored `act` or `may_act` was corrupted is not live. Before, the chain was re-parsed with a
+/// silent fallback: a broken `act` read as "no actor", so the next delegation counted depth from
+/// zero and dropped the earlier agents from its chain.
+#[tokio::test]
+async fn rfc8693_s4_1_a_corrupt_stored_act_chain_is_refused_not_shortened() {
+    for backend in backends() {
+        let a = TestAgent::new("build-bot");
+        let b = TestAgent::new("sub-bot");
+        let app = spawn_app_with(backend, &format!("{}{}", agent_host(&a), b.toml())).await;
+        let human = crate::flows::alice_token(&app, "orders:read").await;
+        let (status, v) = exchange(&app, &human, &a.attest(&app).await, &[]).await;
+        assert_eq!(status, 200, "{v}");
+        let delegated = s(&v, "access_token");
+        assert_eq!(app.introspect(&delegated).await["active"], true);
+
+        exec_sql(
+            &app.db,
+            "UPDATE tokens SET act = '{\"sub\":\"agent:build-bot\",' WHERE act IS NOT NULL",
+        )
+        .await;
+        assert_eq!(
+            app.introspect(&delegated).await,
+            json!({"active": false}),
+            "{backend:?}: an unreadable chain is not live"
+        );
+        let (status, v) = exchange(&app, &delegated, &b.attest(&app).await, &[]).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{backend:?}: never delegated on with a shortened chain: {v}"
+        );
+        // Other tokens are still answered (one corrupt row does not fail other lookups).
+        assert_eq!(app.introspect(&human).await["active"], true, "{backend:?}");
+        app.stop().await;
+    }
+}

@@ -10,6 +10,7 @@
 use crate::audit::AuditEvent;
 use crate::crypto::{b64url, random_bytes, random_id, sha256};
 use crate::oauth::Ctx;
+use crate::oauth::act::Actor;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::Child;
 use crate::oauth::error::{ErrorCode, OAuthError};
@@ -88,7 +89,7 @@ pub async fn bc_authorize(
         agent: plan.agent.clone(),
         attestation: plan.attestation.clone(),
         parent_hash: plan.subject.token_hash.clone(),
-        act: plan.child.act.to_string(),
+        act: plan.child.act.to_json(),
         scope: plan.child.scope.to_string(),
         aud: plan.child.aud.join(" "),
         token_exp: plan.exp,
@@ -217,7 +218,7 @@ async fn issue_approved(ctx: &Ctx, id_hash: &[u8]) -> Result<Issued, OAuthError>
                 .map(str::to_string)
                 .collect(),
             exp: r.token_exp,
-            act: serde_json::from_str(&r.act).unwrap_or_default(),
+            act: Actor::parse(&r.act).map_err(OAuthError::internal)?,
             depth: u32::try_from(r.depth).unwrap_or(u32::MAX),
         },
         exp: r.token_exp,

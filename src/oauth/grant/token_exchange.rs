@@ -149,8 +149,8 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
         scope: ScopeSet::parse(&subject.scope).unwrap_or_default(),
         aud: subject.aud.clone(),
         exp: subject.exp,
-        act: parse_json(subject.act.as_deref()),
-        may_act: parse_json(subject.may_act.as_deref()),
+        act: subject.act.clone(),
+        may_act: subject.may_act.clone(),
     };
     let client_scopes =
         (!client.scopes.is_empty()).then(|| ScopeSet::from_list(client.scopes.iter().cloned()));
@@ -289,13 +289,7 @@ async fn audit_refusal(
     let mut ev = AuditEvent::new("token.exchange_refused");
     ev.subject = Some(subject.sub.clone());
     ev.actors = std::iter::once(agent.to_string())
-        .chain(actor_chain(
-            subject
-                .act
-                .as_deref()
-                .and_then(|a| serde_json::from_str(a).ok())
-                .as_ref(),
-        ))
+        .chain(actor_chain(subject.act.as_ref()))
         .collect();
     ev.client_id = Some(client.client_id.clone());
     ev.session = subject.sid.clone();
@@ -322,8 +316,4 @@ fn agent_attestation(agent_token: &str) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "software".into())
-}
-
-fn parse_json(s: Option<&str>) -> Option<Value> {
-    s.and_then(|s| serde_json::from_str(s).ok())
 }
