@@ -43,6 +43,9 @@ pub struct Limits<'a> {
     pub client_scopes: Option<&'a ScopeSet>,
     /// Every resource server's audience.
     pub known_audiences: &'a [String],
+    /// The requesting client's `audiences`, when it declares any: the same limit
+    /// `client_credentials` applies (SPEC "Invariants": every limit holds on every grant path).
+    pub client_audiences: Option<&'a [String]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,8 +99,25 @@ pub fn narrow(
             )));
         }
     }
+    let client_may = |a: &str| {
+        limits
+            .client_audiences
+            .is_none_or(|c| c.iter().any(|x| x == a))
+    };
     let aud = if ask.targets.is_empty() {
-        parent.aud.clone()
+        // Nothing named: the parent's audiences this client may reach.
+        let aud: Vec<String> = parent
+            .aud
+            .iter()
+            .filter(|a| client_may(a))
+            .cloned()
+            .collect();
+        if aud.is_empty() {
+            return Err(OAuthError::invalid_target(
+                "this client may get tokens for none of the subject token's audiences (its `audiences`)",
+            ));
+        }
+        aud
     } else {
         for t in &ask.targets {
             if !limits.known_audiences.contains(t) {
@@ -108,6 +128,11 @@ pub fn narrow(
             if !parent.aud.contains(t) {
                 return Err(OAuthError::invalid_target(format!(
                     "audiences only narrow: the subject token is not for `{t}`"
+                )));
+            }
+            if !client_may(t) {
+                return Err(OAuthError::invalid_target(format!(
+                    "`{t}` is not a resource server this client may get tokens for (its `audiences`)"
                 )));
             }
         }
@@ -154,7 +179,39 @@ mod tests {
             max_depth: 3,
             client_scopes: None,
             known_audiences: known,
+            client_audiences: None,
         }
+    }
+
+    /// Review item 7: the exchanging client's `audiences` bound the token as they bound
+    /// `client_credentials` (RFC 8693 §2.2.2 `invalid_target`).
+    #[test]
+    fn rfc8693_s2_2_2_the_clients_audiences_limit_an_exchange() {
+        let k = known();
+        let only_rs2 = ["rs2".to_string()];
+        let l = Limits {
+            client_audiences: Some(&only_rs2),
+            ..limits(&k)
+        };
+        let child = narrow(&human(1000), "agent:a", &Ask::default(), &l).unwrap();
+        assert_eq!(
+            child.aud,
+            vec!["rs2"],
+            "nothing named: what the client may reach"
+        );
+        let rs1 = Ask {
+            targets: vec!["rs1".into()],
+            ..Ask::default()
+        };
+        let e = narrow(&human(1000), "agent:a", &rs1, &l).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidTarget, "{e}");
+        let only_rs3 = ["rs3".to_string()];
+        let none = Limits {
+            client_audiences: Some(&only_rs3),
+            ..limits(&k)
+        };
+        let e = narrow(&human(1000), "agent:a", &Ask::default(), &none).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidTarget, "{e}");
     }
 
     #[test]

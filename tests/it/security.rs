@@ -287,3 +287,82 @@ async fn rfc8693_s4_1_a_corrupt_stored_act_chain_is_refused_not_shortened() {
         app.stop().await;
     }
 }
+
+/// Review item 7. SPEC "Invariants": every limit a client has holds on every grant path. A
+/// client limited to `audiences = ["billing-api"]` gets no token for `orders-api` by exchange
+/// (RFC 8693 §2.2.2 `invalid_target`) as by `client_credentials`; and `high_risk_scopes`, which
+/// need a human's approval, are never granted by `client_credentials`, which has no human.
+#[tokio::test]
+async fn rfc8693_s2_2_2_client_audience_and_high_risk_limits_hold_on_every_grant() {
+    for backend in backends() {
+        let a = TestAgent::new("build-bot");
+        let extra = format!(
+            "[[clients]]\nclient_id = \"billing-host\"\nclient_secret = \"bh-secret\"\n\
+             grant_types = [\"{TE}\", \"client_credentials\"]\naudiences = [\"billing-api\"]\n\
+             scopes = [\"orders:read\", \"payments:write\"]\n{}\n\
+             [policy]\nhigh_risk_scopes = [\"payments:write\"]\n",
+            a.toml()
+        );
+        let app = spawn_app_with(backend, &extra).await;
+        let human = crate::flows::alice_token(&app, "orders:read").await;
+        let ex = |extra: Vec<(&'static str, &'static str)>, actor: String| {
+            let app = &app;
+            let human = human.clone();
+            async move {
+                let mut form = vec![
+                    ("grant_type", TE),
+                    ("subject_token", human.as_str()),
+                    ("subject_token_type", AT),
+                    ("actor_token", actor.as_str()),
+                    ("actor_token_type", JWT),
+                ];
+                form.extend(extra);
+                let resp = app
+                    .post_form("/token", Some(("billing-host", "bh-secret")), &form)
+                    .await;
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, v) = ex(vec![("audience", "orders-api")], a.attest(&app).await).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_target")),
+            "{backend:?}: {v}"
+        );
+        let (status, v) = ex(vec![], a.attest(&app).await).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            app.introspect_as(("billing-api", "billing-secret"), &s(&v, "access_token"))
+                .await["aud"],
+            json!(["billing-api"]),
+            "{backend:?}: nothing named: only what the client may reach"
+        );
+
+        let cc = |scope: Option<&'static str>| {
+            let app = &app;
+            async move {
+                let mut form = vec![("grant_type", "client_credentials")];
+                if let Some(sc) = scope {
+                    form.push(("scope", sc));
+                }
+                let resp = app
+                    .post_form("/token", Some(("billing-host", "bh-secret")), &form)
+                    .await;
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, v) = cc(Some("payments:write")).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_scope")),
+            "{backend:?}: {v}"
+        );
+        let (status, v) = cc(None).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            v["scope"], "orders:read",
+            "{backend:?}: the default leaves high-risk scopes out"
+        );
+        app.stop().await;
+    }
+}

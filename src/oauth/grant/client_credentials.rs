@@ -25,8 +25,28 @@ pub async fn grant(
         )));
     }
     let allowed = ScopeSet::from_list(client.scopes.iter().cloned());
-    // RFC 6749 §3.3: without a scope parameter the client gets its registered scopes.
-    let scope = scope.unwrap_or_else(|| allowed.clone());
+    let high_risk = &ctx.config.policy.high_risk_scopes;
+    let is_high_risk = |s: &str| high_risk.iter().any(|h| h == s);
+    // RFC 6749 §3.3: without a scope parameter the client gets its registered scopes, less the
+    // high-risk ones (below).
+    let scope = scope.unwrap_or_else(|| {
+        ScopeSet::from_list(
+            allowed
+                .iter()
+                .filter(|s| !is_high_risk(s))
+                .map(str::to_string),
+        )
+    });
+    // SPEC "Invariants": `high_risk_scopes` hold on every grant path. They need a human's
+    // approval, and this grant has no human to give it.
+    let risky: Vec<&str> = scope.iter().filter(|s| is_high_risk(s)).collect();
+    if !risky.is_empty() {
+        return Err(OAuthError::invalid_scope(format!(
+            "{} needs a human's approval (policy.high_risk_scopes); client_credentials acts for \
+             no human, so it cannot be granted here",
+            risky.join(" ")
+        )));
+    }
     if !scope.is_subset(&allowed) {
         return Err(OAuthError::invalid_scope(format!(
             "scope not allowed for this client: {}",

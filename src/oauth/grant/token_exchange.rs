@@ -160,6 +160,7 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
         max_depth: ctx.config.tokens.max_delegation_depth,
         client_scopes: client_scopes.as_ref(),
         known_audiences: ctx.clients.resource_audiences(),
+        client_audiences: client.audiences.as_deref(),
     };
     let child = narrow(
         &parent,
