@@ -180,7 +180,14 @@ impl App {
         let (writer, writer_task) = Writer::start(store.clone(), clock.clone(), version);
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
         let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
-        let auth = ClientAuthenticator::new(clients.clone(), store.clone(), clock.clone(), &issuer);
+        let secret_checks = Arc::new(oauth::secret_check::SecretChecks::default());
+        let auth = ClientAuthenticator::new(
+            clients.clone(),
+            store.clone(),
+            clock.clone(),
+            &issuer,
+            secret_checks.clone(),
+        );
         let ctx = Arc::new(Ctx {
             issuer,
             config: Arc::new(config),
@@ -195,6 +202,7 @@ impl App {
             policies,
             auth,
             throttle: Default::default(),
+            secret_checks,
         });
         Ok(Self {
             ctx,

@@ -111,9 +111,9 @@ fn valid_name(name: &str) -> bool {
 /// [`crate::web::throttle`]): a flood of bad attempts is refused early, costs no crypto and
 /// writes no audit entry once the limit is reached.
 fn throttled(ctx: &Ctx, key: &str, addr: Option<&str>, now: i64) -> Result<(), OAuthError> {
-    match ctx.throttle.blocked(key, addr, now) {
-        None => Ok(()),
-        Some(wait) => {
+    match ctx.throttle.enroll.attempt(key, addr, now) {
+        Ok(()) => Ok(()),
+        Err(wait) => {
             tracing::warn!(key, "TPM enrollment throttled");
             Err(OAuthError::new(
                 ErrorCode::SlowDown,
@@ -158,6 +158,9 @@ pub async fn begin(
                 "ak_thumbprint": thumbprint(&pending.ak_public),
             });
             ctx.writer.write(WriteOp::None, vec![ev]).await?;
+            ctx.throttle
+                .enroll
+                .succeeded(&throttle_key(&req.agent), addr);
             Ok(challenge)
         }
         Err(Stop::Store(e)) => Err(e.into()),
@@ -186,8 +189,8 @@ impl From<crate::store::StoreError> for Stop {
 
 /// Audits a refusal and counts it against `throttle` (key, client address).
 async fn refuse(ctx: &Ctx, agent: &str, throttle: (&str, Option<&str>), r: Refusal) -> OAuthError {
-    tracing::info!(agent, reason = %r.audit, "TPM enrollment refused");
-    ctx.throttle.failed(throttle.0, throttle.1, ctx.clock.now());
+    // The attempt was counted when it began (see `throttled`).
+    tracing::info!(agent, reason = %r.audit, throttle = throttle.0, "TPM enrollment refused");
     let mut ev = AuditEvent::new("agent.enrollment_refused");
     ev.subject = Some(format!("agent:{agent}"));
     ev.detail = json!({ "reason": r.audit });
@@ -394,6 +397,7 @@ pub async fn activate(
         )
         .await);
     }
+    ctx.throttle.enroll.succeeded(&id_key, addr);
     let ak_thumbprint = thumbprint(&pending.ak_public);
     let mut ev = AuditEvent::new("agent.enrolled");
     ev.subject = Some(format!("agent:{}", pending.agent));

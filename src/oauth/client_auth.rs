@@ -12,8 +12,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::client::{Client, Clients, DECOY_PHC, verify_secret};
-use super::error::OAuthError;
+use super::client::{Client, Clients, DECOY_PHC};
+use super::error::{ErrorCode, OAuthError};
+use super::secret_check::{Busy, SecretChecks};
 use crate::clock::SharedClock;
 use crate::crypto::Keyed;
 use crate::store::SharedStore;
@@ -78,10 +79,10 @@ pub struct ClientAuthenticator {
     audiences: Vec<String>,
     keyed: Keyed,
     cache: Mutex<HashMap<[u8; 32], i64>>,
-    /// argon2id needs 19 MiB and ~14 ms of CPU per check. Without a bound, a burst of requests
-    /// from one client on a cold cache (or of wrong secrets) ran one check per request at
-    /// once: 64 connections took the server to 1.2 GB and a second of CPU.
-    argon2_slots: tokio::sync::Semaphore,
+    /// The process-wide bound on argon2 (shared with sign-in): see [`SecretChecks`].
+    checks: Arc<SecretChecks>,
+    /// Checks under way, by cache tag, so concurrent requests with one secret share one.
+    inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 #[derive(Deserialize)]
@@ -98,12 +99,23 @@ fn bad_client(why: &'static str) -> OAuthError {
     OAuthError::invalid_client(why)
 }
 
+/// Too many secret checks are waiting for this client (or in all): nothing was checked, so the
+/// answer says to retry, not that the secret is wrong.
+pub fn busy(_: Busy) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "too many authentication attempts are being checked for this client right now; retry in a second",
+    )
+    .with_status(503)
+}
+
 impl ClientAuthenticator {
     pub fn new(
         clients: Arc<Clients>,
         store: SharedStore,
         clock: SharedClock,
         issuer: &str,
+        checks: Arc<SecretChecks>,
     ) -> Self {
         Self {
             clients,
@@ -117,9 +129,8 @@ impl ClientAuthenticator {
             ],
             keyed: Keyed::random(),
             cache: Mutex::new(HashMap::new()),
-            argon2_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ),
+            checks,
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -173,14 +184,12 @@ impl ClientAuthenticator {
         let client = self.clients.get(client_id);
         let hash = client.as_ref().and_then(|c| c.secret_hash.clone());
         let Some(hash) = hash else {
-            // Same cost as a real check, so timing does not reveal which client ids exist.
-            let _slot = self
-                .argon2_slots
-                .acquire()
+            // Same cost as a real check, so timing does not reveal which client ids exist;
+            // every unknown id shares one key of the bound.
+            self.checks
+                .verify("client:?", &secret.0, DECOY_PHC)
                 .await
-                .map_err(OAuthError::internal)?;
-            let s = secret.0.clone();
-            let _ = tokio::task::spawn_blocking(move || verify_secret(&s, DECOY_PHC)).await;
+                .map_err(busy)?;
             return Err(bad_client(FAILED));
         };
         let client = client.ok_or_else(|| bad_client(FAILED))?;
@@ -191,20 +200,24 @@ impl ClientAuthenticator {
         if self.cache_lookup(&tag, now) {
             return Ok(client);
         }
-        let _slot = self
-            .argon2_slots
-            .acquire()
+        // Requests presenting the same secret at once (a client opening many connections on a
+        // cold cache) share one check; only distinct secrets count against the bound.
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(inflight.entry(tag).or_default())
+        };
+        let key = format!("client:{client_id}");
+        let checked = cell
+            .get_or_try_init(|| self.checks.verify(&key, &secret.0, &hash))
             .await
-            .map_err(OAuthError::internal)?;
-        // The same secret may have been verified while this request waited for a slot.
-        if self.cache_lookup(&tag, now) {
-            return Ok(client);
+            .copied();
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if inflight.get(&tag).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(&tag);
+            }
         }
-        let s = secret.0.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_secret(&s, &hash))
-            .await
-            .map_err(OAuthError::internal)?;
-        if !ok {
+        if !checked.map_err(busy)? {
             return Err(bad_client(FAILED));
         }
         self.cache_insert(tag, now + CACHE_TTL);

@@ -14,6 +14,7 @@ pub mod pkce;
 pub mod request;
 pub mod revoke;
 pub mod scope;
+pub mod secret_check;
 pub mod token;
 pub mod user;
 
@@ -41,7 +42,9 @@ pub struct Ctx {
     pub ek_roots: Arc<crate::attest::tpm::ek::EkRoots>,
     pub policies: Arc<crate::policy::Policies>,
     pub auth: client_auth::ClientAuthenticator,
-    pub throttle: crate::web::throttle::Throttle,
+    pub throttle: crate::web::throttle::Throttles,
+    /// The one bound on argon2 checks (client secrets and passwords).
+    pub secret_checks: Arc<secret_check::SecretChecks>,
 }
 
 impl Ctx {

@@ -12,9 +12,12 @@ use axum::response::{IntoResponse, Response};
 use super::pages::{self, LoginPage};
 use super::{read_form, redirect, server_error, session};
 use crate::oauth::Ctx;
-use crate::oauth::client::{DECOY_PHC, verify_secret};
+use crate::oauth::client::DECOY_PHC;
+#[cfg(test)]
+use crate::oauth::client::verify_secret;
 use crate::oauth::grant::authorization_code::request::{AuthorizeRequest, Rejection};
 use crate::oauth::params::Params;
+use crate::oauth::secret_check::Busy;
 use crate::oauth::user::User;
 
 const WRONG: &str = "The username or password is incorrect.";
@@ -171,7 +174,8 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<Str
         );
     };
     let now = ctx.clock.now();
-    if let Some(wait) = ctx.throttle.blocked(username, addr.as_deref(), now) {
+    // Counted before the password is checked (see web::throttle).
+    if let Err(wait) = ctx.throttle.login.attempt(username, addr.as_deref(), now) {
         tracing::warn!("sign-in throttled");
         let minutes = (wait + 59) / 60;
         return form(
@@ -185,8 +189,20 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<Str
             username,
         );
     }
-    let Some(user) = check(ctx.users.get(username), password.to_string()).await else {
-        ctx.throttle.failed(username, addr.as_deref(), now);
+    let checked = check(ctx, ctx.users.get(username), password).await;
+    let Ok(checked) = checked else {
+        ctx.throttle.login.refund(username, addr.as_deref());
+        tracing::warn!("sign-in not checked: too many password checks under way");
+        return form(
+            ctx,
+            headers,
+            pending.as_ref(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("Too many sign-ins are being checked right now. Try again in a moment."),
+            username,
+        );
+    };
+    let Some(user) = checked else {
         tracing::info!("sign-in failed");
         return form(
             ctx,
@@ -197,7 +213,7 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<Str
             username,
         );
     };
-    ctx.throttle.succeeded(username);
+    ctx.throttle.login.succeeded(username, addr.as_deref());
     let cookie = match session::start(ctx, &user).await {
         Ok(c) => c,
         Err(_) => return server_error(),
@@ -212,18 +228,29 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<Str
     resp.into_response()
 }
 
-/// argon2id on a blocking thread; an unknown user costs one decoy verification.
-async fn check(user: Option<Arc<User>>, password: String) -> Option<Arc<User>> {
-    tokio::task::spawn_blocking(move || match user {
-        Some(u) => u.check_password(&password).then_some(u),
-        None => {
-            let _ = verify_secret(&password, DECOY_PHC);
-            None
+/// argon2id under the process-wide bound; an unknown user costs one decoy verification (all
+/// unknown names share one key of the bound).
+async fn check(
+    ctx: &Ctx,
+    user: Option<Arc<User>>,
+    password: &str,
+) -> Result<Option<Arc<User>>, Busy> {
+    match user {
+        Some(u) => {
+            let key = format!("user:{}", u.username);
+            let ok = ctx
+                .secret_checks
+                .verify(&key, password, &u.password_hash)
+                .await?;
+            Ok(ok.then_some(u))
         }
-    })
-    .await
-    .ok()
-    .flatten()
+        None => {
+            ctx.secret_checks
+                .verify("user:?", password, DECOY_PHC)
+                .await?;
+            Ok(None)
+        }
+    }
 }
 
 #[cfg(test)]
