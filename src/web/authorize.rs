@@ -66,8 +66,10 @@ async fn authorize(ctx: &Ctx, headers: &HeaderMap, p: &Params, status: StatusCod
     }
 }
 
-/// Signed in: a code at once if the human already approved these scopes for this client,
-/// else the consent page.
+/// Signed in: a code at once if the human already approved these scopes for this confidential
+/// client, else the consent page. A public client sees the consent page on every request (RFC
+/// 8252 §8.6): anyone can claim its client_id, and any local process that binds its loopback
+/// port would otherwise receive the human's code with no one looking.
 async fn decide(ctx: &Ctx, req: &AuthorizeRequest, s: &Session, status: StatusCode) -> Response {
     let target = req.target(ctx);
     let scope = match req.scope_for(&s.user) {
@@ -82,7 +84,7 @@ async fn decide(ctx: &Ctx, req: &AuthorizeRequest, s: &Session, status: StatusCo
         Ok(c) => c.and_then(|c| ScopeSet::parse(&c).ok()).unwrap_or_default(),
         Err(_) => return server_error(),
     };
-    if scope.is_subset(&consented) {
+    if !req.client.public && scope.is_subset(&consented) {
         return code_redirect(ctx, req, &s.user.username, &scope, status).await;
     }
     let pending = req.to_query();

@@ -109,10 +109,15 @@ async fn csrf_token_missing_or_wrong_on_login_is_403_and_signs_nobody_in() {
     }
 }
 
+/// A confidential client that signs humans in.
+const WEB_APP: &str = "[[clients]]\nclient_id = \"web-app\"\nclient_secret = \"web-secret\"\n\
+     redirect_uris = [\"http://127.0.0.1:9999/callback\"]\ngrant_types = [\"authorization_code\"]\n\
+     scopes = [\"orders:read\"]\n";
+
 #[tokio::test]
 async fn consent_needs_its_csrf_token_deny_is_access_denied_and_approval_is_remembered() {
     for b in backends() {
-        let app = spawn_app(b).await;
+        let app = spawn_app_with(b, WEB_APP).await;
         let pkce = Pkce::new();
         let url = format!(
             "/authorize?{}",
@@ -168,12 +173,29 @@ async fn consent_needs_its_csrf_token_deny_is_access_denied_and_approval_is_reme
             (p["error"].as_str(), p["state"].as_str()),
             ("access_denied", "s1")
         );
-        // Approve once; the next request for the same scopes gets a code at once.
+        // Approve once. `cli` is a public client: it asks again every time (RFC 8252 §8.6).
         let approved = br.click(&consent_url, &consent, "Approve").await;
         code_from(approved.location.as_deref().unwrap(), "s1");
         let again = br.get(&url).await;
+        assert_eq!(again.status, 200, "a public client: consent again");
+        assert!(
+            parse_form(&again.body)
+                .buttons
+                .iter()
+                .any(|b| b.2 == "Approve")
+        );
+        // A confidential client's approval is remembered: the next request gets a code at once.
+        let web = format!(
+            "/authorize?{}",
+            authorize_query("web-app", "orders:read", "s3", &pkce.challenge, &[])
+        );
+        let first = br.get(&web).await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        let approved = br.click(&web, &first, "Approve").await;
+        code_from(approved.location.as_deref().unwrap(), "s3");
+        let again = br.get(&web).await;
         assert_eq!(again.status, 302, "no login, no consent the second time");
-        code_from(again.location.as_deref().unwrap(), "s1");
+        code_from(again.location.as_deref().unwrap(), "s3");
         // More scopes than approved: consent again.
         let wider = format!(
             "/authorize?{}",
