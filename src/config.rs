@@ -391,6 +391,26 @@ impl Config {
                     format!("{key}: client_secret_hash is not an argon2 PHC string")
                 })?;
             }
+            if c.public {
+                // Anyone can claim a public client's id: it may not act as a resource server
+                // (RFC 7662 §2.1: the caller is authenticated) nor hold grants whose client is
+                // the one thing standing between a token and its use (RFC 6749 §4.4, RFC 8693
+                // §2.1, CIBA Core §7.1: confidential clients only).
+                if c.introspect {
+                    return Err(format!(
+                        "{key}: a public client cannot introspect (introspect = true needs a \
+                         client that authenticates, RFC 7662 §2.1)"
+                    ));
+                }
+                for g in &c.grant_types {
+                    if PUBLIC_FORBIDDEN_GRANTS.contains(&g.as_str()) {
+                        return Err(format!(
+                            "{key}: a public client cannot use the `{g}` grant; only confidential \
+                             clients may (remove it or give the client a secret or jwks)"
+                        ));
+                    }
+                }
+            }
         }
         for (i, h) in self.attestation.ek_allowlist.iter().enumerate() {
             if h.len() != 64
@@ -414,6 +434,14 @@ impl Config {
             if u.username.is_empty() || !seen.insert(u.username.as_str()) {
                 return Err(format!("{key}: username must be present and unique"));
             }
+            // A client_credentials token's `sub` is its client_id: equal to a username, a
+            // client's own token would read as that human's (RFC 9068 §5).
+            if self.clients.iter().any(|c| c.client_id == u.username) {
+                return Err(format!(
+                    "{key}: a client has the same id; a token of that client would name this \
+                     human as its subject (rename one of them)"
+                ));
+            }
             if u.password.is_some() == u.password_hash.is_some() {
                 return Err(format!(
                     "{key}: set exactly one of password or password_hash"
@@ -433,6 +461,13 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 }
+
+/// Grants only a confidential client may be configured with.
+const PUBLIC_FORBIDDEN_GRANTS: [&str; 3] = [
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "urn:openid:params:grant-type:ciba",
+];
 
 /// `MANDATE_TOKENS_ACCESS_TOKEN_TTL` → `tokens.access_token_ttl`; `MANDATE_LISTEN` → `listen`.
 fn apply_override(table: &mut toml::Table, key: &str, raw: &str) {
@@ -541,6 +576,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("clients[0]"), "{e}");
+    }
+
+    /// Review item 13: a config that can only be wrong is refused at start, naming the entry.
+    #[test]
+    fn rfc7662_s2_1_configs_that_can_only_be_wrong_are_refused() {
+        let user = "[[users]]\nusername = \"alice\"\npassword = \"pw\"\n";
+        for (text, says) in [
+            (
+                "[[clients]]\nclient_id = \"p\"\npublic = true\nintrospect = true\n",
+                "cannot introspect",
+            ),
+            (
+                "[[clients]]\nclient_id = \"p\"\npublic = true\n\
+                 grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n",
+                "token-exchange",
+            ),
+            (
+                "[[clients]]\nclient_id = \"p\"\npublic = true\ngrant_types = [\"client_credentials\"]\n",
+                "client_credentials",
+            ),
+            (
+                "[[clients]]\nclient_id = \"p\"\npublic = true\n\
+                 grant_types = [\"urn:openid:params:grant-type:ciba\"]\n",
+                "ciba",
+            ),
+            (
+                &format!("[[clients]]\nclient_id = \"alice\"\nclient_secret = \"s\"\n{user}"),
+                "same id",
+            ),
+        ] {
+            let e = Config::from_toml(text, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains("c.toml"), "{text}: {e}");
+        }
+        let fine = format!(
+            "[[clients]]\nclient_id = \"cli\"\npublic = true\n\
+             grant_types = [\"authorization_code\", \"refresh_token\"]\n{user}"
+        );
+        assert!(Config::from_toml(&fine, "c.toml", env(&[])).is_ok());
     }
 
     #[test]
