@@ -81,6 +81,9 @@ pub struct ClientAuthenticator {
     cache: Mutex<HashMap<[u8; 32], i64>>,
     /// The process-wide bound on argon2 (shared with sign-in): see [`SecretChecks`].
     checks: Arc<SecretChecks>,
+    /// A P-256 key nobody holds: what an assertion of an unknown or keyless client is checked
+    /// against, so it costs what a real check costs.
+    decoy: DecodingKey,
     /// Checks under way, by cache tag, so concurrent requests with one secret share one.
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
 }
@@ -97,6 +100,16 @@ struct AssertionClaims {
 
 fn bad_client(why: &'static str) -> OAuthError {
     OAuthError::invalid_client(why)
+}
+
+fn decoy_key() -> DecodingKey {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let point = secret.public_key().to_encoded_point(false);
+    let b64 =
+        |b: Option<&p256::FieldBytes>| crate::crypto::b64url(b.map_or(&[][..], |b| b.as_slice()));
+    DecodingKey::from_ec_components(&b64(point.x()), &b64(point.y()))
+        .unwrap_or_else(|_| DecodingKey::from_secret(&crate::crypto::random_bytes::<32>()))
 }
 
 /// Too many secret checks are waiting for this client (or in all): nothing was checked, so the
@@ -130,6 +143,7 @@ impl ClientAuthenticator {
             keyed: Keyed::random(),
             cache: Mutex::new(HashMap::new()),
             checks,
+            decoy: decoy_key(),
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -275,28 +289,31 @@ impl ClientAuthenticator {
                 "client_id does not match the client_assertion issuer",
             ));
         }
-        let client = self
-            .clients
-            .get(iss)
-            .ok_or_else(|| bad_client("client authentication failed: unknown client"))?;
-        let jwks: JwkSet = client
-            .jwks
-            .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| bad_client("this client has no registered keys for private_key_jwt"))?;
         let mut validation = Validation::new(header.alg);
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
+        // An unknown client, a client without keys and a wrong signature get one answer after
+        // one signature check (against a decoy key when there is no real one), so the answer
+        // does not say which client ids exist or have keys.
+        const NOT_VERIFIED: &str = "client authentication failed: the client_assertion does not \
+             verify as that client's (unknown client, no registered keys, or wrong signature)";
+        let client = self.clients.get(iss);
+        let jwks: Option<JwkSet> = client
+            .as_ref()
+            .and_then(|c| c.jwks.clone())
+            .and_then(|v| serde_json::from_value(v).ok());
+        let (Some(client), Some(jwks)) = (client, jwks) else {
+            let _ = jsonwebtoken::decode::<AssertionClaims>(jwt, &self.decoy, &validation);
+            return Err(bad_client(NOT_VERIFIED));
+        };
         let verified = jwks
             .keys
             .iter()
             .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
             .filter_map(|k| DecodingKey::from_jwk(k).ok())
             .find_map(|key| jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation).ok())
-            .ok_or_else(|| {
-                bad_client("client_assertion signature does not verify with the client's keys")
-            })?
+            .ok_or_else(|| bad_client(NOT_VERIFIED))?
             .claims;
         let now = self.clock.now();
         let exp = verified

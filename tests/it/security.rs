@@ -555,3 +555,60 @@ async fn rfc6749_s2_3_1_floods_of_wrong_passwords_and_secrets_stay_bounded() {
     );
     server.child.kill().await.unwrap();
 }
+
+/// Review item 15 (RFC 7523 §3, RFC 6749 §5.2): `private_key_jwt` answers an unknown client, a
+/// client with no registered keys and a wrong signature alike, so the answers do not enumerate
+/// client ids.
+#[tokio::test]
+async fn rfc7523_s3_private_key_jwt_does_not_tell_unknown_clients_from_keyless_ones() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let doc = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let key = EncodingKey::from_ec_der(doc.as_ref());
+    let other = TestAgent::new("unused");
+    let extra = format!(
+        "[[clients]]\nclient_id = \"jwt-client\"\ngrant_types = [\"client_credentials\"]\n\
+         jwks = {{ keys = [ {{ kty = \"EC\", crv = \"P-256\", x = {x}, y = {y} }} ] }}\n",
+        x = other.jwk["x"],
+        y = other.jwk["y"]
+    );
+    for backend in backends() {
+        let app = spawn_app_with(backend, &extra).await;
+        let mut answers = Vec::new();
+        // Unknown; known with a secret and no keys; known with keys, signed with another key.
+        for (i, client) in ["nobody", "agent-runtime", "jwt-client"].iter().enumerate() {
+            let now = crate::agents::now();
+            let jwt = jsonwebtoken::encode(
+                &Header::new(Algorithm::ES256),
+                &json!({"iss": client, "sub": client, "aud": app.url, "exp": now + 60,
+                        "iat": now, "jti": format!("j{i}")}),
+                &key,
+            )
+            .unwrap();
+            let resp = app
+                .post_form(
+                    "/token",
+                    None,
+                    &[
+                        ("grant_type", "client_credentials"),
+                        (
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        ),
+                        ("client_assertion", &jwt),
+                    ],
+                )
+                .await;
+            answers.push((resp.status().as_u16(), resp.text().await.unwrap()));
+        }
+        assert_eq!(answers[0].0, 401, "{answers:?}");
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{backend:?}: the answers differ: {answers:?}"
+        );
+        app.stop().await;
+    }
+}
