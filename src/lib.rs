@@ -162,6 +162,7 @@ impl App {
         let policies = Arc::new(load_policies(&config)?);
         let version = policy_version(&policies);
         let kek = resolve_kek(&config)?;
+        remove_gone(&config, store.as_ref(), clock.now(), version().as_deref()).await?;
         let clients = Arc::new(bootstrap_clients(&config, &store, &clock).await?);
         let users = Arc::new(bootstrap_users(&config).await?);
         let agents = Arc::new(bootstrap_agents(&config, &store, &clock).await?);
@@ -259,6 +260,69 @@ impl App {
         store.close().await;
         served
     }
+}
+
+/// SPEC "Invariants": the config (plus what an operator enrolled at run time) is who exists.
+/// A client, agent or human that an earlier config declared and this one does not is forgotten
+/// at start, and its live tokens and delegations are revoked (audited as `client.removed`,
+/// `agent.removed`, `user.removed`). Revocation comes first, so a crash in between only
+/// repeats it at the next start.
+async fn remove_gone(
+    config: &Config,
+    store: &dyn store::Store,
+    now: i64,
+    version: Option<&str>,
+) -> Result<(), StartError> {
+    use store::{Named, Party};
+    let clients: Vec<String> = config.clients.iter().map(|c| c.client_id.clone()).collect();
+    let agents: Vec<String> = config.agents.iter().map(|a| a.name.clone()).collect();
+    let users: Vec<String> = config.users.iter().map(|u| u.username.clone()).collect();
+    type Kind<'a> = (Named, &'a [String], fn(String) -> Party, &'a str);
+    let kinds: [Kind; 3] = [
+        (Named::Clients, &clients, Party::Client, "client.removed"),
+        (Named::Agents, &agents, Party::Agent, "agent.removed"),
+        (Named::Users, &users, Party::User, "user.removed"),
+    ];
+    for (kind, declared, party, event) in kinds {
+        for gone in store.config_names(kind).await? {
+            if declared.contains(&gone) {
+                continue;
+            }
+            let n = cut_off(store, party(gone.clone()), event, "config", now, version).await?;
+            store.forget_name(kind, &gone).await?;
+            tracing::warn!(name = %gone, revoked = n, "{event}: no longer in the config");
+        }
+    }
+    store.remember_users(&users, now).await?;
+    Ok(())
+}
+
+/// Revokes every live token of `party` and everything derived from them, with one audit entry
+/// `kind` (`via` says who asked: the config, the CLI). Returns how many tokens it revoked.
+pub async fn cut_off(
+    store: &dyn store::Store,
+    party: store::Party,
+    kind: &str,
+    via: &str,
+    now: i64,
+    version: Option<&str>,
+) -> Result<u64, store::StoreError> {
+    let mut ev = audit::AuditEvent::new(kind);
+    match &party {
+        store::Party::Client(c) => ev.client_id = Some(c.clone()),
+        store::Party::User(_) | store::Party::Agent(_) => ev.subject = Some(party.key()),
+    }
+    ev.detail = serde_json::json!({ "via": via });
+    let item = store::BatchItem {
+        op: store::WriteOp::RevokeParty(party),
+        audit: vec![ev],
+    };
+    Ok(
+        match store.commit_batch(&[item], now, version).await?.first() {
+            Some(store::Outcome::Revoked(n)) => *n,
+            _ => 0,
+        },
+    )
 }
 
 /// Upserts the configured clients (hashing development secrets) and loads every client.

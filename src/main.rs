@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: Box<agent::AgentCommand>,
     },
+    /// Tokens: revoke one by its `jti`.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Delegated sessions: every live token of a human, as a tree.
     Sessions {
         #[command(subcommand)]
@@ -95,6 +100,25 @@ enum AgentsCommand {
     },
     /// List enrolled agents and how each attests.
     List,
+    /// Disable an agent: it can no longer attest or act, and its agent tokens and every
+    /// delegation it holds are revoked (audited). `enable` undoes the disabling, not the
+    /// revocations.
+    Disable { name: String },
+    /// Enable a disabled agent again.
+    Enable { name: String },
+    /// Remove an agent: forget it and revoke its agent tokens and every delegation it holds.
+    /// An agent declared in the config file comes back at the next start; remove it there.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Revoke one token (an access, refresh or agent token) by the `jti` the audit log names,
+    /// and every token derived from it.
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        jti: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command } => keys(config, command).await,
         Command::Agents { command } => agents::run(config, command).await,
+        Command::Tokens { command } => agents::tokens(config, command).await,
         Command::Agent { command } => agent::run(*command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
         Command::Policy { command } => policy::run(&config, command),

@@ -41,12 +41,36 @@ pub struct Challenge {
     pub expires_in: i64,
 }
 
+/// Agent names: 1 to 128 characters, no whitespace or control characters (as the CLI and
+/// enrollment accept them). Checked before anything an unauthenticated caller sends is used.
+pub fn valid_agent_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 128
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn bad_agent_name() -> OAuthError {
+    OAuthError::invalid_request(
+        "agent must be a name of 1 to 128 characters without spaces or control characters",
+    )
+}
+
+/// A nonce bound to `req.agent` (when named). Nothing the caller sent is stored unless it names
+/// an enrolled agent: an unknown name gets a nonce that is never stored (so it can never be
+/// used, and the answer does not say which agents exist).
 pub async fn challenge(ctx: &Ctx, req: ChallengeRequest) -> Result<Challenge, OAuthError> {
     let nonce = b64url(&random_bytes::<32>());
     let now = ctx.clock.now();
-    ctx.store
-        .create_nonce(&nonce, req.agent.as_deref(), now + NONCE_TTL)
-        .await?;
+    let known = match req.agent.as_deref() {
+        None => true,
+        Some(name) if !valid_agent_name(name) => return Err(bad_agent_name()),
+        Some(name) => ctx.agents.fresh(ctx.store.as_ref(), name).await?.is_some(),
+    };
+    if known {
+        ctx.store
+            .create_nonce(&nonce, req.agent.as_deref(), now + NONCE_TTL, now)
+            .await?;
+    }
     Ok(Challenge {
         nonce,
         expires_in: NONCE_TTL,
@@ -65,9 +89,16 @@ fn refused(reason: &str) -> OAuthError {
 
 pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError> {
     let now = ctx.clock.now();
+    if !valid_agent_name(&req.agent) {
+        return Err(bad_agent_name());
+    }
     // Read now, not at start: the CLI, another replica or a zero-touch enrollment may have
     // enrolled or changed this agent.
-    let agent = ctx.agents.fresh(ctx.store.as_ref(), &req.agent).await?;
+    let Some(agent) = ctx.agents.fresh(ctx.store.as_ref(), &req.agent).await? else {
+        // Nothing the caller chose is written for a name nobody enrolled (the audit log is
+        // never pruned); the answer is the one every refusal gets.
+        return Err(refused("unknown agent"));
+    };
     let result = verify(ctx, agent, &req, now).await;
     let mut minted = match result {
         Ok(a) => {
@@ -122,11 +153,10 @@ enum Reason {
 
 async fn verify(
     ctx: &Ctx,
-    agent: Option<std::sync::Arc<crate::oauth::agent::Agent>>,
+    agent: std::sync::Arc<crate::oauth::agent::Agent>,
     req: &AttestRequest,
     now: i64,
 ) -> Result<Attestation, Reason> {
-    let agent = agent.ok_or(Reason::Refused("unknown agent"))?;
     if req.quote.is_some() || req.signature.is_some() || req.pcrs.is_some() {
         if req.proof.is_some() {
             return Err(Reason::Unsupported(

@@ -26,7 +26,103 @@ pub async fn run(config: Config, command: AgentsCommand) -> anyhow::Result<ExitC
             pcr_policy,
         } => enroll(&config, &name, &ak_public, pcr_policy.as_deref()).await,
         AgentsCommand::List => list(&config).await,
+        AgentsCommand::Disable { name } => cut(&config, &name, Cut::Disable).await,
+        AgentsCommand::Enable { name } => cut(&config, &name, Cut::Enable).await,
+        AgentsCommand::Remove { name } => cut(&config, &name, Cut::Remove).await,
     }
+}
+
+enum Cut {
+    Disable,
+    Enable,
+    Remove,
+}
+
+/// SPEC "Invariants": an operator can disable an agent. Disabling and removing revoke the
+/// agent's tokens and every delegation it is the current actor of (and what was derived from
+/// them), as one audited write; running servers refuse the agent at its next `/attest` or
+/// exchange, with no restart.
+async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let now = SystemClock.now();
+    let version = mandate::load_policies(config)?.version();
+    let found = match how {
+        Cut::Disable => store.set_agent_disabled(name, Some(now)).await?,
+        Cut::Enable => store.set_agent_disabled(name, None).await?,
+        Cut::Remove => store.delete_agent(name).await?,
+    };
+    if !found {
+        store.close().await;
+        println!("no agent named {name}");
+        return Ok(ExitCode::from(1));
+    }
+    let (event, done) = match how {
+        Cut::Disable => ("agent.disabled", "disabled"),
+        Cut::Enable => ("agent.enabled", "enabled"),
+        Cut::Remove => ("agent.removed", "removed"),
+    };
+    if let Cut::Enable = how {
+        let mut ev = mandate::audit::AuditEvent::new(event);
+        ev.subject = Some(format!("agent:{name}"));
+        ev.detail = serde_json::json!({ "via": "cli" });
+        let item = mandate::store::BatchItem {
+            op: mandate::store::WriteOp::None,
+            audit: vec![ev],
+        };
+        store.commit_batch(&[item], now, Some(&version)).await?;
+        println!("{done} agent {name}");
+    } else {
+        let party = mandate::store::Party::Agent(name.to_string());
+        let n = mandate::cut_off(store.as_ref(), party, event, "cli", now, Some(&version)).await?;
+        println!("{done} agent {name}; revoked {n} tokens");
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mandate tokens revoke JTI`: the one way to revoke an agent token, which no client may
+/// revoke at `/revoke` (it was issued to no client).
+pub async fn tokens(config: Config, command: super::TokensCommand) -> anyhow::Result<ExitCode> {
+    let super::TokensCommand::Revoke { jti } = command;
+    let store = open_store(&config).await?;
+    let now = SystemClock.now();
+    let code = match store.find_token_by_jti(&jti).await? {
+        None => {
+            println!("no token with jti {jti}");
+            ExitCode::from(1)
+        }
+        Some(t) => {
+            let mut ev = mandate::audit::AuditEvent::new("token.revoked");
+            ev.subject = Some(t.sub.clone());
+            ev.actors = mandate::oauth::token::actor_chain(t.act.as_ref());
+            ev.client_id = Some(t.client_id.clone());
+            ev.session = t.sid.clone();
+            ev.token_jti = Some(t.jti.clone());
+            ev.detail = serde_json::json!({ "via": "cli", "kind": t.kind.as_str() });
+            let item = mandate::store::BatchItem {
+                op: mandate::store::WriteOp::Revoke {
+                    token_hash: t.token_hash.clone(),
+                },
+                audit: vec![ev],
+            };
+            let version = mandate::load_policies(&config)?.version();
+            let n = match store
+                .commit_batch(&[item], now, Some(&version))
+                .await?
+                .first()
+            {
+                Some(mandate::store::Outcome::Revoked(n)) => *n,
+                _ => 0,
+            };
+            println!(
+                "revoked {} token {jti} and what derives from it: {n} tokens",
+                t.kind.as_str()
+            );
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
 }
 
 /// The AK file as `tpm2_createak -u` writes it (binary); base64 text of it is accepted too.

@@ -76,6 +76,8 @@ impl Agents {
         name: &str,
     ) -> Result<Option<Arc<Agent>>, StoreError> {
         let agent = match store.agent_record(name).await? {
+            // A disabled agent is as good as unknown to every path that asks.
+            Some(r) if r.disabled_at.is_some() => None,
             Some(r) => match serde_json::from_str::<Agent>(&r.data) {
                 Ok(a) => Some(Arc::new(a)),
                 Err(e) => {

@@ -69,6 +69,9 @@ pub struct CibaRecord {
     pub approved_scope: Option<String>,
     pub approved_exp: Option<i64>,
     pub decided_at: Option<i64>,
+    /// SHA-256 of the agent token the request was made with: checked again when the approved
+    /// token is issued (None for requests made before it was recorded).
+    pub actor_hash: Option<Vec<u8>>,
 }
 
 impl CibaRecord {
@@ -88,7 +91,9 @@ pub enum Poll {
 
 #[async_trait]
 pub trait CibaStore: Send + Sync + 'static {
-    async fn create_ciba(&self, r: &CibaRecord) -> Result<(), StoreError>;
+    /// Stores a new pending request, unless its human already has `max_pending` pending,
+    /// unexpired ones (then false, nothing stored).
+    async fn create_ciba(&self, r: &CibaRecord, max_pending: i64) -> Result<bool, StoreError>;
     /// Records a poll at `now`; slow polls push the interval up by `slow_down_step` seconds
     /// (CIBA Core §11 `slow_down`).
     async fn poll_ciba(
@@ -117,19 +122,24 @@ pub trait CibaStore: Send + Sync + 'static {
 
 pub(super) const CIBA_COLUMNS: &str = "id_hash, public_id, client_id, username, agent, attestation, parent_hash, \
      act, scope, aud, token_exp, depth, binding_message, policies, high_risk, created_at, expires_at, \
-     interval_secs, last_polled_at, status, approved_scope, approved_exp, decided_at";
+     interval_secs, last_polled_at, status, approved_scope, approved_exp, decided_at, actor_hash";
 
 /// Implements [`CibaStore`] for a struct with a `pool: sqlx::Pool<$db>` field.
 macro_rules! ciba_sql_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::ciba::CibaStore for $store {
-            async fn create_ciba(&self, r: &$crate::store::ciba::CibaRecord) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
+            async fn create_ciba(&self, r: &$crate::store::ciba::CibaRecord, max_pending: i64) -> Result<bool, $crate::store::StoreError> {
+                // One statement counts and inserts (concurrent requests of one human may each
+                // see the count just under the cap on PostgreSQL: the cap holds within the
+                // number of requests racing, not beyond).
+                let done = sqlx::query(
                     "INSERT INTO ciba_requests (id_hash, public_id, client_id, username, agent, attestation, \
                      parent_hash, act, scope, aud, token_exp, depth, binding_message, policies, high_risk, \
-                     created_at, expires_at, interval_secs, status) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'pending')",
+                     created_at, expires_at, interval_secs, status, actor_hash) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'pending', $19 \
+                     WHERE (SELECT count(*) FROM ciba_requests WHERE username = $4 AND status = 'pending' \
+                            AND expires_at > $16) < $20",
                 )
                 .bind(&r.id_hash)
                 .bind(&r.public_id)
@@ -149,9 +159,12 @@ macro_rules! ciba_sql_store {
                 .bind(r.created_at)
                 .bind(r.expires_at)
                 .bind(r.interval_secs)
+                .bind(&r.actor_hash)
+                .bind(max_pending)
                 .execute(&self.pool)
-                .await?;
-                Ok(())
+                .await?
+                .rows_affected();
+                Ok(done == 1)
             }
 
             async fn poll_ciba(

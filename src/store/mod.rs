@@ -130,8 +130,42 @@ pub enum WriteOp {
     Revoke { token_hash: Vec<u8> },
     /// Revokes every token of the session `sid` and everything derived from them.
     RevokeSession { sid: String },
+    /// Revokes every live token of a client, human or agent that no longer exists (or was
+    /// disabled), and everything derived from them (SPEC "Invariants": removed means removed).
+    RevokeParty(Party),
     /// Records a use (introspection) of a token.
     Touch { jti: String, by: String },
+}
+
+/// Whose tokens a [`WriteOp::RevokeParty`] revokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Party {
+    /// Every token issued to this client (`client_id`).
+    Client(String),
+    /// Every token whose subject is this human.
+    User(String),
+    /// The agent's own tokens (`sub` = `agent:<name>`) and every delegation it is the current
+    /// actor of.
+    Agent(String),
+}
+
+impl Party {
+    /// The value the party's seed statement binds.
+    pub fn key(&self) -> String {
+        match self {
+            Party::Client(c) => c.clone(),
+            Party::User(u) => u.clone(),
+            Party::Agent(a) => format!("agent:{a}"),
+        }
+    }
+}
+
+/// The config's names of one kind, for [`Store::sync_config_names`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    Clients,
+    Agents,
+    Users,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,16 +230,33 @@ pub trait Store: web::WebStore + ciba::CibaStore + tpm::TpmStore + Send + Sync +
     ) -> Result<(), StoreError>;
     /// `(name, data)` of every agent.
     async fn load_agents(&self) -> Result<Vec<(String, String)>, StoreError>;
-    /// Stores an attestation nonce, optionally bound to one agent.
+    /// Stores an attestation nonce, optionally bound to one agent, and deletes expired ones (so
+    /// a flood of challenges never outgrows the nonces live at once).
     async fn create_nonce(
         &self,
         nonce: &str,
         agent: Option<&str>,
         expires_at: i64,
+        now: i64,
     ) -> Result<(), StoreError>;
     /// Uses a nonce once: true only if it exists, is unexpired, unused, and bound to `agent` or
     /// to no agent.
     async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// The stored names of `kind` that came from a config (clients and agents the CLI or an
+    /// enrollment made are not among them; users live only in the config and are remembered
+    /// by [`Store::remember_users`]).
+    async fn config_names(&self, kind: Named) -> Result<Vec<String>, StoreError>;
+    /// Deletes the stored `name` of `kind`.
+    async fn forget_name(&self, kind: Named, name: &str) -> Result<(), StoreError>;
+    /// Remembers the config's usernames, so one taken out is noticed at the next start.
+    async fn remember_users(&self, names: &[String], now: i64) -> Result<(), StoreError>;
+    /// Disables (`Some(now)`) or re-enables (`None`) agent `name`; false if there is none.
+    async fn set_agent_disabled(&self, name: &str, at: Option<i64>) -> Result<bool, StoreError>;
+    /// Deletes agent `name`; false if there was none.
+    async fn delete_agent(&self, name: &str) -> Result<bool, StoreError>;
+    /// The token with this `jti` (operators name tokens by the `jti` the audit log shows).
+    async fn find_token_by_jti(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError>;
 
     /// Records a single-use identifier until `expires_at`; false if it was already used.
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;

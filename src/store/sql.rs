@@ -194,6 +194,41 @@ pub(super) const PG_REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash = ANY (ARRAY(SELECT h FROM subtree)) \
        AND revoked_at IS NULL";
 
+/// Revokes the live tokens of a [`crate::store::Party`] (`$1` its key) and, through
+/// `parent_hash`, everything derived from them; `pg` picks PostgreSQL's statistics-proof shape
+/// (see [`PG_REVOKE_SUBTREE`]).
+pub(super) fn revoke_party(party: &crate::store::Party, pg: bool) -> &'static str {
+    use crate::store::Party;
+    use std::sync::OnceLock;
+    static SQL: [OnceLock<String>; 6] = [const { OnceLock::new() }; 6];
+    let (i, seed) = match party {
+        Party::Client(_) => (0, "client_id = $1"),
+        Party::User(_) => (1, "sub = $1"),
+        Party::Agent(_) => (2, "(sub = $1 OR actor = $1)"),
+    };
+    let i = if pg { i + 3 } else { i };
+    SQL.get(i).map_or("", |cell| {
+        cell.get_or_init(|| {
+            let seed = format!("SELECT token_hash FROM tokens WHERE {seed} AND revoked_at IS NULL");
+            if pg {
+                format!(
+                    "WITH RECURSIVE subtree(h) AS ({seed} \
+                       UNION SELECT c.token_hash FROM subtree s CROSS JOIN LATERAL \
+                         (SELECT t.token_hash FROM tokens t WHERE t.parent_hash = s.h OFFSET 0) c) \
+                     UPDATE tokens SET revoked_at = $2 WHERE token_hash = ANY (ARRAY(SELECT h FROM subtree)) \
+                       AND revoked_at IS NULL"
+                )
+            } else {
+                format!(
+                    "WITH RECURSIVE subtree(h) AS ({seed} \
+                       UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
+                     UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) AND revoked_at IS NULL"
+                )
+            }
+        })
+    })
+}
+
 /// Splits `rows` into slices of at most 256, so no statement nears SQLite's bound-parameter
 /// limit. A batch is written with one statement per kind of row; each size is a distinct
 /// statement, which the writer's connection keeps prepared (its cache holds every size).
@@ -275,7 +310,9 @@ pub(super) fn parents_until_revocation(items: &[crate::store::BatchItem]) -> Vec
     let mut out: Vec<&[u8]> = Vec::new();
     for item in items {
         match &item.op {
-            WriteOp::Revoke { .. } | WriteOp::RevokeSession { .. } => break,
+            WriteOp::Revoke { .. } | WriteOp::RevokeSession { .. } | WriteOp::RevokeParty(_) => {
+                break;
+            }
             WriteOp::IssueTokens(tokens) => {
                 out.extend(tokens.iter().filter_map(|t| t.parent_hash.as_deref()));
             }
@@ -484,7 +521,9 @@ macro_rules! sql_store {
             }
 
             async fn load_agents(&self) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
-                Ok(sqlx::query_as::<_, (String, String)>("SELECT name, data FROM agents ORDER BY name")
+                Ok(sqlx::query_as::<_, (String, String)>(
+                    "SELECT name, data FROM agents WHERE disabled_at IS NULL ORDER BY name",
+                )
                     .fetch_all(&self.pool)
                     .await?)
             }
@@ -494,8 +533,94 @@ macro_rules! sql_store {
                 nonce: &str,
                 agent: Option<&str>,
                 expires_at: i64,
+                now: i64,
             ) -> Result<(), $crate::store::StoreError> {
-                self.write_nonce(nonce, agent, expires_at).await
+                self.write_nonce(nonce, agent, expires_at, now).await
+            }
+
+            async fn config_names(
+                &self,
+                kind: $crate::store::Named,
+            ) -> Result<Vec<String>, $crate::store::StoreError> {
+                use $crate::store::Named;
+                let select = match kind {
+                    Named::Clients => "SELECT client_id FROM clients WHERE source = 'config'",
+                    Named::Agents => "SELECT name FROM agents WHERE source = 'config'",
+                    Named::Users => "SELECT username FROM known_users",
+                };
+                let rows: Vec<(String,)> = sqlx::query_as(select).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(|(n,)| n).collect())
+            }
+
+            async fn forget_name(
+                &self,
+                kind: $crate::store::Named,
+                name: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::Named;
+                let delete = match kind {
+                    Named::Clients => "DELETE FROM clients WHERE client_id = $1",
+                    Named::Agents => "DELETE FROM agents WHERE name = $1",
+                    Named::Users => "DELETE FROM known_users WHERE username = $1",
+                };
+                sqlx::query(delete).bind(name).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn remember_users(
+                &self,
+                names: &[String],
+                now: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for name in names {
+                    sqlx::query(
+                        "INSERT INTO known_users (username, created_at) VALUES ($1, $2) \
+                         ON CONFLICT (username) DO NOTHING",
+                    )
+                    .bind(name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_agent_disabled(
+                &self,
+                name: &str,
+                at: Option<i64>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                Ok(sqlx::query("UPDATE agents SET disabled_at = $1 WHERE name = $2")
+                    .bind(at)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn delete_agent(&self, name: &str) -> Result<bool, $crate::store::StoreError> {
+                Ok(sqlx::query("DELETE FROM agents WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn find_token_by_jti(
+                &self,
+                jti: &str,
+            ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM tokens WHERE jti = $1",
+                    $crate::store::sql::TOKEN_COLUMNS
+                );
+                let row: Option<$crate::store::sql::TokenRow> =
+                    sqlx::query_as(&sql).bind(jti).fetch_optional(&self.pool).await?;
+                row.map(TryInto::try_into).transpose()
             }
 
             async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, $crate::store::StoreError> {
@@ -616,10 +741,16 @@ macro_rules! sqlx_writer {
                 nonce: &str,
                 agent: Option<&str>,
                 expires_at: i64,
+                now: i64,
             ) -> Result<(), $crate::store::StoreError> {
                 // On the writer's connection, like the batches: a pooled connection would add a
                 // liveness ping each way (see conns.rs).
                 let mut lease = self.write_conn.get().await?;
+                let r = sqlx::query($crate::store::sql::FORGET_NONCES)
+                    .bind(now)
+                    .execute(lease.conn()?)
+                    .await;
+                lease.check(r)?;
                 let r = sqlx::query($crate::store::sql::CREATE_NONCE)
                     .bind(nonce)
                     .bind(agent)
@@ -734,6 +865,17 @@ macro_rules! sqlx_writer {
                             pending.clear();
                             let r = sqlx::query($revoke_session)
                                 .bind(sid)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            Outcome::Revoked(r.rows_affected())
+                        }
+                        WriteOp::RevokeParty(party) => {
+                            live_parents = None;
+                            Self::insert_tokens(&mut tx, &pending).await?;
+                            pending.clear();
+                            let r = sqlx::query($crate::store::sql::revoke_party(party, true))
+                                .bind(party.key())
                                 .bind(now)
                                 .execute(&mut *tx)
                                 .await?;
@@ -857,7 +999,7 @@ macro_rules! sqlx_writer {
             ) {
                 q.push(
                     "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
-                     parent_hash, act, may_act) ",
+                     parent_hash, act, may_act, actor) ",
                 );
                 q.push_values(rows, |mut b, t| {
                     b.push_bind(&t.token_hash)
@@ -872,7 +1014,8 @@ macro_rules! sqlx_writer {
                         .push_bind(&t.sid)
                         .push_bind(&t.parent_hash)
                         .push_bind(t.act.as_ref().map(|a| a.to_json()))
-                        .push_bind(t.may_act.as_ref().map(|m| m.to_json()));
+                        .push_bind(t.may_act.as_ref().map(|m| m.to_json()))
+                        .push_bind(t.act.as_ref().map(|a| a.sub.clone()));
                 });
             }
 

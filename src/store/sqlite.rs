@@ -86,10 +86,11 @@ impl SqliteStore {
         nonce: &str,
         agent: Option<&str>,
         expires_at: i64,
+        now: i64,
     ) -> Result<(), StoreError> {
         let (nonce, agent) = (nonce.to_string(), agent.map(str::to_string));
         self.writer
-            .run(move |c| sqlite_writer::create_nonce(c, &nonce, agent.as_deref(), expires_at))
+            .run(move |c| sqlite_writer::create_nonce(c, &nonce, agent.as_deref(), expires_at, now))
             .await
     }
 

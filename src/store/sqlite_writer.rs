@@ -208,9 +208,14 @@ pub fn create_nonce(
     nonce: &str,
     agent: Option<&str>,
     expires_at: i64,
+    now: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(sql::CREATE_NONCE)?
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(sql::FORGET_NONCES)?
+        .execute(params![now])?;
+    tx.prepare_cached(sql::CREATE_NONCE)?
         .execute(params![nonce, agent, expires_at])?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -253,7 +258,8 @@ pub fn commit_batch(
             tx.prepare_cached("SELECT 1 FROM tokens WHERE token_hash = ?1 AND revoked_at IS NULL")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
-             parent_hash, act, may_act) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             parent_hash, act, may_act, actor) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         for item in items {
             let outcome = match &item.op {
@@ -284,6 +290,7 @@ pub fn commit_batch(
                                 t.parent_hash,
                                 t.act.as_ref().map(|a| a.to_json()),
                                 t.may_act.as_ref().map(|m| m.to_json()),
+                                t.act.as_ref().map(|a| a.sub.as_str()),
                             ])?;
                         }
                         Outcome::Done
@@ -296,6 +303,10 @@ pub fn commit_batch(
                 WriteOp::RevokeSession { sid } => Outcome::Revoked(
                     tx.prepare_cached(sql::REVOKE_SESSION)?
                         .execute(params![sid, now])? as u64,
+                ),
+                WriteOp::RevokeParty(party) => Outcome::Revoked(
+                    tx.prepare_cached(sql::revoke_party(party, false))?
+                        .execute(params![party.key(), now])? as u64,
                 ),
                 WriteOp::Touch { jti, by } => {
                     touches.insert((by.as_str(), jti.as_str()));

@@ -51,6 +51,8 @@ pub struct AgentRecord {
     /// `config`, `cli` or `ek`.
     pub source: String,
     pub ek_hash: Option<String>,
+    /// Set when an operator disabled the agent: it gets nothing until enabled again.
+    pub disabled_at: Option<i64>,
 }
 
 #[async_trait]
@@ -137,16 +139,17 @@ macro_rules! tpm_sql_store {
                 &self,
                 name: &str,
             ) -> Result<Option<$crate::store::tpm::AgentRecord>, $crate::store::StoreError> {
-                Ok(sqlx::query_as::<_, (String, String, Option<String>)>(
-                    "SELECT data, source, ek_hash FROM agents WHERE name = $1",
+                Ok(sqlx::query_as::<_, (String, String, Option<String>, Option<i64>)>(
+                    "SELECT data, source, ek_hash, disabled_at FROM agents WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?
-                .map(|(data, source, ek_hash)| $crate::store::tpm::AgentRecord {
+                .map(|(data, source, ek_hash, disabled_at)| $crate::store::tpm::AgentRecord {
                     data,
                     source,
                     ek_hash,
+                    disabled_at,
                 }))
             }
 

@@ -515,3 +515,169 @@ async fn approving_with_the_prefilled_lifetime_works_a_second_later() {
     assert_eq!(s, 200, "{v}");
     app.stop().await;
 }
+
+const ASK_ALICE: &str = r#"
+@id("ask-the-human")
+@approval("required")
+permit (principal, action == Mandate::Action::"delegate", resource);
+"#;
+
+const FORBID_ALL: &str = r#"
+@id("no-more-delegation")
+forbid (principal, action == Mandate::Action::"delegate", resource);
+"#;
+
+/// Approves the pending request `request` of the signed-in browser's approvals page.
+async fn approve(b: &mut Browser<'_>, request: &str) {
+    let page = b.get("/approvals").await;
+    let form = parse_form(&page.body);
+    let csrf = form
+        .hidden
+        .iter()
+        .find(|(k, _)| k == "csrf_token")
+        .unwrap()
+        .1
+        .clone();
+    let done = b
+        .post(
+            "/approvals",
+            &[
+                ("csrf_token".into(), csrf),
+                ("request".into(), request.into()),
+                ("scope".into(), "orders:read".into()),
+                ("lifetime_minutes".into(), "2".into()),
+                ("decision".into(), "approve".into()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+}
+
+/// Review item 6. SPEC "Invariants": every decision taken earlier is taken again when the
+/// token is finally issued. A request approved before its agent token was revoked, or before
+/// the policy changed to forbid it, gets `access_denied` (CIBA Core §11) when polled, and the
+/// refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ciba_an_approved_request_is_checked_again_when_the_token_is_issued() {
+    for backend in backends() {
+        let agent = TestAgent::new("build-bot");
+        let db = test_db(backend).await;
+        let policy = db.dir.path().join("policy.cedar");
+        std::fs::write(&policy, ASK_ALICE).unwrap();
+        let extra = format!(
+            "[[clients]]\nclient_id = \"agent-host\"\nclient_secret = \"host-secret\"\n\
+             grant_types = [\"{TE}\", \"{CIBA}\"]\n{}\n[policy]\nfiles = [\"{}\"]\n\
+             [ciba]\ninterval = \"1s\"\n",
+            agent.toml(),
+            policy.display()
+        );
+        let app = spawn_on(db, &extra).await;
+        let alice = alice_token(&app, "orders:read").await;
+        let actor = agent.attest(&app).await;
+        let ask = |actor: String| {
+            let (app, alice) = (&app, alice.clone());
+            async move {
+                let (s, v) = bc_authorize(app, &alice, &actor, &[("scope", "orders:read")]).await;
+                assert_eq!(s, 200, "{v}");
+                v["auth_req_id"].as_str().unwrap().to_string()
+            }
+        };
+        let first = ask(actor.clone()).await;
+        let second = ask(agent.attest(&app).await).await;
+        let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
+        let requests: Vec<String> = page
+            .body
+            .match_indices("name=\"request\" value=\"")
+            .map(|(i, m)| {
+                let rest = &page.body[i + m.len()..];
+                rest[..rest.find('"').unwrap()].to_string()
+            })
+            .collect();
+        assert_eq!(requests.len(), 2, "{}", page.body);
+        for r in &requests {
+            approve(&mut b, r).await;
+        }
+
+        // The first request's agent token is revoked by the operator after the approval.
+        let jti = {
+            use base64::Engine;
+            let part = actor.split('.').nth(1).unwrap();
+            let claims: Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .unwrap(),
+            )
+            .unwrap();
+            claims["jti"].as_str().unwrap().to_string()
+        };
+        let config = app.config_path.to_str().unwrap().to_string();
+        let out = mandate_cli(&["--config", &config, "tokens", "revoke", &jti], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (s, v) = poll(&app, &first).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("access_denied")),
+            "{backend:?}: {v}"
+        );
+
+        // The policy changes to forbid delegation after the second approval.
+        std::fs::write(&policy, FORBID_ALL).unwrap();
+        let mut reloaded = false;
+        for _ in 0..40 {
+            if app
+                .audit_entries()
+                .await
+                .iter()
+                .any(|e| e.kind == "policy.reloaded")
+            {
+                reloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(reloaded, "the policy change was picked up");
+        let (s, v) = poll(&app, &second).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("access_denied")),
+            "{backend:?}: {v}"
+        );
+        assert!(
+            v["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("no-more-delegation"),
+            "{v}"
+        );
+        let refusals = app
+            .audit_entries()
+            .await
+            .iter()
+            .filter(|e| e.kind == "ciba.refused_at_issuance")
+            .count();
+        assert_eq!(refusals, 2, "{backend:?}");
+        app.stop().await;
+    }
+}
+
+/// Review item 9: a human's pending requests are capped (CIBA Core §7.1 says nothing of it; the
+/// SPEC's "nothing stored unbounded" does): past the cap an agent gets `slow_down` (429) and
+/// nothing is stored, until requests are decided or expire.
+#[tokio::test]
+async fn ciba_pending_requests_per_human_are_capped() {
+    let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"").await;
+    let alice = alice_token(&app, "orders:read payments:write").await;
+    let actor = agent.attest(&app).await;
+    let cap = mandate::oauth::grant::ciba::MAX_PENDING_PER_USER;
+    for i in 0..cap {
+        let (s, v) = bc_authorize(&app, &alice, &actor, &[]).await;
+        assert_eq!(s, 200, "request {i}: {v}");
+    }
+    let (s, v) = bc_authorize(&app, &alice, &actor, &[]).await;
+    assert_eq!((s, v["error"].as_str()), (429, Some("slow_down")), "{v}");
+    app.stop().await;
+}

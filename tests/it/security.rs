@@ -612,3 +612,304 @@ async fn rfc7523_s3_private_key_jwt_does_not_tell_unknown_clients_from_keyless_o
         app.stop().await;
     }
 }
+
+fn jti_of(jwt: &str) -> String {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_string()
+}
+
+async fn cc_as(app: &TestApp, client: (&str, &str)) -> (u16, Value) {
+    let resp = app
+        .post_form(
+            "/token",
+            Some(client),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// Review item 4. SPEC "Invariants": the config is who exists. A client, agent or human taken
+/// out of it gets nothing at the next start, and its live tokens and the delegations derived
+/// from them are revoked (audited); others are untouched.
+#[tokio::test]
+async fn a_client_agent_or_user_removed_from_the_config_is_cut_off_at_the_next_start() {
+    for backend in backends() {
+        let a = TestAgent::new("build-bot");
+        let gone = TestAgent::new("gone-bot");
+        let base = format!("{}{}", agent_host(&a), "");
+        let before = format!(
+            "{base}{}\n[[clients]]\nclient_id = \"temp-client\"\nclient_secret = \"temp-secret\"\n\
+             grant_types = [\"client_credentials\"]\n\n[[users]]\nusername = \"carol\"\n\
+             password = \"carol-password\"\nscopes = [\"orders:read\"]\n",
+            gone.toml()
+        );
+        let app = spawn_on(test_db(backend).await, &before).await;
+        let (status, v) = cc_as(&app, ("temp-client", "temp-secret")).await;
+        assert_eq!(status, 200, "{v}");
+        let temp_token = s(&v, "access_token");
+        let carol = sign_in(&app, "carol", "carol-password", "cli", "orders:read").await;
+        let alice = crate::flows::alice_token(&app, "orders:read").await;
+        let (status, v) = exchange(&app, &alice, &gone.attest(&app).await, &[]).await;
+        assert_eq!(status, 200, "{v}");
+        let gone_delegation = s(&v, "access_token");
+        let (status, v) = exchange(&app, &alice, &a.attest(&app).await, &[]).await;
+        assert_eq!(status, 200, "{v}");
+        let kept_delegation = s(&v, "access_token");
+        let db = app.stop().await;
+
+        let app = spawn_on(db, &base).await;
+        assert_eq!(
+            cc_as(&app, ("temp-client", "temp-secret")).await.0,
+            401,
+            "{backend:?}"
+        );
+        for (what, t) in [
+            ("the removed client's token", temp_token),
+            ("the removed human's token", s(&carol, "access_token")),
+            ("the removed agent's delegation", gone_delegation),
+        ] {
+            assert_eq!(
+                app.introspect(&t).await,
+                json!({"active": false}),
+                "{backend:?}: {what}"
+            );
+        }
+        let resp = app
+            .post_form(
+                "/token",
+                None,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "cli"),
+                    ("refresh_token", &s(&carol, "refresh_token")),
+                ],
+            )
+            .await;
+        assert_eq!(
+            resp.status(),
+            400,
+            "the removed human's refresh token refreshes nothing"
+        );
+        let nonce = gone.challenge(&app, false).await;
+        let proof = gone.proof(&app, &nonce, None);
+        let (status, _) = gone
+            .post_attest(
+                &app,
+                json!({"agent": "gone-bot", "nonce": nonce, "proof": proof}),
+            )
+            .await;
+        assert_eq!(
+            status, 400,
+            "{backend:?}: the removed agent does not attest"
+        );
+        assert_eq!(app.introspect(&alice).await["active"], true, "{backend:?}");
+        assert_eq!(
+            app.introspect(&kept_delegation).await["active"],
+            true,
+            "{backend:?}"
+        );
+        let kinds: Vec<String> = app
+            .audit_entries()
+            .await
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        for k in ["client.removed", "user.removed", "agent.removed"] {
+            assert_eq!(
+                kinds.iter().filter(|x| *x == k).count(),
+                1,
+                "{backend:?}: {k}"
+            );
+        }
+        // A second start removes nothing more.
+        let db = app.stop().await;
+        let app = spawn_on(db, &base).await;
+        let kinds: Vec<String> = app
+            .audit_entries()
+            .await
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds.iter().filter(|x| *x == "client.removed").count(), 1);
+        app.stop().await;
+    }
+}
+
+/// Review item 4: operators disable an agent (its agent tokens and every delegation it holds
+/// are revoked, it cannot attest until enabled again) and revoke a single agent token by its
+/// `jti`, which no client can revoke at `/revoke` (RFC 7009 §2.1: it was issued to no client).
+#[tokio::test]
+async fn operators_disable_an_agent_and_revoke_an_agent_token_from_the_cli() {
+    for backend in backends() {
+        let a = TestAgent::new("build-bot");
+        let app = spawn_app_with(backend, &agent_host(&a)).await;
+        let config = app.config_path.to_str().unwrap().to_string();
+        let cli = |args: &[&str]| {
+            let mut all = vec!["--config", config.as_str()];
+            all.extend_from_slice(args);
+            mandate_cli(&all, None)
+        };
+        let alice = crate::flows::alice_token(&app, "orders:read").await;
+        let agent_token = a.attest(&app).await;
+        let out = cli(&["tokens", "revoke", &jti_of(&agent_token)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (status, v) = exchange(&app, &alice, &agent_token, &[]).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{backend:?}: {v}"
+        );
+
+        let fresh = a.attest(&app).await;
+        let (status, v) = exchange(&app, &alice, &fresh, &[]).await;
+        assert_eq!(status, 200, "{v}");
+        let delegation = s(&v, "access_token");
+        let out = cli(&["agents", "disable", "build-bot"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            app.introspect(&delegation).await,
+            json!({"active": false}),
+            "{backend:?}"
+        );
+        let (status, _) = exchange(&app, &alice, &fresh, &[]).await;
+        assert_eq!(status, 400, "its agent token is revoked too");
+        let nonce = a.challenge(&app, false).await;
+        let proof = a.proof(&app, &nonce, None);
+        let (status, _) = a
+            .post_attest(
+                &app,
+                json!({"agent": "build-bot", "nonce": nonce, "proof": proof}),
+            )
+            .await;
+        assert_eq!(status, 400, "{backend:?}: a disabled agent does not attest");
+        assert_eq!(
+            app.introspect(&alice).await["active"],
+            true,
+            "the human's own token stays"
+        );
+
+        let out = cli(&["agents", "enable", "build-bot"]);
+        assert!(out.status.success());
+        let again = a.attest(&app).await;
+        assert_eq!(
+            exchange(&app, &alice, &again, &[]).await.0,
+            200,
+            "{backend:?}"
+        );
+        assert_eq!(cli(&["agents", "disable", "nobody"]).status.code(), Some(1));
+        let kinds: Vec<String> = app
+            .audit_entries()
+            .await
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert!(
+            kinds.iter().any(|k| k == "agent.disabled")
+                && kinds.iter().any(|k| k == "agent.enabled")
+        );
+        app.stop().await;
+    }
+}
+
+async fn count_rows(db: &TestDb, table: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM {table}");
+    match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let n: (i64,) = sqlx::query_as(&sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n.0
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let n: (i64,) = sqlx::query_as(&sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n.0
+        }
+    }
+}
+
+/// Review item 9. SPEC "Invariants": nothing an unauthenticated caller sends is stored
+/// unbounded. A 60 KB or unknown agent name at `/attest/challenge` or `/attest` writes no nonce
+/// and no audit entry; expired nonces are deleted as new ones are made.
+#[tokio::test]
+async fn unauthenticated_attestation_requests_store_nothing_the_caller_chose() {
+    for backend in backends() {
+        let a = TestAgent::new("build-bot");
+        let app = spawn_app_with(backend, &agent_host(&a)).await;
+        let post = |path: &'static str, body: Value| {
+            let app = &app;
+            async move {
+                let resp = app
+                    .http
+                    .post(format!("{}{path}", app.url))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let (nonces, audit) = (
+            count_rows(&app.db, "attest_nonces").await,
+            app.audit_len().await,
+        );
+        let huge = "x".repeat(60_000);
+        for name in [huge.as_str(), "a\u{0}b", "two words", "nobody-enrolled"] {
+            let (status, v) = post("/attest/challenge", json!({"agent": name})).await;
+            if name == "nobody-enrolled" {
+                assert_eq!(status, 200, "an unknown name is not told apart: {v}");
+                assert!(v["nonce"].is_string());
+            } else {
+                assert_eq!(
+                    (status, v["error"].as_str()),
+                    (400, Some("invalid_request")),
+                    "{v}"
+                );
+            }
+            let (status, v) = post(
+                "/attest",
+                json!({"agent": name, "nonce": "AAAA", "proof": "x.y.z"}),
+            )
+            .await;
+            assert_eq!(status, 400, "{backend:?}: {v}");
+        }
+        assert_eq!(
+            count_rows(&app.db, "attest_nonces").await,
+            nonces,
+            "{backend:?}: no nonce stored"
+        );
+        assert_eq!(app.audit_len().await, audit, "{backend:?}: no audit entry");
+
+        // Expired nonces go as new ones come.
+        exec_sql(
+            &app.db,
+            "INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ('stale', NULL, 5)",
+        )
+        .await;
+        a.challenge(&app, true).await;
+        let left = count_rows(&app.db, "attest_nonces").await;
+        assert_eq!(
+            left,
+            nonces + 1,
+            "{backend:?}: the expired nonce is gone, the new one kept"
+        );
+        app.stop().await;
+    }
+}

@@ -270,7 +270,16 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(indexes, ["tokens_parent", "tokens_sid", "tokens_sub"]);
+    assert_eq!(
+        indexes,
+        [
+            "tokens_actor",
+            "tokens_client",
+            "tokens_parent",
+            "tokens_sid",
+            "tokens_sub"
+        ]
+    );
     pool.close().await;
 }
 

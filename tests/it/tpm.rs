@@ -53,7 +53,7 @@ async fn plant_nonce(app: &TestApp, dir: &str, which: &str, agent: Option<&str>)
     let nonce = URL_SAFE_NO_PAD.encode(hex::decode(hex_nonce.trim()).unwrap());
     let store = mandate::store::open(&app.db.url, 2).await.unwrap();
     store
-        .create_nonce(&nonce, agent, now() + 300)
+        .create_nonce(&nonce, agent, now() + 300, now())
         .await
         .unwrap();
     store.close().await;

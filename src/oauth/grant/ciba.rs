@@ -19,9 +19,9 @@ use crate::oauth::params::Params;
 use crate::oauth::request::{CIBA, ExchangeRequest};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::{Issued, actor_chain};
-use crate::policy::{Decision, Outcome, PolicyRef};
-use crate::store::WriteOp;
+use crate::policy::Outcome;
 use crate::store::ciba::{CibaRecord, CibaStatus, Poll};
+use crate::store::{TokenKind, WriteOp};
 
 /// Longest `binding_message` shown to the human (CIBA Core §7.1: short, displayable).
 const BINDING_MESSAGE_MAX: usize = 200;
@@ -29,6 +29,9 @@ const BINDING_MESSAGE_MAX: usize = 200;
 const EXPIRY_MIN: i64 = 30;
 /// CIBA Core §11: after `slow_down` the interval grows by at least five seconds.
 const SLOW_DOWN_STEP: i64 = 5;
+/// Requests one human may have waiting at once: an agent cannot flood a human's approvals
+/// page (or the database) with requests nobody will read.
+pub const MAX_PENDING_PER_USER: i64 = 20;
 
 /// The CIBA Core §7.3 response.
 pub struct BcResponse {
@@ -105,8 +108,19 @@ pub async fn bc_authorize(
         approved_scope: None,
         approved_exp: None,
         decided_at: None,
+        actor_hash: Some(plan.actor_hash.clone()),
     };
-    ctx.store.create_ciba(&record).await?;
+    if !ctx.store.create_ciba(&record, MAX_PENDING_PER_USER).await? {
+        return Err(OAuthError::new(
+            ErrorCode::SlowDown,
+            format!(
+                "{} already has {MAX_PENDING_PER_USER} requests waiting for a decision; \
+                 wait for those to be decided or to expire",
+                record.username
+            ),
+        )
+        .with_status(429));
+    }
     let mut ev = AuditEvent::new("ciba.requested");
     ev.subject = Some(record.username.clone());
     ev.actors = actor_chain(Some(&plan.child.act));
@@ -189,52 +203,94 @@ async fn issue_approved(ctx: &Ctx, id_hash: &[u8]) -> Result<Issued, OAuthError>
             "the token of this request was already issued",
         ));
     };
+    let plan = recheck(ctx, &r).await?;
+    let scope = plan.child.scope.clone();
+    token_exchange::issue(ctx, &plan, &scope, r.approved_exp.unwrap_or(r.token_exp)).await
+}
+
+/// SPEC "Invariants": every decision taken when the request was made is taken again when the
+/// approved token is finally issued — minutes later, after the policy, the agent's enrollment
+/// or the tokens may have changed. The subject token must still be a live access token of a
+/// human who still exists, the actor token unrevoked, the agent still enrolled (not disabled
+/// or removed), and the policy must still permit the grant as approved. A refusal is audited
+/// (`ciba.refused_at_issuance`) and answers `access_denied`.
+async fn recheck(ctx: &Ctx, r: &CibaRecord) -> Result<Plan, OAuthError> {
     let now = ctx.clock.now();
+    let refuse = |why: String| async move {
+        let mut ev = AuditEvent::new("ciba.refused_at_issuance");
+        ev.subject = Some(r.username.clone());
+        ev.client_id = Some(r.client_id.clone());
+        ev.detail = serde_json::json!({ "request": r.public_id, "reason": why });
+        if let Err(e) = ctx.writer.write(WriteOp::None, vec![ev]).await {
+            return OAuthError::from(e);
+        }
+        OAuthError::new(
+            ErrorCode::AccessDenied,
+            format!("the approved request can no longer be granted: {why}"),
+        )
+        .with_status(400)
+    };
+    let corrupt =
+        |what: &str| OAuthError::internal(format!("CIBA request {}: {what}", r.public_id));
     let subject = ctx
         .store
         .find_token(&r.parent_hash)
         .await?
-        .filter(|t| t.revoked_at.is_none() && t.exp > now)
-        .ok_or_else(|| {
-            ciba_error(
-                ErrorCode::InvalidGrant,
-                "the subject token was revoked or expired before the approval",
-            )
-        })?;
-    let approved_scope = r.approved_scope.as_deref().unwrap_or(&r.scope);
-    let scope = ScopeSet::parse(approved_scope).unwrap_or_default();
-    let ids: Vec<String> = serde_json::from_str(&r.policies).unwrap_or_default();
-    let plan = Plan {
+        .filter(|t| t.is_live(TokenKind::Access, now));
+    let Some(subject) = subject else {
+        return Err(refuse("the subject token was revoked or expired".into()).await);
+    };
+    if ctx.users.get(&subject.sub).is_none() {
+        return Err(refuse(format!("{} is no longer a user", subject.sub)).await);
+    }
+    if let Some(h) = &r.actor_hash {
+        let actor = ctx.store.find_token(h).await?;
+        if actor.is_none_or(|a| a.revoked_at.is_some()) {
+            return Err(refuse("the agent token it was asked with was revoked".into()).await);
+        }
+    }
+    let name = r.agent.strip_prefix("agent:").unwrap_or(&r.agent);
+    if ctx.agents.fresh(ctx.store.as_ref(), name).await?.is_none() {
+        return Err(refuse(format!("{} is no longer an enrolled agent", r.agent)).await);
+    }
+    let approved = r.approved_scope.as_deref().unwrap_or(&r.scope);
+    let child = Child {
+        scope: ScopeSet::parse(approved).map_err(|_| corrupt("approved scope"))?,
+        aud: r
+            .aud
+            .split(' ')
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        exp: r.approved_exp.unwrap_or(r.token_exp).min(r.token_exp),
+        act: Actor::parse(&r.act).map_err(|_| corrupt("act"))?,
+        depth: u32::try_from(r.depth).map_err(|_| corrupt("depth"))?,
+    };
+    let decision = token_exchange::decide(
+        ctx,
+        name,
+        &r.attestation,
+        &subject.sub,
+        &child,
+        &r.client_id,
+        now,
+    );
+    if let Outcome::Deny { .. } = decision.outcome {
+        return Err(refuse(format!("policy now refuses it: {}", decision.refusal())).await);
+    }
+    // `@max_ttl` as the policy now says.
+    let exp = decision
+        .max_ttl
+        .map_or(child.exp, |t| child.exp.min(now + t));
+    Ok(Plan {
         subject,
         actor_jti: String::new(),
+        actor_hash: r.actor_hash.clone().unwrap_or_default(),
         agent: r.agent.clone(),
         attestation: r.attestation.clone(),
-        child: Child {
-            scope: ScopeSet::parse(&r.scope).unwrap_or_default(),
-            aud: r
-                .aud
-                .split(' ')
-                .filter(|a| !a.is_empty())
-                .map(str::to_string)
-                .collect(),
-            exp: r.token_exp,
-            act: Actor::parse(&r.act).map_err(OAuthError::internal)?,
-            depth: u32::try_from(r.depth).unwrap_or(u32::MAX),
-        },
-        exp: r.token_exp,
-        decision: Decision {
-            outcome: Outcome::Permit,
-            determining: ids
-                .into_iter()
-                .map(|id| PolicyRef {
-                    id,
-                    file: String::new(),
-                })
-                .collect(),
-            max_ttl: None,
-            version: ctx.policies.version(),
-        },
+        child,
+        exp,
+        decision,
         client_id: r.client_id.clone(),
-    };
-    token_exchange::issue(ctx, &plan, &scope, r.approved_exp.unwrap_or(r.token_exp)).await
+    })
 }

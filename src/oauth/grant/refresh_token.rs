@@ -52,6 +52,13 @@ pub async fn grant(
     if found.consumed_at.is_some() {
         return Err(reused(ctx, &found).await);
     }
+    // SPEC "Invariants": a human taken out of the config gets nothing new (their tokens were
+    // revoked at start; this holds even for a replica that has not restarted yet).
+    if ctx.users.get(&found.sub).is_none() {
+        return Err(bad_grant(
+            "the human this refresh token was issued for is no longer a user of this server",
+        ));
+    }
     check_live(&found, ctx.clock.now())?;
     let granted = ScopeSet::parse(&found.scope).unwrap_or_default();
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one.

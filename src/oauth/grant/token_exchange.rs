@@ -31,6 +31,8 @@ fn invalid_grant(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
 pub struct Plan {
     pub subject: TokenRecord,
     pub actor_jti: String,
+    /// The agent token's hash, so an approved request checks it again at issuance.
+    pub actor_hash: Vec<u8>,
     pub agent: String,
     pub attestation: String,
     pub child: Child,
@@ -172,26 +174,15 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
         &limits,
     )?;
     let attestation = agent_attestation(actor_token);
-    let decision = ctx.policies.delegate(&DelegateRequest {
-        agent: agent.name.clone(),
-        attestation: attestation.clone(),
-        user: subject.sub.clone(),
-        user_scopes: ctx
-            .users
-            .get(&subject.sub)
-            .map(|u| u.scopes.clone())
-            .unwrap_or_default(),
-        scopes: child.scope.iter().map(str::to_string).collect(),
-        audiences: child.aud.clone(),
-        depth: i64::from(child.depth),
-        client: client.client_id.clone(),
-        actors: actor_chain(parent.act.as_ref())
-            .iter()
-            .map(|a| a.strip_prefix("agent:").unwrap_or(a).to_string())
-            .collect(),
-        ttl: child.exp - now,
-        time: now,
-    });
+    let decision = decide(
+        ctx,
+        &agent.name,
+        &attestation,
+        &subject.sub,
+        &child,
+        &client.client_id,
+        now,
+    );
     if let Outcome::Deny { scopes_only } = decision.outcome {
         let description = format!(
             "{} may not act for {} with this request: {}",
@@ -223,12 +214,48 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
     Ok(Plan {
         subject,
         actor_jti: actor.jti,
+        actor_hash: actor.token_hash,
         agent: agent.subject(),
         attestation,
         child,
         exp,
         decision,
         client_id: client.client_id.clone(),
+    })
+}
+
+/// What policy says of `child`, which `agent` (attested as `attestation`) would hold for `user`
+/// through `client_id` (SPEC "Policy"). Asked when an exchange is planned, and again when an
+/// approved CIBA request is finally issued: a decision taken earlier is taken again.
+pub fn decide(
+    ctx: &Ctx,
+    agent: &str,
+    attestation: &str,
+    user: &str,
+    child: &Child,
+    client_id: &str,
+    now: i64,
+) -> Decision {
+    ctx.policies.delegate(&DelegateRequest {
+        agent: agent.to_string(),
+        attestation: attestation.to_string(),
+        user: user.to_string(),
+        user_scopes: ctx
+            .users
+            .get(user)
+            .map(|u| u.scopes.clone())
+            .unwrap_or_default(),
+        scopes: child.scope.iter().map(str::to_string).collect(),
+        audiences: child.aud.clone(),
+        depth: i64::from(child.depth),
+        client: client_id.to_string(),
+        // The agents already in the chain: everyone in `act` but the new actor.
+        actors: actor_chain(child.act.act.as_deref())
+            .iter()
+            .map(|a| a.strip_prefix("agent:").unwrap_or(a).to_string())
+            .collect(),
+        ttl: child.exp - now,
+        time: now,
     })
 }
 
