@@ -162,6 +162,7 @@ impl App {
         let policies = Arc::new(load_policies(&config)?);
         let version = policy_version(&policies);
         let kek = resolve_kek(&config)?;
+        let chain_key = kek.audit_chain_key().clone();
         let clients = Arc::new(bootstrap_clients(&config, &store, &clock).await?);
         let users = Arc::new(bootstrap_users(&config).await?);
         let agents = Arc::new(bootstrap_agents(&config, &store, &clock).await?);
@@ -177,7 +178,8 @@ impl App {
             )
             .await?,
         );
-        let (writer, writer_task) = Writer::start(store.clone(), clock.clone(), version);
+        let (writer, writer_task) = Writer::start(store.clone(), clock.clone(), version, chain_key);
+        audit::seal_plain_tail(store.as_ref(), &writer).await?;
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
         let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
         let auth = ClientAuthenticator::new(clients.clone(), store.clone(), clock.clone(), &issuer);

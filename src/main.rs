@@ -184,8 +184,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
+            // The chain is keyed by the KEK: only its holder can check (or forge) it.
+            let kek = resolve_kek(&config)?;
             let store = open_store(&config).await?;
-            let result = mandate::audit::verify_store(store.as_ref()).await?;
+            let result =
+                mandate::audit::verify_store(store.as_ref(), kek.audit_chain_key()).await?;
             store.close().await;
             match result {
                 Ok(n) => {
