@@ -15,6 +15,8 @@ use mandate::{App, open_store, resolve_kek};
 mod agent;
 #[path = "cli/agents.rs"]
 mod agents;
+#[path = "cli/audit.rs"]
+mod audit;
 #[path = "cli/policy.rs"]
 mod policy;
 #[path = "cli/sessions.rs"]
@@ -65,10 +67,10 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// The audit log.
+    /// The audit log: verify it, or sign a checkpoint of its head to keep elsewhere.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: audit::AuditCommand,
     },
 }
 
@@ -118,12 +120,6 @@ enum PolicyCommand {
     Check,
     /// Run a table of cases (TOML) against the configured policies.
     Test { cases: PathBuf },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Verify the hash chain; exits 1 and names the first bad entry if any.
-    Verify,
 }
 
 fn main() -> ExitCode {
@@ -181,26 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent { command } => agent::run(*command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
         Command::Policy { command } => policy::run(&config, command),
-        Command::Audit {
-            command: AuditCommand::Verify,
-        } => {
-            // The chain is keyed by the KEK: only its holder can check (or forge) it.
-            let kek = resolve_kek(&config)?;
-            let store = open_store(&config).await?;
-            let result =
-                mandate::audit::verify_store(store.as_ref(), kek.audit_chain_key()).await?;
-            store.close().await;
-            match result {
-                Ok(n) => {
-                    println!("audit log intact: {n} entries");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(b) => {
-                    println!("audit log BROKEN: {b}");
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
+        Command::Audit { command } => audit::run(config, command).await,
     }
 }
 

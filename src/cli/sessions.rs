@@ -7,8 +7,8 @@ use mandate::audit::AuditEvent;
 use mandate::clock::{Clock, SystemClock};
 use mandate::config::Config;
 use mandate::oauth::token::actor_chain;
+use mandate::open_store;
 use mandate::store::{BatchItem, Outcome, TokenRecord, WriteOp};
-use mandate::{open_store, resolve_kek};
 
 use super::SessionsCommand;
 
@@ -34,7 +34,7 @@ pub async fn run(config: Config, command: SessionsCommand) -> anyhow::Result<Exi
             };
             let version = mandate::load_policies(&config)?.version();
             // The revocation is audited, chained under the server's KEK like its entries.
-            let kek = resolve_kek(&config)?;
+            let kek = super::audit::existing_kek(&config)?;
             match store
                 .commit_batch(&[item], now, Some(&version), kek.audit_chain_key())
                 .await?
