@@ -162,7 +162,15 @@ impl App {
         let policies = Arc::new(load_policies(&config)?);
         let version = policy_version(&policies);
         let kek = resolve_kek(&config)?;
-        remove_gone(&config, store.as_ref(), clock.now(), version().as_deref()).await?;
+        let chain_key = kek.audit_chain_key().clone();
+        remove_gone(
+            &config,
+            store.as_ref(),
+            clock.now(),
+            version().as_deref(),
+            &chain_key,
+        )
+        .await?;
         let clients = Arc::new(bootstrap_clients(&config, &store, &clock).await?);
         let users = Arc::new(bootstrap_users(&config).await?);
         let agents = Arc::new(bootstrap_agents(&config, &store, &clock).await?);
@@ -178,7 +186,8 @@ impl App {
             )
             .await?,
         );
-        let (writer, writer_task) = Writer::start(store.clone(), clock.clone(), version);
+        let (writer, writer_task) = Writer::start(store.clone(), clock.clone(), version, chain_key);
+        audit::seal_plain_tail(store.as_ref(), &writer).await?;
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
         let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
         let secret_checks = Arc::new(oauth::secret_check::SecretChecks::default());
@@ -272,6 +281,7 @@ async fn remove_gone(
     store: &dyn store::Store,
     now: i64,
     version: Option<&str>,
+    key: &audit::ChainKey,
 ) -> Result<(), StartError> {
     use store::{Named, Party};
     let clients: Vec<String> = config.clients.iter().map(|c| c.client_id.clone()).collect();
@@ -288,7 +298,16 @@ async fn remove_gone(
             if declared.contains(&gone) {
                 continue;
             }
-            let n = cut_off(store, party(gone.clone()), event, "config", now, version).await?;
+            let n = cut_off(
+                store,
+                party(gone.clone()),
+                event,
+                "config",
+                now,
+                version,
+                key,
+            )
+            .await?;
             store.forget_name(kind, &gone).await?;
             tracing::warn!(name = %gone, revoked = n, "{event}: no longer in the config");
         }
@@ -306,6 +325,7 @@ pub async fn cut_off(
     via: &str,
     now: i64,
     version: Option<&str>,
+    key: &audit::ChainKey,
 ) -> Result<u64, store::StoreError> {
     let mut ev = audit::AuditEvent::new(kind);
     match &party {
@@ -318,7 +338,11 @@ pub async fn cut_off(
         audit: vec![ev],
     };
     Ok(
-        match store.commit_batch(&[item], now, version).await?.first() {
+        match store
+            .commit_batch(&[item], now, version, key)
+            .await?
+            .first()
+        {
             Some(store::Outcome::Revoked(n)) => *n,
             _ => 0,
         },

@@ -15,6 +15,8 @@ use mandate::{App, open_store, resolve_kek};
 mod agent;
 #[path = "cli/agents.rs"]
 mod agents;
+#[path = "cli/audit.rs"]
+mod audit;
 #[path = "cli/policy.rs"]
 mod policy;
 #[path = "cli/sessions.rs"]
@@ -70,10 +72,10 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// The audit log.
+    /// The audit log: verify it, or sign a checkpoint of its head to keep elsewhere.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: audit::AuditCommand,
     },
 }
 
@@ -144,12 +146,6 @@ enum PolicyCommand {
     Test { cases: PathBuf },
 }
 
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Verify the hash chain; exits 1 and names the first bad entry if any.
-    Verify,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -206,23 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent { command } => agent::run(*command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
         Command::Policy { command } => policy::run(&config, command),
-        Command::Audit {
-            command: AuditCommand::Verify,
-        } => {
-            let store = open_store(&config).await?;
-            let result = mandate::audit::verify_store(store.as_ref()).await?;
-            store.close().await;
-            match result {
-                Ok(n) => {
-                    println!("audit log intact: {n} entries");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(b) => {
-                    println!("audit log BROKEN: {b}");
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
+        Command::Audit { command } => audit::run(config, command).await,
     }
 }
 

@@ -46,6 +46,8 @@ async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> 
     let store = open_store(config).await?;
     let now = SystemClock.now();
     let version = mandate::load_policies(config)?.version();
+    // Audit entries are chained under the server's KEK (docs/audit.md).
+    let kek = super::audit::existing_kek(config)?;
     let found = match how {
         Cut::Disable => store.set_agent_disabled(name, Some(now)).await?,
         Cut::Enable => store.set_agent_disabled(name, None).await?,
@@ -69,11 +71,22 @@ async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> 
             op: mandate::store::WriteOp::None,
             audit: vec![ev],
         };
-        store.commit_batch(&[item], now, Some(&version)).await?;
+        store
+            .commit_batch(&[item], now, Some(&version), kek.audit_chain_key())
+            .await?;
         println!("{done} agent {name}");
     } else {
         let party = mandate::store::Party::Agent(name.to_string());
-        let n = mandate::cut_off(store.as_ref(), party, event, "cli", now, Some(&version)).await?;
+        let n = mandate::cut_off(
+            store.as_ref(),
+            party,
+            event,
+            "cli",
+            now,
+            Some(&version),
+            kek.audit_chain_key(),
+        )
+        .await?;
         println!("{done} agent {name}; revoked {n} tokens");
     }
     store.close().await;
@@ -106,8 +119,9 @@ pub async fn tokens(config: Config, command: super::TokensCommand) -> anyhow::Re
                 audit: vec![ev],
             };
             let version = mandate::load_policies(&config)?.version();
+            let kek = super::audit::existing_kek(&config)?;
             let n = match store
-                .commit_batch(&[item], now, Some(&version))
+                .commit_batch(&[item], now, Some(&version), kek.audit_chain_key())
                 .await?
                 .first()
             {

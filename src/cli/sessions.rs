@@ -33,8 +33,10 @@ pub async fn run(config: Config, command: SessionsCommand) -> anyhow::Result<Exi
                 audit: vec![ev],
             };
             let version = mandate::load_policies(&config)?.version();
+            // The revocation is audited, chained under the server's KEK like its entries.
+            let kek = super::audit::existing_kek(&config)?;
             match store
-                .commit_batch(&[item], now, Some(&version))
+                .commit_batch(&[item], now, Some(&version), kek.audit_chain_key())
                 .await?
                 .first()
             {

@@ -2,6 +2,7 @@
 //! and render.
 
 mod attest;
+mod audit;
 mod bc_authorize;
 mod discovery;
 mod error;
@@ -43,6 +44,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/attest/enroll", post(attest::enroll))
         .route("/attest/enroll/activate", post(attest::activate))
         .route("/bc-authorize", post(bc_authorize::bc_authorize))
+        .route("/audit/checkpoint", audit::route())
         .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

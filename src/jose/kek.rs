@@ -1,5 +1,6 @@
 //! The key-encryption key: signing keys are stored AES-256-GCM encrypted under it, with the key's
-//! `kid` as associated data so a ciphertext cannot be moved to another key's row.
+//! `kid` as associated data so a ciphertext cannot be moved to another key's row. The audit
+//! chain's MAC key is derived from it too ([`crate::audit::ChainKey`]).
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,17 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
+use crate::audit::ChainKey;
 use crate::crypto::random_bytes;
 
-pub struct Kek(LessSafeKey);
+/// The file beside the config that holds a development KEK when none is configured.
+pub const DEV_FILE: &str = "mandate.dev.kek";
+
+pub struct Kek {
+    aead: LessSafeKey,
+    /// Derived once here, so that the raw KEK bytes are not kept around for it.
+    chain: ChainKey,
+}
 
 impl std::fmt::Debug for Kek {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,10 +50,18 @@ pub enum KekError {
 impl Kek {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         match UnboundKey::new(&AES_256_GCM, bytes) {
-            Ok(k) => Self(LessSafeKey::new(k)),
+            Ok(k) => Self {
+                aead: LessSafeKey::new(k),
+                chain: ChainKey::derive(bytes),
+            },
             // A 32-byte key is always valid for AES-256-GCM.
             Err(_) => unreachable!("AES-256-GCM accepts 32-byte keys"),
         }
+    }
+
+    /// The key that chains audit entries, derived from this KEK under its own label.
+    pub fn audit_chain_key(&self) -> &ChainKey {
+        &self.chain
     }
 
     pub fn parse(b64: &str, origin: &str) -> Result<Self, KekError> {
@@ -77,7 +94,7 @@ impl Kek {
                 KekSource::File(f.to_path_buf()),
             ));
         }
-        let dev = dev_dir.join("mandate.dev.kek");
+        let dev = dev_dir.join(DEV_FILE);
         match std::fs::read_to_string(&dev) {
             Ok(text) => Ok((
                 Self::parse(&text, &dev.display().to_string())?,
@@ -97,7 +114,7 @@ impl Kek {
         let nonce = random_bytes::<NONCE_LEN>();
         let mut buf = plaintext.to_vec();
         if self
-            .0
+            .aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(kid.as_bytes()),
@@ -121,7 +138,7 @@ impl Kek {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| err())?;
         let mut buf = ct.to_vec();
         let plain = self
-            .0
+            .aead
             .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf)
             .map_err(|_| err())?;
         Ok(plain.to_vec())

@@ -62,6 +62,11 @@ impl KeyService {
         })
     }
 
+    /// The audit chain's key, derived from the KEK this service holds.
+    pub fn audit_chain_key(&self) -> &crate::audit::ChainKey {
+        self.kek.audit_chain_key()
+    }
+
     pub fn ring(&self) -> Arc<Keyring> {
         self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -127,6 +132,7 @@ async fn rotate_in_store(
                 }],
                 now,
                 policy_version().as_deref(),
+                kek.audit_chain_key(),
             )
             .await?;
         tracing::info!(kid = ?signing, "signing key rotated");

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::audit::{AuditEntry, AuditEvent};
+use crate::audit::{AuditEntry, AuditEvent, ChainKey};
 use crate::jose::{KeyRow, RotationMode};
 use crate::oauth::act::{Actor, MayAct};
 
@@ -261,13 +261,15 @@ pub trait Store: web::WebStore + ciba::CibaStore + tpm::TpmStore + Send + Sync +
     /// Records a single-use identifier until `expires_at`; false if it was already used.
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
 
-    /// Applies `items` and appends their audit events in one transaction.
+    /// Applies `items` and appends their audit events in one transaction, chained under
+    /// `key` (derived from the KEK, which the database never holds: see [`crate::audit`]).
     /// Entries are stamped with `policy_version`, the policy set in force.
     async fn commit_batch(
         &self,
         items: &[BatchItem],
         now: i64,
         policy_version: Option<&str>,
+        key: &ChainKey,
     ) -> Result<Vec<Outcome>, StoreError>;
 
     /// Entries with `seq > after`, in order, at most `limit`.

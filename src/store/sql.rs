@@ -138,6 +138,7 @@ pub(super) struct AuditRow {
     pub token_jti: Option<String>,
     pub detail: String,
     pub policy_version: Option<String>,
+    pub chain_version: i32,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
@@ -155,6 +156,7 @@ impl From<AuditRow> for crate::audit::AuditEntry {
             token_jti: r.token_jti,
             detail: r.detail,
             policy_version: r.policy_version,
+            chain_version: r.chain_version,
             prev_hash: r.prev_hash,
             hash: r.hash,
         }
@@ -636,8 +638,9 @@ macro_rules! sql_store {
                 items: &[$crate::store::BatchItem],
                 now: i64,
                 policy_version: Option<&str>,
+                key: &$crate::audit::ChainKey,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
-                self.write_batch(items, now, policy_version).await
+                self.write_batch(items, now, policy_version, key).await
             }
 
             async fn audit_entries(
@@ -646,8 +649,8 @@ macro_rules! sql_store {
                 limit: i64,
             ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
-                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, prev_hash, hash \
-                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, chain_version, \
+                     prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after)
                 .bind(limit)
@@ -663,7 +666,7 @@ macro_rules! sql_store {
             ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<_, $crate::store::sql::AuditRow>(
                     "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, detail, policy_version, \
-                     prev_hash, hash FROM audit_log WHERE session = $1 ORDER BY seq DESC LIMIT $2",
+                     chain_version, prev_hash, hash FROM audit_log WHERE session = $1 ORDER BY seq DESC LIMIT $2",
                 )
                 .bind(sid)
                 .bind(limit)
@@ -771,9 +774,10 @@ macro_rules! sqlx_writer {
                 items: &[$crate::store::BatchItem],
                 now: i64,
                 policy_version: Option<&str>,
+                key: &$crate::audit::ChainKey,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
                 let mut lease = self.write_conn.get().await?;
-                let r = Self::commit_batch_on(lease.conn()?, items, now, policy_version).await;
+                let r = Self::commit_batch_on(lease.conn()?, items, now, policy_version, key).await;
                 lease.check(r)
             }
 
@@ -806,6 +810,7 @@ macro_rules! sqlx_writer {
                 items: &[$crate::store::BatchItem],
                 now: i64,
                 policy_version: Option<&str>,
+                key: &$crate::audit::ChainKey,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
                 use sqlx::Connection;
                 use $crate::store::{Outcome, TokenRecord, WriteOp};
@@ -913,7 +918,7 @@ macro_rules! sqlx_writer {
                         last_touch = Some((by, last));
                     }
                 }
-                let entries = $crate::audit::chain(head_seq, &head_hash, now, policy_version, &events);
+                let entries = $crate::audit::chain(head_seq, &head_hash, now, policy_version, &events, key);
                 let (earlier, last_entries) = $crate::store::sql::split_last_chunk(&entries);
                 for chunk in $crate::store::sql::chunks(earlier) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("");
@@ -1044,7 +1049,7 @@ macro_rules! sqlx_writer {
             ) {
                 q.push(
                     "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
-                     detail, prev_hash, hash, policy_version) ",
+                     detail, prev_hash, hash, policy_version, chain_version) ",
                 );
                 q.push_values(entries, |mut b, e| {
                     b.push_bind(e.seq)
@@ -1058,7 +1063,8 @@ macro_rules! sqlx_writer {
                         .push_bind(&e.detail)
                         .push_bind(&e.prev_hash)
                         .push_bind(&e.hash)
-                        .push_bind(&e.policy_version);
+                        .push_bind(&e.policy_version)
+                        .push_bind(e.chain_version);
                 });
             }
         }

@@ -106,10 +106,14 @@ impl SqliteStore {
         items: &[BatchItem],
         now: i64,
         policy_version: Option<&str>,
+        key: &crate::audit::ChainKey,
     ) -> Result<Vec<Outcome>, StoreError> {
         let (items, policy_version) = (items.to_vec(), policy_version.map(str::to_string));
+        let key = key.clone();
         self.writer
-            .run(move |c| sqlite_writer::commit_batch(c, &items, now, policy_version.as_deref()))
+            .run(move |c| {
+                sqlite_writer::commit_batch(c, &items, now, policy_version.as_deref(), &key)
+            })
             .await
     }
 

@@ -245,6 +245,7 @@ pub fn commit_batch(
     items: &[BatchItem],
     now: i64,
     policy_version: Option<&str>,
+    key: &crate::audit::ChainKey,
 ) -> Result<Vec<Outcome>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (head_seq, head_hash): (i64, Vec<u8>) = tx
@@ -325,12 +326,12 @@ pub fn commit_batch(
             touch.execute(params![now, by, jti])?;
         }
     }
-    let entries = crate::audit::chain(head_seq, &head_hash, now, policy_version, &events);
+    let entries = crate::audit::chain(head_seq, &head_hash, now, policy_version, &events, key);
     if let Some(last) = entries.last() {
         let mut insert = tx.prepare_cached(
             "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
-             detail, prev_hash, hash, policy_version) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             detail, prev_hash, hash, policy_version, chain_version) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         for e in &entries {
             insert.execute(params![
@@ -346,6 +347,7 @@ pub fn commit_batch(
                 e.prev_hash,
                 e.hash,
                 e.policy_version,
+                e.chain_version,
             ])?;
         }
         tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{BatchItem, Outcome, PolicyVersion, SharedStore, StoreError};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, ChainKey};
 use crate::clock::SharedClock;
 
 use super::WriteOp;
@@ -27,14 +27,15 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task; it ends once every `Writer` clone is dropped and the queue is
-    /// drained.
+    /// drained. `key` chains the audit entries (derived once from the KEK, reused per batch).
     pub fn start(
         store: SharedStore,
         clock: SharedClock,
         version: PolicyVersion,
+        key: ChainKey,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(run(store, clock, version, rx));
+        let handle = tokio::spawn(run(store, clock, version, key, rx));
         (Self { tx }, handle)
     }
 
@@ -57,6 +58,7 @@ async fn run(
     store: SharedStore,
     clock: SharedClock,
     version: PolicyVersion,
+    key: ChainKey,
     mut rx: mpsc::Receiver<(BatchItem, Reply)>,
 ) {
     let mut items = Vec::with_capacity(MAX_BATCH);
@@ -74,7 +76,10 @@ async fn run(
             }
         }
         let v = version();
-        match store.commit_batch(&items, clock.now(), v.as_deref()).await {
+        match store
+            .commit_batch(&items, clock.now(), v.as_deref(), &key)
+            .await
+        {
             Ok(outcomes) => {
                 for (reply, o) in replies.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(o));
@@ -91,7 +96,7 @@ async fn run(
                 tracing::warn!(error = %e, size = items.len(), "batch failed; retrying items one by one");
                 for (item, reply) in items.iter().zip(replies.drain(..)) {
                     let r = store
-                        .commit_batch(std::slice::from_ref(item), clock.now(), v.as_deref())
+                        .commit_batch(std::slice::from_ref(item), clock.now(), v.as_deref(), &key)
                         .await
                         .map_err(Arc::new)
                         .and_then(|mut o| {

@@ -45,6 +45,13 @@ fn revoke(name: &str) -> BatchItem {
     }
 }
 
+/// The chain key of the KEK `test_db` writes.
+fn key() -> mandate::audit::ChainKey {
+    mandate::jose::Kek::from_bytes(&[7; 32])
+        .audit_chain_key()
+        .clone()
+}
+
 async fn store_for(b: Backend) -> (TestDb, mandate::store::SharedStore) {
     let db = test_db(b).await;
     let s = mandate::store::open(&db.url, 4).await.unwrap();
@@ -63,14 +70,18 @@ async fn revoking_a_token_revokes_its_whole_subtree_and_nothing_else() {
             issue("d", Some("a")),
             issue("e", None),
         ];
-        s.commit_batch(&items, 10, None).await.unwrap();
+        s.commit_batch(&items, 10, None, &key()).await.unwrap();
         assert_eq!(
-            s.commit_batch(&[revoke("b")], 20, None).await.unwrap(),
+            s.commit_batch(&[revoke("b")], 20, None, &key())
+                .await
+                .unwrap(),
             vec![Outcome::Revoked(2)],
             "{b:?}"
         );
         assert_eq!(
-            s.commit_batch(&[revoke("a")], 30, None).await.unwrap(),
+            s.commit_batch(&[revoke("a")], 30, None, &key())
+                .await
+                .unwrap(),
             vec![Outcome::Revoked(2)],
             "{b:?}"
         );
@@ -88,7 +99,9 @@ async fn revoking_a_token_revokes_its_whole_subtree_and_nothing_else() {
                 .unwrap();
             assert_eq!(r.revoked_at, revoked_at, "{b:?} {n}");
         }
-        let v = mandate::audit::verify_store(s.as_ref()).await.unwrap();
+        let v = mandate::audit::verify_store(s.as_ref(), &key())
+            .await
+            .unwrap();
         assert_eq!(v, Ok(7));
     }
 }
@@ -122,7 +135,7 @@ async fn two_replicas_writing_at_once_extend_one_verifiable_chain() {
                     let items: Vec<BatchItem> = (0..5)
                         .map(|j| issue(&format!("{tag}-{i}-{j}"), None))
                         .collect();
-                    s.commit_batch(&items, i, Some("v")).await.unwrap();
+                    s.commit_batch(&items, i, Some("v"), &key()).await.unwrap();
                 }
             })
         };
@@ -130,7 +143,9 @@ async fn two_replicas_writing_at_once_extend_one_verifiable_chain() {
         x.await.unwrap();
         y.await.unwrap();
         assert_eq!(
-            mandate::audit::verify_store(s1.as_ref()).await.unwrap(),
+            mandate::audit::verify_store(s1.as_ref(), &key())
+                .await
+                .unwrap(),
             Ok(200),
             "{b:?}"
         );
@@ -150,7 +165,7 @@ async fn sqlite_log_starts_over_under_sustained_writes() {
         let items: Vec<BatchItem> = (0..50)
             .map(|j| issue(&format!("w-{i}-{j}"), None))
             .collect();
-        s.commit_batch(&items, i, None).await.unwrap();
+        s.commit_batch(&items, i, None, &key()).await.unwrap();
         largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
     }
     assert!(largest < 128 << 20, "the log reached {} MiB", largest >> 20);
@@ -160,7 +175,9 @@ async fn sqlite_log_starts_over_under_sustained_writes() {
         assert!(s.find_token(&hash).await.unwrap().is_some(), "{name}");
     }
     assert_eq!(
-        mandate::audit::verify_store(s.as_ref()).await.unwrap(),
+        mandate::audit::verify_store(s.as_ref(), &key())
+            .await
+            .unwrap(),
         Ok(40_000)
     );
 }
@@ -240,7 +257,7 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
         audit: vec![AuditEvent::new("token.issued")],
     };
     assert_eq!(
-        s.commit_batch(&[issued, revoke("a")], 10, None)
+        s.commit_batch(&[issued, revoke("a")], 10, None, &key())
             .await
             .unwrap(),
         vec![Outcome::Done, Outcome::Revoked(2)]
@@ -250,7 +267,9 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
         assert_eq!(r.revoked_at.is_some(), revoked, "{n}");
     }
     assert_eq!(
-        s.commit_batch(&[revoke("c")], 11, None).await.unwrap(),
+        s.commit_batch(&[revoke("c")], 11, None, &key())
+            .await
+            .unwrap(),
         vec![Outcome::Revoked(2)],
         "a token issued after the rebuild is found below its old parent"
     );
@@ -294,12 +313,12 @@ async fn lookups_made_at_once_each_get_their_own_answer_and_see_revocations() {
     for b in backends() {
         let (_db, s) = store_for(b).await;
         let issued: Vec<BatchItem> = (0..100).map(|i| issue(&format!("t{i}"), None)).collect();
-        s.commit_batch(&issued, 10, None).await.unwrap();
+        s.commit_batch(&issued, 10, None, &key()).await.unwrap();
         let revoked: Vec<BatchItem> = (0..100)
             .step_by(3)
             .map(|i| revoke(&format!("t{i}")))
             .collect();
-        s.commit_batch(&revoked, 20, None).await.unwrap();
+        s.commit_batch(&revoked, 20, None, &key()).await.unwrap();
         let s: Arc<dyn mandate::store::Store> = s;
         let mut tasks = Vec::new();
         // Each token twice, and names that were never issued.
@@ -342,7 +361,7 @@ async fn a_presented_token_is_found_only_by_its_exact_bytes() {
             op: WriteOp::IssueTokens(vec![rec, refresh]),
             audit: vec![],
         }];
-        s.commit_batch(&items, 10, None).await.unwrap();
+        s.commit_batch(&items, 10, None, &key()).await.unwrap();
 
         let found = s.find_presented(&jwt).await.unwrap();
         assert_eq!(found.map(|r| r.jti).as_deref(), Some("jti-jwt"), "{b:?}");
@@ -369,7 +388,7 @@ async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
     for b in backends() {
         let (_db, s) = store_for(b).await;
         let issued: Vec<BatchItem> = (0..600).map(|i| issue(&format!("t{i}"), None)).collect();
-        s.commit_batch(&issued, 10, None).await.unwrap();
+        s.commit_batch(&issued, 10, None, &key()).await.unwrap();
         let touch = |i: usize, by: &str| BatchItem {
             op: WriteOp::Touch {
                 jti: format!("jti-t{i}"),
@@ -381,7 +400,7 @@ async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
         items.push(touch(598, "billing-api"));
         items.push(touch(599, "billing-api"));
         assert!(
-            s.commit_batch(&items, 20, None)
+            s.commit_batch(&items, 20, None, &key())
                 .await
                 .unwrap()
                 .iter()
@@ -396,7 +415,9 @@ async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
             let touched = !(300..598).contains(&i);
             assert_eq!(r.last_used_at, touched.then_some(20), "{b:?} t{i}");
         }
-        let v = mandate::audit::verify_store(s.as_ref()).await.unwrap();
+        let v = mandate::audit::verify_store(s.as_ref(), &key())
+            .await
+            .unwrap();
         assert_eq!(v, Ok(902), "{b:?}");
     }
 }
