@@ -216,8 +216,9 @@ impl App {
         self.ctx.keys.ring()
     }
 
-    /// Serves until `shutdown` resolves, lets in-flight requests finish, drains the writer (so
-    /// everything answered is committed) and closes the database.
+    /// Serves until `shutdown` resolves (under the connection limits of [`http::serve`]), lets
+    /// in-flight requests finish, drains the writer (so everything answered is committed) and
+    /// closes the database.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -231,14 +232,9 @@ impl App {
             policy_task,
         } = self;
         let store = ctx.store.clone();
+        let limits = http::serve::Limits::from_config(&ctx.config.server);
         drop(ctx);
-        // The peer address feeds login throttling.
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = http::serve::serve(listener, router, limits, shutdown).await;
         key_task.abort();
         policy_task.abort();
         // The writer ends when the last request holding it is gone and its queue is empty.

@@ -9,6 +9,7 @@ mod authorize;
 mod ciba;
 mod client_auth;
 mod conformance;
+mod connections;
 mod durability;
 mod endpoints;
 mod exchange;
@@ -16,6 +17,7 @@ mod flows;
 mod helpers;
 mod keys;
 mod policy;
+mod raw;
 mod store;
 #[cfg(feature = "tpm")]
 mod swtpm;
