@@ -3,7 +3,10 @@
 //! # Layout
 //! - [`config`]: typed config from TOML and `MANDATE_*` environment overrides.
 //! - [`clock`]: injected time; nothing else reads the system clock.
-//! - [`http`]: router, extractors, the RFC 6749 §5.2 error mapping; one file per endpoint.
+//! - [`http`]: router, connection limits, extractors, the RFC 6749 §5.2 error mapping; one
+//!   file per endpoint.
+//! - [`input`]: the one check every untrusted string passes (UTF-8, no NUL or control
+//!   characters, bounded identifiers).
 //! - [`oauth`]: the protocol core (grants, client authentication, introspection, revocation)
 //!   with no HTTP or SQL types.
 //! - [`jose`]: ES256 keys (generation, KEK envelope, rotation, JWKS) and JWT signing.
@@ -25,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod input;
 pub mod jose;
 pub mod oauth;
 pub mod policy;
