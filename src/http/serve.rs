@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::Request;
+use axum::http::{HeaderMap, Request, header};
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -37,6 +38,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::config::ServerConfig;
+use crate::oauth::{ErrorCode, OAuthError};
 
 /// hyper refuses a read buffer smaller than this (`http1::Builder::max_buf_size`).
 const MIN_READ_BUFFER: usize = 8192;
@@ -165,8 +167,59 @@ fn service(
 > + Clone {
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(req)
+        let router = router.clone();
+        async move {
+            if let Some(refusal) = unsupported_coding(req.headers()) {
+                return Ok(refusal);
+            }
+            router.oneshot(req).await
+        }
     })
+}
+
+/// A body in a coding the server does not decode is refused before any handler reads it as if
+/// it were plain: hyper frames a request whose last transfer coding is `chunked` and passes on
+/// the rest (`gzip, chunked`) undecoded, and it ignores `Content-Encoding`.
+///
+/// RFC 9112 §6.1 says a server SHOULD answer 501 to a transfer coding it does not understand;
+/// we answer 400 `invalid_request` because the SPEC allows no 5xx for a bad request. For a
+/// content coding, RFC 9110 §15.5.16 / §12.5.3: 415 with `Accept-Encoding: identity`.
+fn unsupported_coding(headers: &HeaderMap) -> Option<axum::response::Response> {
+    let codings = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|c| c.trim_ascii().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let te = codings(header::TRANSFER_ENCODING);
+    if !te.is_empty() && te != [b"chunked".to_vec()] {
+        return Some(
+            OAuthError::invalid_request(
+                "the only transfer coding accepted is a single `chunked` (RFC 9112 section 6.1)",
+            )
+            .into_response(),
+        );
+    }
+    if codings(header::CONTENT_ENCODING)
+        .iter()
+        .any(|c| c != b"identity")
+    {
+        let mut resp = OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "request bodies are accepted without content coding (RFC 9110 section 8.4)",
+        )
+        .with_status(415)
+        .into_response();
+        resp.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            axum::http::HeaderValue::from_static("identity"),
+        );
+        return Some(resp);
+    }
+    None
 }
 
 /// Connections refused since the last warning; a flood logs one line a minute, not one a
