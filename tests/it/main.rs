@@ -16,6 +16,7 @@ mod exchange;
 mod flows;
 mod helpers;
 mod keys;
+mod malformed;
 mod policy;
 mod raw;
 mod store;

@@ -17,7 +17,7 @@ pub enum Outcome {
         body: Vec<u8>,
     },
     /// The server closed (or reset) the connection without a whole response.
-    Closed { partial: Vec<u8> },
+    Closed,
     /// Neither a response nor a close within the wait.
     Hang { partial: Vec<u8> },
 }
@@ -49,9 +49,7 @@ pub async fn exchange(
         let mut s = match TcpStream::connect(addr).await {
             Ok(s) => s,
             Err(_) => {
-                return Ok::<Outcome, ()>(Outcome::Closed {
-                    partial: Vec::new(),
-                });
+                return Ok::<Outcome, ()>(Outcome::Closed);
             }
         };
         // The server may answer (413, 431, 400) and close before it has read everything we
@@ -64,9 +62,7 @@ pub async fn exchange(
     };
     match tokio::time::timeout(wait, run).await {
         Ok(Ok(o)) => o,
-        Ok(Err(())) => Outcome::Closed {
-            partial: Vec::new(),
-        },
+        Ok(Err(())) => Outcome::Closed,
         Err(_) => Outcome::Hang { partial },
     }
 }
@@ -80,9 +76,7 @@ pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Outcome {
         }
         match s.read(&mut chunk).await {
             Ok(0) | Err(_) => {
-                return parse_at_eof(buf).unwrap_or(Outcome::Closed {
-                    partial: buf.clone(),
-                });
+                return parse_at_eof(buf).unwrap_or(Outcome::Closed);
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
