@@ -405,6 +405,7 @@ impl Config {
             if c.client_id.is_empty() || !seen.insert(c.client_id.as_str()) {
                 return Err(format!("{key}: client_id must be present and unique"));
             }
+            identifier(&key, "client_id", &c.client_id)?;
             let secrets = [
                 c.client_secret.is_some(),
                 c.client_secret_hash.is_some(),
@@ -449,11 +450,15 @@ impl Config {
             if u.username.is_empty() || !seen.insert(u.username.as_str()) {
                 return Err(format!("{key}: username must be present and unique"));
             }
+            identifier(&key, "username", &u.username)?;
             if u.password.is_some() == u.password_hash.is_some() {
                 return Err(format!(
                     "{key}: set exactly one of password or password_hash"
                 ));
             }
+        }
+        for (i, a) in self.agents.iter().enumerate() {
+            identifier(&format!("agents[{i}]"), "name", &a.name)?;
         }
         Ok(())
     }
@@ -467,6 +472,14 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."))
     }
+}
+
+/// A name clients will send back (client_id, username, agent name) must pass the same check
+/// as what they send ([`crate::input::identifier`]), or it could never be used.
+fn identifier(key: &str, field: &str, value: &str) -> Result<(), String> {
+    crate::input::identifier(|| crate::input::Field::named(field), value)
+        .map(drop)
+        .map_err(|e| format!("{key}: {e}"))
 }
 
 /// `MANDATE_TOKENS_ACCESS_TOKEN_TTL` → `tokens.access_token_ttl`; `MANDATE_LISTEN` → `listen`.
@@ -601,6 +614,23 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("server."), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_clients_send_back_must_be_identifiers() {
+        for bad in [
+            format!(
+                "[[clients]]\nclient_id = \"{}\"\npublic = true\n",
+                "c".repeat(300)
+            ),
+            "[[users]]\nusername = \"al\\nice\"\npassword = \"x\"\n".to_string(),
+            "[[agents]]\nname = \"bot\\u0000\"\n".to_string(),
+        ] {
+            let e = Config::from_toml(&bad, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[0]"), "{bad}: {e}");
         }
     }
 

@@ -185,6 +185,39 @@ async fn nul_and_invalid_utf8_in_parameters_are_refused_with_our_errors() {
     }
 }
 
+/// SPEC "Nothing an unauthenticated caller sends is stored unbounded": a sign-in with a
+/// username that is no identifier (here 300 bytes; each one kept as a throttle key before) is
+/// refused at once, costs no argon2 and is not counted, so an address sending many of them is
+/// not locked out — and a normal failed sign-in after them is still only a 401.
+#[tokio::test]
+async fn overlong_usernames_are_refused_before_throttling() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut label_seed = b"login\0".to_vec();
+    label_seed.extend_from_slice(b"seed");
+    let csrf = mandate::crypto::b64url(&mandate::crypto::sha256(&label_seed));
+    let sign_in = |user: &str| {
+        let body = format!("username={user}&password=wrong&csrf_token={csrf}");
+        format!(
+            "POST /login HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncookie: mandate_csrf=seed\r\n\
+             content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // More than the 20 failures an address is allowed (web::throttle::PER_ADDRESS).
+    for i in 0..25 {
+        let (status, ct, body) = send(&app, &sign_in(&format!("{i}{}", "u".repeat(300)))).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(ct.starts_with("text/html"));
+        assert!(body.contains("The username or password is incorrect."));
+    }
+    let (status, _, body) = send(&app, &sign_in("bob")).await;
+    assert_eq!(
+        status, 401,
+        "the address was locked out by refused usernames: {body}"
+    );
+    app.stop().await;
+}
+
 /// Item 11: a path parameter that is not percent-encoded UTF-8, or decodes to a NUL, gets the
 /// product's HTML error page, not axum's plain-text rejection.
 #[tokio::test]
