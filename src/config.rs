@@ -14,6 +14,8 @@ use serde::{Deserialize, Deserializer};
 
 /// Environment variables that are not config keys.
 const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG", "MANDATE_AGENT_CLIENT_SECRET"];
+/// The smallest `server.max_header_bytes`: a request line with a modest query and a few headers.
+pub const MIN_HEADER_BYTES: usize = 1024;
 /// Tables whose keys can be overridden as `MANDATE_<TABLE>_<KEY>`.
 const TABLES: &[&str] = &["tokens", "keys", "server", "policy", "ciba", "attestation"];
 
@@ -111,6 +113,18 @@ pub struct ServerConfig {
     pub jwks_max_age: Duration,
     /// Connections in the database pool.
     pub db_max_connections: u32,
+    /// How long a client has to send a whole request head (request line and headers) once the
+    /// server waits for one, also between two requests on a kept-alive connection; past it the
+    /// connection is closed (SPEC: "connections that do not finish their request head in bounded
+    /// time are closed"; RFC 9112 §9.8 lets a server close idle connections).
+    #[serde(deserialize_with = "de_duration")]
+    pub header_read_timeout: Duration,
+    /// Client connections served at once; one more is answered 503 and closed at once.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes; larger is 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more is 431.
+    pub max_headers: usize,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +134,10 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             jwks_max_age: Duration::from_secs(300),
             db_max_connections: 8,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
         }
     }
 }
@@ -364,12 +382,30 @@ impl Config {
         if self.server.db_max_connections == 0 {
             return Err("key `server.db_max_connections`: must be at least 1".into());
         }
+        if self.server.header_read_timeout.is_zero() {
+            return Err("key `server.header_read_timeout`: must be more than zero".into());
+        }
+        if self.server.request_timeout.is_zero() {
+            return Err("key `server.request_timeout`: must be more than zero".into());
+        }
+        if self.server.max_connections == 0 {
+            return Err("key `server.max_connections`: must be at least 1".into());
+        }
+        if self.server.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(format!(
+                "key `server.max_header_bytes`: must be at least {MIN_HEADER_BYTES}"
+            ));
+        }
+        if self.server.max_headers == 0 {
+            return Err("key `server.max_headers`: must be at least 1".into());
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let key = format!("clients[{i}] (client_id `{}`)", c.client_id);
             if c.client_id.is_empty() || !seen.insert(c.client_id.as_str()) {
                 return Err(format!("{key}: client_id must be present and unique"));
             }
+            identifier(&key, "client_id", &c.client_id)?;
             let secrets = [
                 c.client_secret.is_some(),
                 c.client_secret_hash.is_some(),
@@ -442,11 +478,15 @@ impl Config {
                      human as its subject (rename one of them)"
                 ));
             }
+            identifier(&key, "username", &u.username)?;
             if u.password.is_some() == u.password_hash.is_some() {
                 return Err(format!(
                     "{key}: set exactly one of password or password_hash"
                 ));
             }
+        }
+        for (i, a) in self.agents.iter().enumerate() {
+            identifier(&format!("agents[{i}]"), "name", &a.name)?;
         }
         Ok(())
     }
@@ -468,6 +508,14 @@ const PUBLIC_FORBIDDEN_GRANTS: [&str; 3] = [
     "urn:ietf:params:oauth:grant-type:token-exchange",
     "urn:openid:params:grant-type:ciba",
 ];
+
+/// A name clients will send back (client_id, username, agent name) must pass the same check
+/// as what they send ([`crate::input::identifier`]), or it could never be used.
+fn identifier(key: &str, field: &str, value: &str) -> Result<(), String> {
+    crate::input::identifier(|| crate::input::Field::named(field), value)
+        .map(drop)
+        .map_err(|e| format!("{key}: {e}"))
+}
 
 /// `MANDATE_TOKENS_ACCESS_TOKEN_TTL` → `tokens.access_token_ttl`; `MANDATE_LISTEN` → `listen`.
 fn apply_override(table: &mut toml::Table, key: &str, raw: &str) {
@@ -568,6 +616,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("MANDATE_COLOUR") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_env_overrides() {
+        let c = Config::from_toml("", "t.toml", env(&[])).unwrap();
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.server.max_header_bytes, 16 * 1024);
+        assert_eq!(c.server.max_headers, 100);
+        let c = Config::from_toml(
+            "[server]\nmax_headers = 50\n",
+            "t.toml",
+            env(&[
+                ("MANDATE_SERVER_HEADER_READ_TIMEOUT", "2s"),
+                ("MANDATE_SERVER_MAX_CONNECTIONS", "7"),
+                ("MANDATE_SERVER_MAX_HEADER_BYTES", "4096"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.max_connections, 7);
+        assert_eq!(c.server.max_header_bytes, 4096);
+        assert_eq!(c.server.max_headers, 50);
+        for bad in [
+            "[server]\nmax_connections = 0\n",
+            "[server]\nheader_read_timeout = \"0s\"\n",
+            "[server]\nmax_header_bytes = 100\n",
+            "[server]\nmax_headers = 0\n",
+        ] {
+            let e = Config::from_toml(bad, "t.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("server."), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_clients_send_back_must_be_identifiers() {
+        for bad in [
+            format!(
+                "[[clients]]\nclient_id = \"{}\"\npublic = true\n",
+                "c".repeat(300)
+            ),
+            "[[users]]\nusername = \"al\\nice\"\npassword = \"x\"\n".to_string(),
+            "[[agents]]\nname = \"bot\\u0000\"\n".to_string(),
+        ] {
+            let e = Config::from_toml(&bad, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[0]"), "{bad}: {e}");
+        }
     }
 
     #[test]

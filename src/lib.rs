@@ -3,7 +3,10 @@
 //! # Layout
 //! - [`config`]: typed config from TOML and `MANDATE_*` environment overrides.
 //! - [`clock`]: injected time; nothing else reads the system clock.
-//! - [`http`]: router, extractors, the RFC 6749 §5.2 error mapping; one file per endpoint.
+//! - [`http`]: router, connection limits, extractors, the RFC 6749 §5.2 error mapping; one
+//!   file per endpoint.
+//! - [`input`]: the one check every untrusted string passes (UTF-8, no NUL or control
+//!   characters, bounded identifiers).
 //! - [`oauth`]: the protocol core (grants, client authentication, introspection, revocation)
 //!   with no HTTP or SQL types.
 //! - [`jose`]: ES256 keys (generation, KEK envelope, rotation, JWKS) and JWT signing.
@@ -25,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod input;
 pub mod jose;
 pub mod oauth;
 pub mod policy;
@@ -234,8 +238,9 @@ impl App {
         self.ctx.keys.ring()
     }
 
-    /// Serves until `shutdown` resolves, lets in-flight requests finish, drains the writer (so
-    /// everything answered is committed) and closes the database.
+    /// Serves until `shutdown` resolves (under the connection limits of [`http::serve`]), lets
+    /// in-flight requests finish, drains the writer (so everything answered is committed) and
+    /// closes the database.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -249,14 +254,9 @@ impl App {
             policy_task,
         } = self;
         let store = ctx.store.clone();
+        let limits = http::serve::Limits::from_config(&ctx.config.server);
         drop(ctx);
-        // The peer address feeds login throttling.
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = http::serve::serve(listener, router, limits, shutdown).await;
         key_task.abort();
         policy_task.abort();
         // The writer ends when the last request holding it is gone and its queue is empty.

@@ -8,9 +8,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::extract::JsonBody;
+use super::extract::{JsonBody, bad_input};
 use crate::attest::enroll::{ActivateRequest, EnrollRequest};
 use crate::attest::{self, AttestRequest, ChallengeRequest};
+use crate::input::{self, Field};
 use crate::oauth::request::TT_JWT;
 use crate::oauth::{Ctx, OAuthError};
 
@@ -18,7 +19,11 @@ pub async fn challenge(
     State(ctx): State<Arc<Ctx>>,
     body: JsonBody<ChallengeRequest>,
 ) -> Result<Response, OAuthError> {
-    let c = attest::challenge(&ctx, body.0.unwrap_or_default()).await?;
+    let req = body.0.unwrap_or_default();
+    if let Some(agent) = &req.agent {
+        agent_name(agent)?;
+    }
+    let c = attest::challenge(&ctx, req).await?;
     Ok(no_store(
         json!({ "nonce": c.nonce, "expires_in": c.expires_in }),
     ))
@@ -31,6 +36,8 @@ pub async fn attest(
     let req = body.0.ok_or_else(|| {
         OAuthError::invalid_request("send a JSON body with agent, nonce and proof")
     })?;
+    agent_name(&req.agent)?;
+    input::identifier(|| Field::named("nonce"), &req.nonce).map_err(bad_input)?;
     let minted = attest::attest(&ctx, req).await?;
     Ok(no_store(json!({
         "agent_token": minted.token,
@@ -71,6 +78,7 @@ pub async fn activate(
     let req = body.0.ok_or_else(|| {
         OAuthError::invalid_request("send a JSON body with enrollment_id and secret")
     })?;
+    input::identifier(|| Field::named("enrollment_id"), &req.enrollment_id).map_err(bad_input)?;
     let addr = crate::web::login::peer_address(peer);
     let e = attest::enroll::activate(&ctx, req, addr.as_deref()).await?;
     Ok(no_store(json!({
@@ -78,6 +86,14 @@ pub async fn activate(
         "ak_thumbprint": e.ak_thumbprint,
         "enrolled": true,
     })))
+}
+
+/// An agent name as a client sent it must be an [`input::identifier`]. Refused before any
+/// lookup, the same way whoever asks, so the refusal says nothing about which agents exist.
+fn agent_name(name: &str) -> Result<(), OAuthError> {
+    input::identifier(|| Field::named("agent"), name)
+        .map(drop)
+        .map_err(bad_input)
 }
 
 fn no_store(v: serde_json::Value) -> Response {

@@ -10,6 +10,7 @@ pub mod extract;
 mod health;
 mod introspect;
 mod revoke;
+pub mod serve;
 mod token;
 
 use std::sync::Arc;

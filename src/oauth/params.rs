@@ -16,6 +16,18 @@ impl Params {
         )
     }
 
+    /// A form body or query string a client sent: like [`Params::parse`], but a name or value
+    /// that is not UTF-8 once decoded, or holds NUL or a control character, is refused
+    /// ([`crate::input::form`]) instead of being passed on.
+    pub fn parse_untrusted(body: &[u8]) -> Result<Self, crate::input::InputError> {
+        Ok(Self(
+            crate::input::form(body)?
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
+        ))
+    }
+
     /// A single-valued parameter; repeating it is `invalid_request` (RFC 6749 §3.2).
     pub fn one(&self, name: &str) -> Result<Option<&str>, OAuthError> {
         let mut it = self.0.iter().filter(|(k, _)| k == name);

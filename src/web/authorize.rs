@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::pages::{self, ConsentPage};
 use super::session::{self, Session};
-use super::{login, read_form, redirect, server_error};
+use super::{bad_input, login, read_form, redirect, server_error};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
 use crate::oauth::grant::authorization_code::issue_code;
@@ -25,7 +25,10 @@ use crate::store::WriteOp;
 
 /// `GET /authorize`: the request is the query string. Redirects are 302 (RFC 6749 §4.1.2).
 pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, uri: Uri) -> Response {
-    let p = Params::parse(uri.query().unwrap_or("").as_bytes());
+    let p = match Params::parse_untrusted(uri.query().unwrap_or("").as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return bad_input(e),
+    };
     authorize(&ctx, &headers, &p, StatusCode::FOUND).await
 }
 

@@ -173,6 +173,17 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<Str
             username,
         );
     };
+    // No user has a name that is not an identifier; refused before it can become a throttle key.
+    if crate::input::identifier(|| crate::input::Field::named("username"), username).is_err() {
+        return form(
+            ctx,
+            headers,
+            pending.as_ref(),
+            StatusCode::BAD_REQUEST,
+            Some(WRONG),
+            "",
+        );
+    }
     let now = ctx.clock.now();
     // Counted before the password is checked (see web::throttle).
     if let Err(wait) = ctx.throttle.login.attempt(username, addr.as_deref(), now) {

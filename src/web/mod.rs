@@ -18,10 +18,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::http::extract::{BodyError, read_body};
+use crate::input::{self, Field, InputError};
 use crate::oauth::Ctx;
 use crate::oauth::params::Params;
 
@@ -91,10 +95,48 @@ pub(crate) async fn read_form(
             "The form must be sent as application/x-www-form-urlencoded.",
         ));
     }
-    let bytes = axum::body::to_bytes(body, ctx.config.server.max_body_bytes)
+    let bytes = read_body(body, ctx.config.server.max_body_bytes)
         .await
-        .map_err(|_| pages::error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."))?;
-    Ok(Params::parse(&bytes))
+        .map_err(|e| match e {
+            BodyError::TooLarge(_) => {
+                pages::error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.")
+            }
+            BodyError::Unreadable => {
+                pages::error(StatusCode::BAD_REQUEST, "The form did not arrive in full.")
+            }
+        })?;
+    Params::parse_untrusted(&bytes).map_err(bad_input)
+}
+
+/// The error page for a string that failed [`crate::input`]'s checks: it says which field is
+/// wrong.
+pub(crate) fn bad_input(e: InputError) -> Response {
+    let mut m = e.to_string();
+    if let Some(first) = m.get(..1).map(str::to_uppercase) {
+        m.replace_range(..1, &first);
+    }
+    pages::error(StatusCode::BAD_REQUEST, &format!("{m}."))
+}
+
+/// A path parameter that names something (`/sessions/{sid}`): percent-decoded and checked as an
+/// [`input::identifier`]; a malformed one is our error page, never axum's plain-text rejection.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                pages::error(
+                    StatusCode::BAD_REQUEST,
+                    "The address is malformed: its last part is not valid percent-encoded UTF-8.",
+                )
+            })?;
+        input::identifier(|| Field::named("the id in the address"), &raw).map_err(bad_input)?;
+        Ok(PathId(raw))
+    }
 }
 
 /// A redirect; `status` is 302 after a GET and 303 after a POST.

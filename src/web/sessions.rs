@@ -9,12 +9,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::session::{self, Session};
-use super::{login, pages, read_form, redirect, server_error};
+use super::{PathId, login, pages, read_form, redirect, server_error};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
 use crate::oauth::token::actor_chain;
@@ -256,7 +256,7 @@ fn utc(ts: i64) -> String {
 pub async fn detail(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
-    Path(sid): Path<String>,
+    PathId(sid): PathId,
 ) -> Response {
     let next = format!("/sessions/{sid}");
     let s = match signed_in(

@@ -9,13 +9,16 @@ mod authorize;
 mod ciba;
 mod client_auth;
 mod conformance;
+mod connections;
 mod durability;
 mod endpoints;
 mod exchange;
 mod flows;
 mod helpers;
 mod keys;
+mod malformed;
 mod policy;
+mod raw;
 mod security;
 mod store;
 #[cfg(feature = "tpm")]

@@ -1,0 +1,208 @@
+//! Untrusted text: the one check that every string a client sends passes before it goes
+//! anywhere (SQL text columns, pages, logs, the audit log).
+//!
+//! - [`text`]: any value — valid UTF-8 without NUL (PostgreSQL refuses NUL in `text`, SQLite
+//!   stores it, so the two backends would disagree) and without control characters other than
+//!   tab and line breaks.
+//! - [`identifier`]: a name or id (client id, agent name, session id, nonce): 1 to
+//!   [`MAX_IDENTIFIER_BYTES`] bytes, no control characters at all, so a refused request cannot
+//!   put a long or terminal-garbling string into a log line or an audit entry.
+//! - [`form`]: an `application/x-www-form-urlencoded` body or a query string, every name and
+//!   value decoded strictly (UTF-8 after percent-decoding) and checked with [`text`].
+//!
+//! Errors name the field (a name a client sent is quoted only if it is short and plain) and are
+//! safe to show: they never echo the value.
+
+use std::fmt;
+
+/// The longest identifier accepted (client ids, agent names, session ids, nonces).
+pub const MAX_IDENTIFIER_BYTES: usize = 256;
+
+/// Which field a refusal is about, phrased for a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field(String);
+
+impl Field {
+    /// A field with a fixed name of ours (`"the agent name"`).
+    pub fn named(what: &str) -> Self {
+        Self(what.to_string())
+    }
+
+    /// A request parameter whose name the client sent: quoted when it is short and plain,
+    /// described otherwise (it may itself be the problem).
+    pub fn param(name: &str) -> Self {
+        let plain = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:[]".contains(&b));
+        if plain {
+            Self(format!("parameter `{name}`"))
+        } else {
+            Self("a parameter".to_string())
+        }
+    }
+
+    /// A member of a JSON document, named as [`Field::param`] names a parameter.
+    pub fn json(name: &str) -> Self {
+        let Self(p) = Self::param(name);
+        Self(p.replacen("parameter", "JSON member", 1))
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why an untrusted string was refused; the text is safe to send back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("{0} is not valid UTF-8 once percent-decoded")]
+    NotUtf8(Field),
+    #[error("{0} contains a NUL character")]
+    Nul(Field),
+    #[error("{0} contains a control character")]
+    Control(Field),
+    #[error("{0} is empty")]
+    Empty(Field),
+    #[error("{0} is longer than {1} bytes")]
+    TooLong(Field, usize),
+}
+
+/// Any untrusted value: no NUL, no control characters besides tab, CR and LF.
+pub fn text(field: impl FnOnce() -> Field, s: &str) -> Result<&str, InputError> {
+    if s.contains('\0') {
+        return Err(InputError::Nul(field()));
+    }
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(InputError::Control(field()));
+    }
+    Ok(s)
+}
+
+/// A name or id: 1 to [`MAX_IDENTIFIER_BYTES`] bytes, no control characters.
+pub fn identifier(field: impl FnOnce() -> Field, s: &str) -> Result<&str, InputError> {
+    if s.is_empty() {
+        return Err(InputError::Empty(field()));
+    }
+    if s.len() > MAX_IDENTIFIER_BYTES {
+        return Err(InputError::TooLong(field(), MAX_IDENTIFIER_BYTES));
+    }
+    if s.contains('\0') {
+        return Err(InputError::Nul(field()));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(InputError::Control(field()));
+    }
+    Ok(s)
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body or query string (WHATWG URL §5.1: `&`
+/// separates pairs, the first `=` splits one, `+` is a space, a `%` not followed by two hex
+/// digits stays as it is) and checks every name and value with [`text`]. Unlike a lenient
+/// parser, bytes that are not UTF-8 once decoded are refused rather than replaced.
+pub fn form(body: &[u8]) -> Result<Vec<(String, String)>, InputError> {
+    let mut pairs = Vec::new();
+    for piece in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match piece.iter().position(|b| *b == b'=') {
+            Some(i) => (piece.get(..i).unwrap_or_default(), piece.get(i + 1..)),
+            None => (piece, None),
+        };
+        let name =
+            decode(name).ok_or_else(|| InputError::NotUtf8(Field::named("a parameter name")))?;
+        text(|| Field::named("a parameter name"), &name)?;
+        let value = decode(value.unwrap_or_default())
+            .ok_or_else(|| InputError::NotUtf8(Field::param(&name)))?;
+        text(|| Field::param(&name), &value)?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// `+` to space, then percent-decoding; `None` if the result is not UTF-8.
+fn decode(raw: &[u8]) -> Option<String> {
+    let plus: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f() -> Field {
+        Field::named("x")
+    }
+
+    #[test]
+    fn text_refuses_nul_and_control_characters_but_keeps_line_breaks() {
+        assert!(text(f, "héllo wörld\tand\r\nmore").is_ok());
+        assert!(matches!(text(f, "a\0b"), Err(InputError::Nul(_))));
+        assert!(matches!(text(f, "a\u{1b}[2J"), Err(InputError::Control(_))));
+        assert!(matches!(text(f, "a\u{85}"), Err(InputError::Control(_))));
+    }
+
+    #[test]
+    fn identifiers_are_bounded_and_have_no_control_characters() {
+        assert!(identifier(f, "build-bot").is_ok());
+        assert!(identifier(f, "my client").is_ok());
+        assert!(identifier(f, &"a".repeat(MAX_IDENTIFIER_BYTES)).is_ok());
+        assert!(matches!(identifier(f, ""), Err(InputError::Empty(_))));
+        assert!(matches!(
+            identifier(f, &"a".repeat(MAX_IDENTIFIER_BYTES + 1)),
+            Err(InputError::TooLong(..))
+        ));
+        assert!(matches!(identifier(f, "a\0b"), Err(InputError::Nul(_))));
+        assert!(matches!(identifier(f, "a\nb"), Err(InputError::Control(_))));
+    }
+
+    #[test]
+    fn form_decodes_like_whatwg_and_refuses_nul_and_bad_utf8() {
+        let p = form(b"a=1&b=x+y%21&&c&d=%ZZ&e=%C3%A9&=v").unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y!".into()),
+                ("c".into(), "".into()),
+                ("d".into(), "%ZZ".into()),
+                ("e".into(), "é".into()),
+                ("".into(), "v".into()),
+            ]
+        );
+        assert_eq!(
+            form(b"client_id=a%00b").unwrap_err().to_string(),
+            "parameter `client_id` contains a NUL character"
+        );
+        assert_eq!(
+            form(b"scope=%C3%28").unwrap_err().to_string(),
+            "parameter `scope` is not valid UTF-8 once percent-decoded"
+        );
+        assert_eq!(
+            form(b"%00=1").unwrap_err().to_string(),
+            "a parameter name contains a NUL character"
+        );
+        // A name that is itself odd is not echoed.
+        assert_eq!(
+            form(b"%3Cscript%3E=%01").unwrap_err().to_string(),
+            "a parameter contains a control character"
+        );
+    }
+
+    #[test]
+    fn form_agrees_with_form_urlencoded_on_valid_input() {
+        let body = b"grant_type=client_credentials&scope=orders%3Aread+orders%3Awrite&x=%E2%82%AC";
+        let ours = form(body).unwrap();
+        let theirs: Vec<(String, String)> = form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(ours, theirs);
+    }
+}
