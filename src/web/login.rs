@@ -114,7 +114,14 @@ pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, Box<Re
         )));
     };
     let Some(q) = q else { return Ok(None) };
-    match AuthorizeRequest::parse(ctx, &Params::parse(q.as_bytes())) {
+    // The pending request came back through the browser: as untrusted as the first time.
+    let Ok(params) = Params::parse_untrusted(q.as_bytes()) else {
+        return Err(Box::new(pages::error(
+            StatusCode::BAD_REQUEST,
+            "The form carried a malformed authorization request.",
+        )));
+    };
+    match AuthorizeRequest::parse(ctx, &params) {
         Ok(r) => Ok(Some(r)),
         Err(Rejection::Fatal(m)) => Err(Box::new(pages::error(StatusCode::BAD_REQUEST, &m))),
         Err(Rejection::Redirect(t, e)) => {
