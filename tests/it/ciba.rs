@@ -669,15 +669,21 @@ async fn ciba_an_approved_request_is_checked_again_when_the_token_is_issued() {
 /// nothing is stored, until requests are decided or expire.
 #[tokio::test]
 async fn ciba_pending_requests_per_human_are_capped() {
-    let World { app, agent } = world(Backend::Sqlite, "interval = \"1s\"").await;
-    let alice = alice_token(&app, "orders:read payments:write").await;
-    let actor = agent.attest(&app).await;
-    let cap = mandate::oauth::grant::ciba::MAX_PENDING_PER_USER;
-    for i in 0..cap {
+    for backend in backends() {
+        let World { app, agent } = world(backend, "interval = \"1s\"").await;
+        let alice = alice_token(&app, "orders:read payments:write").await;
+        let actor = agent.attest(&app).await;
+        let cap = mandate::oauth::grant::ciba::MAX_PENDING_PER_USER;
+        for i in 0..cap {
+            let (s, v) = bc_authorize(&app, &alice, &actor, &[]).await;
+            assert_eq!(s, 200, "{backend:?} request {i}: {v}");
+        }
         let (s, v) = bc_authorize(&app, &alice, &actor, &[]).await;
-        assert_eq!(s, 200, "request {i}: {v}");
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (429, Some("slow_down")),
+            "{backend:?}: {v}"
+        );
+        app.stop().await;
     }
-    let (s, v) = bc_authorize(&app, &alice, &actor, &[]).await;
-    assert_eq!((s, v["error"].as_str()), (429, Some("slow_down")), "{v}");
-    app.stop().await;
 }

@@ -500,7 +500,13 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 /// aimed at one name waits in front of nobody else.
 #[tokio::test]
 async fn rfc6749_s2_3_1_floods_of_wrong_passwords_and_secrets_stay_bounded() {
-    let db = test_db(Backend::Sqlite).await;
+    for backend in backends() {
+        flood_stays_bounded(backend).await;
+    }
+}
+
+async fn flood_stays_bounded(backend: Backend) {
+    let db = test_db(backend).await;
     let config = write_config(&db, "");
     let mut server = spawn_process(&config).await;
     let pid = server.child.id().unwrap();
