@@ -63,9 +63,31 @@ async fn not_found() -> OAuthError {
     )
 }
 
-async fn method_not_allowed() -> OAuthError {
+/// Web pages a browser reaches: a wrong method there gets the product's HTML page, the API's
+/// endpoints their JSON error.
+const PAGES: [&str; 5] = [
+    "/authorize",
+    "/consent",
+    "/login",
+    "/approvals",
+    "/sessions",
+];
+
+async fn method_not_allowed(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let page = PAGES
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')));
+    if page {
+        return crate::web::pages::error(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "This page does not accept that kind of request.",
+        );
+    }
     OAuthError::new(
         ErrorCode::MethodNotAllowed,
         "this endpoint does not accept that HTTP method",
     )
+    .into_response()
 }

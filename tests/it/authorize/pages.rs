@@ -274,3 +274,38 @@ async fn pages_send_security_headers_and_cookies_are_httponly_samesite() {
     assert!(page.body.contains("Approve"));
     app.stop().await;
 }
+
+/// A wrong method on a web page gets the product's HTML page, on an API endpoint the JSON error;
+/// both are 405 with the `Allow` header RFC 9110 §15.5.6 asks for.
+#[tokio::test]
+async fn rfc9110_s15_5_6_a_wrong_method_gets_a_page_on_pages_and_json_on_the_api() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for (method, path, html) in [
+        (reqwest::Method::DELETE, "/login", true),
+        (reqwest::Method::PUT, "/sessions/revoke", true),
+        (reqwest::Method::GET, "/token", false),
+    ] {
+        let resp = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        assert!(
+            resp.headers().contains_key(reqwest::header::ALLOW),
+            "{method} {path}: {:?}",
+            resp.headers()
+        );
+        let ct = resp.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(ct.starts_with("text/html"), html, "{method} {path}: {ct}");
+        if !html {
+            let v: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(v["error"], "method_not_allowed");
+        }
+    }
+    app.stop().await;
+}
