@@ -112,6 +112,43 @@ fn decoy_key() -> DecodingKey {
         .unwrap_or_else(|_| DecodingKey::from_secret(&crate::crypto::random_bytes::<32>()))
 }
 
+/// The parts of a client assertion read before any key is known: its header, whose `alg` must
+/// be one of the asymmetric algorithms accepted, and its `iss`, which must equal `sub`
+/// (RFC 7523 §3). Nothing here is verified; the answer only says which client's keys to try.
+/// Pure, over the caller's bytes, so it is fuzzed (`fuzz/fuzz_targets/client_assertion.rs`).
+pub fn peek_assertion(jwt: &str) -> Result<(jsonwebtoken::Header, String), &'static str> {
+    let header = jsonwebtoken::decode_header(jwt).map_err(|_| "client_assertion is not a JWT")?;
+    if !matches!(
+        header.alg,
+        Algorithm::ES256
+            | Algorithm::ES384
+            | Algorithm::RS256
+            | Algorithm::PS256
+            | Algorithm::EdDSA
+    ) {
+        return Err("client_assertion must be signed with an asymmetric algorithm");
+    }
+    let peek: AssertionClaims = jsonwebtoken::dangerous::insecure_decode(jwt)
+        .map_err(|_| "client_assertion claims are malformed")?
+        .claims;
+    let iss = peek.iss.ok_or("client_assertion has no `iss`")?;
+    if peek.sub.as_deref() != Some(iss.as_str()) {
+        return Err("client_assertion `sub` must equal `iss`, the client_id (RFC 7523 §3)");
+    }
+    Ok((header, iss))
+}
+
+/// RFC 7523 §3: the `aud` claim, a string or an array of strings, names one of `audiences`.
+pub fn audience_ok(aud: Option<&serde_json::Value>, audiences: &[String]) -> bool {
+    match aud {
+        Some(serde_json::Value::String(a)) => audiences.contains(a),
+        Some(serde_json::Value::Array(v)) => v
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a))),
+        _ => false,
+    }
+}
+
 /// Too many secret checks are waiting for this client (or in all): nothing was checked, so the
 /// answer says to retry, not that the secret is wrong.
 pub fn busy(_: Busy) -> OAuthError {
@@ -258,32 +295,8 @@ impl ClientAuthenticator {
         jwt: &str,
         client_id: Option<&str>,
     ) -> Result<Arc<Client>, OAuthError> {
-        let header = jsonwebtoken::decode_header(jwt)
-            .map_err(|_| bad_client("client_assertion is not a JWT"))?;
-        if !matches!(
-            header.alg,
-            Algorithm::ES256
-                | Algorithm::ES384
-                | Algorithm::RS256
-                | Algorithm::PS256
-                | Algorithm::EdDSA
-        ) {
-            return Err(bad_client(
-                "client_assertion must be signed with an asymmetric algorithm",
-            ));
-        }
-        let peek: AssertionClaims = jsonwebtoken::dangerous::insecure_decode(jwt)
-            .map_err(|_| bad_client("client_assertion claims are malformed"))?
-            .claims;
-        let iss = peek
-            .iss
-            .as_deref()
-            .ok_or_else(|| bad_client("client_assertion has no `iss`"))?;
-        if peek.sub.as_deref() != Some(iss) {
-            return Err(bad_client(
-                "client_assertion `sub` must equal `iss`, the client_id (RFC 7523 §3)",
-            ));
-        }
+        let (header, iss) = peek_assertion(jwt).map_err(bad_client)?;
+        let iss = iss.as_str();
         if client_id.is_some_and(|c| c != iss) {
             return Err(bad_client(
                 "client_id does not match the client_assertion issuer",
@@ -330,15 +343,7 @@ impl ClientAuthenticator {
         if verified.nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
             return Err(bad_client("client_assertion is not valid yet (`nbf`)"));
         }
-        let aud_ok = match &verified.aud {
-            Some(serde_json::Value::String(a)) => self.audiences.contains(a),
-            Some(serde_json::Value::Array(v)) => v.iter().any(|a| {
-                a.as_str()
-                    .is_some_and(|a| self.audiences.iter().any(|x| x == a))
-            }),
-            _ => false,
-        };
-        if !aud_ok {
+        if !audience_ok(verified.aud.as_ref(), &self.audiences) {
             return Err(bad_client(
                 "client_assertion `aud` must be this server's issuer or token endpoint (RFC 7523 §3)",
             ));
