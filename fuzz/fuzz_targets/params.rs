@@ -43,6 +43,18 @@ const NAMES: &[&str] = &[
 ];
 
 libfuzzer_sys::fuzz_target!(|body: &[u8]| {
+    // What the HTTP edge runs first: a body whose decoded names or values are not UTF-8 or hold
+    // NUL or another control character (but tab, CR, LF) is refused; an accepted one holds none.
+    // `Params::parse_untrusted` refuses exactly what `input::form` refuses.
+    let strict = mandate::input::form(body);
+    if let Ok(pairs) = &strict {
+        for (k, v) in pairs {
+            for c in k.chars().chain(v.chars()) {
+                assert!(!c.is_control() || matches!(c, '\t' | '\r' | '\n'), "{k:?}={v:?}");
+            }
+        }
+    }
+    assert_eq!(strict.is_ok(), Params::parse_untrusted(body).is_ok());
     let params = Params::parse(body);
     let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
