@@ -48,6 +48,20 @@ fn s(v: &Value, key: &str) -> String {
         .to_string()
 }
 
+/// `POST /token` with `grant_type=refresh_token` as the public client `cli` (RFC 6749 §6).
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post_form(
+        "/token",
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cli"),
+            ("refresh_token", token),
+        ],
+    )
+    .await
+}
+
 /// Attests `agent` against a server whose issuer is fixed to `http://mandate.test` (the proof's
 /// `aud` must name it, not the listener's URL).
 async fn attest_fixed_issuer(app: &TestApp, agent: &TestAgent) -> String {
@@ -88,29 +102,22 @@ async fn rfc6749_s1_5_only_access_tokens_are_active_at_introspection() {
         let app = spawn_on_top(test_db(backend).await, ISSUER_TOP, &extra).await;
         let pair = sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
         let access = s(&pair, "access_token");
-        let refresh = s(&pair, "refresh_token");
+        let refresh_token = s(&pair, "refresh_token");
         assert_eq!(app.introspect(&access).await["active"], true, "{backend:?}");
         assert_eq!(
-            app.introspect(&refresh).await,
+            app.introspect(&refresh_token).await,
             json!({"active": false}),
             "{backend:?}: a live refresh token is not an access token"
         );
 
         // Rotate it: the consumed refresh token stays inactive too.
-        let resp = app
-            .post_form(
-                "/token",
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "cli"),
-                    ("refresh_token", &refresh),
-                ],
-            )
-            .await;
+        let resp = refresh(&app, &refresh_token).await;
         assert_eq!(resp.status(), 200);
         let next: Value = resp.json().await.unwrap();
-        assert_eq!(app.introspect(&refresh).await, json!({"active": false}));
+        assert_eq!(
+            app.introspect(&refresh_token).await,
+            json!({"active": false})
+        );
         assert_eq!(
             app.introspect(&s(&next, "refresh_token")).await,
             json!({"active": false})
@@ -145,17 +152,7 @@ async fn rfc6749_s1_5_only_access_tokens_are_active_at_introspection() {
             "{v}"
         );
         // ... and an access token is no refresh token.
-        let resp = app
-            .post_form(
-                "/token",
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "cli"),
-                    ("refresh_token", &access),
-                ],
-            )
-            .await;
+        let resp = refresh(&app, &access).await;
         assert_eq!(resp.status(), 400);
         app.stop().await;
     }
@@ -171,17 +168,7 @@ async fn rfc7009_s2_1_revoking_a_refresh_token_revokes_its_whole_grant() {
         let a = TestAgent::new("build-bot");
         let app = spawn_app_with(backend, &agent_host(&a)).await;
         let first = sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
-        let resp = app
-            .post_form(
-                "/token",
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "cli"),
-                    ("refresh_token", &s(&first, "refresh_token")),
-                ],
-            )
-            .await;
+        let resp = refresh(&app, &s(&first, "refresh_token")).await;
         assert_eq!(resp.status(), 200);
         let second: Value = resp.json().await.unwrap();
         let (status, v) = exchange(
@@ -225,17 +212,7 @@ async fn rfc7009_s2_1_revoking_a_refresh_token_revokes_its_whole_grant() {
                 "{backend:?}: {what}"
             );
         }
-        let resp = app
-            .post_form(
-                "/token",
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "cli"),
-                    ("refresh_token", &s(&second, "refresh_token")),
-                ],
-            )
-            .await;
+        let resp = refresh(&app, &s(&second, "refresh_token")).await;
         assert_eq!(
             resp.status(),
             400,
@@ -688,17 +665,7 @@ async fn a_client_agent_or_user_removed_from_the_config_is_cut_off_at_the_next_s
                 "{backend:?}: {what}"
             );
         }
-        let resp = app
-            .post_form(
-                "/token",
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "cli"),
-                    ("refresh_token", &s(&carol, "refresh_token")),
-                ],
-            )
-            .await;
+        let resp = refresh(&app, &s(&carol, "refresh_token")).await;
         assert_eq!(
             resp.status(),
             400,
