@@ -141,10 +141,10 @@ fn activate(req: &ActivateRequest) {
 }
 
 libfuzzer_sys::fuzz_target!(|body: &[u8]| {
-    if let Ok(req) = serde_json::from_slice::<ChallengeRequest>(body) {
-        if let Some(agent) = &req.agent {
-            check_name(agent);
-        }
+    if let Ok(req) = serde_json::from_slice::<ChallengeRequest>(body)
+        && let Some(agent) = &req.agent
+    {
+        check_name(agent);
     }
     if let Ok(req) = serde_json::from_slice::<AttestRequest>(body) {
         attest(&req);

@@ -106,14 +106,13 @@ libfuzzer_sys::fuzz_target!(|body: &[u8]| {
     if let (Ok(challenge), Ok(method)) = (
         params.one("code_challenge"),
         params.one("code_challenge_method"),
-    ) {
-        if let Ok(c) = CodeChallenge::parse(challenge, method) {
-            assert_eq!(c.as_str().len(), 43);
-            if let Ok(Some(verifier)) = params.one("code_verifier") {
-                if c.verify(verifier) {
-                    assert!(verifier_syntax_ok(verifier));
-                }
-            }
+    ) && let Ok(c) = CodeChallenge::parse(challenge, method)
+    {
+        assert_eq!(c.as_str().len(), 43);
+        if let Ok(Some(verifier)) = params.one("code_verifier")
+            && c.verify(verifier)
+        {
+            assert!(verifier_syntax_ok(verifier));
         }
     }
 });
