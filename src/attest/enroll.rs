@@ -100,13 +100,6 @@ pub fn enabled(ctx: &Ctx) -> bool {
     !ctx.ek_roots.is_empty() || !ctx.config.attestation.ek_allowlist.is_empty()
 }
 
-/// Agent names: non-empty, at most 128 characters, no spaces or control characters (as the CLI).
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.chars().count() <= 128
-        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
 /// Failed enrollments are throttled like sign-ins (per agent name and per client address, see
 /// [`crate::web::throttle`]): a flood of bad attempts is refused early, costs no crypto and
 /// writes no audit entry once the limit is reached.
@@ -141,7 +134,7 @@ pub async fn begin(
             "zero-touch enrollment is not enabled on this server (no attestation.ek_roots or ek_allowlist)",
         ));
     }
-    if !valid_name(&req.agent) {
+    if !super::valid_agent_name(&req.agent) {
         return Err(OAuthError::invalid_request(
             "agent must be a name of 1 to 128 characters without spaces or control characters",
         ));
@@ -418,8 +411,9 @@ pub async fn activate(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::{ek_key_hash, valid_name};
+    use super::ek_key_hash;
     use crate::attest::tpm::parse::parse_ek_public;
+    use crate::attest::valid_agent_name as valid_name;
 
     /// The pin is SHA-256 of the EK's SubjectPublicKeyInfo: the value openssl computes from the
     /// EK certificate (tests/vectors/tpm/ek/make.sh), for the RSA-2048 and the P-384 EK.
