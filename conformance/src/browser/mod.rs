@@ -14,6 +14,8 @@
 
 mod cookies;
 pub mod html;
+#[cfg(test)]
+mod tests;
 mod url;
 
 pub use cookies::Jar;
