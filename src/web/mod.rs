@@ -1,18 +1,26 @@
-//! Web pages for humans: sign-in, consent (and later approvals and sessions). Askama templates
-//! in `templates/`, CSS in `static/` (compiled in); every page works without JavaScript.
+//! Web pages for humans: sign-in, consent, approvals and the sessions page. Askama templates in
+//! `templates/`, CSS in `static/` (compiled in); every page works without JavaScript.
 //!
 //! - [`authorize`]: `GET`/`POST /authorize` and `POST /consent` (RFC 6749 §4.1, RFC 7636).
-//! - [`login`]: `GET`/`POST /login`.
-//! - [`session`]: cookies, browser sessions, CSRF tokens.
+//! - [`login`]: `GET`/`POST /login`, and [`login::require`], the sign-in every other page needs.
+//! - [`approvals`]: `GET`/`POST /approvals`, the human's decisions on CIBA requests.
+//! - [`delegations`]: `GET /sessions` (the delegation tree of the human's live sessions),
+//!   `POST /sessions/revoke`, `GET /sessions/{sid}` (one session's audit trail).
+//! - [`session`]: the browser's sign-in session: cookies and CSRF tokens.
+//! - [`throttle`]: failed sign-in (and TPM enrollment) counters.
+//! - [`error`]: [`PageError`], the one error type of the pages, rendered once.
 //! - [`pages`]: page types and the response headers every page carries.
+//!
+//! Layering: pages call the protocol core (`crate::oauth`), the store and the audit writer; the
+//! core never calls back into the pages (nothing under `crate::oauth` names `crate::web`).
 
 pub mod approvals;
 pub mod authorize;
+pub mod delegations;
 pub mod error;
 pub mod login;
 pub mod pages;
 pub mod session;
-pub mod sessions;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -38,9 +46,9 @@ pub fn routes() -> Router<Arc<Ctx>> {
         .route("/consent", post(authorize::consent))
         .route("/login", get(login::get).post(login::post))
         .route("/approvals", get(approvals::get).post(approvals::post))
-        .route("/sessions", get(sessions::get))
-        .route("/sessions/revoke", post(sessions::revoke))
-        .route("/sessions/{sid}", get(sessions::detail))
+        .route("/sessions", get(delegations::get))
+        .route("/sessions/revoke", post(delegations::revoke))
+        .route("/sessions/{sid}", get(delegations::detail))
         .route("/static/mandate.css", get(css))
         .layer(axum::middleware::map_response(security_headers))
 }
