@@ -1,5 +1,12 @@
 //! The protocol core: grants, introspection and revocation as plain async functions over typed
-//! inputs and [`Ctx`]. No HTTP types here; `http/` parses requests into these calls.
+//! inputs. No HTTP types here; `http/` parses requests into these calls.
+//!
+//! The grants ([`grant`]) never see [`Ctx`]: each declares beside its handler the narrow storage
+//! trait it needs and reads the rest from a [`grant::Env`] (issuer, clock, signing key,
+//! lifetimes and limits, policies). `Ctx` is the production side: it implements every grant's
+//! storage trait over the store, the writer and the config's registries (`grant/live.rs`), and
+//! [`Ctx::grant_env`] lends the environment. Introspection, revocation and attestation still
+//! take `Ctx` whole.
 
 pub mod act;
 pub mod agent;
@@ -50,5 +57,26 @@ pub struct Ctx {
 impl Ctx {
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
+    }
+
+    /// What signing a token needs, with the signing key current now.
+    pub fn mint(&self) -> token::Mint<'_> {
+        token::Mint {
+            issuer: &self.issuer,
+            clock: self.clock.as_ref(),
+            keys: self.keys.ring(),
+        }
+    }
+
+    /// The environment of the grants: this process's config, policies and signing key.
+    pub fn grant_env(&self) -> grant::Env<'_> {
+        grant::Env {
+            mint: self.mint(),
+            tokens: &self.config.tokens,
+            ciba: &self.config.ciba,
+            high_risk_scopes: &self.config.policy.high_risk_scopes,
+            audiences: self.clients.resource_audiences(),
+            policies: &self.policies,
+        }
     }
 }

@@ -113,7 +113,7 @@ async fn code_redirect(
     scope: &ScopeSet,
     status: StatusCode,
 ) -> Response {
-    match issue_code(ctx, req, username, scope).await {
+    match issue_code(ctx, &ctx.grant_env(), req, username, scope).await {
         Ok(code) => redirect(status, &req.target(ctx).with_code(&code)),
         Err(_) => redirect(
             status,

@@ -234,8 +234,13 @@ impl AuthorizeRequest {
             .collect();
         targets.sort();
         targets.dedup();
-        let aud = crate::oauth::grant::resolve_audiences(ctx, &client, &targets)
-            .map_err(|e| bad(&target, C::InvalidTarget, e.description))?;
+        let aud = crate::oauth::grant::resolve_audiences(
+            ctx.clients.resource_audiences(),
+            &ctx.issuer,
+            &client,
+            &targets,
+        )
+        .map_err(|e| bad(&target, C::InvalidTarget, e.description))?;
         Ok(Self {
             client,
             redirect_uri: target.redirect_uri,
