@@ -49,7 +49,8 @@ pub struct Ctx {
     pub ek_roots: Arc<crate::attest::tpm::ek::EkRoots>,
     pub policies: Arc<crate::policy::Policies>,
     pub auth: client_auth::ClientAuthenticator,
-    pub throttle: crate::web::throttle::Throttles,
+    /// Sign-in and enrollment attempts, counted per process ([`crate::throttle`]).
+    pub throttle: crate::throttle::Throttles,
     /// The one bound on argon2 checks (client secrets and passwords).
     pub secret_checks: Arc<secret_check::SecretChecks>,
 }

@@ -192,7 +192,7 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<Str
         );
     }
     let now = ctx.clock.now();
-    // Counted before the password is checked (see web::throttle).
+    // Counted before the password is checked (see crate::throttle).
     if let Err(wait) = ctx.throttle.login.attempt(username, addr.as_deref(), now) {
         tracing::warn!("sign-in throttled");
         let minutes = (wait + 59) / 60;

@@ -12,7 +12,6 @@ pub mod login;
 pub mod pages;
 pub mod session;
 pub mod sessions;
-pub mod throttle;
 
 use std::sync::Arc;
 
