@@ -14,13 +14,16 @@
 //! | [`ciba`] (CIBA Core) | [`CibaStorage`]: token exchange's, plus requests and fresh agents | all of token exchange's, `ciba` |
 //!
 //! The process implements every trait over the store, the writer and the config's registries
-//! (`live.rs`, for [`crate::oauth::Ctx`]).
+//! (`live.rs`, for [`crate::oauth::Ctx`]); each grant's unit tests implement them in memory
+//! (`testing.rs`).
 
 pub mod authorization_code;
 pub mod ciba;
 pub mod client_credentials;
 mod live;
 pub mod refresh_token;
+#[cfg(test)]
+mod testing;
 pub mod token_exchange;
 
 use std::sync::Arc;

@@ -377,3 +377,6 @@ fn agent_attestation(agent_token: &str) -> String {
         })
         .unwrap_or_else(|| "software".into())
 }
+
+#[cfg(test)]
+mod tests;
