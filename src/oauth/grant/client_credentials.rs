@@ -78,3 +78,6 @@ pub async fn grant<S: ClientCredentialsStorage + ?Sized>(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests;
