@@ -173,3 +173,6 @@ async fn reused<S: RefreshTokenStorage + ?Sized>(storage: &S, r: &TokenRecord) -
     }
     bad_grant("the refresh token was already used; its session is revoked (RFC 9700 §4.14.2)")
 }
+
+#[cfg(test)]
+mod tests;
