@@ -203,3 +203,6 @@ async fn revoke_session<S: AuthorizationCodeStorage + ?Sized>(
     storage.revoke_session(&rec.sid, vec![ev]).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
