@@ -343,3 +343,6 @@ async fn recheck<S: CibaStorage + ?Sized>(
         client_id: r.client_id.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests;
