@@ -58,7 +58,7 @@ fn rejected(r: Rejection, status: StatusCode) -> Response {
 }
 
 async fn authorize(ctx: &Ctx, headers: &HeaderMap, p: &Params, status: StatusCode) -> Response {
-    let req = match AuthorizeRequest::parse(ctx, p) {
+    let req = match AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, p) {
         Ok(r) => r,
         Err(r) => return rejected(r, status),
     };
@@ -74,7 +74,7 @@ async fn authorize(ctx: &Ctx, headers: &HeaderMap, p: &Params, status: StatusCod
 /// 8252 §8.6): anyone can claim its client_id, and any local process that binds its loopback
 /// port would otherwise receive the human's code with no one looking.
 async fn decide(ctx: &Ctx, req: &AuthorizeRequest, s: &Session, status: StatusCode) -> Response {
-    let target = req.target(ctx);
+    let target = req.target(&ctx.issuer);
     let scope = match req.scope_for(&s.user) {
         Ok(scope) => scope,
         Err(e) => return redirect(status, &target.with_error(&e)),
@@ -114,10 +114,10 @@ async fn code_redirect(
     status: StatusCode,
 ) -> Response {
     match issue_code(ctx, &ctx.grant_env(), req, username, scope).await {
-        Ok(code) => redirect(status, &req.target(ctx).with_code(&code)),
+        Ok(code) => redirect(status, &req.target(&ctx.issuer).with_code(&code)),
         Err(_) => redirect(
             status,
-            &req.target(ctx).with_error(&AuthzError::new(
+            &req.target(&ctx.issuer).with_error(&AuthzError::new(
                 AuthzErrorCode::ServerError,
                 "the server could not complete the request; try again",
             )),
@@ -153,7 +153,7 @@ pub async fn consent(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body
         }
         Err(resp) => return *resp,
     };
-    let target = req.target(&ctx);
+    let target = req.target(&ctx.issuer);
     let approve = match p.one("decision") {
         Ok(Some("approve")) => true,
         Ok(Some("deny")) => false,

@@ -121,7 +121,7 @@ pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, Box<Re
             "The form carried a malformed authorization request.",
         )));
     };
-    match AuthorizeRequest::parse(ctx, &params) {
+    match AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, &params) {
         Ok(r) => Ok(Some(r)),
         Err(Rejection::Fatal(m)) => Err(Box::new(pages::error(StatusCode::BAD_REQUEST, &m))),
         Err(Rejection::Redirect(t, e)) => {

@@ -13,6 +13,9 @@
 //! | [`token_exchange`] (RFC 8693) | [`TokenExchangeStorage`]: presented tokens, users, agents, audit | `mint`, `tokens`, `high_risk_scopes`, `audiences`, `policies` |
 //! | [`ciba`] (CIBA Core) | [`CibaStorage`]: token exchange's, plus requests and fresh agents | all of token exchange's, `ciba` |
 //!
+//! The authorization request of the code flow (`authorization_code/request.rs`, RFC 6749 §4.1.1)
+//! is parsed against the registered clients and the issuer alone.
+//!
 //! The process implements every trait over the store, the writer and the config's registries
 //! (`live.rs`, for [`crate::oauth::Ctx`]); each grant's unit tests implement them in memory
 //! (`testing.rs`).
