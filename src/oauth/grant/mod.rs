@@ -175,3 +175,68 @@ pub fn resolve_audiences(
     }
     Ok(targets.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Fixture, Memory, client, code_of};
+    use super::*;
+    use crate::oauth::params::Params;
+    use crate::oauth::request::{
+        AUTHORIZATION_CODE, CIBA, CLIENT_CREDENTIALS, REFRESH_TOKEN, TOKEN_EXCHANGE,
+        TT_ACCESS_TOKEN, TT_JWT,
+    };
+
+    /// RFC 6749 §4: each `grant_type` reaches its own grant. Over empty storage every grant but
+    /// client_credentials refuses, each in words only it uses.
+    #[tokio::test]
+    async fn rfc6749_s4_each_grant_type_reaches_its_grant() {
+        let rows: [(&str, &str, &str); 5] = [
+            ("grant_type=client_credentials", "ok", ""),
+            (
+                "grant_type=authorization_code&code=c&redirect_uri=https://app.example/cb&code_verifier=v",
+                "invalid_grant",
+                "authorization code is unknown",
+            ),
+            (
+                "grant_type=refresh_token&refresh_token=r",
+                "invalid_grant",
+                "refresh token is unknown",
+            ),
+            (
+                "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token=s",
+                "invalid_grant",
+                "subject_token is not an active access token",
+            ),
+            (
+                "grant_type=urn:openid:params:grant-type:ciba&auth_req_id=a",
+                "invalid_grant",
+                "auth_req_id is unknown",
+            ),
+        ];
+        let every = [
+            CLIENT_CREDENTIALS,
+            AUTHORIZATION_CODE,
+            REFRESH_TOKEN,
+            TOKEN_EXCHANGE,
+            CIBA,
+        ];
+        let c = client("app", &every, &["read"]);
+        for (body, want, says) in rows {
+            let exchange = format!(
+                "&subject_token_type={TT_ACCESS_TOKEN}&actor_token=a&actor_token_type={TT_JWT}"
+            );
+            let body = if body.contains("token-exchange") {
+                format!("{body}{exchange}")
+            } else {
+                body.to_string()
+            };
+            let request = TokenRequest::parse(&Params::parse(body.as_bytes())).unwrap();
+            let (fx, m) = (Fixture::new(), Memory::default());
+            let r = token(&m, &fx.env(), &c, request).await;
+            assert_eq!(code_of(&r), want, "{body}");
+            if let Err(e) = r {
+                assert!(e.description.contains(says), "{body}: {}", e.description);
+            }
+        }
+    }
+}
