@@ -12,6 +12,8 @@
 //! - [`jose`]: ES256 keys (generation, KEK envelope, rotation, JWKS) and JWT signing.
 //! - [`audit`]: the hash-chained audit log and its verifier.
 //! - [`store`]: the storage trait, its SQLite and PostgreSQL backends, and the group-commit writer.
+//! - [`throttle`]: per-process counters of sign-in and enrollment attempts (used by `web/` and
+//!   `attest/`, held in [`oauth::Ctx`]).
 //!
 //! [`App::build`] wires these from a [`config::Config`]; [`App::run`] serves on a bound listener
 //! until the shutdown future resolves.
@@ -33,6 +35,7 @@ pub mod jose;
 pub mod oauth;
 pub mod policy;
 pub mod store;
+pub mod throttle;
 pub mod web;
 
 use std::future::Future;

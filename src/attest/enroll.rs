@@ -89,7 +89,7 @@ pub fn enabled(ctx: &Ctx) -> bool {
 }
 
 /// Failed enrollments are throttled like sign-ins (per agent name and per client address, see
-/// [`crate::web::throttle`]): a flood of bad attempts is refused early, costs no crypto and
+/// [`crate::throttle`]): a flood of bad attempts is refused early, costs no crypto and
 /// writes no audit entry once the limit is reached.
 fn throttled(ctx: &Ctx, key: &str, addr: Option<&str>, now: i64) -> Result<(), OAuthError> {
     match ctx.throttle.enroll.attempt(key, addr, now) {

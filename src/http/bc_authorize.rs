@@ -14,7 +14,7 @@ use crate::oauth::{Ctx, OAuthError};
 pub async fn bc_authorize(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, OAuthError> {
     let presented = form.client_credentials()?;
     let client = ctx.auth.authenticate(presented).await?.client;
-    let r = ciba::bc_authorize(&ctx, &client, &form.params).await?;
+    let r = ciba::bc_authorize(ctx.as_ref(), &ctx.grant_env(), &client, &form.params).await?;
     let mut resp = axum::Json(json!({
         "auth_req_id": r.auth_req_id,
         "expires_in": r.expires_in,

@@ -8,9 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::extract::Form;
-use crate::oauth::grant::{
-    authorization_code, ciba, client_credentials, refresh_token, token_exchange,
-};
+use crate::oauth::grant;
 use crate::oauth::request::TokenRequest;
 use crate::oauth::token::Issued;
 use crate::oauth::{Ctx, OAuthError};
@@ -19,31 +17,7 @@ pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, 
     let presented = form.client_credentials()?;
     let request = TokenRequest::parse(&form.params)?;
     let client = ctx.auth.authenticate(presented).await?.client;
-    let issued = match request {
-        TokenRequest::ClientCredentials { scope, targets } => {
-            client_credentials::grant(&ctx, &client, scope, &targets).await?
-        }
-        TokenRequest::AuthorizationCode {
-            code,
-            redirect_uri,
-            code_verifier,
-        } => {
-            authorization_code::grant(
-                &ctx,
-                &client,
-                &code,
-                redirect_uri.as_deref(),
-                code_verifier.as_deref(),
-            )
-            .await?
-        }
-        TokenRequest::RefreshToken {
-            refresh_token,
-            scope,
-        } => refresh_token::grant(&ctx, &client, &refresh_token, scope).await?,
-        TokenRequest::TokenExchange(req) => token_exchange::grant(&ctx, &client, req).await?,
-        TokenRequest::Ciba { auth_req_id } => ciba::grant(&ctx, &client, &auth_req_id).await?,
-    };
+    let issued = grant::token(ctx.as_ref(), &ctx.grant_env(), &client, request).await?;
     Ok(token_response(issued))
 }
 

@@ -1,5 +1,12 @@
 //! The protocol core: grants, introspection and revocation as plain async functions over typed
-//! inputs and [`Ctx`]. No HTTP types here; `http/` parses requests into these calls.
+//! inputs. No HTTP types here; `http/` parses requests into these calls.
+//!
+//! The grants ([`grant`]) never see [`Ctx`]: each declares beside its handler the narrow storage
+//! trait it needs and reads the rest from a [`grant::Env`] (issuer, clock, signing key,
+//! lifetimes and limits, policies). `Ctx` is the production side: it implements every grant's
+//! storage trait over the store, the writer and the config's registries (`grant/live.rs`), and
+//! [`Ctx::grant_env`] lends the environment. Introspection, revocation and attestation still
+//! take `Ctx` whole.
 
 pub mod act;
 pub mod agent;
@@ -42,7 +49,8 @@ pub struct Ctx {
     pub ek_roots: Arc<crate::attest::tpm::ek::EkRoots>,
     pub policies: Arc<crate::policy::Policies>,
     pub auth: client_auth::ClientAuthenticator,
-    pub throttle: crate::web::throttle::Throttles,
+    /// Sign-in and enrollment attempts, counted per process ([`crate::throttle`]).
+    pub throttle: crate::throttle::Throttles,
     /// The one bound on argon2 checks (client secrets and passwords).
     pub secret_checks: Arc<secret_check::SecretChecks>,
 }
@@ -50,5 +58,26 @@ pub struct Ctx {
 impl Ctx {
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
+    }
+
+    /// What signing a token needs, with the signing key current now.
+    pub fn mint(&self) -> token::Mint<'_> {
+        token::Mint {
+            issuer: &self.issuer,
+            clock: self.clock.as_ref(),
+            keys: self.keys.ring(),
+        }
+    }
+
+    /// The environment of the grants: this process's config, policies and signing key.
+    pub fn grant_env(&self) -> grant::Env<'_> {
+        grant::Env {
+            mint: self.mint(),
+            tokens: &self.config.tokens,
+            ciba: &self.config.ciba,
+            high_risk_scopes: &self.config.policy.high_risk_scopes,
+            audiences: self.clients.resource_audiences(),
+            policies: &self.policies,
+        }
     }
 }

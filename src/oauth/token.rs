@@ -1,14 +1,49 @@
 //! Access tokens: RFC 9068 JWT profile, ES256, recorded by hash so introspection and revocation
 //! see them without verifying the signature again.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use super::act::{Actor, MayAct};
 use super::error::{ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
+use crate::clock::Clock;
 use crate::crypto::{sha256, time_ordered_id};
-use crate::store::{Outcome, TokenKind, TokenRecord, WriteOp};
+use crate::jose::Keyring;
+use crate::store::{Outcome, StoreError, TokenKind, TokenRecord};
+
+/// What signing a token needs and nothing more: who we are (`iss`), the time (`iat`, `exp`)
+/// and the current signing key (RFC 9068 §2.2).
+#[derive(Clone)]
+pub struct Mint<'a> {
+    pub issuer: &'a str,
+    pub clock: &'a dyn Clock,
+    pub keys: Arc<Keyring>,
+}
+
+/// The one write every path that issues tokens makes: the tokens and their audit entries,
+/// durably and together. `Outcome::ParentRevoked` when a token's parent was revoked while the
+/// request ran (so a revoked family never grows).
+#[async_trait]
+pub trait IssueStorage: Send + Sync {
+    async fn issue_tokens(
+        &self,
+        tokens: Vec<TokenRecord>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<Outcome, StoreError>;
+}
+
+/// Lookups of tokens this server recorded.
+#[async_trait]
+pub trait TokenLookup: Send + Sync {
+    /// By the SHA-256 of its bytes.
+    async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+    /// A token as a client presented it: found only if its bytes are the ones recorded.
+    async fn find_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError>;
+}
 
 /// RFC 9068 §2.2 claims, plus RFC 8693 `act` and our delegated-session id `sid`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,10 +122,10 @@ pub struct Issued {
 }
 
 /// Signs an RFC 9068 access token for `spec`.
-pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
-    let now = ctx.clock.now();
+pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> {
+    let now = mint.clock.now();
     let claims = AccessClaims {
-        iss: ctx.issuer.clone(),
+        iss: mint.issuer.to_string(),
         sub: spec.sub,
         aud: spec.aud,
         exp: now + spec.ttl,
@@ -108,9 +143,8 @@ pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
             serde_json::to_value(m).map_err(OAuthError::internal)?,
         );
     }
-    let token = ctx
+    let token = mint
         .keys
-        .ring()
         .sign("at+jwt", &signed)
         .map_err(OAuthError::internal)?;
     let mut event = AuditEvent::new("token.issued");
@@ -148,8 +182,8 @@ pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
 }
 
 /// An opaque refresh token (256 random bits) bound to the session `sid` of its access token.
-pub fn mint_refresh(ctx: &Ctx, access: &TokenRecord, ttl: i64, grant: &'static str) -> Minted {
-    let now = ctx.clock.now();
+pub fn mint_refresh(mint: &Mint, access: &TokenRecord, ttl: i64, grant: &'static str) -> Minted {
+    let now = mint.clock.now();
     let token = crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
     let mut record = access.clone();
     record.token_hash = sha256(token.as_bytes()).to_vec();
@@ -185,21 +219,31 @@ pub fn mint_agent_with(
     att: &str,
     extra: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Minted, OAuthError> {
-    let now = ctx.clock.now();
     let ttl = ctx.config.tokens.agent_token_ttl.as_secs() as i64;
+    mint_agent_for(&ctx.mint(), ttl, agent, att, extra)
+}
+
+/// [`mint_agent_with`] over its environment alone: lives `ttl` seconds.
+pub fn mint_agent_for(
+    mint: &Mint,
+    ttl: i64,
+    agent: &str,
+    att: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<Minted, OAuthError> {
+    let now = mint.clock.now();
     let sub = format!("agent:{agent}");
     let jti = time_ordered_id();
     let mut claims = serde_json::json!({
-        "iss": ctx.issuer, "sub": sub, "aud": ctx.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
+        "iss": mint.issuer, "sub": sub, "aud": mint.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
     });
     if let Some(c) = claims.as_object_mut() {
         for (k, v) in extra {
             c.entry(k).or_insert(v);
         }
     }
-    let token = ctx
+    let token = mint
         .keys
-        .ring()
         .sign("JWT", &claims)
         .map_err(OAuthError::internal)?;
     let mut event = AuditEvent::new("agent.attested");
@@ -214,7 +258,7 @@ pub fn mint_agent_with(
         client_id: sub.clone(),
         sub,
         scope: String::new(),
-        aud: vec![ctx.issuer.clone()],
+        aud: vec![mint.issuer.to_string()],
         iat: now,
         exp: now + ttl,
         sid: None,
@@ -234,17 +278,16 @@ pub fn mint_agent_with(
 
 /// Records the tokens and their audit entries in one durable write. The audit events are
 /// handed over (left empty in `minted`); the records are copied, the caller still reads them.
-pub async fn persist(ctx: &Ctx, minted: &mut [&mut Minted]) -> Result<(), OAuthError> {
+pub async fn persist<S: IssueStorage + ?Sized>(
+    storage: &S,
+    minted: &mut [&mut Minted],
+) -> Result<(), OAuthError> {
     let records = minted.iter().map(|m| m.record.clone()).collect();
     let events = minted
         .iter_mut()
         .map(|m| std::mem::take(&mut m.event))
         .collect();
-    match ctx
-        .writer
-        .write(WriteOp::IssueTokens(records), events)
-        .await?
-    {
+    match storage.issue_tokens(records, events).await? {
         Outcome::ParentRevoked => Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "the subject token was revoked while this request was processed",
@@ -254,10 +297,14 @@ pub async fn persist(ctx: &Ctx, minted: &mut [&mut Minted]) -> Result<(), OAuthE
 }
 
 /// Signs the token, then records it and its audit entry durably before returning it.
-pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, OAuthError> {
+pub async fn issue_access_token<S: IssueStorage + ?Sized>(
+    storage: &S,
+    mint: &Mint<'_>,
+    spec: AccessSpec,
+) -> Result<Issued, OAuthError> {
     let ttl = spec.ttl;
-    let mut minted = mint_access(ctx, spec)?;
-    persist(ctx, &mut [&mut minted]).await?;
+    let mut minted = mint_access(mint, spec)?;
+    persist(storage, &mut [&mut minted]).await?;
     Ok(Issued {
         access_token: minted.token,
         expires_in: ttl,
@@ -272,17 +319,17 @@ pub async fn issue_access_token(ctx: &Ctx, spec: AccessSpec) -> Result<Issued, O
 /// token), not expired. The one lookup every place that accepts a presented token uses, so a
 /// refresh token is never taken where an access token is expected (RFC 6749 §1.5, RFC 9700
 /// §4.14), nor an agent token (good only as an `actor_token`) at a resource server.
-pub async fn live_presented(
-    ctx: &Ctx,
+pub async fn live_presented<S: TokenLookup + ?Sized>(
+    storage: &S,
     token: &str,
     kind: TokenKind,
     now: i64,
 ) -> Result<Option<TokenRecord>, OAuthError> {
-    match ctx.store.find_presented(token).await {
+    match storage.find_presented(token).await {
         Ok(r) => Ok(r.filter(|t| t.is_live(kind, now))),
         // Fail closed: a token whose stored record does not parse is not live. Say so to the
         // operator, never to the caller.
-        Err(crate::store::StoreError::CorruptRecord(why)) => {
+        Err(StoreError::CorruptRecord(why)) => {
             tracing::error!(%why, "a presented token's stored record is unreadable; refused");
             Ok(None)
         }

@@ -63,7 +63,8 @@ async fn authorize(
     p: &Params,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let req = AuthorizeRequest::parse(ctx, p).map_err(|r| rejected(r, status))?;
+    let req =
+        AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, p).map_err(|r| rejected(r, status))?;
     match session::current(ctx, headers)
         .await
         .doing("reading the browser session")?
@@ -90,7 +91,7 @@ async fn decide(
     s: &Session,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let target = req.target(ctx);
+    let target = req.target(&ctx.issuer);
     let scope = match req.scope_for(&s.user) {
         Ok(scope) => scope,
         Err(e) => return Ok(redirect(status, &target.with_error(&e))),
@@ -128,13 +129,13 @@ async fn code_redirect(
     scope: &ScopeSet,
     status: StatusCode,
 ) -> Response {
-    match issue_code(ctx, req, username, scope).await {
-        Ok(code) => redirect(status, &req.target(ctx).with_code(&code)),
+    match issue_code(ctx, &ctx.grant_env(), req, username, scope).await {
+        Ok(code) => redirect(status, &req.target(&ctx.issuer).with_code(&code)),
         Err(e) => {
             tracing::error!(reason = %e, "cannot issue an authorization code");
             redirect(
                 status,
-                &req.target(ctx).with_error(&AuthzError::new(
+                &req.target(&ctx.issuer).with_error(&AuthzError::new(
                     AuthzErrorCode::ServerError,
                     "the server could not complete the request; try again",
                 )),
@@ -165,7 +166,7 @@ pub async fn consent(
             "The form did not say which request it answers.",
         ));
     };
-    let target = req.target(&ctx);
+    let target = req.target(&ctx.issuer);
     let approve = match p.one("decision") {
         Ok(Some("approve")) => true,
         Ok(Some("deny")) => false,

@@ -147,7 +147,7 @@ pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, PageEr
             "The form carried a malformed authorization request.",
         ));
     };
-    match AuthorizeRequest::parse(ctx, &params) {
+    match AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, &params) {
         Ok(r) => Ok(Some(r)),
         Err(Rejection::Fatal(m)) => Err(PageError::bad_request(m)),
         Err(Rejection::Redirect(t, e)) => Err(PageError::answer(redirect(
@@ -207,7 +207,7 @@ pub async fn submit(
         return again(StatusCode::BAD_REQUEST, WRONG, "");
     }
     let now = ctx.clock.now();
-    // Counted before the password is checked (see web::throttle).
+    // Counted before the password is checked (see crate::throttle).
     if let Err(wait) = ctx.throttle.login.attempt(username, addr.as_deref(), now) {
         tracing::warn!("sign-in throttled");
         let minutes = (wait + 59) / 60;

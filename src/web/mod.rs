@@ -7,7 +7,6 @@
 //! - [`delegations`]: `GET /sessions` (the delegation tree of the human's live sessions),
 //!   `POST /sessions/revoke`, `GET /sessions/{sid}` (one session's audit trail).
 //! - [`session`]: the browser's sign-in session: cookies and CSRF tokens.
-//! - [`throttle`]: failed sign-in (and TPM enrollment) counters.
 //! - [`error`]: [`PageError`], the one error type of the pages, rendered once.
 //! - [`pages`]: page types and the response headers every page carries.
 //!
@@ -21,7 +20,6 @@ pub mod error;
 pub mod login;
 pub mod pages;
 pub mod session;
-pub mod throttle;
 
 use std::sync::Arc;
 

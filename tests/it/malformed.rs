@@ -203,7 +203,7 @@ async fn overlong_usernames_are_refused_before_throttling() {
             body.len()
         )
     };
-    // More than the 20 failures an address is allowed (web::throttle::PER_ADDRESS).
+    // More than the 20 failures an address is allowed (throttle::PER_ADDRESS).
     for i in 0..25 {
         let (status, ct, body) = send(&app, &sign_in(&format!("{i}{}", "u".repeat(300)))).await;
         assert_eq!(status, 400, "{body}");

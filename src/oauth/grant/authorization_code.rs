@@ -1,35 +1,51 @@
 //! RFC 6749 §4.1 with PKCE (RFC 7636): the authorization endpoint issues a single-use code bound
 //! to the client, its redirect URI, the PKCE challenge, the human and what was granted; the
 //! client redeems it at `/token` for the human's access token and a refresh token.
+//!
+//! Storage: [`AuthorizationCodeStorage`]. From the [`Env`]: the mint and `tokens` (access,
+//! refresh and code lifetimes).
 
 pub mod request;
 
+use async_trait::async_trait;
 use serde_json::json;
 
+use super::{Env, SessionRevocation};
 use crate::audit::AuditEvent;
 use crate::crypto::{b64url, random_bytes, sha256, time_ordered_id};
-use crate::oauth::Ctx;
 use crate::oauth::client::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::request::{AUTHORIZATION_CODE, REFRESH_TOKEN};
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::{AccessSpec, Issued, mint_access, mint_refresh, persist};
-use crate::store::WriteOp;
+use crate::oauth::token::{AccessSpec, IssueStorage, Issued, mint_access, mint_refresh, persist};
+use crate::store::StoreError;
 use crate::store::web::CodeRecord;
 
 use request::AuthorizeRequest;
 
+/// What the code flow does to storage: remember a code, find it, mark it used exactly once
+/// (or replayed), issue its tokens, and on a replay revoke the session they belong to.
+#[async_trait]
+pub trait AuthorizationCodeStorage: IssueStorage + SessionRevocation {
+    async fn create_code(&self, code: &CodeRecord, now: i64) -> Result<(), StoreError>;
+    async fn find_code(&self, code_hash: &[u8]) -> Result<Option<CodeRecord>, StoreError>;
+    /// Marks the code used, atomically: true for exactly one of concurrent redemptions.
+    async fn use_code(&self, code_hash: &[u8], now: i64) -> Result<bool, StoreError>;
+    async fn mark_code_replayed(&self, code_hash: &[u8], now: i64) -> Result<(), StoreError>;
+}
+
 /// Issues a code (256 random bits, stored hashed) for `username`, valid for
 /// `tokens.authorization_code_ttl`. Each code starts a new session `sid`, which the tokens it
 /// yields (and their refreshed successors) carry.
-pub async fn issue_code(
-    ctx: &Ctx,
+pub async fn issue_code<S: AuthorizationCodeStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
     req: &AuthorizeRequest,
     username: &str,
     scope: &ScopeSet,
 ) -> Result<String, OAuthError> {
-    let now = ctx.clock.now();
+    let now = env.now();
     let code = b64url(&random_bytes::<32>());
     let record = CodeRecord {
         code_hash: sha256(code.as_bytes()).to_vec(),
@@ -41,11 +57,11 @@ pub async fn issue_code(
         aud: req.aud.clone(),
         sid: time_ordered_id(),
         created_at: now,
-        expires_at: now + ctx.config.tokens.authorization_code_ttl.as_secs() as i64,
+        expires_at: now + env.tokens.authorization_code_ttl.as_secs() as i64,
         used_at: None,
         replayed_at: None,
     };
-    ctx.store.create_code(&record, now).await?;
+    storage.create_code(&record, now).await?;
     Ok(code)
 }
 
@@ -58,8 +74,9 @@ fn bad_grant(d: &'static str) -> OAuthError {
 /// concurrent redemptions exactly one wins. A second redemption revokes everything the first
 /// issued (RFC 6749 §4.1.2): it may land before or after the first one's tokens are written,
 /// so each side checks for the other (see [`revoke_if_replayed`]).
-pub async fn grant(
-    ctx: &Ctx,
+pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
     client: &Client,
     code: &str,
     redirect_uri: Option<&str>,
@@ -72,12 +89,12 @@ pub async fn grant(
         )));
     }
     let hash = sha256(code.as_bytes()).to_vec();
-    let now = ctx.clock.now();
-    let Some(rec) = ctx.store.find_code(&hash).await? else {
+    let now = env.now();
+    let Some(rec) = storage.find_code(&hash).await? else {
         return Err(bad_grant("the authorization code is unknown"));
     };
     if rec.used_at.is_some() {
-        return Err(replayed(ctx, &rec).await);
+        return Err(replayed(storage, env, &rec).await);
     }
     if rec.expires_at <= now {
         return Err(bad_grant("the authorization code has expired"));
@@ -102,17 +119,18 @@ pub async fn grant(
             "code_verifier does not match the code_challenge (RFC 7636 §4.6)",
         ));
     }
-    if !ctx.store.use_code(&hash, now).await? {
-        return Err(replayed(ctx, &rec).await);
+    if !storage.use_code(&hash, now).await? {
+        return Err(replayed(storage, env, &rec).await);
     }
+    let access_ttl = env.access_ttl();
     let mut access = mint_access(
-        ctx,
+        &env.mint,
         AccessSpec {
             sub: rec.username.clone(),
             client_id: rec.client_id.clone(),
             scope: rec.scope.clone(),
             aud: rec.aud.clone(),
-            ttl: ctx.config.tokens.access_token_ttl.as_secs() as i64,
+            ttl: access_ttl,
             sid: Some(rec.sid.clone()),
             act: None,
             may_act: None,
@@ -122,20 +140,20 @@ pub async fn grant(
     )?;
     let mut refresh = client.allows_grant(REFRESH_TOKEN).then(|| {
         mint_refresh(
-            ctx,
+            &env.mint,
             &access.record,
-            ctx.config.tokens.refresh_token_ttl.as_secs() as i64,
+            env.tokens.refresh_token_ttl.as_secs() as i64,
             AUTHORIZATION_CODE,
         )
     });
     match &mut refresh {
-        Some(r) => persist(ctx, &mut [&mut access, r]).await?,
-        None => persist(ctx, &mut [&mut access]).await?,
+        Some(r) => persist(storage, &mut [&mut access, r]).await?,
+        None => persist(storage, &mut [&mut access]).await?,
     }
-    revoke_if_replayed(ctx, &hash).await?;
+    revoke_if_replayed(storage, &hash).await?;
     Ok(Issued {
         access_token: access.token,
-        expires_in: ctx.config.tokens.access_token_ttl.as_secs() as i64,
+        expires_in: access_ttl,
         scope: access.record.scope,
         refresh_token: refresh.map(|r| r.token),
         issued_token_type: None,
@@ -143,12 +161,16 @@ pub async fn grant(
 }
 
 /// A second redemption: remember it, revoke the code's session, refuse.
-async fn replayed(ctx: &Ctx, rec: &CodeRecord) -> OAuthError {
-    let now = ctx.clock.now();
-    if let Err(e) = ctx.store.mark_code_replayed(&rec.code_hash, now).await {
+async fn replayed<S: AuthorizationCodeStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    rec: &CodeRecord,
+) -> OAuthError {
+    let now = env.now();
+    if let Err(e) = storage.mark_code_replayed(&rec.code_hash, now).await {
         return e.into();
     }
-    if let Err(e) = revoke_session(ctx, rec).await {
+    if let Err(e) = revoke_session(storage, rec).await {
         return e;
     }
     bad_grant("the authorization code was already used; the tokens it issued are revoked")
@@ -157,28 +179,30 @@ async fn replayed(ctx: &Ctx, rec: &CodeRecord) -> OAuthError {
 /// The winning redemption's tokens are written after the code was marked used; a replay seen
 /// in between revoked a session that had no tokens yet. Looking again after the write closes
 /// that gap: whichever of the two writes lands last, the session ends up revoked.
-async fn revoke_if_replayed(ctx: &Ctx, hash: &[u8]) -> Result<(), OAuthError> {
-    if let Some(rec) = ctx.store.find_code(hash).await? {
+async fn revoke_if_replayed<S: AuthorizationCodeStorage + ?Sized>(
+    storage: &S,
+    hash: &[u8],
+) -> Result<(), OAuthError> {
+    if let Some(rec) = storage.find_code(hash).await? {
         if rec.replayed_at.is_some() {
-            revoke_session(ctx, &rec).await?;
+            revoke_session(storage, &rec).await?;
         }
     }
     Ok(())
 }
 
-async fn revoke_session(ctx: &Ctx, rec: &CodeRecord) -> Result<(), OAuthError> {
+async fn revoke_session<S: AuthorizationCodeStorage + ?Sized>(
+    storage: &S,
+    rec: &CodeRecord,
+) -> Result<(), OAuthError> {
     let mut ev = AuditEvent::new("code.reuse_detected");
     ev.subject = Some(rec.username.clone());
     ev.client_id = Some(rec.client_id.clone());
     ev.session = Some(rec.sid.clone());
     ev.detail = json!({ "rule": "RFC 6749 §4.1.2" });
-    ctx.writer
-        .write(
-            WriteOp::RevokeSession {
-                sid: rec.sid.clone(),
-            },
-            vec![ev],
-        )
-        .await?;
+    storage.revoke_session(&rec.sid, vec![ev]).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,22 +6,50 @@
 //! only ever asked about a grant the server could issue. The human decides on `/approvals`; the
 //! agent polls `/token` with `grant_type=urn:openid:params:grant-type:ciba` and gets the token
 //! exactly once.
+//!
+//! Storage: [`CibaStorage`]. From the [`Env`]: everything token exchange reads, and `ciba`
+//! (`interval`, `expiry`).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::Env;
+use super::token_exchange::{self, Plan, TokenExchangeStorage};
 use crate::audit::AuditEvent;
 use crate::crypto::{b64url, random_bytes, random_id, sha256};
-use crate::oauth::Ctx;
 use crate::oauth::act::Actor;
+use crate::oauth::agent::Agent;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::Child;
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::grant::token_exchange::{self, Plan};
 use crate::oauth::params::Params;
 use crate::oauth::request::{CIBA, ExchangeRequest};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::{Issued, actor_chain};
 use crate::policy::Outcome;
 use crate::store::ciba::{CibaRecord, CibaStatus, Poll};
-use crate::store::{TokenKind, WriteOp};
+use crate::store::{StoreError, TokenKind};
+
+/// What CIBA does to storage, besides everything a token exchange does: keep the request,
+/// record each poll, claim the approved token exactly once, and read the agent afresh when the
+/// token is finally issued.
+#[async_trait]
+pub trait CibaStorage: TokenExchangeStorage {
+    /// Stores a pending request unless its human already has `max_pending` waiting (false).
+    async fn create_ciba(&self, r: &CibaRecord, max_pending: i64) -> Result<bool, StoreError>;
+    /// Records a poll at `now`; one sooner than the interval grows it by `slow_down_step`.
+    async fn poll_ciba(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+        slow_down_step: i64,
+    ) -> Result<Poll, StoreError>;
+    /// Marks an approved request issued; `None` unless this call made the transition.
+    async fn claim_ciba(&self, id_hash: &[u8]) -> Result<Option<CibaRecord>, StoreError>;
+    /// The agent `name` as stored now (not a cached copy): `None` if removed or disabled.
+    async fn fresh_agent(&self, name: &str) -> Result<Option<Arc<Agent>>, StoreError>;
+}
 
 /// Longest `binding_message` shown to the human (CIBA Core §7.1: short, displayable).
 const BINDING_MESSAGE_MAX: usize = 200;
@@ -51,8 +79,9 @@ fn check_client(client: &Client) -> Result<(), OAuthError> {
 }
 
 /// `POST /bc-authorize`.
-pub async fn bc_authorize(
-    ctx: &Ctx,
+pub async fn bc_authorize<S: CibaStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
     client: &Client,
     p: &Params,
 ) -> Result<BcResponse, OAuthError> {
@@ -66,7 +95,7 @@ pub async fn bc_authorize(
             "binding_message must be at most {BINDING_MESSAGE_MAX} printable characters (CIBA Core 7.1)"
         )));
     }
-    let max_expiry = ctx.config.ciba.expiry.as_secs() as i64;
+    let max_expiry = env.ciba.expiry.as_secs() as i64;
     let expiry = match p.one("requested_expiry")? {
         None => max_expiry,
         Some(e) => e
@@ -81,8 +110,8 @@ pub async fn bc_authorize(
             })?,
     };
     let req = ExchangeRequest::parse(p)?;
-    let plan = token_exchange::plan(ctx, client, req).await?;
-    let now = ctx.clock.now();
+    let plan = token_exchange::plan(storage, env, client, req).await?;
+    let now = env.now();
     let auth_req_id = b64url(&random_bytes::<32>());
     let record = CibaRecord {
         id_hash: sha256(auth_req_id.as_bytes()).to_vec(),
@@ -99,10 +128,10 @@ pub async fn bc_authorize(
         depth: i64::from(plan.child.depth),
         binding_message,
         policies: serde_json::to_string(&plan.decision.ids()).unwrap_or_else(|_| "[]".into()),
-        high_risk: plan.high_risk(ctx).join(" "),
+        high_risk: plan.high_risk(env).join(" "),
         created_at: now,
         expires_at: now + expiry,
-        interval_secs: ctx.config.ciba.interval.as_secs().max(1) as i64,
+        interval_secs: env.ciba.interval.as_secs().max(1) as i64,
         last_polled_at: None,
         status: CibaStatus::Pending.as_str().into(),
         approved_scope: None,
@@ -110,7 +139,7 @@ pub async fn bc_authorize(
         decided_at: None,
         actor_hash: Some(plan.actor_hash.clone()),
     };
-    if !ctx.store.create_ciba(&record, MAX_PENDING_PER_USER).await? {
+    if !storage.create_ciba(&record, MAX_PENDING_PER_USER).await? {
         return Err(OAuthError::new(
             ErrorCode::SlowDown,
             format!(
@@ -132,7 +161,7 @@ pub async fn bc_authorize(
         "binding_message": record.binding_message, "policies": plan.decision.ids(),
         "needs_approval": plan.decision.outcome == Outcome::NeedsApproval,
     });
-    ctx.writer.write(WriteOp::None, vec![ev]).await?;
+    storage.audit(vec![ev]).await?;
     Ok(BcResponse {
         auth_req_id,
         expires_in: expiry,
@@ -146,11 +175,16 @@ fn ciba_error(code: ErrorCode, d: &'static str) -> OAuthError {
 }
 
 /// `grant_type=urn:openid:params:grant-type:ciba`: the agent polls.
-pub async fn grant(ctx: &Ctx, client: &Client, auth_req_id: &str) -> Result<Issued, OAuthError> {
+pub async fn grant<S: CibaStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    client: &Client,
+    auth_req_id: &str,
+) -> Result<Issued, OAuthError> {
     check_client(client)?;
     let id_hash = sha256(auth_req_id.as_bytes()).to_vec();
-    let now = ctx.clock.now();
-    let (record, too_fast) = match ctx.store.poll_ciba(&id_hash, now, SLOW_DOWN_STEP).await? {
+    let now = env.now();
+    let (record, too_fast) = match storage.poll_ciba(&id_hash, now, SLOW_DOWN_STEP).await? {
         Poll::NotFound => {
             return Err(ciba_error(
                 ErrorCode::InvalidGrant,
@@ -187,7 +221,7 @@ pub async fn grant(ctx: &Ctx, client: &Client, auth_req_id: &str) -> Result<Issu
             ErrorCode::AuthorizationPending,
             "the human has not decided yet",
         )),
-        Some(CibaStatus::Approved) => issue_approved(ctx, &id_hash).await,
+        Some(CibaStatus::Approved) => issue_approved(storage, env, &id_hash).await,
         None => Err(OAuthError::internal(format!(
             "CIBA request in unknown state {}",
             record.status
@@ -196,16 +230,27 @@ pub async fn grant(ctx: &Ctx, client: &Client, auth_req_id: &str) -> Result<Issu
 }
 
 /// Issues the approved token, once: the claim is a single conditional update.
-async fn issue_approved(ctx: &Ctx, id_hash: &[u8]) -> Result<Issued, OAuthError> {
-    let Some(r) = ctx.store.claim_ciba(id_hash).await? else {
+async fn issue_approved<S: CibaStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    id_hash: &[u8],
+) -> Result<Issued, OAuthError> {
+    let Some(r) = storage.claim_ciba(id_hash).await? else {
         return Err(ciba_error(
             ErrorCode::InvalidGrant,
             "the token of this request was already issued",
         ));
     };
-    let plan = recheck(ctx, &r).await?;
+    let plan = recheck(storage, env, &r).await?;
     let scope = plan.child.scope.clone();
-    token_exchange::issue(ctx, &plan, &scope, r.approved_exp.unwrap_or(r.token_exp)).await
+    token_exchange::issue(
+        storage,
+        env,
+        &plan,
+        &scope,
+        r.approved_exp.unwrap_or(r.token_exp),
+    )
+    .await
 }
 
 /// SPEC "Invariants": every decision taken when the request was made is taken again when the
@@ -214,14 +259,18 @@ async fn issue_approved(ctx: &Ctx, id_hash: &[u8]) -> Result<Issued, OAuthError>
 /// human who still exists, the actor token unrevoked, the agent still enrolled (not disabled
 /// or removed), and the policy must still permit the grant as approved. A refusal is audited
 /// (`ciba.refused_at_issuance`) and answers `access_denied`.
-async fn recheck(ctx: &Ctx, r: &CibaRecord) -> Result<Plan, OAuthError> {
-    let now = ctx.clock.now();
+async fn recheck<S: CibaStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    r: &CibaRecord,
+) -> Result<Plan, OAuthError> {
+    let now = env.now();
     let refuse = |why: String| async move {
         let mut ev = AuditEvent::new("ciba.refused_at_issuance");
         ev.subject = Some(r.username.clone());
         ev.client_id = Some(r.client_id.clone());
         ev.detail = serde_json::json!({ "request": r.public_id, "reason": why });
-        if let Err(e) = ctx.writer.write(WriteOp::None, vec![ev]).await {
+        if let Err(e) = storage.audit(vec![ev]).await {
             return OAuthError::from(e);
         }
         OAuthError::new(
@@ -232,25 +281,24 @@ async fn recheck(ctx: &Ctx, r: &CibaRecord) -> Result<Plan, OAuthError> {
     };
     let corrupt =
         |what: &str| OAuthError::internal(format!("CIBA request {}: {what}", r.public_id));
-    let subject = ctx
-        .store
+    let subject = storage
         .find_token(&r.parent_hash)
         .await?
         .filter(|t| t.is_live(TokenKind::Access, now));
     let Some(subject) = subject else {
         return Err(refuse("the subject token was revoked or expired".into()).await);
     };
-    if ctx.users.get(&subject.sub).is_none() {
+    if storage.user(&subject.sub).is_none() {
         return Err(refuse(format!("{} is no longer a user", subject.sub)).await);
     }
     if let Some(h) = &r.actor_hash {
-        let actor = ctx.store.find_token(h).await?;
+        let actor = storage.find_token(h).await?;
         if actor.is_none_or(|a| a.revoked_at.is_some()) {
             return Err(refuse("the agent token it was asked with was revoked".into()).await);
         }
     }
     let name = r.agent.strip_prefix("agent:").unwrap_or(&r.agent);
-    if ctx.agents.fresh(ctx.store.as_ref(), name).await?.is_none() {
+    if storage.fresh_agent(name).await?.is_none() {
         return Err(refuse(format!("{} is no longer an enrolled agent", r.agent)).await);
     }
     let approved = r.approved_scope.as_deref().unwrap_or(&r.scope);
@@ -267,7 +315,8 @@ async fn recheck(ctx: &Ctx, r: &CibaRecord) -> Result<Plan, OAuthError> {
         depth: u32::try_from(r.depth).map_err(|_| corrupt("depth"))?,
     };
     let decision = token_exchange::decide(
-        ctx,
+        storage,
+        env,
         name,
         &r.attestation,
         &subject.sub,
@@ -294,3 +343,6 @@ async fn recheck(ctx: &Ctx, r: &CibaRecord) -> Result<Plan, OAuthError> {
         client_id: r.client_id.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests;

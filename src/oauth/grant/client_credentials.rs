@@ -1,14 +1,22 @@
 //! RFC 6749 §4.4: a confidential client gets a token for itself.
+//!
+//! Needs only to record what it issues ([`ClientCredentialsStorage`]); from the [`Env`]: the
+//! mint, `tokens.access_token_ttl`, `high_risk_scopes` and the resource servers' `audiences`.
 
-use crate::oauth::Ctx;
+use super::Env;
 use crate::oauth::client::Client;
 use crate::oauth::error::OAuthError;
 use crate::oauth::request::CLIENT_CREDENTIALS;
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::{AccessSpec, Issued, issue_access_token};
+use crate::oauth::token::{AccessSpec, IssueStorage, Issued, issue_access_token};
 
-pub async fn grant(
-    ctx: &Ctx,
+/// What the client_credentials grant does to storage: record the token and its audit entry.
+/// No lookup: the client was authenticated before, and nothing it asks for is stored.
+pub trait ClientCredentialsStorage: IssueStorage {}
+
+pub async fn grant<S: ClientCredentialsStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
     client: &Client,
     scope: Option<ScopeSet>,
     targets: &[String],
@@ -25,21 +33,19 @@ pub async fn grant(
         )));
     }
     let allowed = ScopeSet::from_list(client.scopes.iter().cloned());
-    let high_risk = &ctx.config.policy.high_risk_scopes;
-    let is_high_risk = |s: &str| high_risk.iter().any(|h| h == s);
     // RFC 6749 §3.3: without a scope parameter the client gets its registered scopes, less the
     // high-risk ones (below).
     let scope = scope.unwrap_or_else(|| {
         ScopeSet::from_list(
             allowed
                 .iter()
-                .filter(|s| !is_high_risk(s))
+                .filter(|s| !env.is_high_risk(s))
                 .map(str::to_string),
         )
     });
     // SPEC "Invariants": `high_risk_scopes` hold on every grant path. They need a human's
     // approval, and this grant has no human to give it.
-    let risky: Vec<&str> = scope.iter().filter(|s| is_high_risk(s)).collect();
+    let risky: Vec<&str> = scope.iter().filter(|s| env.is_high_risk(s)).collect();
     if !risky.is_empty() {
         return Err(OAuthError::invalid_scope(format!(
             "{} needs a human's approval (policy.high_risk_scopes); client_credentials acts for \
@@ -53,15 +59,16 @@ pub async fn grant(
             scope.excess(&allowed).join(" ")
         )));
     }
-    let aud = super::resolve_audiences(ctx, client, targets)?;
+    let aud = super::resolve_audiences(env.audiences, env.mint.issuer, client, targets)?;
     issue_access_token(
-        ctx,
+        storage,
+        &env.mint,
         AccessSpec {
             sub: client.client_id.clone(),
             client_id: client.client_id.clone(),
             scope: scope.to_string(),
             aud,
-            ttl: ctx.config.tokens.access_token_ttl.as_secs() as i64,
+            ttl: env.access_ttl(),
             sid: None,
             act: None,
             may_act: None,
@@ -71,3 +78,6 @@ pub async fn grant(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests;

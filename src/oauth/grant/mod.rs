@@ -1,40 +1,167 @@
-//! One module per grant type, each a plain function from a parsed request to an issued token.
+//! One module per grant type, each a plain function from a parsed request to an issued token,
+//! and [`token`], which picks the grant for a `grant_type` (RFC 6749 §4, §5).
+//!
+//! A grant never sees the whole process. Beside each handler, as fosite keeps
+//! `flow_*_storage.go` next to its flow, is the narrow storage trait it needs, holding only the
+//! operations it performs; everything else comes from the [`Env`]:
+//!
+//! | grant | storage trait | reads from [`Env`] |
+//! |---|---|---|
+//! | [`client_credentials`] (RFC 6749 §4.4) | [`ClientCredentialsStorage`]: issue tokens | `mint`, `tokens`, `high_risk_scopes`, `audiences` |
+//! | [`refresh_token`] (RFC 6749 §6, RFC 9700 §4.14) | [`RefreshTokenStorage`]: find, consume, revoke, users | `mint`, `tokens` |
+//! | [`authorization_code`] (RFC 6749 §4.1, RFC 7636) | [`AuthorizationCodeStorage`]: codes, revoke sessions | `mint`, `tokens` |
+//! | [`token_exchange`] (RFC 8693) | [`TokenExchangeStorage`]: presented tokens, users, agents, audit | `mint`, `tokens`, `high_risk_scopes`, `audiences`, `policies` |
+//! | [`ciba`] (CIBA Core) | [`CibaStorage`]: token exchange's, plus requests and fresh agents | all of token exchange's, `ciba` |
+//!
+//! The authorization request of the code flow (`authorization_code/request.rs`, RFC 6749 §4.1.1)
+//! is parsed against the registered clients and the issuer alone.
+//!
+//! The process implements every trait over the store, the writer and the config's registries
+//! (`live.rs`, for [`crate::oauth::Ctx`]); each grant's unit tests implement them in memory
+//! (`testing.rs`).
 
 pub mod authorization_code;
 pub mod ciba;
 pub mod client_credentials;
+mod live;
 pub mod refresh_token;
+#[cfg(test)]
+mod testing;
 pub mod token_exchange;
 
-use super::Ctx;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use authorization_code::AuthorizationCodeStorage;
+pub use ciba::CibaStorage;
+pub use client_credentials::ClientCredentialsStorage;
+pub use refresh_token::RefreshTokenStorage;
+pub use token_exchange::TokenExchangeStorage;
+
 use super::client::Client;
 use super::error::OAuthError;
+use super::request::TokenRequest;
+use super::token::{Issued, Mint};
+use super::user::User;
+use crate::audit::AuditEvent;
+use crate::config::{CibaConfig, TokensConfig};
+use crate::policy::Policies;
+use crate::store::StoreError;
 
-/// Resolves the resource servers a token will be for. Named ones must exist and be within the
-/// client's `audiences`, else `invalid_target` (RFC 8693 §2.2.2); none named means every one the
-/// client may reach.
+/// What a grant needs besides storage: time and signing ([`Mint`]), the configured lifetimes
+/// and limits, and the policies. Lent by the process for one request.
+pub struct Env<'a> {
+    pub mint: Mint<'a>,
+    pub tokens: &'a TokensConfig,
+    pub ciba: &'a CibaConfig,
+    /// `policy.high_risk_scopes`: granted on no path without a human's approval.
+    pub high_risk_scopes: &'a [String],
+    /// The audiences of every resource server (clients with `introspect = true`).
+    pub audiences: &'a [String],
+    pub policies: &'a Policies,
+}
+
+impl Env<'_> {
+    pub fn now(&self) -> i64 {
+        self.mint.clock.now()
+    }
+
+    pub fn access_ttl(&self) -> i64 {
+        self.tokens.access_token_ttl.as_secs() as i64
+    }
+
+    pub fn is_high_risk(&self, scope: &str) -> bool {
+        self.high_risk_scopes.iter().any(|h| h == scope)
+    }
+}
+
+/// The humans of the config, looked up by the grants that act for one.
+pub trait UserStorage: Send + Sync {
+    fn user(&self, username: &str) -> Option<Arc<User>>;
+}
+
+/// Ends a session: every token with this `sid`, and what was derived from them, revoked, with
+/// the audit entries saying why, in one durable write.
+#[async_trait]
+pub trait SessionRevocation: Send + Sync {
+    async fn revoke_session(&self, sid: &str, audit: Vec<AuditEvent>) -> Result<(), StoreError>;
+}
+
+/// Audit entries of a refusal, written durably before it is answered.
+#[async_trait]
+pub trait AuditStorage: Send + Sync {
+    async fn audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError>;
+}
+
+/// Every grant's storage at once: what `/token` needs to serve any `grant_type`.
+pub trait GrantStorage:
+    ClientCredentialsStorage + RefreshTokenStorage + AuthorizationCodeStorage + CibaStorage
+{
+}
+
+impl<T> GrantStorage for T where
+    T: ClientCredentialsStorage + RefreshTokenStorage + AuthorizationCodeStorage + CibaStorage
+{
+}
+
+/// `POST /token` once the client is authenticated and the request parsed: the grant its
+/// `grant_type` names (RFC 6749 §4).
+pub async fn token<S: GrantStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    client: &Client,
+    request: TokenRequest,
+) -> Result<Issued, OAuthError> {
+    match request {
+        TokenRequest::ClientCredentials { scope, targets } => {
+            client_credentials::grant(storage, env, client, scope, &targets).await
+        }
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            authorization_code::grant(
+                storage,
+                env,
+                client,
+                &code,
+                redirect_uri.as_deref(),
+                code_verifier.as_deref(),
+            )
+            .await
+        }
+        TokenRequest::RefreshToken {
+            refresh_token,
+            scope,
+        } => refresh_token::grant(storage, env, client, &refresh_token, scope).await,
+        TokenRequest::TokenExchange(req) => token_exchange::grant(storage, env, client, req).await,
+        TokenRequest::Ciba { auth_req_id } => ciba::grant(storage, env, client, &auth_req_id).await,
+    }
+}
+
+/// Resolves the resource servers a token will be for. Named ones must be among `audiences`
+/// (every resource server's) and within the client's `audiences`, else `invalid_target`
+/// (RFC 8693 §2.2.2); none named means every one the client may reach, or this server
+/// (`issuer`) when it may reach none.
 pub fn resolve_audiences(
-    ctx: &Ctx,
+    audiences: &[String],
+    issuer: &str,
     client: &Client,
     targets: &[String],
 ) -> Result<Vec<String>, OAuthError> {
     let reachable = |aud: &str| {
-        ctx.clients.is_resource_audience(aud)
+        audiences.iter().any(|a| a == aud)
             && client
                 .audiences
                 .as_ref()
                 .is_none_or(|allowed| allowed.iter().any(|a| a == aud))
     };
     if targets.is_empty() {
-        let all: Vec<String> = ctx
-            .clients
-            .resource_audiences()
-            .iter()
-            .filter(|a| reachable(a))
-            .cloned()
-            .collect();
+        let all: Vec<String> = audiences.iter().filter(|a| reachable(a)).cloned().collect();
         return Ok(if all.is_empty() {
-            vec![ctx.issuer.clone()]
+            vec![issuer.to_string()]
         } else {
             all
         });
@@ -47,4 +174,69 @@ pub fn resolve_audiences(
         }
     }
     Ok(targets.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Fixture, Memory, client, code_of};
+    use super::*;
+    use crate::oauth::params::Params;
+    use crate::oauth::request::{
+        AUTHORIZATION_CODE, CIBA, CLIENT_CREDENTIALS, REFRESH_TOKEN, TOKEN_EXCHANGE,
+        TT_ACCESS_TOKEN, TT_JWT,
+    };
+
+    /// RFC 6749 §4: each `grant_type` reaches its own grant. Over empty storage every grant but
+    /// client_credentials refuses, each in words only it uses.
+    #[tokio::test]
+    async fn rfc6749_s4_each_grant_type_reaches_its_grant() {
+        let rows: [(&str, &str, &str); 5] = [
+            ("grant_type=client_credentials", "ok", ""),
+            (
+                "grant_type=authorization_code&code=c&redirect_uri=https://app.example/cb&code_verifier=v",
+                "invalid_grant",
+                "authorization code is unknown",
+            ),
+            (
+                "grant_type=refresh_token&refresh_token=r",
+                "invalid_grant",
+                "refresh token is unknown",
+            ),
+            (
+                "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token=s",
+                "invalid_grant",
+                "subject_token is not an active access token",
+            ),
+            (
+                "grant_type=urn:openid:params:grant-type:ciba&auth_req_id=a",
+                "invalid_grant",
+                "auth_req_id is unknown",
+            ),
+        ];
+        let every = [
+            CLIENT_CREDENTIALS,
+            AUTHORIZATION_CODE,
+            REFRESH_TOKEN,
+            TOKEN_EXCHANGE,
+            CIBA,
+        ];
+        let c = client("app", &every, &["read"]);
+        for (body, want, says) in rows {
+            let exchange = format!(
+                "&subject_token_type={TT_ACCESS_TOKEN}&actor_token=a&actor_token_type={TT_JWT}"
+            );
+            let body = if body.contains("token-exchange") {
+                format!("{body}{exchange}")
+            } else {
+                body.to_string()
+            };
+            let request = TokenRequest::parse(&Params::parse(body.as_bytes())).unwrap();
+            let (fx, m) = (Fixture::new(), Memory::default());
+            let r = token(&m, &fx.env(), &c, request).await;
+            assert_eq!(code_of(&r), want, "{body}");
+            if let Err(e) = r {
+                assert!(e.description.contains(says), "{body}: {}", e.description);
+            }
+        }
+    }
 }

@@ -4,25 +4,48 @@
 //! The new pair names the consumed refresh token as its parent, so the store refuses to record
 //! it if the family was revoked while this request ran (`Outcome::ParentRevoked`), and revoking
 //! any refresh token cascades to its successors.
+//!
+//! Storage: [`RefreshTokenStorage`]. From the [`Env`]: the mint and `tokens.access_token_ttl`.
 
+use async_trait::async_trait;
 use serde_json::json;
 
+use super::{Env, SessionRevocation, UserStorage};
 use crate::audit::AuditEvent;
 use crate::crypto::sha256;
-use crate::oauth::Ctx;
 use crate::oauth::client::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::request::REFRESH_TOKEN;
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::{AccessSpec, Issued, mint_access, mint_refresh, persist};
-use crate::store::{Consumed, TokenKind, TokenRecord, WriteOp};
+use crate::oauth::token::{
+    AccessSpec, IssueStorage, Issued, TokenLookup, mint_access, mint_refresh, persist,
+};
+use crate::store::{Consumed, StoreError, TokenKind, TokenRecord};
+
+/// What refreshing does to storage: find the presented refresh token, consume it exactly once,
+/// issue its successors; on reuse, revoke its session (or the token itself when it has none);
+/// and ask whether its human is still a user.
+#[async_trait]
+pub trait RefreshTokenStorage:
+    IssueStorage + TokenLookup + SessionRevocation + UserStorage
+{
+    /// Marks the refresh token consumed, atomically: of two concurrent uses one gets `Now`.
+    async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError>;
+    /// Revokes one token (and what derives from it), with the audit entries saying why.
+    async fn revoke_token(
+        &self,
+        token_hash: &[u8],
+        audit: Vec<AuditEvent>,
+    ) -> Result<(), StoreError>;
+}
 
 fn bad_grant(d: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, d)
 }
 
-pub async fn grant(
-    ctx: &Ctx,
+pub async fn grant<S: RefreshTokenStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
     client: &Client,
     refresh_token: &str,
     scope: Option<ScopeSet>,
@@ -36,8 +59,7 @@ pub async fn grant(
     let hash = sha256(refresh_token.as_bytes()).to_vec();
     // Checked before consuming, so a wrong client or an access token presented here cannot
     // burn (and so revoke) someone's session.
-    let found = ctx
-        .store
+    let found = storage
         .find_token(&hash)
         .await?
         .filter(|r| r.kind == TokenKind::Refresh);
@@ -50,16 +72,16 @@ pub async fn grant(
         ));
     }
     if found.consumed_at.is_some() {
-        return Err(reused(ctx, &found).await);
+        return Err(reused(storage, &found).await);
     }
     // SPEC "Invariants": a human taken out of the config gets nothing new (their tokens were
     // revoked at start; this holds even for a replica that has not restarted yet).
-    if ctx.users.get(&found.sub).is_none() {
+    if storage.user(&found.sub).is_none() {
         return Err(bad_grant(
             "the human this refresh token was issued for is no longer a user of this server",
         ));
     }
-    check_live(&found, ctx.clock.now())?;
+    check_live(&found, env.now())?;
     let granted = ScopeSet::parse(&found.scope).unwrap_or_default();
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
     let scope = match scope {
@@ -72,16 +94,16 @@ pub async fn grant(
         Some(s) => s,
         None => granted,
     };
-    let rec = match ctx.store.consume_token(&hash, ctx.clock.now()).await? {
+    let rec = match storage.consume_token(&hash, env.now()).await? {
         Consumed::Now(rec) => rec,
-        Consumed::Before(rec) => return Err(reused(ctx, &rec).await),
+        Consumed::Before(rec) => return Err(reused(storage, &rec).await),
         Consumed::NotFound => return Err(bad_grant("the refresh token is unknown")),
     };
-    let now = ctx.clock.now();
+    let now = env.now();
     check_live(&rec, now)?;
-    let ttl = ctx.config.tokens.access_token_ttl.as_secs() as i64;
+    let ttl = env.access_ttl();
     let mut access = mint_access(
-        ctx,
+        &env.mint,
         AccessSpec {
             sub: rec.sub.clone(),
             client_id: rec.client_id.clone(),
@@ -96,11 +118,16 @@ pub async fn grant(
         },
     )?;
     // The family keeps its original expiry: rotation does not extend a session forever.
-    let mut refresh = mint_refresh(ctx, &access.record, (rec.exp - now).max(1), REFRESH_TOKEN);
+    let mut refresh = mint_refresh(
+        &env.mint,
+        &access.record,
+        (rec.exp - now).max(1),
+        REFRESH_TOKEN,
+    );
     // RFC 6749 §6: the new refresh token's scope is identical to the one presented.
     refresh.record.scope = rec.scope.clone();
     refresh.record.parent_hash = Some(hash);
-    persist(ctx, &mut [&mut access, &mut refresh])
+    persist(storage, &mut [&mut access, &mut refresh])
         .await
         .map_err(|e| {
             if e.code == ErrorCode::InvalidGrant {
@@ -130,21 +157,22 @@ fn check_live(r: &TokenRecord, now: i64) -> Result<(), OAuthError> {
 
 /// RFC 9700 §4.14.2: a rotated refresh token came back. Revoke its whole session (every access
 /// and refresh token with its `sid`, and what was derived from them) and refuse.
-async fn reused(ctx: &Ctx, r: &TokenRecord) -> OAuthError {
+async fn reused<S: RefreshTokenStorage + ?Sized>(storage: &S, r: &TokenRecord) -> OAuthError {
     let mut ev = AuditEvent::new("token.reuse_detected");
     ev.subject = Some(r.sub.clone());
     ev.client_id = Some(r.client_id.clone());
     ev.session = r.sid.clone();
     ev.token_jti = Some(r.jti.clone());
     ev.detail = json!({ "kind": "refresh", "rule": "RFC 9700 §4.14.2" });
-    let op = match &r.sid {
-        Some(sid) => WriteOp::RevokeSession { sid: sid.clone() },
-        None => WriteOp::Revoke {
-            token_hash: r.token_hash.clone(),
-        },
+    let revoked = match &r.sid {
+        Some(sid) => storage.revoke_session(sid, vec![ev]).await,
+        None => storage.revoke_token(&r.token_hash, vec![ev]).await,
     };
-    if let Err(e) = ctx.writer.write(op, vec![ev]).await {
+    if let Err(e) = revoked {
         return e.into();
     }
     bad_grant("the refresh token was already used; its session is revoked (RFC 9700 §4.14.2)")
 }
+
+#[cfg(test)]
+mod tests;

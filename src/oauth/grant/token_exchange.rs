@@ -5,19 +5,39 @@
 //! [`plan`] applies every rule (protocol, then policy) and says what would be issued; a direct
 //! exchange issues it at once unless policy wants the human's approval, in which case the agent
 //! asks through `/bc-authorize` (CIBA, `grant/ciba.rs`) and the same plan is issued once approved.
+//!
+//! Storage: [`TokenExchangeStorage`]. From the [`Env`]: the mint, `tokens` (access lifetime,
+//! `max_delegation_depth`), `high_risk_scopes`, the resource servers' `audiences` and the
+//! `policies`.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use serde_json::Value;
 
+use super::{AuditStorage, Env, UserStorage};
 use crate::audit::AuditEvent;
-use crate::oauth::Ctx;
+use crate::oauth::agent::Agent;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::{Ask, Child, Limits, Parent, narrow};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::request::{ExchangeRequest, TOKEN_EXCHANGE, TT_ACCESS_TOKEN, TT_JWT};
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::{AccessSpec, Issued, actor_chain, live_presented, mint_access, persist};
+use crate::oauth::token::{
+    AccessSpec, IssueStorage, Issued, TokenLookup, actor_chain, live_presented, mint_access,
+    persist,
+};
 use crate::policy::{Decision, DelegateRequest, Outcome};
-use crate::store::{TokenKind, TokenRecord, WriteOp};
+use crate::store::{StoreError, TokenKind, TokenRecord};
+
+/// What a delegation does to storage: find the presented subject and actor tokens, the human
+/// and the enrolled agent they name, issue the delegated token, and audit a refusal.
+#[async_trait]
+pub trait TokenExchangeStorage: IssueStorage + TokenLookup + UserStorage + AuditStorage {
+    /// The enrolled agent a token subject `agent:<name>` names: this process's copy, else
+    /// the store's (a disabled or removed agent is none).
+    async fn agent_by_subject(&self, subject: &str) -> Result<Option<Arc<Agent>>, StoreError>;
+}
 
 fn invalid_request(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
     OAuthError::invalid_request(d)
@@ -44,27 +64,32 @@ pub struct Plan {
 
 impl Plan {
     /// The scopes that make this plan need approval because of `high_risk_scopes`.
-    pub fn high_risk<'a>(&'a self, ctx: &'a Ctx) -> Vec<&'a str> {
+    pub fn high_risk<'a>(&'a self, env: &Env<'_>) -> Vec<&'a str> {
         self.child
             .scope
             .iter()
-            .filter(|s| ctx.config.policy.high_risk_scopes.iter().any(|h| h == s))
+            .filter(|s| env.is_high_risk(s))
             .collect()
     }
 }
 
 /// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`.
-pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Issued, OAuthError> {
-    let plan = plan(ctx, client, req).await?;
+pub async fn grant<S: TokenExchangeStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    client: &Client,
+    req: ExchangeRequest,
+) -> Result<Issued, OAuthError> {
+    let plan = plan(storage, env, client, req).await?;
     if plan.decision.outcome == Outcome::NeedsApproval {
         let approving: Vec<String> = plan
             .decision
             .determining
             .iter()
-            .filter(|p| ctx.policies.current().needs_approval(p))
+            .filter(|p| env.policies.current().needs_approval(p))
             .map(ToString::to_string)
             .collect();
-        let code = if plan.high_risk(ctx).is_empty() {
+        let code = if plan.high_risk(env).is_empty() {
             ErrorCode::InvalidGrant
         } else {
             ErrorCode::InvalidScope
@@ -75,7 +100,7 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
             approving.join(", ")
         );
         audit_refusal(
-            ctx,
+            storage,
             &plan.subject,
             &plan.agent,
             &plan.child,
@@ -87,12 +112,17 @@ pub async fn grant(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<I
         return Err(OAuthError::new(code, description));
     }
     let scope = plan.child.scope.clone();
-    issue(ctx, &plan, &scope, plan.exp).await
+    issue(storage, env, &plan, &scope, plan.exp).await
 }
 
 /// Applies the protocol rules and the policy. A refusal is an error (policy refusals are
 /// audited); a permit or a grant that needs approval is a [`Plan`].
-pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Plan, OAuthError> {
+pub async fn plan<S: TokenExchangeStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    client: &Client,
+    req: ExchangeRequest,
+) -> Result<Plan, OAuthError> {
     if !client.allows_grant(TOKEN_EXCHANGE) {
         return Err(OAuthError::unauthorized_client(format!(
             "client `{}` is not allowed the token-exchange grant",
@@ -125,25 +155,24 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
             "actor_token_type must be {TT_JWT} with an agent token from /attest (RFC 8693 §2.1)"
         )));
     }
-    let now = ctx.clock.now();
-    let subject = live_presented(ctx, &req.subject_token, TokenKind::Access, now)
+    let now = env.now();
+    let subject = live_presented(storage, &req.subject_token, TokenKind::Access, now)
         .await?
         .ok_or_else(|| {
             invalid_grant("subject_token is not an active access token of this server (unknown, expired or revoked)")
         })?;
-    if ctx.users.get(&subject.sub).is_none() {
+    if storage.user(&subject.sub).is_none() {
         return Err(invalid_grant(
             "subject_token does not act for a human user of this server",
         ));
     }
-    let actor = live_presented(ctx, actor_token, TokenKind::Agent, now)
+    let actor = live_presented(storage, actor_token, TokenKind::Agent, now)
         .await?
         .ok_or_else(|| {
             invalid_grant("actor_token is not an active agent token from /attest (unknown, expired or revoked)")
         })?;
-    let agent = ctx
-        .agents
-        .by_subject(ctx.store.as_ref(), &actor.sub)
+    let agent = storage
+        .agent_by_subject(&actor.sub)
         .await?
         .ok_or_else(|| invalid_grant(format!("`{}` is no longer an enrolled agent", actor.sub)))?;
 
@@ -158,10 +187,10 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
         (!client.scopes.is_empty()).then(|| ScopeSet::from_list(client.scopes.iter().cloned()));
     let limits = Limits {
         now,
-        ttl: ctx.config.tokens.access_token_ttl.as_secs() as i64,
-        max_depth: ctx.config.tokens.max_delegation_depth,
+        ttl: env.access_ttl(),
+        max_depth: env.tokens.max_delegation_depth,
         client_scopes: client_scopes.as_ref(),
-        known_audiences: ctx.clients.resource_audiences(),
+        known_audiences: env.audiences,
         client_audiences: client.audiences.as_deref(),
     };
     let child = narrow(
@@ -175,7 +204,8 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
     )?;
     let attestation = agent_attestation(actor_token);
     let decision = decide(
-        ctx,
+        storage,
+        env,
         &agent.name,
         &attestation,
         &subject.sub,
@@ -191,7 +221,7 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
             decision.refusal()
         );
         audit_refusal(
-            ctx,
+            storage,
             &subject,
             &agent.subject(),
             &child,
@@ -227,8 +257,10 @@ pub async fn plan(ctx: &Ctx, client: &Client, req: ExchangeRequest) -> Result<Pl
 /// What policy says of `child`, which `agent` (attested as `attestation`) would hold for `user`
 /// through `client_id` (SPEC "Policy"). Asked when an exchange is planned, and again when an
 /// approved CIBA request is finally issued: a decision taken earlier is taken again.
-pub fn decide(
-    ctx: &Ctx,
+#[allow(clippy::too_many_arguments)]
+pub fn decide<S: UserStorage + ?Sized>(
+    users: &S,
+    env: &Env<'_>,
     agent: &str,
     attestation: &str,
     user: &str,
@@ -236,13 +268,12 @@ pub fn decide(
     client_id: &str,
     now: i64,
 ) -> Decision {
-    ctx.policies.delegate(&DelegateRequest {
+    env.policies.delegate(&DelegateRequest {
         agent: agent.to_string(),
         attestation: attestation.to_string(),
         user: user.to_string(),
-        user_scopes: ctx
-            .users
-            .get(user)
+        user_scopes: users
+            .user(user)
             .map(|u| u.scopes.clone())
             .unwrap_or_default(),
         scopes: child.scope.iter().map(str::to_string).collect(),
@@ -260,19 +291,20 @@ pub fn decide(
 }
 
 /// Issues the planned token with `scope` (the plan's, or narrower) until `exp`.
-pub async fn issue(
-    ctx: &Ctx,
+pub async fn issue<S: TokenExchangeStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
     plan: &Plan,
     scope: &ScopeSet,
     exp: i64,
 ) -> Result<Issued, OAuthError> {
-    let now = ctx.clock.now();
+    let now = env.now();
     let exp = exp.min(plan.exp);
     if exp <= now {
         return Err(invalid_grant("the subject token has expired meanwhile"));
     }
     let mut minted = mint_access(
-        ctx,
+        &env.mint,
         AccessSpec {
             sub: plan.subject.sub.clone(),
             client_id: plan.client_id.clone(),
@@ -294,7 +326,7 @@ pub async fn issue(
         o.insert("attestation".into(), plan.attestation.clone().into());
         o.insert("policies".into(), plan.decision.ids().into());
     }
-    persist(ctx, &mut [&mut minted]).await?;
+    persist(storage, &mut [&mut minted]).await?;
     Ok(Issued {
         access_token: minted.token,
         expires_in: exp - now,
@@ -305,8 +337,8 @@ pub async fn issue(
 }
 
 /// A refused delegation is an audit entry naming the policies that refused it.
-async fn audit_refusal(
-    ctx: &Ctx,
+async fn audit_refusal<S: TokenExchangeStorage + ?Sized>(
+    storage: &S,
     subject: &TokenRecord,
     agent: &str,
     child: &Child,
@@ -328,7 +360,7 @@ async fn audit_refusal(
         "policies": decision.determining.iter().map(|p| serde_json::json!({"id": p.id, "file": p.file})).collect::<Vec<_>>(),
         "reason": description,
     });
-    ctx.writer.write(WriteOp::None, vec![ev]).await?;
+    storage.audit(vec![ev]).await?;
     Ok(())
 }
 
@@ -345,3 +377,6 @@ fn agent_attestation(agent_token: &str) -> String {
         })
         .unwrap_or_else(|| "software".into())
 }
+
+#[cfg(test)]
+mod tests;

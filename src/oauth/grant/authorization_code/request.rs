@@ -6,8 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::oauth::Ctx;
-use crate::oauth::client::Client;
+use crate::oauth::client::{Client, Clients};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, S256};
 use crate::oauth::request::AUTHORIZATION_CODE;
@@ -135,7 +134,9 @@ pub struct AuthorizeRequest {
 }
 
 impl AuthorizeRequest {
-    pub fn parse(ctx: &Ctx, p: &Params) -> Result<Self, Rejection> {
+    /// Parses and checks `p` against the registered `clients`; `issuer` answers in every
+    /// redirect (RFC 9207).
+    pub fn parse(clients: &Clients, issuer: &str, p: &Params) -> Result<Self, Rejection> {
         let fatal = |m: &'static str| Rejection::Fatal(Cow::Borrowed(m));
         let client_id = p
             .one("client_id")
@@ -145,7 +146,7 @@ impl AuthorizeRequest {
                     "The request does not say which application is asking (client_id is missing).",
                 )
             })?;
-        let client = ctx.clients.get(client_id).ok_or_else(|| {
+        let client = clients.get(client_id).ok_or_else(|| {
             fatal("The application that sent you here is not registered with this server.")
         })?;
         let redirect_uri = p
@@ -160,11 +161,10 @@ impl AuthorizeRequest {
                 "The address this application asked to return to is not registered for it, so you were not sent there.",
             ));
         }
-        let iss = ctx.issuer.clone();
         let mut target = RedirectTarget {
             redirect_uri: redirect_uri.to_string(),
             state: None,
-            iss,
+            iss: issuer.to_string(),
         };
         let bad = |t: &RedirectTarget, code, d: Cow<'static, str>| {
             Rejection::Redirect(Box::new(t.clone()), AuthzError::new(code, d))
@@ -234,8 +234,13 @@ impl AuthorizeRequest {
             .collect();
         targets.sort();
         targets.dedup();
-        let aud = crate::oauth::grant::resolve_audiences(ctx, &client, &targets)
-            .map_err(|e| bad(&target, C::InvalidTarget, e.description))?;
+        let aud = crate::oauth::grant::resolve_audiences(
+            clients.resource_audiences(),
+            issuer,
+            &client,
+            &targets,
+        )
+        .map_err(|e| bad(&target, C::InvalidTarget, e.description))?;
         Ok(Self {
             client,
             redirect_uri: target.redirect_uri,
@@ -248,11 +253,11 @@ impl AuthorizeRequest {
     }
 
     /// Where to send the response.
-    pub fn target(&self, ctx: &Ctx) -> RedirectTarget {
+    pub fn target(&self, issuer: &str) -> RedirectTarget {
         RedirectTarget {
             redirect_uri: self.redirect_uri.clone(),
             state: self.state.clone(),
-            iss: ctx.issuer.clone(),
+            iss: issuer.to_string(),
         }
     }
 
@@ -357,5 +362,174 @@ mod tests {
             "bad ?thing? (RFC 7636 section 4.3) ?".into()
         )));
         assert!(q.contains(&("state".into(), "s".into())));
+    }
+
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const ORDERS: &str = "https://orders.example";
+
+    fn registered() -> Clients {
+        let client = |id: &str, grants: &[&str]| Client {
+            client_id: id.into(),
+            secret_hash: None,
+            jwks: None,
+            public: true,
+            grant_types: grants.iter().map(|g| g.to_string()).collect(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scopes: vec!["read".into(), "write".into()],
+            introspect: false,
+            audience: None,
+            audiences: None,
+        };
+        let orders = Client {
+            introspect: true,
+            audience: Some(ORDERS.into()),
+            ..client("orders", &[])
+        };
+        Clients::new(vec![
+            client("app", &[AUTHORIZATION_CODE]),
+            client("m2m", &["client_credentials"]),
+            orders,
+        ])
+    }
+
+    /// A valid request for `app` with `state=xyz`, less the parameters named in `drop`, plus
+    /// `add`.
+    fn query(drop: &[&str], add: &[(&str, &str)]) -> Params {
+        let base = [
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("state", "xyz"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ];
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in base.iter().filter(|(k, _)| !drop.contains(k)) {
+            q.append_pair(k, v);
+        }
+        for (k, v) in add {
+            q.append_pair(k, v);
+        }
+        Params::parse(q.finish().as_bytes())
+    }
+
+    /// What a refusal does: `"fatal"` (shown to the human, RFC 6749 §4.1.2.1 first paragraph)
+    /// or the error code sent back to the client with its `state`.
+    fn outcome(r: &Result<AuthorizeRequest, Rejection>) -> &'static str {
+        match r {
+            Ok(_) => "ok",
+            Err(Rejection::Fatal(_)) => "fatal",
+            Err(Rejection::Redirect(t, e)) => {
+                assert_eq!(t.state.as_deref(), Some("xyz"), "state comes back");
+                e.code.as_str()
+            }
+        }
+    }
+
+    #[test]
+    fn rfc6749_s4_1_2_1_an_untrusted_redirect_is_never_followed() {
+        type Row<'a> = (&'a str, &'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
+        let rows: Vec<Row> = vec![
+            (
+                "RFC 6749 §4.1.1: client_id is required",
+                &["client_id"],
+                vec![],
+                "fatal",
+            ),
+            (
+                "RFC 6749 §4.1.2.1: an unknown client",
+                &["client_id"],
+                vec![("client_id", "nobody")],
+                "fatal",
+            ),
+            (
+                "RFC 6749 §3.2: client_id given twice",
+                &[],
+                vec![("client_id", "app")],
+                "fatal",
+            ),
+            (
+                "RFC 9700 §2.1: redirect_uri is required, to be compared exactly",
+                &["redirect_uri"],
+                vec![],
+                "fatal",
+            ),
+            (
+                "RFC 9700 §2.1: exact match, no prefix",
+                &["redirect_uri"],
+                vec![("redirect_uri", "https://app.example/cb/more")],
+                "fatal",
+            ),
+            (
+                "RFC 6749 §4.1.1: response_type is required",
+                &["response_type"],
+                vec![],
+                "invalid_request",
+            ),
+            (
+                "RFC 6749 §4.1.2.1: only the code flow",
+                &["response_type"],
+                vec![("response_type", "token")],
+                "unsupported_response_type",
+            ),
+            (
+                "RFC 6749 §4.1.2.1: a client not registered for the code flow",
+                &["client_id"],
+                vec![("client_id", "m2m")],
+                "unauthorized_client",
+            ),
+            (
+                "RFC 7636 §4.4.1: code_challenge is required",
+                &["code_challenge"],
+                vec![],
+                "invalid_request",
+            ),
+            (
+                "RFC 9700 §2.1.1: plain PKCE is refused",
+                &["code_challenge_method"],
+                vec![("code_challenge_method", "plain")],
+                "invalid_request",
+            ),
+            (
+                "RFC 6749 §3.3: a scope beyond the client's",
+                &[],
+                vec![("scope", "read admin")],
+                "invalid_scope",
+            ),
+            (
+                "RFC 8707 §2: an unknown resource server",
+                &[],
+                vec![("resource", "https://elsewhere.example")],
+                "invalid_target",
+            ),
+            ("a valid request", &[], vec![("scope", "read")], "ok"),
+        ];
+        let clients = registered();
+        for (why, drop, add, want) in rows {
+            let r = AuthorizeRequest::parse(&clients, "https://as.example", &query(drop, &add));
+            assert_eq!(outcome(&r), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn rfc8707_s2_the_tokens_are_for_every_reachable_resource_server_unless_one_is_named() {
+        let clients = registered();
+        let parse = |add: &[(&str, &str)]| {
+            AuthorizeRequest::parse(&clients, "https://as.example", &query(&[], add)).unwrap()
+        };
+        assert_eq!(parse(&[]).aud, [ORDERS]);
+        let named = parse(&[("audience", ORDERS)]);
+        assert_eq!(
+            (named.aud.as_slice(), named.targets.as_slice()),
+            (&[ORDERS.to_string()][..], &[ORDERS.to_string()][..])
+        );
+        // Carried through sign-in and consent, the request parses back the same.
+        let again = AuthorizeRequest::parse(
+            &clients,
+            "https://as.example",
+            &Params::parse(named.to_query().as_bytes()),
+        )
+        .unwrap();
+        assert_eq!((again.aud, again.state), (named.aud, named.state));
     }
 }
