@@ -10,7 +10,7 @@ impl IntoResponse for OAuthError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
         let body = serde_json::json!({
             "error": self.code.as_str(),
-            "error_description": wire_description(&self.description),
+            "error_description": self.wire_description(),
         });
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
@@ -26,28 +26,17 @@ impl IntoResponse for OAuthError {
     }
 }
 
-/// RFC 6749 §5.2 allows only `%x20-21 / %x23-5B / %x5D-7E` in `error_description`: section signs
-/// become the word, anything else outside the set becomes `?`.
-fn wire_description(d: &str) -> String {
-    d.replace('§', "section ")
-        .chars()
-        .map(|c| match c {
-            '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e' => c,
-            _ => '?',
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rfc6749_s5_2_error_description_uses_only_allowed_characters() {
+        let wire = |d: &'static str| OAuthError::invalid_request(d).wire_description();
         assert_eq!(
-            wire_description("repeated (RFC 6749 §3.2)"),
+            wire("repeated (RFC 6749 §3.2)"),
             "repeated (RFC 6749 section 3.2)"
         );
-        assert_eq!(wire_description("say \"hi\" \\ ü\n"), "say ?hi? ? ??");
+        assert_eq!(wire("say \"hi\" \\ ü\n"), "say ?hi? ? ??");
     }
 }

@@ -17,6 +17,8 @@ pub enum ErrorCode {
     InvalidTarget,
     UnsupportedTokenType,
     AccessDenied,
+    /// RFC 6749 §4.1.2.1: the authorization endpoint supports no such `response_type`.
+    UnsupportedResponseType,
     /// CIBA Core §11: the human has not decided yet.
     AuthorizationPending,
     /// CIBA Core §11: polled faster than `interval`.
@@ -41,6 +43,7 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
@@ -89,6 +92,19 @@ impl OAuthError {
     pub fn because(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
         self
+    }
+    /// The description as it may be sent: RFC 6749 §5.2 and §4.1.2.1 allow only
+    /// `%x20-21 / %x23-5B / %x5D-7E` in `error_description`, so section signs become the word
+    /// and anything else outside the set becomes `?`.
+    pub fn wire_description(&self) -> String {
+        self.description
+            .replace('§', "section ")
+            .chars()
+            .map(|c| match c {
+                '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e' => c,
+                _ => '?',
+            })
+            .collect()
     }
     /// The precise reason, for the log and the audit: the one given to [`Self::because`], else
     /// the description.

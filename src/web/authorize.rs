@@ -14,13 +14,11 @@ use super::pages::{self, ConsentPage};
 use super::session::{self, Session};
 use super::{OrInternal, PageError, login, read_form, redirect};
 use crate::audit::AuditEvent;
-use crate::oauth::Ctx;
 use crate::oauth::grant::authorization_code::issue_code;
-use crate::oauth::grant::authorization_code::request::{
-    AuthorizeRequest, AuthzError, AuthzErrorCode, Rejection,
-};
+use crate::oauth::grant::authorization_code::request::{AuthorizeRequest, Rejection};
 use crate::oauth::params::Params;
 use crate::oauth::scope::ScopeSet;
+use crate::oauth::{Ctx, ErrorCode, OAuthError};
 use crate::store::WriteOp;
 
 /// `GET /authorize`: the request is the query string. Redirects are 302 (RFC 6749 §4.1.2).
@@ -135,8 +133,8 @@ async fn code_redirect(
             tracing::error!(reason = %e, "cannot issue an authorization code");
             redirect(
                 status,
-                &req.target(&ctx.issuer).with_error(&AuthzError::new(
-                    AuthzErrorCode::ServerError,
+                &req.target(&ctx.issuer).with_error(&OAuthError::new(
+                    ErrorCode::ServerError,
                     "the server could not complete the request; try again",
                 )),
             )
@@ -193,8 +191,8 @@ pub async fn consent(
             .doing("auditing a denied consent")?;
         return Ok(redirect(
             status,
-            &target.with_error(&AuthzError::new(
-                AuthzErrorCode::AccessDenied,
+            &target.with_error(&OAuthError::new(
+                ErrorCode::AccessDenied,
                 "the user denied the request",
             )),
         ));

@@ -7,53 +7,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::oauth::client::{Client, Clients};
+use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, S256};
 use crate::oauth::request::AUTHORIZATION_CODE;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::user::User;
-
-/// RFC 6749 §4.1.2.1 error codes (plus RFC 8707 §2 `invalid_target`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthzErrorCode {
-    InvalidRequest,
-    UnauthorizedClient,
-    AccessDenied,
-    UnsupportedResponseType,
-    InvalidScope,
-    InvalidTarget,
-    ServerError,
-}
-
-impl AuthzErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::AccessDenied => "access_denied",
-            Self::UnsupportedResponseType => "unsupported_response_type",
-            Self::InvalidScope => "invalid_scope",
-            Self::InvalidTarget => "invalid_target",
-            Self::ServerError => "server_error",
-        }
-    }
-}
-
-/// An error to send back to the client's redirect URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthzError {
-    pub code: AuthzErrorCode,
-    pub description: Cow<'static, str>,
-}
-
-impl AuthzError {
-    pub fn new(code: AuthzErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            description: description.into(),
-        }
-    }
-}
 
 /// Why an authorization request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +20,7 @@ pub enum Rejection {
     /// The client or redirect URI is missing, unknown or unregistered: tell the human only.
     Fatal(Cow<'static, str>),
     /// Everything else: redirect back with `error`, `error_description` and `state`.
-    Redirect(Box<RedirectTarget>, AuthzError),
+    Redirect(Box<RedirectTarget>, OAuthError),
 }
 
 /// Where responses to a validated request go (RFC 6749 §4.1.2), with `state` echoed and the
@@ -97,24 +56,13 @@ impl RedirectTarget {
         self.with(&[("code", code)])
     }
 
-    /// RFC 6749 §4.1.2.1: the error response.
-    pub fn with_error(&self, e: &AuthzError) -> String {
+    /// RFC 6749 §4.1.2.1: the error response (its `error_description` limited as in §5.2).
+    pub fn with_error(&self, e: &OAuthError) -> String {
         self.with(&[
             ("error", e.code.as_str()),
-            ("error_description", &safe_description(&e.description)),
+            ("error_description", &e.wire_description()),
         ])
     }
-}
-
-/// RFC 6749 §4.1.2.1 limits `error_description` to `%x20-21 / %x23-5B / %x5D-7E`.
-fn safe_description(d: &str) -> String {
-    d.replace('§', "section ")
-        .chars()
-        .map(|c| match c {
-            '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e' => c,
-            _ => '?',
-        })
-        .collect()
 }
 
 /// A validated authorization request. Before sign-in the user is unknown, so the scope is
@@ -167,9 +115,9 @@ impl AuthorizeRequest {
             iss: issuer.to_string(),
         };
         let bad = |t: &RedirectTarget, code, d: Cow<'static, str>| {
-            Rejection::Redirect(Box::new(t.clone()), AuthzError::new(code, d))
+            Rejection::Redirect(Box::new(t.clone()), OAuthError::new(code, d))
         };
-        use AuthzErrorCode as C;
+        use ErrorCode as C;
         target.state = p
             .one("state")
             .map_err(|e| bad(&target, C::InvalidRequest, e.description))?
@@ -284,7 +232,7 @@ impl AuthorizeRequest {
 
     /// The scope the tokens will carry: as asked, or by default everything both the client and
     /// the user may hold; either way within both (SPEC "Declarative bootstrap").
-    pub fn scope_for(&self, user: &User) -> Result<ScopeSet, AuthzError> {
+    pub fn scope_for(&self, user: &User) -> Result<ScopeSet, OAuthError> {
         let user_allowed = ScopeSet::from_list(user.scopes.iter().cloned());
         let scope = match &self.scope {
             Some(s) => s.clone(),
@@ -297,8 +245,8 @@ impl AuthorizeRequest {
             ),
         };
         if !scope.is_subset(&user_allowed) {
-            return Err(AuthzError::new(
-                AuthzErrorCode::InvalidScope,
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
                 format!(
                     "scope not allowed for this user: {}",
                     scope.excess(&user_allowed).join(" ")
@@ -306,8 +254,8 @@ impl AuthorizeRequest {
             ));
         }
         if scope.is_empty() {
-            return Err(AuthzError::new(
-                AuthzErrorCode::InvalidScope,
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
                 "this user may hold none of the scopes this client may be granted",
             ));
         }
@@ -348,8 +296,8 @@ mod tests {
     #[test]
     fn rfc6749_s4_1_2_1_error_description_is_restricted_ascii() {
         let t = target("https://app.example/cb", Some("s"));
-        let loc = t.with_error(&AuthzError::new(
-            AuthzErrorCode::InvalidRequest,
+        let loc = t.with_error(&OAuthError::new(
+            ErrorCode::InvalidRequest,
             "bad \"thing\" (RFC 7636 §4.3) é",
         ));
         let q: Vec<(String, String)> =
