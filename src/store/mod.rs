@@ -3,6 +3,7 @@
 //! two backends cannot drift apart. Writes that must be durable before a response (token records,
 //! audit entries, revocations) go through [`writer::Writer`], which commits them in batches.
 
+mod batch;
 pub mod ciba;
 mod conns;
 mod pg_lookup;

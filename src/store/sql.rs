@@ -286,46 +286,6 @@ pub(super) fn token_by_jti() -> &'static str {
     })
 }
 
-/// Appends an item's audit events to `events`: borrowed, except that a revocation's are copied
-/// to say how many tokens it revoked.
-pub(super) fn collect_events<'a>(
-    audit: &'a [crate::audit::AuditEvent],
-    outcome: &crate::store::Outcome,
-    events: &mut Vec<std::borrow::Cow<'a, crate::audit::AuditEvent>>,
-) {
-    for ev in audit {
-        let crate::store::Outcome::Revoked(n) = outcome else {
-            events.push(std::borrow::Cow::Borrowed(ev));
-            continue;
-        };
-        let mut ev = ev.clone();
-        if let Some(o) = ev.detail.as_object_mut() {
-            o.insert("revoked".into(), (*n).into());
-        }
-        events.push(std::borrow::Cow::Owned(ev));
-    }
-}
-
-/// The distinct parents of the tokens that `items` issue before their first revocation.
-pub(super) fn parents_until_revocation(items: &[crate::store::BatchItem]) -> Vec<&[u8]> {
-    use crate::store::WriteOp;
-    let mut out: Vec<&[u8]> = Vec::new();
-    for item in items {
-        match &item.op {
-            WriteOp::Revoke { .. } | WriteOp::RevokeSession { .. } | WriteOp::RevokeParty(_) => {
-                break;
-            }
-            WriteOp::IssueTokens(tokens) => {
-                out.extend(tokens.iter().filter_map(|t| t.parent_hash.as_deref()));
-            }
-            WriteOp::None | WriteOp::Touch { .. } => {}
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// Implements [`crate::store::Store`] for a struct with a `pool: sqlx::Pool<$db>` field and
 /// inherent methods for what each backend does its own way: `run_migrations`, `lookup_token`,
 /// `consume_once`, `use_key_once`, `write_nonce`, `use_nonce`, `write_batch` and
@@ -813,7 +773,8 @@ macro_rules! sqlx_writer {
                 key: &$crate::audit::ChainKey,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
                 use sqlx::Connection;
-                use $crate::store::{Outcome, TokenRecord, WriteOp};
+                use $crate::store::{Outcome, TokenRecord};
+                use $crate::store::batch::Revocation;
                 let mut tx = conn.begin().await?;
                 // Locks the chain head (a row lock on PostgreSQL, the write lock on SQLite) so
                 // that replicas extend one chain in turn.
@@ -822,78 +783,30 @@ macro_rules! sqlx_writer {
                         .fetch_one(&mut *tx)
                         .await?;
                 let mut outcomes = Vec::with_capacity(items.len());
-                let mut events = Vec::new();
-                // Rows are written many to a statement; token inserts are flushed before any
-                // revocation so that a revocation in the same batch sees them.
+                // Rows are written many to a statement; a run's tokens are written before its
+                // revocation, so that the revocation sees them; the last run's ride in the
+                // batch's final statement.
                 let mut pending: Vec<&TokenRecord> = Vec::new();
-                let mut touches: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-                let mut live_parents: Option<std::collections::HashSet<Vec<u8>>> = None;
-                for (i, item) in items.iter().enumerate() {
-                    let outcome = match &item.op {
-                        WriteOp::None => Outcome::Done,
-                        WriteOp::IssueTokens(tokens) => {
-                            // One statement checks the parents of every token issued before
-                            // the batch's next revocation (a revocation resets it).
-                            if live_parents.is_none() {
-                                let wanted = $crate::store::sql::parents_until_revocation(
-                                    items.get(i..).unwrap_or(&[]),
-                                );
-                                live_parents = Some(Self::live_among(&mut tx, &wanted).await?);
-                            }
-                            let live = live_parents.get_or_insert_with(Default::default);
-                            let parent_revoked = tokens.iter().any(|t| {
-                                t.parent_hash.as_ref().is_some_and(|p| {
-                                    !live.contains(p) && !pending.iter().any(|q| &q.token_hash == p)
-                                })
-                            });
-                            if parent_revoked {
-                                Outcome::ParentRevoked
-                            } else {
-                                pending.extend(tokens.iter());
-                                Outcome::Done
-                            }
-                        }
-                        WriteOp::Revoke { token_hash } => {
-                            live_parents = None;
-                            Self::insert_tokens(&mut tx, &pending).await?;
-                            pending.clear();
-                            let r = sqlx::query($revoke_subtree)
-                                .bind(token_hash)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                            Outcome::Revoked(r.rows_affected())
-                        }
-                        WriteOp::RevokeSession { sid } => {
-                            live_parents = None;
-                            Self::insert_tokens(&mut tx, &pending).await?;
-                            pending.clear();
-                            let r = sqlx::query($revoke_session)
-                                .bind(sid)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                            Outcome::Revoked(r.rows_affected())
-                        }
-                        WriteOp::RevokeParty(party) => {
-                            live_parents = None;
-                            Self::insert_tokens(&mut tx, &pending).await?;
-                            pending.clear();
-                            let r = sqlx::query($crate::store::sql::revoke_party(party, true))
-                                .bind(party.key())
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                            Outcome::Revoked(r.rows_affected())
-                        }
-                        WriteOp::Touch { jti, by } => {
-                            touches.entry(by.as_str()).or_default().push(jti.as_str());
-                            Outcome::Done
-                        }
-                    };
-                    $crate::store::sql::collect_events(&item.audit, &outcome, &mut events);
-                    outcomes.push(outcome);
+                for run in $crate::store::batch::runs(items) {
+                    let live = Self::live_among(&mut tx, &run.parents()).await?;
+                    let decided = run.decide(|p| live.contains(p));
+                    outcomes.extend(decided.outcomes);
+                    pending = decided.tokens;
+                    let Some(revocation) = run.revocation() else { continue };
+                    Self::insert_tokens(&mut tx, &pending).await?;
+                    pending.clear();
+                    let r = match revocation {
+                        Revocation::Token(h) => sqlx::query($revoke_subtree).bind(h),
+                        Revocation::Session(sid) => sqlx::query($revoke_session).bind(sid),
+                        Revocation::Party(party) => sqlx::query($crate::store::sql::revoke_party(party, true)).bind(party.key()),
+                    }
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    outcomes.push(Outcome::Revoked(r.rows_affected()));
                 }
+                let touches = $crate::store::batch::touches(items);
+                let events = $crate::store::batch::events(items, &outcomes);
                 // The batch's last rows and the new chain head go in one statement (a
                 // data-modifying WITH runs to completion whether or not the statement reads
                 // it): one round trip where there was one per kind of row, plus the head.

@@ -19,7 +19,6 @@
 //! the log. SQLite's own automatic checkpoint stays armed at a much larger size, in case the
 //! background thread falls behind.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -30,8 +29,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use super::batch::{self, Revocation};
 use super::sql::{self, TokenRow};
-use super::{BatchItem, Consumed, Outcome, StoreError, WriteOp};
+use super::{BatchItem, Consumed, Outcome, StoreError};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -252,8 +252,6 @@ pub fn commit_batch(
         .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut outcomes = Vec::with_capacity(items.len());
-    let mut events = Vec::new();
-    let mut touches: BTreeSet<(&str, &str)> = BTreeSet::new();
     {
         let mut live =
             tx.prepare_cached("SELECT 1 FROM tokens WHERE token_hash = ?1 AND revoked_at IS NULL")?;
@@ -262,70 +260,60 @@ pub fn commit_batch(
              parent_hash, act, may_act, actor) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
-        for item in items {
-            let outcome = match &item.op {
-                WriteOp::None => Outcome::Done,
-                WriteOp::IssueTokens(tokens) => {
-                    let mut parent_revoked = false;
-                    for p in tokens.iter().filter_map(|t| t.parent_hash.as_deref()) {
-                        if live.query_row([p], |_| Ok(())).optional()?.is_none() {
-                            parent_revoked = true;
-                            break;
-                        }
-                    }
-                    if parent_revoked {
-                        Outcome::ParentRevoked
-                    } else {
-                        for t in tokens {
-                            insert.execute(params![
-                                t.token_hash,
-                                t.jti,
-                                t.kind.as_str(),
-                                t.sub,
-                                t.client_id,
-                                t.scope,
-                                t.aud.join(" "),
-                                t.iat,
-                                t.exp,
-                                t.sid,
-                                t.parent_hash,
-                                t.act.as_ref().map(|a| a.to_json()),
-                                t.may_act.as_ref().map(|m| m.to_json()),
-                                t.act.as_ref().map(|a| a.sub.as_str()),
-                            ])?;
-                        }
-                        Outcome::Done
-                    }
+        for run in batch::runs(items) {
+            let mut found = std::collections::HashSet::new();
+            for p in run.parents() {
+                if live.exists([p])? {
+                    found.insert(p);
                 }
-                WriteOp::Revoke { token_hash } => Outcome::Revoked(
-                    tx.prepare_cached(sql::REVOKE_SUBTREE)?
-                        .execute(params![token_hash, now])? as u64,
-                ),
-                WriteOp::RevokeSession { sid } => Outcome::Revoked(
-                    tx.prepare_cached(sql::REVOKE_SESSION)?
-                        .execute(params![sid, now])? as u64,
-                ),
-                WriteOp::RevokeParty(party) => Outcome::Revoked(
-                    tx.prepare_cached(sql::revoke_party(party, false))?
-                        .execute(params![party.key(), now])? as u64,
-                ),
-                WriteOp::Touch { jti, by } => {
-                    touches.insert((by.as_str(), jti.as_str()));
-                    Outcome::Done
-                }
+            }
+            let decided = run.decide(|p| found.contains(p));
+            for t in decided.tokens {
+                insert.execute(params![
+                    t.token_hash,
+                    t.jti,
+                    t.kind.as_str(),
+                    t.sub,
+                    t.client_id,
+                    t.scope,
+                    t.aud.join(" "),
+                    t.iat,
+                    t.exp,
+                    t.sid,
+                    t.parent_hash,
+                    t.act.as_ref().map(|a| a.to_json()),
+                    t.may_act.as_ref().map(|m| m.to_json()),
+                    t.act.as_ref().map(|a| a.sub.as_str()),
+                ])?;
+            }
+            outcomes.extend(decided.outcomes);
+            let revoked = match run.revocation() {
+                None => continue,
+                Some(Revocation::Token(h)) => tx
+                    .prepare_cached(sql::REVOKE_SUBTREE)?
+                    .execute(params![h, now])?,
+                Some(Revocation::Session(sid)) => tx
+                    .prepare_cached(sql::REVOKE_SESSION)?
+                    .execute(params![sid, now])?,
+                Some(Revocation::Party(party)) => tx
+                    .prepare_cached(sql::revoke_party(party, false))?
+                    .execute(params![party.key(), now])?,
             };
-            sql::collect_events(&item.audit, &outcome, &mut events);
-            outcomes.push(outcome);
+            outcomes.push(Outcome::Revoked(revoked as u64));
         }
     }
+    let touches = batch::touches(items);
     if !touches.is_empty() {
         let mut touch = tx.prepare_cached(
             "UPDATE tokens SET last_used_at = ?1, last_used_by = ?2 WHERE jti = ?3",
         )?;
-        for (by, jti) in &touches {
-            touch.execute(params![now, by, jti])?;
+        for (by, jtis) in &touches {
+            for jti in jtis {
+                touch.execute(params![now, by, jti])?;
+            }
         }
     }
+    let events = batch::events(items, &outcomes);
     let entries = crate::audit::chain(head_seq, &head_hash, now, policy_version, &events, key);
     if let Some(last) = entries.last() {
         let mut insert = tx.prepare_cached(
