@@ -169,7 +169,7 @@ async fn two_replicas_writing_at_once_extend_one_verifiable_chain() {
 
 /// SQLite's log must not grow without bound under writes that never pause: the background
 /// checkpoints copy it into the database and the writer makes it start over once it is long
-/// (`store::sqlite_writer`, past 16,384 pages = 64 MiB). Unrestarted, the log grows with every
+/// (`store::sqlite::writer`, past 16,384 pages = 64 MiB). Unrestarted, the log grows with every
 /// batch (220 MiB after these writes); restarted, it peaked at 79 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_log_starts_over_under_sustained_writes() {

@@ -1,5 +1,7 @@
-//! SQLite's group-commit writer: one thread owns one connection and applies a whole batch
-//! there, statement after statement, with statements prepared once.
+//! The one connection that writes: a thread owns it and runs every write of the store there
+//! (a whole batch, statement after statement, with statements prepared once; and every other
+//! write, from a code's redemption to a migration), so no write waits on another connection's
+//! lock in SQLite's busy handler.
 //!
 //! Through sqlx each statement of a batch was a hand-off to the connection's worker thread and
 //! back to a tokio task, about eight per batch. On two busy cores each hand-off waited to be
@@ -26,12 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::batch::{self, Revocation};
-use super::sql::{self, TokenRow};
-use super::{BatchItem, Consumed, Outcome, StoreError};
+use crate::store::StoreError;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -59,7 +59,7 @@ fn checkpoint(conn: &Connection) -> Result<(i64, i64), rusqlite::Error> {
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    // WAL is a property of the file (set by the pool); the rest are per connection.
+    // WAL is a property of the file (set by `SqliteWriter::open`); the rest are per connection.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
@@ -104,9 +104,17 @@ pub struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Opens the connection (the database must exist) and starts the thread.
+    /// Opens the connection (creating the database if it is missing, in WAL mode) and starts
+    /// the thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_conn(path)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "SQLite refused WAL mode ({mode})"
+            )));
+        }
         // Only if the background checkpoints fall far behind (see the module's comment).
         conn.pragma_update(None, "wal_autocheckpoint", RESTART_FRAMES * 16)?;
         // A log that grew in a burst is cut back when it restarts.
@@ -114,7 +122,8 @@ impl SqliteWriter {
         // A multi-row statement inside a transaction keeps a statement journal; in memory, not
         // in a temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.set_prepared_statement_cache_capacity(32);
+        // Every write statement of the store, and the batches' chunk sizes, stay prepared.
+        conn.set_prepared_statement_cache_capacity(128);
         let ckpt = open_conn(path)?;
         let backlog = Arc::new(Backlog::default());
         let (dirty_tx, dirty_rx) = std::sync::mpsc::sync_channel(1);
@@ -155,6 +164,21 @@ impl SqliteWriter {
         wait.await.map_err(|_| StoreError::WriterClosed)?
     }
 
+    /// Runs `f` in an immediate transaction on the writer's connection, committed if `f`
+    /// succeeds.
+    pub async fn tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Lets the queued jobs finish, then closes the connection.
     pub async fn close(&self) {
         if let Ok(mut jobs) = self.jobs.lock() {
@@ -165,182 +189,4 @@ impl SqliteWriter {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
-}
-
-/// Marks a single-use token consumed; see [`crate::store::Store::consume_token`].
-pub fn consume_token(
-    conn: &mut Connection,
-    token_hash: &[u8],
-    now: i64,
-) -> Result<Consumed, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let won = tx
-        .prepare_cached(sql::CONSUME_TOKEN)?
-        .execute(params![now, token_hash])?
-        == 1;
-    let row = tx
-        .prepare_cached(sql::token_by_hash())?
-        .query_row([token_hash], TokenRow::from_rusqlite)
-        .optional()?;
-    tx.commit()?;
-    sql::consumed(won, row)
-}
-
-/// Records `key` until `expires_at`; false if it was already used.
-pub fn use_once(
-    conn: &mut Connection,
-    key: &str,
-    expires_at: i64,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached(sql::FORGET_USED_KEYS)?
-        .execute(params![now])?;
-    let done = tx
-        .prepare_cached(sql::USE_KEY)?
-        .execute(params![key, expires_at])?;
-    tx.commit()?;
-    Ok(done == 1)
-}
-
-pub fn create_nonce(
-    conn: &mut Connection,
-    nonce: &str,
-    agent: Option<&str>,
-    expires_at: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached(sql::FORGET_NONCES)?
-        .execute(params![now])?;
-    tx.prepare_cached(sql::CREATE_NONCE)?
-        .execute(params![nonce, agent, expires_at])?;
-    tx.commit()?;
-    Ok(())
-}
-
-pub fn consume_nonce(
-    conn: &mut Connection,
-    nonce: &str,
-    agent: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let won = tx
-        .prepare_cached(sql::CONSUME_NONCE)?
-        .execute(params![now, nonce, agent])?
-        == 1;
-    // Forget nonces that expired long ago.
-    tx.prepare_cached(sql::FORGET_NONCES)?
-        .execute(params![now - 3600])?;
-    tx.commit()?;
-    Ok(won)
-}
-
-/// Applies `items` in order in one transaction and extends the audit chain once; see
-/// `store::writer`. Tokens are inserted as their item comes, so a later item in the same batch
-/// (a revocation, a child token) sees them.
-pub fn commit_batch(
-    conn: &mut Connection,
-    items: &[BatchItem],
-    now: i64,
-    policy_version: Option<&str>,
-    key: &crate::audit::ChainKey,
-) -> Result<Vec<Outcome>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (head_seq, head_hash): (i64, Vec<u8>) = tx
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let mut outcomes = Vec::with_capacity(items.len());
-    {
-        let mut live =
-            tx.prepare_cached("SELECT 1 FROM tokens WHERE token_hash = ?1 AND revoked_at IS NULL")?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
-             parent_hash, act, may_act, actor) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?;
-        for run in batch::runs(items) {
-            let mut found = std::collections::HashSet::new();
-            for p in run.parents() {
-                if live.exists([p])? {
-                    found.insert(p);
-                }
-            }
-            let decided = run.decide(|p| found.contains(p));
-            for t in decided.tokens {
-                insert.execute(params![
-                    t.token_hash,
-                    t.jti,
-                    t.kind.as_str(),
-                    t.sub,
-                    t.client_id,
-                    t.scope,
-                    t.aud.join(" "),
-                    t.iat,
-                    t.exp,
-                    t.sid,
-                    t.parent_hash,
-                    t.act.as_ref().map(|a| a.to_json()),
-                    t.may_act.as_ref().map(|m| m.to_json()),
-                    t.act.as_ref().map(|a| a.sub.as_str()),
-                ])?;
-            }
-            outcomes.extend(decided.outcomes);
-            let revoked = match run.revocation() {
-                None => continue,
-                Some(Revocation::Token(h)) => tx
-                    .prepare_cached(sql::REVOKE_SUBTREE)?
-                    .execute(params![h, now])?,
-                Some(Revocation::Session(sid)) => tx
-                    .prepare_cached(sql::REVOKE_SESSION)?
-                    .execute(params![sid, now])?,
-                Some(Revocation::Party(party)) => tx
-                    .prepare_cached(sql::revoke_party(party, false))?
-                    .execute(params![party.key(), now])?,
-            };
-            outcomes.push(Outcome::Revoked(revoked as u64));
-        }
-    }
-    let touches = batch::touches(items);
-    if !touches.is_empty() {
-        let mut touch = tx.prepare_cached(
-            "UPDATE tokens SET last_used_at = ?1, last_used_by = ?2 WHERE jti = ?3",
-        )?;
-        for (by, jtis) in &touches {
-            for jti in jtis {
-                touch.execute(params![now, by, jti])?;
-            }
-        }
-    }
-    let events = batch::events(items, &outcomes);
-    let entries = crate::audit::chain(head_seq, &head_hash, now, policy_version, &events, key);
-    if let Some(last) = entries.last() {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO audit_log (seq, ts, kind, subject, actors, client_id, session, token_jti, \
-             detail, prev_hash, hash, policy_version, chain_version) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for e in &entries {
-            insert.execute(params![
-                e.seq,
-                e.ts,
-                e.kind,
-                e.subject,
-                e.actors,
-                e.client_id,
-                e.session,
-                e.token_jti,
-                e.detail,
-                e.prev_hash,
-                e.hash,
-                e.policy_version,
-                e.chain_version,
-            ])?;
-        }
-        tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
-            .execute(params![last.seq, last.hash])?;
-    }
-    tx.commit()?;
-    Ok(outcomes)
 }
