@@ -7,9 +7,7 @@
 //! back to a tokio task, about eight per batch. On two busy cores each hand-off waited to be
 //! scheduled, so a batch spent most of its time off-CPU (10 ms for 23 token exchanges, of which
 //! the writer thread ran about 40 %) and the writer, being serial, capped every write-bound
-//! request. Here a batch costs one hand-off in and one out. The other writes of hot paths
-//! (attestation nonces, refresh-token rotation, client-assertion `jti`s) are made here too: a
-//! second connection would wait on this one's write lock in SQLite's busy handler.
+//! request. Here a batch costs one hand-off in and one out.
 //!
 //! Checkpoints run beside the writer. SQLite's automatic checkpoint ran inside the commit that
 //! crossed 1,000 WAL pages, fsyncing the log and the database on the writer's time (70 % of the

@@ -21,6 +21,10 @@ async fn the_store_names_its_backend_answers_pings_and_migrates_idempotently() {
         s.migrate().await.unwrap();
         s.ping().await.unwrap();
         s.close().await;
+        assert!(
+            s.use_once("after-close", 100, 1).await.is_err(),
+            "{b:?}: a closed store writes nothing"
+        );
     }
 }
 
