@@ -120,149 +120,34 @@ pub trait CibaStore: Send + Sync + 'static {
     async fn claim_ciba(&self, id_hash: &[u8]) -> Result<Option<CibaRecord>, StoreError>;
 }
 
-pub(super) const CIBA_COLUMNS: &str = "id_hash, public_id, client_id, username, agent, attestation, parent_hash, \
-     act, scope, aud, token_exp, depth, binding_message, policies, high_risk, created_at, expires_at, \
-     interval_secs, last_polled_at, status, approved_scope, approved_exp, decided_at, actor_hash";
-
-/// Implements [`CibaStore`] for a struct with a `pool: sqlx::Pool<$db>` field.
-macro_rules! ciba_sql_store {
-    ($store:ty, $db:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::ciba::CibaStore for $store {
-            async fn create_ciba(&self, r: &$crate::store::ciba::CibaRecord, max_pending: i64) -> Result<bool, $crate::store::StoreError> {
-                // One statement counts and inserts (concurrent requests of one human may each
-                // see the count just under the cap on PostgreSQL: the cap holds within the
-                // number of requests racing, not beyond).
-                let done = sqlx::query(
-                    "INSERT INTO ciba_requests (id_hash, public_id, client_id, username, agent, attestation, \
-                     parent_hash, act, scope, aud, token_exp, depth, binding_message, policies, high_risk, \
-                     created_at, expires_at, interval_secs, status, actor_hash) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'pending', $19 \
-                     WHERE (SELECT count(*) FROM ciba_requests WHERE username = $4 AND status = 'pending' \
-                            AND expires_at > $16) < $20",
-                )
-                .bind(&r.id_hash)
-                .bind(&r.public_id)
-                .bind(&r.client_id)
-                .bind(&r.username)
-                .bind(&r.agent)
-                .bind(&r.attestation)
-                .bind(&r.parent_hash)
-                .bind(&r.act)
-                .bind(&r.scope)
-                .bind(&r.aud)
-                .bind(r.token_exp)
-                .bind(r.depth)
-                .bind(&r.binding_message)
-                .bind(&r.policies)
-                .bind(&r.high_risk)
-                .bind(r.created_at)
-                .bind(r.expires_at)
-                .bind(r.interval_secs)
-                .bind(&r.actor_hash)
-                .bind(max_pending)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                Ok(done == 1)
-            }
-
-            async fn poll_ciba(
-                &self,
-                id_hash: &[u8],
-                now: i64,
-                slow_down_step: i64,
-            ) -> Result<$crate::store::ciba::Poll, $crate::store::StoreError> {
-                use $crate::store::ciba::{CibaRecord, Poll};
-                let mut tx = self.pool.begin().await?;
-                // Taking the row first (a write) serialises concurrent polls of one request.
-                let touched = sqlx::query("UPDATE ciba_requests SET last_polled_at = last_polled_at WHERE id_hash = $1")
-                    .bind(id_hash)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if touched == 0 {
-                    tx.commit().await?;
-                    return Ok(Poll::NotFound);
-                }
-                let sql = format!("SELECT {} FROM ciba_requests WHERE id_hash = $1", $crate::store::ciba::CIBA_COLUMNS);
-                let mut r: CibaRecord = sqlx::query_as(&sql).bind(id_hash).fetch_one(&mut *tx).await?;
-                let too_fast = r.last_polled_at.is_some_and(|t| now - t < r.interval_secs);
-                if too_fast {
-                    r.interval_secs += slow_down_step;
-                }
-                r.last_polled_at = Some(now);
-                sqlx::query("UPDATE ciba_requests SET last_polled_at = $1, interval_secs = $2 WHERE id_hash = $3")
-                    .bind(now)
-                    .bind(r.interval_secs)
-                    .bind(id_hash)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(if too_fast { Poll::TooFast(r) } else { Poll::Seen(r) })
-            }
-
-            async fn pending_ciba_for(
-                &self,
-                username: &str,
-                now: i64,
-            ) -> Result<Vec<$crate::store::ciba::CibaRecord>, $crate::store::StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM ciba_requests WHERE username = $1 AND status = 'pending' AND expires_at > $2 \
-                     ORDER BY created_at, public_id",
-                    $crate::store::ciba::CIBA_COLUMNS
-                );
-                Ok(sqlx::query_as(&sql).bind(username).bind(now).fetch_all(&self.pool).await?)
-            }
-
-            async fn decide_ciba(
-                &self,
-                public_id: &str,
-                username: &str,
-                approve: Option<(&str, i64)>,
-                now: i64,
-            ) -> Result<Option<$crate::store::ciba::CibaRecord>, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let (status, scope, exp) = match approve {
-                    Some((scope, exp)) => ("approved", Some(scope), Some(exp)),
-                    None => ("denied", None, None),
-                };
-                let done = sqlx::query(
-                    "UPDATE ciba_requests SET status = $1, approved_scope = $2, approved_exp = $3, decided_at = $4 \
-                     WHERE public_id = $5 AND username = $6 AND status = 'pending' AND expires_at > $4",
-                )
-                .bind(status)
-                .bind(scope)
-                .bind(exp)
-                .bind(now)
-                .bind(public_id)
-                .bind(username)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let sql = format!("SELECT {} FROM ciba_requests WHERE public_id = $1", $crate::store::ciba::CIBA_COLUMNS);
-                let r = if done == 1 { sqlx::query_as(&sql).bind(public_id).fetch_optional(&mut *tx).await? } else { None };
-                tx.commit().await?;
-                Ok(r)
-            }
-
-            async fn claim_ciba(
-                &self,
-                id_hash: &[u8],
-            ) -> Result<Option<$crate::store::ciba::CibaRecord>, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let done = sqlx::query("UPDATE ciba_requests SET status = 'issued' WHERE id_hash = $1 AND status = 'approved'")
-                    .bind(id_hash)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                let sql = format!("SELECT {} FROM ciba_requests WHERE id_hash = $1", $crate::store::ciba::CIBA_COLUMNS);
-                let r = if done == 1 { sqlx::query_as(&sql).bind(id_hash).fetch_optional(&mut *tx).await? } else { None };
-                tx.commit().await?;
-                Ok(r)
-            }
-        }
-    };
+/// The status, approved scope and `exp` a decision writes (`approve` is the scope and `exp`
+/// granted, or `None` for a denial).
+pub(crate) fn decision(approve: Option<(&str, i64)>) -> (&'static str, Option<&str>, Option<i64>) {
+    match approve {
+        Some((scope, exp)) => ("approved", Some(scope), Some(exp)),
+        None => ("denied", None, None),
+    }
 }
 
-pub(super) use ciba_sql_store;
+impl Poll {
+    /// A poll of `r` at `now`: sooner than its interval after the previous poll is too fast,
+    /// and the interval grows by `slow_down_step` (CIBA Core §11 `slow_down`).
+    pub(crate) fn at(mut r: CibaRecord, now: i64, slow_down_step: i64) -> Poll {
+        let too_fast = r.last_polled_at.is_some_and(|t| now - t < r.interval_secs);
+        r.last_polled_at = Some(now);
+        if too_fast {
+            r.interval_secs += slow_down_step;
+            Poll::TooFast(r)
+        } else {
+            Poll::Seen(r)
+        }
+    }
+
+    /// The request polled, if there is one.
+    pub(crate) fn record(&self) -> Option<&CibaRecord> {
+        match self {
+            Poll::NotFound => None,
+            Poll::TooFast(r) | Poll::Seen(r) => Some(r),
+        }
+    }
+}

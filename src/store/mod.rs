@@ -1,16 +1,32 @@
-//! Persistence behind one narrow trait. `sqlite.rs` and `postgres.rs` are chosen once, at start,
-//! from the database URL; both share their SQL through the `sql_store!` macro in `sql.rs`, so the
-//! two backends cannot drift apart. Writes that must be durable before a response (token records,
-//! audit entries, revocations) go through [`writer::Writer`], which commits them in batches.
+//! Persistence: what the server remembers, behind [`Store`] and its supertraits (one per
+//! concept), with one plain module per backend chosen once, at start, from the database URL.
+//!
+//! # Layout
+//! - `mod.rs`: the records and the traits. [`Store`] is the sum of [`TokenStore`] (token
+//!   lookups, single use), [`AuditStore`] (the batched writes and the audit chain they extend),
+//!   [`RegistryStore`] (clients, agents, config names), [`KeyStore`] (signing keys), and
+//!   [`web::WebStore`], [`ciba::CibaStore`], [`tpm::TpmStore`] in their files.
+//! - `batch.rs`: what one [`AuditStore::commit_batch`] does, decided once for both backends.
+//! - `sql.rs`: the SQL both backends run as it is, and the row conversions.
+//! - `writer.rs`: the group-commit [`Writer`] that feeds `commit_batch`.
+//! - `sqlite/`: the embedded default, on rusqlite: every write on one writer thread, reads on a
+//!   few reader connections in place.
+//! - `postgres/`: several replicas on one database, on sqlx.
+//!
+//! Each backend is split by concept like the traits (`tokens.rs`, `batch.rs`, `registry.rs`,
+//! `keys.rs`, `web.rs`, `ciba.rs`, `tpm.rs`), each an ordinary `impl` of its trait.
+//!
+//! # Layering
+//! The store depends on nothing above it except the types it stores and their pure helpers:
+//! audit entries and `audit::chain`, signing keys and `jose::plan_rotation`, the `act` claims,
+//! and, to find a presented token, `crypto::sha256` and `jose::unverified_jti`. It never calls
+//! into the protocol, the web layer or the policy; they call it through the traits.
 
+mod batch;
 pub mod ciba;
-mod conns;
-mod pg_lookup;
 mod postgres;
 mod sql;
 mod sqlite;
-mod sqlite_reader;
-mod sqlite_writer;
 pub mod tpm;
 pub mod web;
 pub mod writer;
@@ -36,12 +52,18 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An SQLite migration could not be applied (the database is left as it was).
+    #[error("migration {0}: {1}")]
+    Migration(i64, rusqlite::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     /// One stored token record does not parse (its claims, its kind). Callers treat that token
     /// as unusable, and other lookups are unaffected.
     #[error("a stored token record is unreadable: {0}")]
     CorruptRecord(String),
+    /// The database URL does not name a database this backend can open.
+    #[error("database_url: {0}")]
+    Url(String),
     #[error("the writer has shut down")]
     WriterClosed,
 }
@@ -183,13 +205,71 @@ pub struct BatchItem {
     pub audit: Vec<AuditEvent>,
 }
 
+/// The whole store, as the server holds it (`dyn Store`).
 #[async_trait]
-pub trait Store: web::WebStore + ciba::CibaStore + tpm::TpmStore + Send + Sync + 'static {
+pub trait Store:
+    TokenStore
+    + AuditStore
+    + RegistryStore
+    + KeyStore
+    + web::WebStore
+    + ciba::CibaStore
+    + tpm::TpmStore
+    + Send
+    + Sync
+    + 'static
+{
     fn backend(&self) -> &'static str;
+    /// Brings the schema up to date (every replica may run it at start).
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Lets queued writes finish and closes every connection.
     async fn close(&self);
+}
 
+/// Issued tokens as the protocol looks them up, and identifiers used once.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+    /// The token a client presented (its bytes), if this server recorded it: found by its hash,
+    /// or on SQLite, for a JWT, by the `jti` of its payload (the table's key) and then the hash,
+    /// so only a byte-identical token matches.
+    async fn find_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Marks a single-use token consumed, atomically.
+    async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError>;
+    /// Live (unrevoked, unexpired) tokens whose subject is `sub`, oldest first.
+    async fn live_tokens_of(&self, sub: &str, now: i64) -> Result<Vec<TokenRecord>, StoreError>;
+    /// The token with this `jti` (operators name tokens by the `jti` the audit log shows).
+    async fn find_token_by_jti(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Records a single-use identifier until `expires_at`; false if it was already used.
+    async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
+}
+
+/// The writes that must be durable before a response, and the audit chain they extend.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Applies `items` and appends their audit events in one transaction, chained under
+    /// `key` (derived from the KEK, which the database never holds: see [`crate::audit`]).
+    /// Entries are stamped with `policy_version`, the policy set in force. What the items do
+    /// to each other (a child of a token revoked earlier in the batch) is decided by `batch.rs`.
+    async fn commit_batch(
+        &self,
+        items: &[BatchItem],
+        now: i64,
+        policy_version: Option<&str>,
+        key: &ChainKey,
+    ) -> Result<Vec<Outcome>, StoreError>;
+    /// Entries with `seq > after`, in order, at most `limit`.
+    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+    /// The newest `limit` entries naming session `sid`, oldest first.
+    async fn audit_for_session(&self, sid: &str, limit: i64)
+    -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Clients, agents and human usernames, as the config and the CLI declare them.
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
     async fn upsert_client(
         &self,
         client_id: &str,
@@ -199,7 +279,32 @@ pub trait Store: web::WebStore + ciba::CibaStore + tpm::TpmStore + Send + Sync +
     ) -> Result<(), StoreError>;
     /// `(client_id, data)` of every client.
     async fn load_clients(&self) -> Result<Vec<(String, String)>, StoreError>;
+    async fn upsert_agent(
+        &self,
+        name: &str,
+        data: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// `(name, data)` of every agent that is not disabled.
+    async fn load_agents(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The stored names of `kind` that came from a config (clients and agents the CLI or an
+    /// enrollment made are not among them; users live only in the config and are remembered
+    /// by [`RegistryStore::remember_users`]).
+    async fn config_names(&self, kind: Named) -> Result<Vec<String>, StoreError>;
+    /// Deletes the stored `name` of `kind`.
+    async fn forget_name(&self, kind: Named, name: &str) -> Result<(), StoreError>;
+    /// Remembers the config's usernames, so one taken out is noticed at the next start.
+    async fn remember_users(&self, names: &[String], now: i64) -> Result<(), StoreError>;
+    /// Disables (`Some(now)`) or re-enables (`None`) agent `name`; false if there is none.
+    async fn set_agent_disabled(&self, name: &str, at: Option<i64>) -> Result<bool, StoreError>;
+    /// Deletes agent `name`; false if there was none.
+    async fn delete_agent(&self, name: &str) -> Result<bool, StoreError>;
+}
 
+/// The signing keys, sealed under the KEK.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     async fn load_keys(&self) -> Result<Vec<KeyRow>, StoreError>;
     /// Runs [`crate::jose::plan_rotation`] under a database lock shared by all replicas and
     /// applies it. Returns whether a rotation happened.
@@ -210,74 +315,6 @@ pub trait Store: web::WebStore + ciba::CibaStore + tpm::TpmStore + Send + Sync +
         retired_ttl: i64,
         fresh: &(dyn Fn() -> KeyRow + Send + Sync),
     ) -> Result<bool, StoreError>;
-
-    async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
-    /// The token a client presented (its bytes), if this server recorded it: found by its hash,
-    /// or on SQLite, for a JWT, by the `jti` of its payload (the table's key) and then the hash,
-    /// so only a byte-identical token matches.
-    async fn find_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError>;
-    /// Marks a single-use token consumed, atomically.
-    async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError>;
-    /// Live (unrevoked, unexpired) tokens whose subject is `sub`, oldest first.
-    async fn live_tokens_of(&self, sub: &str, now: i64) -> Result<Vec<TokenRecord>, StoreError>;
-
-    async fn upsert_agent(
-        &self,
-        name: &str,
-        data: &str,
-        source: &str,
-        now: i64,
-    ) -> Result<(), StoreError>;
-    /// `(name, data)` of every agent.
-    async fn load_agents(&self) -> Result<Vec<(String, String)>, StoreError>;
-    /// Stores an attestation nonce, optionally bound to one agent, and deletes expired ones (so
-    /// a flood of challenges never outgrows the nonces live at once).
-    async fn create_nonce(
-        &self,
-        nonce: &str,
-        agent: Option<&str>,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<(), StoreError>;
-    /// Uses a nonce once: true only if it exists, is unexpired, unused, and bound to `agent` or
-    /// to no agent.
-    async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError>;
-
-    /// The stored names of `kind` that came from a config (clients and agents the CLI or an
-    /// enrollment made are not among them; users live only in the config and are remembered
-    /// by [`Store::remember_users`]).
-    async fn config_names(&self, kind: Named) -> Result<Vec<String>, StoreError>;
-    /// Deletes the stored `name` of `kind`.
-    async fn forget_name(&self, kind: Named, name: &str) -> Result<(), StoreError>;
-    /// Remembers the config's usernames, so one taken out is noticed at the next start.
-    async fn remember_users(&self, names: &[String], now: i64) -> Result<(), StoreError>;
-    /// Disables (`Some(now)`) or re-enables (`None`) agent `name`; false if there is none.
-    async fn set_agent_disabled(&self, name: &str, at: Option<i64>) -> Result<bool, StoreError>;
-    /// Deletes agent `name`; false if there was none.
-    async fn delete_agent(&self, name: &str) -> Result<bool, StoreError>;
-    /// The token with this `jti` (operators name tokens by the `jti` the audit log shows).
-    async fn find_token_by_jti(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError>;
-
-    /// Records a single-use identifier until `expires_at`; false if it was already used.
-    async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
-
-    /// Applies `items` and appends their audit events in one transaction, chained under
-    /// `key` (derived from the KEK, which the database never holds: see [`crate::audit`]).
-    /// Entries are stamped with `policy_version`, the policy set in force.
-    async fn commit_batch(
-        &self,
-        items: &[BatchItem],
-        now: i64,
-        policy_version: Option<&str>,
-        key: &ChainKey,
-    ) -> Result<Vec<Outcome>, StoreError>;
-
-    /// Entries with `seq > after`, in order, at most `limit`.
-    async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
-    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
-    /// The newest `limit` entries naming session `sid`, oldest first.
-    async fn audit_for_session(&self, sid: &str, limit: i64)
-    -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -4,7 +4,6 @@
 mod code;
 mod pages;
 mod refresh;
-mod store;
 
 use serde_json::Value;
 

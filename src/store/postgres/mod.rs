@@ -1,21 +1,29 @@
-//! PostgreSQL, for several replicas sharing one database. Cross-replica critical sections
-//! (key rotation, extending the audit chain) are row locks taken inside the transaction.
+//! PostgreSQL, for several replicas sharing one database, on sqlx. Cross-replica critical
+//! sections (key rotation, extending the audit chain) are row locks taken inside the
+//! transaction. Token lookups on the hot paths go through [`lookup::Lookups`] and the batches
+//! through the writer's own connection ([`conns`]); everything else through the pool.
+
+mod batch;
+mod ciba;
+mod conns;
+mod keys;
+mod lookup;
+mod registry;
+mod tokens;
+mod tpm;
+mod web;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
-use std::sync::Arc;
-
-use super::ciba::ciba_sql_store;
-use super::conns::{Dedicated, readers};
-use super::pg_lookup::Lookups;
-use super::sql::{sql_store, sqlx_writer};
-use super::tpm::tpm_sql_store;
-use super::web::web_sql_store;
-use super::{StoreError, TokenRecord};
+use super::{Store, StoreError};
+use conns::{Dedicated, readers};
+use lookup::Lookups;
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
@@ -49,29 +57,32 @@ impl PostgresStore {
             write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
         })
     }
+}
 
-    async fn lookup_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
-        self.lookups.find(token_hash).await
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
     }
 
-    async fn run_migrations(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("migrations/postgres")
             .run(&self.pool)
             .await?;
         Ok(())
     }
-}
 
-sql_store!(PostgresStore, Postgres, "postgres");
-sqlx_writer!(
-    PostgresStore,
-    Postgres,
-    super::sql::PG_REVOKE_SUBTREE,
-    super::sql::PG_REVOKE_SESSION
-);
-web_sql_store!(PostgresStore, Postgres);
-tpm_sql_store!(PostgresStore, Postgres);
-ciba_sql_store!(PostgresStore, Postgres);
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.readers.close().await;
+        self.write_conn.close().await;
+        self.pool.close().await;
+    }
+}
 
 #[cfg(test)]
 mod tests {

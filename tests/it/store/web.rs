@@ -1,6 +1,6 @@
 //! The web storage methods, on both backends.
 
-use crate::flows::*;
+use crate::flows::REDIRECT_URI;
 use crate::helpers::*;
 
 #[tokio::test]

@@ -1,6 +1,5 @@
-//! Connections held outside the sqlx pool for PostgreSQL's hot paths (token lookups, the
-//! group-commit writer); SQLite's go without sqlx (`sqlite_reader.rs`, `sqlite_writer.rs`). A
-//! pooled query pays for a liveness ping when the connection is taken and another when it is
+//! Connections held outside the sqlx pool for the hot paths (token lookups, the group-commit
+//! writer). A pooled query pays for a liveness ping when the connection is taken and another when it is
 //! given back, each a network round trip, so a one-row lookup cost three round trips instead of
 //! one. Here a connection is simply locked, used and unlocked; one that fails at the transport
 //! level is dropped and reopened on next use.
@@ -10,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sqlx::{ConnectOptions, Connection, Database};
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// How many lookup connections to hold beside a pool of `max_connections`.
 pub fn readers(max_connections: u32) -> usize {

@@ -13,8 +13,8 @@ use sqlx::Postgres;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::conns::Dedicated;
-use super::sql::{TOKEN_COLUMNS, TokenRow};
-use super::{StoreError, TokenRecord};
+use crate::store::sql::{TOKEN_COLUMNS, TokenRow};
+use crate::store::{StoreError, TokenRecord};
 
 /// At most this many distinct tokens per query.
 const MAX_BATCH: usize = 256;
@@ -107,7 +107,7 @@ async fn query(
     let mut found = HashMap::with_capacity(hashes.len());
     for row in lease.check(rows)? {
         // A corrupt row answers only the lookups of its own token.
-        let hash = row.token_hash().to_vec();
+        let hash = row.token_hash.clone();
         found.insert(hash, TokenRecord::try_from(row).map_err(Arc::new));
     }
     Ok(found)

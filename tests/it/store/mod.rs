@@ -1,4 +1,12 @@
-//! The storage layer on both backends, without HTTP.
+//! The storage layer on both backends, without HTTP: every method of `Store` and its
+//! supertraits, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
+
+mod batch;
+mod ciba;
+mod methods;
+mod migrate;
+mod tpm;
+mod web;
 
 use std::sync::Arc;
 
@@ -7,7 +15,7 @@ use mandate::store::{BatchItem, Outcome, TokenKind, TokenRecord, WriteOp};
 
 use crate::helpers::*;
 
-fn token(name: &str, parent: Option<&str>) -> TokenRecord {
+pub(super) fn token(name: &str, parent: Option<&str>) -> TokenRecord {
     let h = |n: &str| mandate::crypto::sha256(n.as_bytes()).to_vec();
     TokenRecord {
         token_hash: h(name),
@@ -29,14 +37,16 @@ fn token(name: &str, parent: Option<&str>) -> TokenRecord {
     }
 }
 
-fn issue(name: &str, parent: Option<&str>) -> BatchItem {
+pub(super) fn issue(name: &str, parent: Option<&str>) -> BatchItem {
+    let mut ev = AuditEvent::new("token.issued");
+    ev.token_jti = Some(format!("jti-{name}"));
     BatchItem {
         op: WriteOp::IssueTokens(vec![token(name, parent)]),
-        audit: vec![AuditEvent::new("token.issued")],
+        audit: vec![ev],
     }
 }
 
-fn revoke(name: &str) -> BatchItem {
+pub(super) fn revoke(name: &str) -> BatchItem {
     BatchItem {
         op: WriteOp::Revoke {
             token_hash: mandate::crypto::sha256(name.as_bytes()).to_vec(),
@@ -45,14 +55,19 @@ fn revoke(name: &str) -> BatchItem {
     }
 }
 
+/// The SHA-256 a token named `name` is recorded under.
+pub(super) fn h(name: &str) -> Vec<u8> {
+    mandate::crypto::sha256(name.as_bytes()).to_vec()
+}
+
 /// The chain key of the KEK `test_db` writes.
-fn key() -> mandate::audit::ChainKey {
+pub(super) fn key() -> mandate::audit::ChainKey {
     mandate::jose::Kek::from_bytes(&[7; 32])
         .audit_chain_key()
         .clone()
 }
 
-async fn store_for(b: Backend) -> (TestDb, mandate::store::SharedStore) {
+pub(super) async fn store_for(b: Backend) -> (TestDb, mandate::store::SharedStore) {
     let db = test_db(b).await;
     let s = mandate::store::open(&db.url, 4).await.unwrap();
     s.migrate().await.unwrap();
@@ -154,7 +169,7 @@ async fn two_replicas_writing_at_once_extend_one_verifiable_chain() {
 
 /// SQLite's log must not grow without bound under writes that never pause: the background
 /// checkpoints copy it into the database and the writer makes it start over once it is long
-/// (`store::sqlite_writer`, past 16,384 pages = 64 MiB). Unrestarted, the log grows with every
+/// (`store::sqlite::writer`, past 16,384 pages = 64 MiB). Unrestarted, the log grows with every
 /// batch (220 MiB after these writes); restarted, it peaked at 79 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_log_starts_over_under_sustained_writes() {

@@ -1,0 +1,285 @@
+//! What one [`crate::store::Store::commit_batch`] does, decided here once for both backends;
+//! each backend only reads and writes what this plan asks for.
+//!
+//! Items apply in order. A token whose parent is revoked (before the batch, or by a revocation
+//! earlier in the same batch) or unknown is not issued: its item's outcome is
+//! [`Outcome::ParentRevoked`] and nothing of the item is recorded, neither its tokens nor its
+//! audit events (which would claim an issuance that did not happen). A revocation later in the
+//! batch than an issuance revokes what was issued before it, like any other token.
+//!
+//! The batch is cut into [`Run`]s, each ending at a revocation or at the batch's end. A backend
+//! reads which of a run's parents are live once, as the run starts (after the previous run's
+//! revocation was applied), lets [`Run::decide`] settle the run's issuances, writes the tokens
+//! it issues, then applies the revocation. A run of any length costs one read, one insert per
+//! chunk of tokens ([`crate::store::sql::chunks`]) and its revocation.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use super::{BatchItem, Outcome, Party, TokenRecord, WriteOp};
+use crate::audit::AuditEvent;
+
+/// A stretch of a batch with at most one revocation, its last item.
+pub struct Run<'a> {
+    items: &'a [BatchItem],
+}
+
+/// What a revocation seeds its subtree with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation<'a> {
+    Token(&'a [u8]),
+    Session(&'a str),
+    Party(&'a Party),
+}
+
+/// A run's issuances, settled.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decided<'a> {
+    /// One per item of the run before its revocation.
+    pub outcomes: Vec<Outcome>,
+    /// The tokens to record, in the order of their items.
+    pub tokens: Vec<&'a TokenRecord>,
+}
+
+fn revocation(op: &WriteOp) -> Option<Revocation<'_>> {
+    match op {
+        WriteOp::Revoke { token_hash } => Some(Revocation::Token(token_hash)),
+        WriteOp::RevokeSession { sid } => Some(Revocation::Session(sid)),
+        WriteOp::RevokeParty(p) => Some(Revocation::Party(p)),
+        WriteOp::None | WriteOp::IssueTokens(_) | WriteOp::Touch { .. } => None,
+    }
+}
+
+/// `items` cut after each revocation.
+pub fn runs(items: &[BatchItem]) -> impl Iterator<Item = Run<'_>> {
+    items
+        .split_inclusive(|i| revocation(&i.op).is_some())
+        .map(|items| Run { items })
+}
+
+impl<'a> Run<'a> {
+    /// The distinct parents of the run's tokens, sorted: whose liveness the backend reads.
+    pub fn parents(&self) -> Vec<&'a [u8]> {
+        let mut out: Vec<&[u8]> = (self.items.iter())
+            .filter_map(|i| match &i.op {
+                WriteOp::IssueTokens(tokens) => Some(tokens),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|t| t.parent_hash.as_deref())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The revocation that ends the run, if one does.
+    pub fn revocation(&self) -> Option<Revocation<'a>> {
+        self.items.last().and_then(|i| revocation(&i.op))
+    }
+
+    /// Settles the run's issuances: `live` says whether a parent was a live (recorded and
+    /// unrevoked) token when the run started; a token issued earlier in the run is live too.
+    pub fn decide(&self, live: impl Fn(&[u8]) -> bool) -> Decided<'a> {
+        let before = match self.revocation() {
+            Some(_) => self.items.len().saturating_sub(1),
+            None => self.items.len(),
+        };
+        let mut issued: HashSet<&[u8]> = HashSet::new();
+        let mut d = Decided {
+            outcomes: Vec::with_capacity(before),
+            tokens: Vec::new(),
+        };
+        for item in self.items.iter().take(before) {
+            let WriteOp::IssueTokens(tokens) = &item.op else {
+                d.outcomes.push(Outcome::Done);
+                continue;
+            };
+            let refused = (tokens.iter().filter_map(|t| t.parent_hash.as_deref()))
+                .any(|p| !issued.contains(p) && !live(p));
+            if refused {
+                d.outcomes.push(Outcome::ParentRevoked);
+                continue;
+            }
+            issued.extend(tokens.iter().map(|t| t.token_hash.as_slice()));
+            d.tokens.extend(tokens.iter());
+            d.outcomes.push(Outcome::Done);
+        }
+        d
+    }
+}
+
+/// The audit events of a batch whose items ended with `outcomes`, in order: a refused
+/// issuance's are left out, and a revocation's say how many tokens it revoked.
+pub fn events<'a>(items: &'a [BatchItem], outcomes: &[Outcome]) -> Vec<Cow<'a, AuditEvent>> {
+    let mut out = Vec::new();
+    for (item, outcome) in items.iter().zip(outcomes) {
+        for ev in &item.audit {
+            match outcome {
+                Outcome::ParentRevoked => {}
+                Outcome::Done => out.push(Cow::Borrowed(ev)),
+                Outcome::Revoked(n) => {
+                    let mut ev = ev.clone();
+                    if let Some(o) = ev.detail.as_object_mut() {
+                        o.insert("revoked".into(), (*n).into());
+                    }
+                    out.push(Cow::Owned(ev));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The batch's uses of tokens (introspection), by user: each `jti` once, sorted. They are
+/// written after the batch's other items (a use changes no outcome).
+pub fn touches(items: &[BatchItem]) -> BTreeMap<&str, Vec<&str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for item in items {
+        if let WriteOp::Touch { jti, by } = &item.op {
+            out.entry(by.as_str()).or_default().push(jti.as_str());
+        }
+    }
+    for jtis in out.values_mut() {
+        jtis.sort_unstable();
+        jtis.dedup();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TokenKind;
+
+    fn h(name: &str) -> Vec<u8> {
+        name.as_bytes().to_vec()
+    }
+
+    fn token(name: &str, parent: Option<&str>) -> TokenRecord {
+        TokenRecord {
+            token_hash: h(name),
+            jti: name.into(),
+            kind: TokenKind::Access,
+            sub: "alice".into(),
+            client_id: "c".into(),
+            scope: "s".into(),
+            aud: vec![],
+            iat: 0,
+            exp: 1,
+            sid: None,
+            parent_hash: parent.map(h),
+            act: None,
+            may_act: None,
+            revoked_at: None,
+            consumed_at: None,
+            last_used_at: None,
+        }
+    }
+
+    fn issue(name: &str, parent: Option<&str>) -> BatchItem {
+        BatchItem {
+            op: WriteOp::IssueTokens(vec![token(name, parent)]),
+            audit: vec![AuditEvent::new("token.issued")],
+        }
+    }
+
+    fn revoke(name: &str) -> BatchItem {
+        BatchItem {
+            op: WriteOp::Revoke {
+                token_hash: h(name),
+            },
+            audit: vec![AuditEvent::new("token.revoked")],
+        }
+    }
+
+    /// Runs the plan against a set of live tokens the way a backend does, revoking by name.
+    fn apply(items: &[BatchItem], live: &mut HashSet<Vec<u8>>) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        for run in runs(items) {
+            let d = run.decide(|p| live.contains(p));
+            live.extend(d.tokens.iter().map(|t| t.token_hash.clone()));
+            out.extend(d.outcomes);
+            if let Some(Revocation::Token(t)) = run.revocation() {
+                out.push(Outcome::Revoked(live.remove(t) as u64));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_token_whose_parent_was_revoked_earlier_in_the_batch_is_refused() {
+        let mut live: HashSet<Vec<u8>> = [h("p"), h("q")].into();
+        let items = [
+            revoke("p"),
+            issue("c", Some("p")),
+            issue("d", Some("q")),
+            issue("e", None),
+        ];
+        assert_eq!(
+            apply(&items, &mut live),
+            [
+                Outcome::Revoked(1),
+                Outcome::ParentRevoked,
+                Outcome::Done,
+                Outcome::Done
+            ]
+        );
+        assert!(!live.contains(&h("c")));
+        assert!(live.contains(&h("d")) && live.contains(&h("e")));
+    }
+
+    #[test]
+    fn a_parent_issued_earlier_in_the_run_is_live_and_a_refused_one_is_not() {
+        let mut live: HashSet<Vec<u8>> = HashSet::new();
+        let items = [
+            issue("a", None),
+            issue("b", Some("a")),
+            issue("x", Some("gone")),
+            issue("y", Some("x")),
+        ];
+        assert_eq!(
+            apply(&items, &mut live),
+            [
+                Outcome::Done,
+                Outcome::Done,
+                Outcome::ParentRevoked,
+                Outcome::ParentRevoked
+            ]
+        );
+    }
+
+    #[test]
+    fn one_refused_token_refuses_its_whole_item_and_its_audit_events() {
+        let items = [
+            BatchItem {
+                op: WriteOp::IssueTokens(vec![token("a", None), token("b", Some("gone"))]),
+                audit: vec![AuditEvent::new("token.issued")],
+            },
+            revoke("z"),
+        ];
+        let d = runs(&items).next().unwrap().decide(|_| false);
+        assert_eq!(d.outcomes, [Outcome::ParentRevoked]);
+        assert!(d.tokens.is_empty());
+        let events = events(&items, &[Outcome::ParentRevoked, Outcome::Revoked(3)]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "token.revoked");
+        assert_eq!(events[0].detail["revoked"], 3);
+    }
+
+    #[test]
+    fn runs_end_at_each_revocation_and_read_each_parent_once() {
+        let items = [
+            issue("a", Some("p")),
+            issue("b", Some("p")),
+            revoke("a"),
+            issue("c", Some("q")),
+        ];
+        let runs: Vec<Run> = runs(&items).collect();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].parents(), [&b"p"[..]]);
+        assert_eq!(runs[0].revocation(), Some(Revocation::Token(b"a")));
+        assert_eq!(runs[1].parents(), [&b"q"[..]]);
+        assert_eq!(runs[1].revocation(), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! [`CibaStore`] on PostgreSQL: each transition is one conditional update.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::StoreError;
+use crate::store::ciba::{CibaRecord, CibaStore, Poll, decision};
+use crate::store::sql;
+
+#[async_trait]
+impl CibaStore for PostgresStore {
+    async fn create_ciba(&self, r: &CibaRecord, max_pending: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::CREATE_CIBA)
+            .bind(&r.id_hash)
+            .bind(&r.public_id)
+            .bind(&r.client_id)
+            .bind(&r.username)
+            .bind(&r.agent)
+            .bind(&r.attestation)
+            .bind(&r.parent_hash)
+            .bind(&r.act)
+            .bind(&r.scope)
+            .bind(&r.aud)
+            .bind(r.token_exp)
+            .bind(r.depth)
+            .bind(&r.binding_message)
+            .bind(&r.policies)
+            .bind(&r.high_risk)
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .bind(r.interval_secs)
+            .bind(&r.actor_hash)
+            .bind(max_pending)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn poll_ciba(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+        slow_down_step: i64,
+    ) -> Result<Poll, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let taken = sqlx::query(sql::LOCK_CIBA)
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await?;
+        if taken.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(Poll::NotFound);
+        }
+        let r: CibaRecord = sqlx::query_as(sql::ciba_by_hash())
+            .bind(id_hash)
+            .fetch_one(&mut *tx)
+            .await?;
+        let poll = Poll::at(r, now, slow_down_step);
+        let r = poll
+            .record()
+            .ok_or_else(|| StoreError::Corrupt("no poll".into()))?;
+        sqlx::query(sql::POLLED_CIBA)
+            .bind(now)
+            .bind(r.interval_secs)
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(poll)
+    }
+
+    async fn pending_ciba_for(
+        &self,
+        username: &str,
+        now: i64,
+    ) -> Result<Vec<CibaRecord>, StoreError> {
+        Ok(sqlx::query_as(sql::pending_ciba())
+            .bind(username)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn decide_ciba(
+        &self,
+        public_id: &str,
+        username: &str,
+        approve: Option<(&str, i64)>,
+        now: i64,
+    ) -> Result<Option<CibaRecord>, StoreError> {
+        let (status, scope, exp) = decision(approve);
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(sql::DECIDE_CIBA)
+            .bind(status)
+            .bind(scope)
+            .bind(exp)
+            .bind(now)
+            .bind(public_id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        let r = match done.rows_affected() {
+            1 => {
+                sqlx::query_as(sql::ciba_by_public_id())
+                    .bind(public_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            _ => None,
+        };
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    async fn claim_ciba(&self, id_hash: &[u8]) -> Result<Option<CibaRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(sql::CLAIM_CIBA)
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await?;
+        let r = match done.rows_affected() {
+            1 => {
+                sqlx::query_as(sql::ciba_by_hash())
+                    .bind(id_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            _ => None,
+        };
+        tx.commit().await?;
+        Ok(r)
+    }
+}

@@ -1,0 +1,70 @@
+//! [`TokenStore`] on PostgreSQL: lookups by hash are coalesced ([`super::lookup`]); the
+//! single-use transitions are one conditional update each.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::sql::{self, TokenRow};
+use crate::store::{Consumed, StoreError, TokenRecord, TokenStore};
+
+#[async_trait]
+impl TokenStore for PostgresStore {
+    async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        self.lookups.find(token_hash).await
+    }
+
+    async fn find_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.lookups
+            .find(&crate::crypto::sha256(token.as_bytes()))
+            .await
+    }
+
+    async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let won = sqlx::query(sql::CONSUME_TOKEN)
+            .bind(now)
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        let row = sqlx::query_as::<_, TokenRow>(sql::token_by_hash())
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        sql::consumed(won, row)
+    }
+
+    async fn live_tokens_of(&self, sub: &str, now: i64) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, TokenRow>(sql::live_tokens_of())
+            .bind(sub)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn find_token_by_jti(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query_as::<_, TokenRow>(sql::token_by_jti())
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::FORGET_USED_KEYS)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(sql::USE_KEY)
+            .bind(key)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
