@@ -95,7 +95,7 @@ pub fn mint_access(ctx: &Ctx, spec: AccessSpec) -> Result<Minted, OAuthError> {
         aud: spec.aud,
         exp: now + spec.ttl,
         iat: now,
-        jti: time_ordered_id(),
+        jti: time_ordered_id(ctx.clock.as_ref()),
         client_id: spec.client_id,
         scope: spec.scope,
         sid: spec.sid,
@@ -153,7 +153,7 @@ pub fn mint_refresh(ctx: &Ctx, access: &TokenRecord, ttl: i64, grant: &'static s
     let token = crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
     let mut record = access.clone();
     record.token_hash = sha256(token.as_bytes()).to_vec();
-    record.jti = time_ordered_id();
+    record.jti = time_ordered_id(ctx.clock.as_ref());
     record.kind = TokenKind::Refresh;
     record.iat = now;
     record.exp = now + ttl;
@@ -188,7 +188,7 @@ pub fn mint_agent_with(
     let now = ctx.clock.now();
     let ttl = ctx.config.tokens.agent_token_ttl.as_secs() as i64;
     let sub = format!("agent:{agent}");
-    let jti = time_ordered_id();
+    let jti = time_ordered_id(ctx.clock.as_ref());
     let mut claims = serde_json::json!({
         "iss": ctx.issuer, "sub": sub, "aud": ctx.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
     });
