@@ -5,7 +5,7 @@
 //! the node-oidc-provider baseline and divides by it.
 //!
 //! Run: `cargo bench --bench load -- [--conns 1,16,64,256] [--duration 10s] [--peer] ...`
-//! (`--help` lists every flag; README "Load benchmark" says what each scenario does).
+//! (`--help` lists every flag; docs/development.md "Load benchmark" says what each scenario does).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "load/chart.rs"]

@@ -1,5 +1,6 @@
 //! Typed configuration: a TOML file (SPEC "Declarative bootstrap") with `MANDATE_*` environment
-//! overrides. Every key, its default and its meaning is listed in docs/operations.md's configuration table.
+//! overrides. Every key, its default and its meaning is listed in docs/configuration.md, which
+//! tests/it/config_docs.rs checks against this file.
 //!
 //! Loading is two-phase so that errors name what the operator must fix: the file alone is parsed
 //! first (a TOML error then carries the file's line and key), then the environment overrides are

@@ -11,16 +11,9 @@ use mandate::config::Config;
 use mandate::jose::KeyService;
 use mandate::{App, open_store, resolve_kek};
 
-#[path = "cli/agent.rs"]
-mod agent;
-#[path = "cli/agents.rs"]
-mod agents;
-#[path = "cli/audit.rs"]
-mod audit;
-#[path = "cli/policy.rs"]
-mod policy;
-#[path = "cli/sessions.rs"]
-mod sessions;
+mod cli;
+
+use cli::{agents, audit, policy, sessions};
 
 #[derive(Parser)]
 #[command(
@@ -51,11 +44,6 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
-    },
-    /// The agent side (SDK): enroll by EK certificate, attest, exchange a token to act with.
-    Agent {
-        #[command(subcommand)]
-        command: Box<agent::AgentCommand>,
     },
     /// Tokens: revoke one by its `jti`.
     Tokens {
@@ -182,11 +170,6 @@ fn load_config(path: &Path, explicit: bool) -> anyhow::Result<Config> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve);
-    // The agent side talks to a server over HTTP: it needs no config file.
-    let command = match command {
-        Command::Agent { command } => return agent::run(*command).await,
-        other => other,
-    };
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let config = load_config(&cli.config, explicit)?;
     match command {
@@ -199,7 +182,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command } => keys(config, command).await,
         Command::Agents { command } => agents::run(config, command).await,
         Command::Tokens { command } => agents::tokens(config, command).await,
-        Command::Agent { command } => agent::run(*command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
         Command::Policy { command } => policy::run(&config, command),
         Command::Audit { command } => audit::run(config, command).await,

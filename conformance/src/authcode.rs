@@ -108,7 +108,9 @@ async fn authorize(
     let url = format!("{}{sep}{}", ctx.authorization_endpoint, form(&pairs));
     let mut stops = vec![h.redirect_uri.as_str()];
     stops.extend_from_slice(stop_at);
-    Browser::new(ctx).drive(&url, h, &stops).await
+    Browser::with_client(ctx.http.clone(), &ctx.target.issuer)
+        .drive(&url, &h.username, &h.password, &stops)
+        .await
 }
 
 /// The query parameters of the redirect back to the client, or what happened instead.

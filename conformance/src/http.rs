@@ -79,7 +79,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 }
 
 /// An error and its causes, e.g. "error sending request: connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

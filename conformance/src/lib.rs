@@ -8,11 +8,10 @@
 //! failed check whose `detail` says what was observed.
 
 mod authcode;
-mod browser;
+pub mod browser;
 mod crypto;
 mod discovery;
 mod exchange;
-mod html;
 mod http;
 mod introspect;
 mod jwt;

@@ -67,27 +67,15 @@ pub struct Enrolled {
     pub ak_thumbprint: String,
 }
 
-/// Why an enrollment was refused: precise in the audit; `public` is what the caller is told.
-struct Refusal {
-    audit: String,
-    public: &'static str,
-    code: ErrorCode,
+/// A request that is not a well-formed enrollment.
+fn malformed(what: &'static str) -> OAuthError {
+    OAuthError::invalid_request(what)
 }
 
-fn malformed(what: &'static str) -> Refusal {
-    Refusal {
-        audit: what.to_string(),
-        public: what,
-        code: ErrorCode::InvalidRequest,
-    }
-}
-
-fn denied(audit: impl Into<String>, public: &'static str) -> Refusal {
-    Refusal {
-        audit: audit.into(),
-        public,
-        code: ErrorCode::InvalidGrant,
-    }
+/// A refused enrollment: `reason` is precise, for the log and the audit; `public` is what the
+/// caller is told.
+fn denied(reason: impl Into<String>, public: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, public).because(reason)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -164,12 +152,12 @@ pub async fn begin(
 }
 
 enum Stop {
-    Refused(Refusal),
+    Refused(OAuthError),
     Store(crate::store::StoreError),
 }
 
-impl From<Refusal> for Stop {
-    fn from(r: Refusal) -> Self {
+impl From<OAuthError> for Stop {
+    fn from(r: OAuthError) -> Self {
         Self::Refused(r)
     }
 }
@@ -181,16 +169,26 @@ impl From<crate::store::StoreError> for Stop {
 }
 
 /// Audits a refusal and counts it against `throttle` (key, client address).
-async fn refuse(ctx: &Ctx, agent: &str, throttle: (&str, Option<&str>), r: Refusal) -> OAuthError {
+async fn refuse(
+    ctx: &Ctx,
+    agent: &str,
+    throttle: (&str, Option<&str>),
+    r: OAuthError,
+) -> OAuthError {
     // The attempt was counted when it began (see `throttled`).
-    tracing::info!(agent, reason = %r.audit, throttle = throttle.0, "TPM enrollment refused");
+    tracing::info!(
+        agent,
+        reason = r.reason(),
+        throttle = throttle.0,
+        "TPM enrollment refused"
+    );
     let mut ev = AuditEvent::new("agent.enrollment_refused");
     ev.subject = Some(format!("agent:{agent}"));
-    ev.detail = json!({ "reason": r.audit });
+    ev.detail = json!({ "reason": r.reason() });
     if let Err(e) = ctx.writer.write(WriteOp::None, vec![ev]).await {
         return e.into();
     }
-    OAuthError::new(r.code, r.public)
+    r
 }
 
 fn thumbprint(ak_public_b64: &str) -> String {

@@ -79,12 +79,14 @@ pub async fn challenge(ctx: &Ctx, req: ChallengeRequest) -> Result<Challenge, OA
 
 /// Why an attestation was refused: logged and audited in full, answered coarsely so a caller
 /// cannot probe which agents exist.
-fn refused(reason: &str) -> OAuthError {
-    tracing::info!(reason, "attestation refused");
+/// Every refused attestation gets the same coarse answer, so a caller learns nothing about which
+/// check failed (or whether the agent exists); `reason` is precise, for the log and the audit.
+pub(crate) fn refused(reason: impl Into<String>) -> OAuthError {
     OAuthError::new(
         ErrorCode::InvalidGrant,
         "attestation failed: unknown agent, bad proof, or a nonce that is unknown, used or expired",
     )
+    .because(reason)
 }
 
 pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError> {
@@ -97,7 +99,9 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
     let Some(agent) = ctx.agents.fresh(ctx.store.as_ref(), &req.agent).await? else {
         // Nothing the caller chose is written for a name nobody enrolled (the audit log is
         // never pruned); the answer is the one every refusal gets.
-        return Err(refused("unknown agent"));
+        let e = refused("unknown agent");
+        tracing::info!(reason = e.reason(), "attestation refused");
+        return Err(e);
     };
     let result = verify(ctx, agent, &req, now).await;
     let mut minted = match result {
@@ -114,19 +118,15 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
             }
             minted
         }
-        Err(reason) => {
+        Err(e) => {
+            tracing::info!(reason = e.reason(), "attestation refused");
             let mut ev = AuditEvent::new("agent.attestation_refused");
             ev.subject = Some(format!("agent:{}", req.agent));
-            ev.detail = json!({ "reason": reason });
+            ev.detail = json!({ "reason": e.reason() });
             ctx.writer
                 .write(crate::store::WriteOp::None, vec![ev])
                 .await?;
-            return Err(match reason {
-                Reason::Unsupported(m) => OAuthError::invalid_request(m),
-                Reason::Refused(m) => refused(m),
-                Reason::RefusedBecause(m) => refused(&m),
-                Reason::Policy(m) => OAuthError::new(ErrorCode::InvalidGrant, m),
-            });
+            return Err(e);
         }
     };
     persist(ctx, &mut [&mut minted]).await?;
@@ -140,26 +140,15 @@ struct Attestation {
     firmware_change: Option<(String, String)>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(untagged)]
-enum Reason {
-    Unsupported(&'static str),
-    Refused(&'static str),
-    /// Refused, with a reason built at run time (the TPM verifier's).
-    RefusedBecause(String),
-    /// A policy forbids this agent a token; the description names it.
-    Policy(String),
-}
-
 async fn verify(
     ctx: &Ctx,
     agent: std::sync::Arc<crate::oauth::agent::Agent>,
     req: &AttestRequest,
     now: i64,
-) -> Result<Attestation, Reason> {
+) -> Result<Attestation, OAuthError> {
     if req.quote.is_some() || req.signature.is_some() || req.pcrs.is_some() {
         if req.proof.is_some() {
-            return Err(Reason::Unsupported(
+            return Err(OAuthError::invalid_request(
                 "send either a software `proof` or a TPM `quote`, not both",
             ));
         }
@@ -169,12 +158,7 @@ async fn verify(
             signature: req.signature.as_deref(),
             pcrs: req.pcrs.as_ref(),
         };
-        let attested = tpm::attest(ctx, &agent, &evidence, now)
-            .await
-            .map_err(|e| match e {
-                tpm::TpmError::Malformed(m) => Reason::Unsupported(m),
-                tpm::TpmError::Refused(m) => Reason::RefusedBecause(m),
-            })?;
+        let attested = tpm::attest(ctx, &agent, &evidence, now).await?;
         allowed(ctx, &agent.name, "tpm", now)?;
         let mut claims = serde_json::Map::new();
         claims.insert("ak_thumbprint".into(), attested.ak_thumbprint.into());
@@ -187,25 +171,25 @@ async fn verify(
             firmware_change: attested.firmware_change,
         });
     }
-    let proof = req.proof.as_deref().ok_or(Reason::Unsupported(
+    let proof = req.proof.as_deref().ok_or(OAuthError::invalid_request(
         "send `proof` (a JWT signed with the agent's registered key)",
     ))?;
     let jwk = agent
         .public_jwk
         .as_ref()
-        .ok_or(Reason::Refused("agent has no registered public_jwk"))?;
+        .ok_or_else(|| refused("agent has no registered public_jwk"))?;
     software::verify_proof(proof, jwk, &agent.name, &ctx.issuer, &req.nonce, now)
-        .map_err(Reason::Refused)?;
+        .map_err(refused)?;
     if !ctx
         .store
         .consume_nonce(&req.nonce, &agent.name, now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "nonce check failed");
-            Reason::Refused("nonce check failed")
+            refused("nonce check failed")
         })?
     {
-        return Err(Reason::Refused(
+        return Err(refused(
             "nonce unknown, expired, used, or issued to another agent",
         ));
     }
@@ -218,17 +202,20 @@ async fn verify(
 }
 
 /// Whether policy lets an agent attested this way have an agent token at all.
-fn allowed(ctx: &Ctx, agent: &str, attestation: &str, now: i64) -> Result<(), Reason> {
+fn allowed(ctx: &Ctx, agent: &str, attestation: &str, now: i64) -> Result<(), OAuthError> {
     let decision = ctx.policies.attest(&crate::policy::AttestRequest {
         agent: agent.to_string(),
         attestation: attestation.into(),
         time: now,
     });
     if decision.outcome != crate::policy::Outcome::Permit {
-        return Err(Reason::Policy(format!(
-            "agent:{agent} may not get an agent token: {}",
-            decision.refusal()
-        )));
+        return Err(OAuthError::new(
+            ErrorCode::InvalidGrant,
+            format!(
+                "agent:{agent} may not get an agent token: {}",
+                decision.refusal()
+            ),
+        ));
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use mandate::crypto::b64url;
 use mandate::oauth::agent::Agent;
 use mandate::open_store;
 
-use super::AgentsCommand;
+use crate::AgentsCommand;
 
 pub async fn run(config: Config, command: AgentsCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -95,8 +95,8 @@ async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> 
 
 /// `mandate tokens revoke JTI`: the one way to revoke an agent token, which no client may
 /// revoke at `/revoke` (it was issued to no client).
-pub async fn tokens(config: Config, command: super::TokensCommand) -> anyhow::Result<ExitCode> {
-    let super::TokensCommand::Revoke { jti } = command;
+pub async fn tokens(config: Config, command: crate::TokensCommand) -> anyhow::Result<ExitCode> {
+    let crate::TokensCommand::Revoke { jti } = command;
     let store = open_store(&config).await?;
     let now = SystemClock.now();
     let code = match store.find_token_by_jti(&jti).await? {

@@ -6,7 +6,7 @@ use mandate::clock::{Clock, SystemClock};
 use mandate::config::Config;
 use mandate::policy::cases::{self, CaseFile};
 
-use super::PolicyCommand;
+use crate::PolicyCommand;
 
 pub fn run(config: &Config, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     let policies = mandate::load_policies(config)?;

@@ -10,7 +10,7 @@ use mandate::oauth::token::actor_chain;
 use mandate::open_store;
 use mandate::store::{BatchItem, Outcome, TokenRecord, WriteOp};
 
-use super::SessionsCommand;
+use crate::SessionsCommand;
 
 pub async fn run(config: Config, command: SessionsCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;

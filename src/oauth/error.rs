@@ -65,11 +65,15 @@ impl ErrorCode {
     }
 }
 
+/// A refused request: the RFC code and a description that is safe to send, and, kept apart from
+/// them, the precise reason (rustls' split between a precise internal error and the coarse alert
+/// on the wire). The reason goes to the log and the audit log, never to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: Cow<'static, str>,
     pub status: u16,
+    reason: Option<String>,
 }
 
 impl OAuthError {
@@ -78,7 +82,18 @@ impl OAuthError {
             code,
             description: description.into(),
             status: code.status(),
+            reason: None,
         }
+    }
+    /// Records the precise reason behind a deliberately coarse description.
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    /// The precise reason, for the log and the audit: the one given to [`Self::because`], else
+    /// the description.
+    pub fn reason(&self) -> &str {
+        self.reason.as_deref().unwrap_or(&self.description)
     }
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;

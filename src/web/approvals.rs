@@ -11,8 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::session::{self, Session};
-use super::{login, pages, read_form, redirect, server_error};
+use super::error::SERVER_ERROR_TEXT;
+use super::session::Session;
+use super::{OrInternal, PageError, login, pages, read_form, redirect};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
 use crate::oauth::act::Actor;
@@ -85,74 +86,61 @@ fn row(r: &CibaRecord, now: i64) -> RequestRow {
     }
 }
 
-async fn page(ctx: &Ctx, s: &Session, status: StatusCode, notice: Option<&str>) -> Response {
+async fn page(
+    ctx: &Ctx,
+    s: &Session,
+    status: StatusCode,
+    notice: Option<&str>,
+) -> Result<Response, PageError> {
     let now = ctx.clock.now();
-    let pending = match ctx.store.pending_ciba_for(&s.user.username, now).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list approvals");
-            return server_error();
-        }
-    };
+    let pending = ctx
+        .store
+        .pending_ciba_for(&s.user.username, now)
+        .await
+        .doing("listing approvals")?;
     let page = ApprovalsPage {
         username: &s.user.username,
         csrf: &s.csrf,
         requests: pending.iter().map(|r| row(r, now)).collect(),
         notice,
     };
-    pages::render(status, &page, None)
+    Ok(pages::render(status, &page, None))
 }
 
-pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
-    match session::current(&ctx, &headers).await {
-        Ok(Some(s)) => page(&ctx, &s, StatusCode::OK, None).await,
-        Ok(None) => login::form_next(
-            &ctx,
-            &headers,
-            None,
-            Some("/approvals"),
-            StatusCode::OK,
-            None,
-            "",
-        ),
-        Err(_) => server_error(),
-    }
+pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, PageError> {
+    let s = login::require(&ctx, &headers, "/approvals", StatusCode::OK).await?;
+    page(&ctx, &s, StatusCode::OK, None).await
 }
 
-pub async fn post(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
-    let s = match session::current(&ctx, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return login::form_next(
-                &ctx,
-                &headers,
-                None,
-                Some("/approvals"),
-                StatusCode::UNAUTHORIZED,
-                None,
-                "",
-            );
-        }
-        Err(_) => return server_error(),
-    };
-    let p = match read_form(&ctx, &headers, body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
+pub async fn post(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PageError> {
+    let s = login::require(&ctx, &headers, "/approvals", StatusCode::UNAUTHORIZED).await?;
+    let p = read_form(&ctx, &headers, body).await?;
     if !s.csrf_ok(p.one("csrf_token").ok().flatten()) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "This form expired or did not come from this site. Reload the page and try again.",
-        );
+        return Err(PageError::forged_form("Reload the page and try again."));
     }
     match decide(&ctx, &s, &p).await {
-        Ok(()) => redirect(StatusCode::SEE_OTHER, "/approvals"),
+        Ok(()) => Ok(redirect(StatusCode::SEE_OTHER, "/approvals")),
         Err((status, notice)) => page(&ctx, &s, status, Some(notice)).await,
     }
 }
 
+/// What the approvals page says above the list about a decision it did not apply.
+type Notice = (StatusCode, &'static str);
+
+/// A failure on our side while deciding: logged with what it was doing, shown as a notice.
+fn failed<E: std::fmt::Display>(doing: &'static str) -> impl FnOnce(E) -> Notice {
+    move |e| {
+        tracing::error!(doing, reason = %e, "page failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR_TEXT)
+    }
+}
+
 /// Applies one decision; a request that is not this human's, not pending or expired is "not found".
-async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), (StatusCode, &'static str)> {
+async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), Notice> {
     let bad = |m| (StatusCode::BAD_REQUEST, m);
     let id = p
         .one("request")
@@ -169,13 +157,7 @@ async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), (StatusCode, &
         .store
         .pending_ciba_for(&s.user.username, now)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot list approvals");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side. Please try again.",
-            )
-        })?;
+        .map_err(failed("listing approvals"))?;
     let not_found = (
         StatusCode::NOT_FOUND,
         "That request is no longer waiting for you (decided, expired, or not yours).",
@@ -217,13 +199,7 @@ async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), (StatusCode, &
             now,
         )
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot record a decision");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side. Please try again.",
-            )
-        })?
+        .map_err(failed("recording a decision"))?
         .ok_or(not_found)?;
     let act = Actor::parse(&decided.act).ok();
     let mut ev = AuditEvent::new(if approve {
@@ -242,12 +218,6 @@ async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), (StatusCode, &
     ctx.writer
         .write(WriteOp::None, vec![ev])
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot audit a decision");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side. Please try again.",
-            )
-        })?;
+        .map_err(failed("auditing a decision"))?;
     Ok(())
 }

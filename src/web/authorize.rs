@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::pages::{self, ConsentPage};
 use super::session::{self, Session};
-use super::{bad_input, login, read_form, redirect, server_error};
+use super::{OrInternal, PageError, login, read_form, redirect};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
 use crate::oauth::grant::authorization_code::issue_code;
@@ -24,11 +24,12 @@ use crate::oauth::scope::ScopeSet;
 use crate::store::WriteOp;
 
 /// `GET /authorize`: the request is the query string. Redirects are 302 (RFC 6749 §4.1.2).
-pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, uri: Uri) -> Response {
-    let p = match Params::parse_untrusted(uri.query().unwrap_or("").as_bytes()) {
-        Ok(p) => p,
-        Err(e) => return bad_input(e),
-    };
+pub async fn get(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = Params::parse_untrusted(uri.query().unwrap_or("").as_bytes())?;
     authorize(&ctx, &headers, &p, StatusCode::FOUND).await
 }
 
@@ -39,33 +40,43 @@ pub async fn post(
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let p = match read_form(&ctx, &headers, body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let p = read_form(&ctx, &headers, body).await?;
     if !p.all("username").is_empty() || !p.all("password").is_empty() {
         return login::submit(&ctx, &headers, &p, login::peer_address(peer)).await;
     }
     authorize(&ctx, &headers, &p, StatusCode::SEE_OTHER).await
 }
 
-fn rejected(r: Rejection, status: StatusCode) -> Response {
+/// RFC 6749 §4.1.2.1: an invalid client or redirect URI is shown to the human; any other error
+/// goes back to the client's redirect URI.
+fn rejected(r: Rejection, status: StatusCode) -> PageError {
     match r {
-        Rejection::Fatal(m) => pages::error(StatusCode::BAD_REQUEST, &m),
-        Rejection::Redirect(t, e) => redirect(status, &t.with_error(&e)),
+        Rejection::Fatal(m) => PageError::bad_request(m),
+        Rejection::Redirect(t, e) => PageError::answer(redirect(status, &t.with_error(&e))),
     }
 }
 
-async fn authorize(ctx: &Ctx, headers: &HeaderMap, p: &Params, status: StatusCode) -> Response {
-    let req = match AuthorizeRequest::parse(ctx, p) {
-        Ok(r) => r,
-        Err(r) => return rejected(r, status),
-    };
-    match session::current(ctx, headers).await {
-        Ok(Some(s)) => decide(ctx, &req, &s, status).await,
-        Ok(None) => login::form(ctx, headers, Some(&req), StatusCode::OK, None, ""),
-        Err(_) => server_error(),
+async fn authorize(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    p: &Params,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let req = AuthorizeRequest::parse(ctx, p).map_err(|r| rejected(r, status))?;
+    match session::current(ctx, headers)
+        .await
+        .doing("reading the browser session")?
+    {
+        Some(s) => decide(ctx, &req, &s, status).await,
+        None => Ok(login::form(
+            ctx,
+            headers,
+            Some(&req),
+            StatusCode::OK,
+            None,
+            "",
+        )),
     }
 }
 
@@ -73,25 +84,29 @@ async fn authorize(ctx: &Ctx, headers: &HeaderMap, p: &Params, status: StatusCod
 /// client, else the consent page. A public client sees the consent page on every request (RFC
 /// 8252 §8.6): anyone can claim its client_id, and any local process that binds its loopback
 /// port would otherwise receive the human's code with no one looking.
-async fn decide(ctx: &Ctx, req: &AuthorizeRequest, s: &Session, status: StatusCode) -> Response {
+async fn decide(
+    ctx: &Ctx,
+    req: &AuthorizeRequest,
+    s: &Session,
+    status: StatusCode,
+) -> Result<Response, PageError> {
     let target = req.target(ctx);
     let scope = match req.scope_for(&s.user) {
         Ok(scope) => scope,
-        Err(e) => return redirect(status, &target.with_error(&e)),
+        Err(e) => return Ok(redirect(status, &target.with_error(&e))),
     };
-    let consented = match ctx
+    let consented = ctx
         .store
         .consent(&s.user.username, &req.client.client_id)
         .await
-    {
-        Ok(c) => c.and_then(|c| ScopeSet::parse(&c).ok()).unwrap_or_default(),
-        Err(_) => return server_error(),
-    };
+        .doing("reading consent")?
+        .and_then(|c| ScopeSet::parse(&c).ok())
+        .unwrap_or_default();
     if !req.client.public && scope.is_subset(&consented) {
-        return code_redirect(ctx, req, &s.user.username, &scope, status).await;
+        return Ok(code_redirect(ctx, req, &s.user.username, &scope, status).await);
     }
     let pending = req.to_query();
-    pages::render(
+    Ok(pages::render(
         StatusCode::OK,
         &ConsentPage {
             username: &s.user.username,
@@ -103,7 +118,7 @@ async fn decide(ctx: &Ctx, req: &AuthorizeRequest, s: &Session, status: StatusCo
             pending: &pending,
         },
         Some(&req.redirect_uri),
-    )
+    ))
 }
 
 async fn code_redirect(
@@ -115,56 +130,51 @@ async fn code_redirect(
 ) -> Response {
     match issue_code(ctx, req, username, scope).await {
         Ok(code) => redirect(status, &req.target(ctx).with_code(&code)),
-        Err(_) => redirect(
-            status,
-            &req.target(ctx).with_error(&AuthzError::new(
-                AuthzErrorCode::ServerError,
-                "the server could not complete the request; try again",
-            )),
-        ),
+        Err(e) => {
+            tracing::error!(reason = %e, "cannot issue an authorization code");
+            redirect(
+                status,
+                &req.target(ctx).with_error(&AuthzError::new(
+                    AuthzErrorCode::ServerError,
+                    "the server could not complete the request; try again",
+                )),
+            )
+        }
     }
 }
 
 /// `POST /consent`: the human's answer. Needs the session and its CSRF token; Deny sends
 /// `access_denied` back (RFC 6749 §4.1.2.1), Approve remembers the consent and issues a code.
-pub async fn consent(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
-    let p = match read_form(&ctx, &headers, body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let s = match session::current(&ctx, &headers).await {
-        Ok(s) => s,
-        Err(_) => return server_error(),
-    };
+pub async fn consent(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PageError> {
+    let p = read_form(&ctx, &headers, body).await?;
+    let s = session::current(&ctx, &headers)
+        .await
+        .doing("reading the browser session")?;
     let csrf = p.one("csrf_token").ok().flatten();
     let Some(s) = s.filter(|s| s.csrf_ok(csrf)) else {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "This form expired or did not come from this site. Go back to the application and start again.",
-        );
+        return Err(PageError::forged_form(
+            "Go back to the application and start again.",
+        ));
     };
-    let req = match login::pending(&ctx, &p) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "The form did not say which request it answers.",
-            );
-        }
-        Err(resp) => return *resp,
+    let Some(req) = login::pending(&ctx, &p)? else {
+        return Err(PageError::bad_request(
+            "The form did not say which request it answers.",
+        ));
     };
     let target = req.target(&ctx);
     let approve = match p.one("decision") {
         Ok(Some("approve")) => true,
         Ok(Some("deny")) => false,
-        _ => {
-            return pages::error(StatusCode::BAD_REQUEST, "Choose Approve or Deny.");
-        }
+        _ => return Err(PageError::bad_request("Choose Approve or Deny.")),
     };
     let status = StatusCode::SEE_OTHER;
     let scope = match req.scope_for(&s.user) {
         Ok(scope) => scope,
-        Err(e) => return redirect(status, &target.with_error(&e)),
+        Err(e) => return Ok(redirect(status, &target.with_error(&e))),
     };
     let username = &s.user.username;
     let mut ev = AuditEvent::new(if approve {
@@ -176,16 +186,17 @@ pub async fn consent(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body
     ev.client_id = Some(req.client.client_id.clone());
     ev.detail = json!({ "scope": scope.to_string(), "aud": req.aud });
     if !approve {
-        if ctx.writer.write(WriteOp::None, vec![ev]).await.is_err() {
-            return server_error();
-        }
-        return redirect(
+        ctx.writer
+            .write(WriteOp::None, vec![ev])
+            .await
+            .doing("auditing a denied consent")?;
+        return Ok(redirect(
             status,
             &target.with_error(&AuthzError::new(
                 AuthzErrorCode::AccessDenied,
                 "the user denied the request",
             )),
-        );
+        ));
     }
     let client_id = &req.client.client_id;
     let saved = async {
@@ -202,8 +213,6 @@ pub async fn consent(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body
             .await?;
         ctx.writer.write(WriteOp::None, vec![ev]).await
     };
-    if saved.await.is_err() {
-        return server_error();
-    }
-    code_redirect(&ctx, &req, username, &scope, status).await
+    saved.await.doing("saving consent")?;
+    Ok(code_redirect(&ctx, &req, username, &scope, status).await)
 }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::pages::{self, LoginPage};
-use super::{read_form, redirect, server_error, session};
+use super::session::{self, Session};
+use super::{OrInternal, PageError, read_form, redirect};
 use crate::oauth::Ctx;
 use crate::oauth::client::DECOY_PHC;
 #[cfg(test)]
@@ -74,17 +75,46 @@ pub fn form_next(
     resp
 }
 
-/// `GET /login`: sign in without an authorization request (for later pages), or say who is
-/// signed in.
-pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
-    match session::current(&ctx, &headers).await {
-        Ok(Some(s)) => signed_in(&s.user.username),
-        Ok(None) => form(&ctx, &headers, None, StatusCode::OK, None, ""),
-        Err(_) => server_error(),
+/// The signed-in human of this browser; a visitor who is not signed in gets the sign-in page
+/// (with `status`), which brings them back to `next` (a page of ours) afterwards.
+pub async fn require(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    next: &str,
+    status: StatusCode,
+) -> Result<Session, PageError> {
+    match session::current(ctx, headers)
+        .await
+        .doing("reading the browser session")?
+    {
+        Some(s) => Ok(s),
+        None => Err(PageError::answer(form_next(
+            ctx,
+            headers,
+            None,
+            Some(next),
+            status,
+            None,
+            "",
+        ))),
     }
 }
 
-fn signed_in(username: &str) -> Response {
+/// `GET /login`: sign in without an authorization request (for later pages), or say who is
+/// signed in.
+pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, PageError> {
+    Ok(
+        match session::current(&ctx, &headers)
+            .await
+            .doing("reading the browser session")?
+        {
+            Some(s) => signed_in_page(&s.user.username),
+            None => form(&ctx, &headers, None, StatusCode::OK, None, ""),
+        },
+    )
+}
+
+fn signed_in_page(username: &str) -> Response {
     pages::message(
         StatusCode::OK,
         "Signed in",
@@ -98,35 +128,32 @@ pub async fn post(
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    match read_form(&ctx, &headers, body).await {
-        Ok(p) => submit(&ctx, &headers, &p, peer_address(peer)).await,
-        Err(resp) => resp,
-    }
+) -> Result<Response, PageError> {
+    let p = read_form(&ctx, &headers, body).await?;
+    submit(&ctx, &headers, &p, peer_address(peer)).await
 }
 
 /// The pending authorization request carried by a form, validated again.
-pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, Box<Response>> {
+pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, PageError> {
     let Ok(q) = p.one("pending") else {
-        return Err(Box::new(pages::error(
-            StatusCode::BAD_REQUEST,
+        return Err(PageError::bad_request(
             "The form was sent with a repeated field.",
-        )));
+        ));
     };
     let Some(q) = q else { return Ok(None) };
     // The pending request came back through the browser: as untrusted as the first time.
     let Ok(params) = Params::parse_untrusted(q.as_bytes()) else {
-        return Err(Box::new(pages::error(
-            StatusCode::BAD_REQUEST,
+        return Err(PageError::bad_request(
             "The form carried a malformed authorization request.",
-        )));
+        ));
     };
     match AuthorizeRequest::parse(ctx, &params) {
         Ok(r) => Ok(Some(r)),
-        Err(Rejection::Fatal(m)) => Err(Box::new(pages::error(StatusCode::BAD_REQUEST, &m))),
-        Err(Rejection::Redirect(t, e)) => {
-            Err(Box::new(redirect(StatusCode::SEE_OTHER, &t.with_error(&e))))
-        }
+        Err(Rejection::Fatal(m)) => Err(PageError::bad_request(m)),
+        Err(Rejection::Redirect(t, e)) => Err(PageError::answer(redirect(
+            StatusCode::SEE_OTHER,
+            &t.with_error(&e),
+        ))),
     }
 }
 
@@ -139,103 +166,74 @@ pub fn peer_address(
     peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip().to_string())
 }
 
-pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<String>) -> Response {
+pub async fn submit(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    p: &Params,
+    addr: Option<String>,
+) -> Result<Response, PageError> {
     if !session::login_csrf_ok(ctx, headers, p.one("csrf_token").ok().flatten()) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "This form expired or did not come from this site. Go back, reload the page and sign in again.",
-        );
+        return Err(PageError::forged_form(
+            "Go back, reload the page and sign in again.",
+        ));
     }
-    let pending = match pending(ctx, p) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+    let pending = pending(ctx, p)?;
     let next = p.one("next").ok().flatten().and_then(safe_next);
-    let form = |ctx: &Ctx,
-                headers: &HeaderMap,
-                pending: Option<&AuthorizeRequest>,
-                status,
-                error,
-                username: &str| {
-        form_next(ctx, headers, pending, next, status, error, username)
-    };
-    let (Ok(username), Ok(password)) = (p.one("username"), p.one("password")) else {
-        return form(
+    // The sign-in form again, saying what went wrong.
+    let again = |status, error: &str, username: &str| {
+        Ok(form_next(
             ctx,
             headers,
             pending.as_ref(),
-            StatusCode::BAD_REQUEST,
-            Some(WRONG),
-            "",
-        );
+            next,
+            status,
+            Some(error),
+            username,
+        ))
+    };
+    let (Ok(username), Ok(password)) = (p.one("username"), p.one("password")) else {
+        return again(StatusCode::BAD_REQUEST, WRONG, "");
     };
     let username = username.unwrap_or("");
     let Some(password) = password.filter(|_| !username.is_empty()) else {
-        return form(
-            ctx,
-            headers,
-            pending.as_ref(),
+        return again(
             StatusCode::BAD_REQUEST,
-            Some("Enter your username and password."),
+            "Enter your username and password.",
             username,
         );
     };
     // No user has a name that is not an identifier; refused before it can become a throttle key.
     if crate::input::identifier(|| crate::input::Field::named("username"), username).is_err() {
-        return form(
-            ctx,
-            headers,
-            pending.as_ref(),
-            StatusCode::BAD_REQUEST,
-            Some(WRONG),
-            "",
-        );
+        return again(StatusCode::BAD_REQUEST, WRONG, "");
     }
     let now = ctx.clock.now();
     // Counted before the password is checked (see web::throttle).
     if let Err(wait) = ctx.throttle.login.attempt(username, addr.as_deref(), now) {
         tracing::warn!("sign-in throttled");
         let minutes = (wait + 59) / 60;
-        return form(
-            ctx,
-            headers,
-            pending.as_ref(),
+        return again(
             StatusCode::TOO_MANY_REQUESTS,
-            Some(&format!(
-                "Too many failed sign-ins. Try again in {minutes} minutes."
-            )),
+            &format!("Too many failed sign-ins. Try again in {minutes} minutes."),
             username,
         );
     }
-    let checked = check(ctx, ctx.users.get(username), password).await;
-    let Ok(checked) = checked else {
+    let Ok(checked) = check(ctx, ctx.users.get(username), password).await else {
         ctx.throttle.login.refund(username, addr.as_deref());
         tracing::warn!("sign-in not checked: too many password checks under way");
-        return form(
-            ctx,
-            headers,
-            pending.as_ref(),
+        return again(
             StatusCode::SERVICE_UNAVAILABLE,
-            Some("Too many sign-ins are being checked right now. Try again in a moment."),
+            "Too many sign-ins are being checked right now. Try again in a moment.",
             username,
         );
     };
     let Some(user) = checked else {
         tracing::info!("sign-in failed");
-        return form(
-            ctx,
-            headers,
-            pending.as_ref(),
-            StatusCode::UNAUTHORIZED,
-            Some(WRONG),
-            username,
-        );
+        return again(StatusCode::UNAUTHORIZED, WRONG, username);
     };
     ctx.throttle.login.succeeded(username, addr.as_deref());
-    let cookie = match session::start(ctx, &user).await {
-        Ok(c) => c,
-        Err(_) => return server_error(),
-    };
+    let cookie = session::start(ctx, &user)
+        .await
+        .doing("starting a browser session")?;
     let location = match (&pending, next) {
         (Some(r), _) => format!("/authorize?{}", r.to_query()),
         (None, Some(n)) => n.to_string(),
@@ -243,7 +241,7 @@ pub async fn submit(ctx: &Ctx, headers: &HeaderMap, p: &Params, addr: Option<Str
     };
     let mut resp = redirect(StatusCode::SEE_OTHER, &location);
     resp.headers_mut().append(header::SET_COOKIE, cookie);
-    resp.into_response()
+    Ok(resp)
 }
 
 /// argon2id under the process-wide bound; an unknown user costs one decoy verification (all

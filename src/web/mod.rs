@@ -1,17 +1,26 @@
-//! Web pages for humans: sign-in, consent (and later approvals and sessions). Askama templates
-//! in `templates/`, CSS in `static/` (compiled in); every page works without JavaScript.
+//! Web pages for humans: sign-in, consent, approvals and the sessions page. Askama templates in
+//! `templates/`, CSS in `static/` (compiled in); every page works without JavaScript.
 //!
 //! - [`authorize`]: `GET`/`POST /authorize` and `POST /consent` (RFC 6749 §4.1, RFC 7636).
-//! - [`login`]: `GET`/`POST /login`.
-//! - [`session`]: cookies, browser sessions, CSRF tokens.
+//! - [`login`]: `GET`/`POST /login`, and [`login::require`], the sign-in every other page needs.
+//! - [`approvals`]: `GET`/`POST /approvals`, the human's decisions on CIBA requests.
+//! - [`delegations`]: `GET /sessions` (the delegation tree of the human's live sessions),
+//!   `POST /sessions/revoke`, `GET /sessions/{sid}` (one session's audit trail).
+//! - [`session`]: the browser's sign-in session: cookies and CSRF tokens.
+//! - [`throttle`]: failed sign-in (and TPM enrollment) counters.
+//! - [`error`]: [`PageError`], the one error type of the pages, rendered once.
 //! - [`pages`]: page types and the response headers every page carries.
+//!
+//! Layering: pages call the protocol core (`crate::oauth`), the store and the audit writer; the
+//! core never calls back into the pages (nothing under `crate::oauth` names `crate::web`).
 
 pub mod approvals;
 pub mod authorize;
+pub mod delegations;
+pub mod error;
 pub mod login;
 pub mod pages;
 pub mod session;
-pub mod sessions;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -25,9 +34,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::http::extract::{BodyError, read_body};
-use crate::input::{self, Field, InputError};
+use crate::input::{self, Field};
 use crate::oauth::Ctx;
 use crate::oauth::params::Params;
+pub use error::{OrInternal, PageError};
 
 /// Routes of the web pages, merged into the main router.
 pub fn routes() -> Router<Arc<Ctx>> {
@@ -36,9 +46,9 @@ pub fn routes() -> Router<Arc<Ctx>> {
         .route("/consent", post(authorize::consent))
         .route("/login", get(login::get).post(login::post))
         .route("/approvals", get(approvals::get).post(approvals::post))
-        .route("/sessions", get(sessions::get))
-        .route("/sessions/revoke", post(sessions::revoke))
-        .route("/sessions/{sid}", get(sessions::detail))
+        .route("/sessions", get(delegations::get))
+        .route("/sessions/revoke", post(delegations::revoke))
+        .route("/sessions/{sid}", get(delegations::detail))
         .route("/static/mandate.css", get(css))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -80,7 +90,7 @@ pub(crate) async fn read_form(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Params, Response> {
+) -> Result<Params, PageError> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -90,7 +100,7 @@ pub(crate) async fn read_form(
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if !is_form {
-        return Err(pages::error(
+        return Err(PageError::refused(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The form must be sent as application/x-www-form-urlencoded.",
         ));
@@ -99,23 +109,11 @@ pub(crate) async fn read_form(
         .await
         .map_err(|e| match e {
             BodyError::TooLarge(_) => {
-                pages::error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.")
+                PageError::refused(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.")
             }
-            BodyError::Unreadable => {
-                pages::error(StatusCode::BAD_REQUEST, "The form did not arrive in full.")
-            }
+            BodyError::Unreadable => PageError::bad_request("The form did not arrive in full."),
         })?;
-    Params::parse_untrusted(&bytes).map_err(bad_input)
-}
-
-/// The error page for a string that failed [`crate::input`]'s checks: it says which field is
-/// wrong.
-pub(crate) fn bad_input(e: InputError) -> Response {
-    let mut m = e.to_string();
-    if let Some(first) = m.get(..1).map(str::to_uppercase) {
-        m.replace_range(..1, &first);
-    }
-    pages::error(StatusCode::BAD_REQUEST, &format!("{m}."))
+    Ok(Params::parse_untrusted(&bytes)?)
 }
 
 /// A path parameter that names something (`/sessions/{sid}`): percent-decoded and checked as an
@@ -123,18 +121,17 @@ pub(crate) fn bad_input(e: InputError) -> Response {
 pub struct PathId(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathId {
-    type Rejection = Response;
+    type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| {
-                pages::error(
-                    StatusCode::BAD_REQUEST,
+                PageError::bad_request(
                     "The address is malformed: its last part is not valid percent-encoded UTF-8.",
                 )
             })?;
-        input::identifier(|| Field::named("the id in the address"), &raw).map_err(bad_input)?;
+        input::identifier(|| Field::named("the id in the address"), &raw)?;
         Ok(PathId(raw))
     }
 }
@@ -149,17 +146,6 @@ pub(crate) fn redirect(status: StatusCode, location: &str) -> Response {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        Err(_) => {
-            tracing::error!("redirect location is not a valid header value");
-            server_error()
-        }
+        Err(e) => Err::<Response, _>(e).doing("redirecting").into_response(),
     }
-}
-
-/// Internal detail was logged where it happened; the human sees only this.
-pub(crate) fn server_error() -> Response {
-    pages::error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong on our side. Please try again.",
-    )
 }

@@ -1,12 +1,14 @@
 //! A browser, driven by hand: the authorization code flow with PKCE (RFC 6749 §4.1, RFC 7636)
 //! over HTTP exactly as the SPEC's "Web pages a browser (and a test) can rely on" promises —
 //! parse the login form's hidden inputs, post the credentials, approve on the consent page,
-//! catch the redirect to the client, redeem the code. Redirects are never followed
-//! automatically, so the redirect back to the client (which no one listens on) is caught.
+//! catch the redirect to the client, redeem the code. The browser is the conformance crate's
+//! (`mandate_conformance::browser`); this file adds the test server, PKCE and panics.
 
 use std::collections::HashMap;
 
 use mandate::crypto::{b64url, random_bytes, sha256};
+use mandate_conformance::browser::{self, End, html};
+pub use mandate_conformance::browser::{Form, Jar, Page};
 use serde_json::Value;
 
 use crate::helpers::TestApp;
@@ -134,225 +136,59 @@ pub fn redirect_params(location: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// A form found in a page: where it posts and its hidden inputs and submit buttons.
-#[derive(Debug, Clone)]
-pub struct FormData {
-    pub action: Option<String>,
-    pub method: String,
-    pub hidden: Vec<(String, String)>,
-    /// `(name, value, text)` of each `<button>`.
-    pub buttons: Vec<(String, String, String)>,
-    pub inputs: Vec<String>,
+/// The first `<form>` of `html`; panics when there is none.
+pub fn parse_form(html: &str) -> Form {
+    html::forms(html)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no <form> in the page: {}", html::text_of(html, 500)))
 }
 
-/// The first `<form>` of `html`. A deliberately small scanner: it reads what our templates (and
-/// any reasonable page) write, attributes in double quotes.
-pub fn parse_form(html: &str) -> FormData {
-    let start = html.find("<form").expect("a <form> in the page");
-    let end = html[start..]
-        .find("</form>")
-        .map(|e| start + e)
-        .expect("a closed form");
-    let form = &html[start..end];
-    let tag_end = form.find('>').unwrap();
-    let tag = &form[..tag_end];
-    let mut data = FormData {
-        action: attr(tag, "action").map(|a| unescape(&a)),
-        method: attr(tag, "method").unwrap_or_default().to_ascii_lowercase(),
-        hidden: Vec::new(),
-        buttons: Vec::new(),
-        inputs: Vec::new(),
-    };
-    let mut rest = &form[tag_end..];
-    while let Some(i) = rest.find("<input") {
-        let tag = &rest[i..i + rest[i..].find('>').unwrap()];
-        let name = attr(tag, "name").map(|n| unescape(&n)).unwrap_or_default();
-        if attr(tag, "type").as_deref() == Some("hidden") {
-            let value = attr(tag, "value").map(|v| unescape(&v)).unwrap_or_default();
-            data.hidden.push((name.clone(), value));
-        }
-        data.inputs.push(name);
-        rest = &rest[i + 6..];
-    }
-    let mut rest = &form[tag_end..];
-    while let Some(i) = rest.find("<button") {
-        let open_end = i + rest[i..].find('>').unwrap();
-        let tag = &rest[i..open_end];
-        let close = open_end + rest[open_end..].find("</button>").unwrap();
-        let text = rest[open_end + 1..close].trim().to_string();
-        data.buttons.push((
-            attr(tag, "name").map(|n| unescape(&n)).unwrap_or_default(),
-            attr(tag, "value").map(|v| unescape(&v)).unwrap_or_default(),
-            text,
-        ));
-        rest = &rest[close..];
-    }
-    data
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let pat = format!(" {name}=\"");
-    let i = tag.find(&pat)? + pat.len();
-    let j = tag[i..].find('"')?;
-    Some(tag[i..i + j].to_string())
-}
-
-/// HTML character references that template engines write in attribute values: the named
-/// ones for `&<>"'` and any numeric one.
-pub fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let decoded = rest.find(';').and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => {
-                    let num = entity.strip_prefix('#')?;
-                    let n = match num.strip_prefix(['x', 'X']) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                        None => num.parse().ok()?,
-                    };
-                    char::from_u32(n)
-                }
-            }?;
-            Some((c, end + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A cookie jar and a client that never follows redirects.
+/// The conformance crate's browser (a cookie jar per origin, no automatic redirects), with
+/// the test's server as its base and panics instead of errors.
 pub struct Browser<'a> {
-    pub app: &'a TestApp,
-    pub http: reqwest::Client,
-    pub cookies: HashMap<String, String>,
-}
-
-/// What a page request answered.
-pub struct Page {
-    pub status: u16,
-    pub location: Option<String>,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: String,
+    app: &'a TestApp,
+    inner: browser::Browser,
 }
 
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         Self {
             app,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
+            inner: browser::Browser::new(&app.url).unwrap(),
         }
     }
 
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
-            path_or_url.to_string()
-        } else {
-            format!("{}{path_or_url}", self.app.url)
-        }
+    /// Unwraps `r`, naming the backend in the panic.
+    fn ok<T>(&self, r: Result<T, String>) -> T {
+        r.unwrap_or_else(|e| panic!("{}: {e}", self.app.label()))
     }
 
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn finish(&mut self, resp: reqwest::Response) -> Page {
-        for sc in resp.headers().get_all(reqwest::header::SET_COOKIE) {
-            let sc = sc.to_str().unwrap();
-            let pair = sc.split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            if v.is_empty() || sc.to_ascii_lowercase().contains("max-age=0") {
-                self.cookies.remove(k.trim());
-            } else {
-                self.cookies
-                    .insert(k.trim().to_string(), v.trim().to_string());
-            }
-        }
-        Page {
-            status: resp.status().as_u16(),
-            location: resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map(|l| l.to_str().unwrap().to_string()),
-            headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        }
+    pub fn cookies(&self) -> &Jar {
+        &self.inner.cookies
     }
 
     pub async fn get(&mut self, path_or_url: &str) -> Page {
-        let resp = self
-            .http
-            .get(self.url(path_or_url))
-            .header(reqwest::header::COOKIE, self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.finish(resp).await
+        let r = self.inner.get(path_or_url).await;
+        self.ok(r)
     }
 
     pub async fn post(&mut self, path_or_url: &str, form: &[(String, String)]) -> Page {
-        let resp = self
-            .http
-            .post(self.url(path_or_url))
-            .header(reqwest::header::COOKIE, self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.finish(resp).await
+        let r = self.inner.post(path_or_url, form).await;
+        self.ok(r)
     }
 
     /// Submits the first form of `page` with its hidden inputs plus `fields`.
     pub async fn submit(&mut self, page_url: &str, page: &Page, fields: &[(&str, &str)]) -> Page {
         let form = parse_form(&page.body);
-        assert_eq!(form.method, "post", "{}", page.body);
-        let mut body = form.hidden.clone();
-        body.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let target = form.action.unwrap_or_else(|| page_url.to_string());
-        self.post(&target, &body).await
+        let r = self.inner.submit(page_url, &form, fields).await;
+        self.ok(r)
     }
 
-    /// Clicks the `<button>` whose text is `text` in the first form of `page`.
+    /// Clicks the `<button>` whose text is `text` in the first form of `page` that has one.
     pub async fn click(&mut self, page_url: &str, page: &Page, text: &str) -> Page {
-        let form = parse_form(&page.body);
-        let (name, value, _) = form
-            .buttons
-            .iter()
-            .find(|(_, _, t)| t == text)
-            .unwrap_or_else(|| panic!("no `{text}` button in {}", page.body))
-            .clone();
-        let fields: Vec<(&str, &str)> = if name.is_empty() {
-            Vec::new()
-        } else {
-            vec![(name.as_str(), value.as_str())]
-        };
-        self.submit(page_url, page, &fields).await
+        let r = self.inner.click(page_url, page, text).await;
+        self.ok(r)
     }
 
     /// Runs `GET /authorize?query`, signs in if asked, approves consent if asked, and returns the
@@ -363,30 +199,16 @@ impl<'a> Browser<'a> {
         username: &str,
         password: &str,
     ) -> String {
-        let mut url = format!("/authorize?{query}");
-        let mut page = self.get(&url).await;
-        for _ in 0..6 {
-            if let Some(loc) = page.location.clone() {
-                if loc.starts_with(REDIRECT_URI) {
-                    return loc;
-                }
-                url = loc;
-                page = self.get(&url).await;
-                continue;
-            }
-            assert_eq!(page.status, 200, "{}", page.body);
-            let form = parse_form(&page.body);
-            page = if form.inputs.iter().any(|n| n == "password") {
-                self.submit(
-                    &url,
-                    &page,
-                    &[("username", username), ("password", password)],
-                )
-                .await
-            } else {
-                self.click(&url, &page, "Approve").await
-            };
+        let url = format!("/authorize?{query}");
+        match self
+            .inner
+            .drive(&url, username, password, &[REDIRECT_URI])
+            .await
+        {
+            Ok(End::Left(location)) if location.starts_with(REDIRECT_URI) => location,
+            Ok(End::Left(location)) => panic!("the flow left for {location}, not the client"),
+            Ok(End::Page(page)) => panic!("the flow did not reach the client: {}", page.summary()),
+            Err(e) => panic!("the flow did not reach the client: {e}"),
         }
-        panic!("the flow did not reach the client: {}", page.body);
     }
 }

@@ -9,6 +9,7 @@ mod authorize;
 mod ciba;
 mod client_auth;
 mod clock;
+mod config_docs;
 mod conformance;
 mod connections;
 mod durability;

@@ -15,24 +15,16 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use serde_json::Value;
 
 use crate::crypto::b64url;
-use crate::oauth::Ctx;
 use crate::oauth::agent::Agent;
+use crate::oauth::{Ctx, OAuthError};
 use crate::store::tpm::{CounterOutcome, QuoteCounters};
 
 use pcr::{PcrPolicy, PcrValues};
 
-/// Why a TPM attestation did not pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TpmError {
-    /// The request is not a well-formed TPM attestation (answered `invalid_request`).
-    Malformed(&'static str),
-    /// The evidence does not prove what it must (answered with the coarse `invalid_grant`);
-    /// the text is precise, for the log and the audit only.
-    Refused(String),
-}
-
-fn refused(why: impl ToString) -> TpmError {
-    TpmError::Refused(why.to_string())
+/// A TPM attestation that does not prove what it must: the coarse public answer every refused
+/// attestation gets, with `why` kept for the log and the audit (see [`super::refused`]).
+fn refused(why: impl ToString) -> OAuthError {
+    super::refused(why.to_string())
 }
 
 /// The evidence posted to `/attest`, still as text.
@@ -67,19 +59,21 @@ pub async fn attest(
     agent: &Agent,
     ev: &Evidence<'_>,
     now: i64,
-) -> Result<Attested, TpmError> {
+) -> Result<Attested, OAuthError> {
     let (Some(quote), Some(signature), Some(pcrs)) = (ev.quote, ev.signature, ev.pcrs) else {
-        return Err(TpmError::Malformed(
+        return Err(OAuthError::invalid_request(
             "a TPM attestation needs `quote`, `signature` and `pcrs`",
         ));
     };
     let (Some(quote), Some(signature)) = (decode_b64(quote), decode_b64(signature)) else {
-        return Err(TpmError::Malformed(
+        return Err(OAuthError::invalid_request(
             "`quote` and `signature` must be base64",
         ));
     };
     let pcrs = PcrValues::from_json(pcrs).map_err(|_| {
-        TpmError::Malformed("`pcrs` must map a bank (\"sha256\") to PCR indices and hex values")
+        OAuthError::invalid_request(
+            "`pcrs` must map a bank (\"sha256\") to PCR indices and hex values",
+        )
     })?;
     let ak = agent
         .ak_public

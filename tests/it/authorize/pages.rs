@@ -23,9 +23,9 @@ async fn wrong_password_is_generic_401_and_sets_no_session_cookie() {
                 .await;
             assert_eq!(page.status, 401, "{}", app.label());
             assert!(
-                br.cookies.keys().all(|k| !k.contains("session")),
+                br.cookies().names().all(|k| !k.contains("session")),
                 "{:?}",
-                br.cookies
+                br.cookies()
             );
             assert!(page.body.contains("The username or password is incorrect."));
             assert!(!page.body.contains(pw), "the password is not echoed");
@@ -87,7 +87,7 @@ async fn csrf_token_missing_or_wrong_on_login_is_403_and_signs_nobody_in() {
             }
             let page = br.post("/login", &body).await;
             assert_eq!(page.status, 403, "{csrf:?} {}", app.label());
-            assert!(br.cookies.keys().all(|k| !k.contains("session")));
+            assert!(br.cookies().names().all(|k| !k.contains("session")));
         }
         // A cross-site form carries the token but not the cookie it is derived from.
         let mut stranger = Browser::new(&app);
@@ -138,7 +138,7 @@ async fn consent_needs_its_csrf_token_deny_is_access_denied_and_approval_is_reme
         assert_eq!(consent.status, 200, "{}", consent.body);
         assert!(consent.body.contains("cli") && consent.body.contains("orders:read"));
         let form = parse_form(&consent.body);
-        let texts: Vec<&str> = form.buttons.iter().map(|b| b.2.as_str()).collect();
+        let texts: Vec<&str> = form.buttons.iter().map(|b| b.text.as_str()).collect();
         assert_eq!(texts, ["Approve", "Deny"]);
         // Without (or with a wrong) CSRF token: 403, no redirect, no consent stored.
         let pending = form
@@ -182,7 +182,7 @@ async fn consent_needs_its_csrf_token_deny_is_access_denied_and_approval_is_reme
             parse_form(&again.body)
                 .buttons
                 .iter()
-                .any(|b| b.2 == "Approve")
+                .any(|b| b.text == "Approve")
         );
         // A confidential client's approval is remembered: the next request gets a code at once.
         let web = format!(

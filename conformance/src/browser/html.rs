@@ -1,11 +1,12 @@
 //! Just enough HTML to read the SPEC's web pages ("Web pages a browser (and a test) can rely
 //! on"): the forms of a page with their method, action, hidden inputs, input names and
-//! `<button>`s. A forgiving scanner, not a parser: attributes may be double-, single- or
-//! unquoted, names are case-insensitive, comments are skipped.
+//! `<button>`s, and a page's visible text for error messages. A forgiving scanner, not a
+//! parser: attributes may come in any order and be double-, single- or unquoted, names are
+//! case-insensitive, character references are decoded, comments are skipped.
 
 /// One `<form>` of a page.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Form {
+pub struct Form {
     /// Lower-cased; empty when absent (HTML's default is `get`).
     pub method: String,
     pub action: Option<String>,
@@ -25,10 +26,18 @@ impl Form {
     pub fn button(&self, text: &str) -> Option<&Button> {
         self.buttons.iter().find(|b| b.text == text)
     }
+
+    /// The value of the hidden input `name` (a CSRF token, say).
+    pub fn hidden_value(&self, name: &str) -> Option<&str> {
+        self.hidden
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Button {
+pub struct Button {
     /// Empty when the button has no name (then nothing of it is posted).
     pub name: String,
     pub value: String,
@@ -174,7 +183,7 @@ fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Every `<form>` of `html`, in document order.
-pub(crate) fn forms(html: &str) -> Vec<Form> {
+pub fn forms(html: &str) -> Vec<Form> {
     let mut out = Vec::new();
     let mut form: Option<Form> = None;
     let mut button: Option<(Button, String)> = None;
@@ -246,9 +255,35 @@ pub(crate) fn forms(html: &str) -> Vec<Form> {
     out
 }
 
+/// The visible text of a page (markup and comments dropped, references decoded, whitespace
+/// collapsed), cut to `max` characters: what a failure message shows of an unexpected page.
+pub fn text_of(html: &str, max: usize) -> String {
+    const HIDDEN: [&str; 4] = ["head", "title", "script", "style"];
+    let mut hidden_depth = 0usize;
+    let mut text = String::new();
+    for node in lex(html) {
+        match node {
+            Node::Open { name, .. } if HIDDEN.contains(&name.as_str()) => hidden_depth += 1,
+            Node::Close(name) if HIDDEN.contains(&name.as_str()) => {
+                hidden_depth = hidden_depth.saturating_sub(1);
+            }
+            Node::Text(t) if hidden_depth == 0 => {
+                text.push(' ');
+                text.push_str(&unescape(&t));
+            }
+            _ => {}
+        }
+    }
+    let mut out = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.chars().count() > max {
+        out = out.chars().take(max).collect::<String>() + "…";
+    }
+    out
+}
+
 /// HTML character references: the named ones for `&<>"'` and non-breaking space, and any
 /// numeric one. Anything else is left as written.
-pub(crate) fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('&') {
@@ -340,5 +375,71 @@ mod tests {
     #[test]
     fn unescapes_references() {
         assert_eq!(unescape("a&amp;b&#39;c&unknown;&"), "a&b'c&unknown;&");
+        assert_eq!(
+            unescape("&#x2F;&#47;&lt;&gt;&nbsp;&#xZZ;"),
+            "//<>\u{a0}&#xZZ;"
+        );
+    }
+
+    #[test]
+    fn attributes_in_any_order_and_case() {
+        let html = r#"<FORM ACTION='/a' Method=Post><INPUT VALUE="v&amp;w" Name="csrf_token" TYPE="HIDDEN"/>
+<input value=x type=hidden name=n /><input name="q" type="text" value="typed">
+<input type="hidden" value="no name"></FORM>"#;
+        let f = forms(html);
+        let Some(form) = f.first() else {
+            panic!("no form in {html}")
+        };
+        assert_eq!(
+            (form.method.as_str(), form.action.as_deref()),
+            ("post", Some("/a"))
+        );
+        assert_eq!(form.hidden_value("csrf_token"), Some("v&w"));
+        assert_eq!(form.hidden_value("n"), Some("x"));
+        // A visible input is listed by name, never posted as hidden; a nameless one is neither.
+        assert!(form.has_input("q") && form.hidden_value("q").is_none());
+        assert_eq!(form.hidden.len(), 2);
+    }
+
+    #[test]
+    fn several_forms_stay_apart() {
+        // The approvals page: one form per pending request, each with its own hidden inputs.
+        let html = r#"<input type="hidden" name="stray" value="outside any form">
+<form method="post" action="/approvals"><input type="hidden" name="request" value="r1">
+<button name="decision" value="approve">Approve</button><button name="decision" value="deny">Deny</button></form>
+<p>between</p>
+<form method="post" action="/approvals"><input type="hidden" name="request" value="r2">
+<button name="decision" value="deny">Deny</button>
+<form method="get" action="/search"><input name="q"><button>Search</button>"#;
+        let f = forms(html);
+        let requests: Vec<Option<&str>> = f.iter().map(|f| f.hidden_value("request")).collect();
+        assert_eq!(requests, [Some("r1"), Some("r2"), None]);
+        let buttons: Vec<usize> = f.iter().map(|f| f.buttons.len()).collect();
+        assert_eq!(
+            buttons,
+            [2, 1, 1],
+            "an unclosed form ends where the next begins"
+        );
+        assert!(f.iter().all(|f| f.hidden_value("stray").is_none()));
+        assert_eq!(f.get(2).map(|f| f.method.as_str()), Some("get"));
+        assert!(f.get(1).and_then(|f| f.button("Approve")).is_none());
+    }
+
+    #[test]
+    fn no_forms_and_broken_markup() {
+        assert!(forms("<p>no form here</p>").is_empty());
+        assert!(forms("").is_empty());
+        // A tag cut off mid-way ends the scan without a panic.
+        let f =
+            forms(r#"<form method="post"><input type="hidden" name="a" value="1"><input name="b"#);
+        assert_eq!(f.first().and_then(|f| f.hidden_value("a")), Some("1"));
+    }
+
+    #[test]
+    fn visible_text_of_a_page() {
+        let html = "<html><head><title>T</title><style>p{}</style></head><body><h1>Not\n  found</h1>\
+<!-- hidden --><p>a &amp; b</p><script>x()</script></body></html>";
+        assert_eq!(text_of(html, 100), "Not found a & b");
+        assert_eq!(text_of(html, 5), "Not f…");
     }
 }

@@ -1,6 +1,8 @@
-//! `mandate agent ...`: the agent side on the command line, through the `mandate-agent` SDK.
-//! It talks to a running server over HTTP and needs no config file. `--tpm` needs a build with
-//! `--features tpm` (tss-esapi, libtss2).
+//! `mandate-agent`: the agent side on the command line, through this crate's SDK. It talks to a
+//! running server over HTTP and needs no config file (the operator's side is `mandate agents`).
+//! Built with `--features cli`; `--tpm` also needs `--features tpm` (tss-esapi, libtss2).
+
+use clap::Parser;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use serde_json::{Value, json};
 
 /// The TPM and how to use it.
 #[derive(clap::Args)]
-pub struct TpmArgs {
+struct TpmArgs {
     /// A TCTI: `swtpm:host=127.0.0.1,port=2321`, `device:/dev/tpmrm0`.
     #[arg(long)]
     tpm: Option<String>,
@@ -27,7 +29,7 @@ pub struct TpmArgs {
 
 /// The server, the agent, and how it proves itself.
 #[derive(clap::Args)]
-pub struct AgentArgs {
+struct AgentArgs {
     /// The server's issuer URL.
     #[arg(long)]
     server: String,
@@ -48,8 +50,37 @@ pub struct AgentArgs {
     client_secret: Option<String>,
 }
 
+#[derive(Parser)]
+#[command(
+    name = "mandate-agent",
+    version,
+    about = "The agent side of mandate: enroll a TPM, attest, and act for a human (RFC 8693)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: AgentCommand,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 #[derive(clap::Subcommand)]
-pub enum AgentCommand {
+enum AgentCommand {
     /// Zero-touch enrollment: EK certificate + AK, answered by TPM2_ActivateCredential.
     Enroll {
         #[command(flatten)]
@@ -58,7 +89,7 @@ pub enum AgentCommand {
         #[arg(long)]
         ek_chain: Option<PathBuf>,
     },
-    /// Write the TPM attestation key (TPM2B_PUBLIC), for `mandate agents enroll --ak-public`.
+    /// Write the TPM attestation key (TPM2B_PUBLIC), for the operator's `mandate agents enroll --ak-public`.
     AkPublic {
         #[command(flatten)]
         tpm: TpmArgs,
@@ -82,7 +113,7 @@ pub enum AgentCommand {
     },
 }
 
-pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
+async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
     match command {
         AgentCommand::Enroll { args, ek_chain } => {
             let chain = match &ek_chain {
@@ -236,7 +267,7 @@ mod tpm {
 
     pub enum Handle {}
 
-    const NO_TPM: &str = "this mandate was built without TPM support: rebuild with `cargo build --release --features tpm` (needs libtss2-dev)";
+    const NO_TPM: &str = "this mandate-agent was built without TPM support: rebuild with `cargo build --release -p mandate-agent --features cli,tpm` (needs libtss2-dev)";
 
     pub fn open(_tcti: &str, _args: &TpmArgs) -> anyhow::Result<Handle> {
         anyhow::bail!(NO_TPM)

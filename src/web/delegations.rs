@@ -13,8 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::session::{self, Session};
-use super::{PathId, login, pages, read_form, redirect, server_error};
+use super::{OrInternal, PageError, PathId, login, pages, read_form, redirect};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
 use crate::oauth::token::actor_chain;
@@ -160,79 +159,55 @@ fn tree(tokens: &[TokenRecord], now: i64) -> Vec<Node> {
     out
 }
 
-async fn signed_in(ctx: &Ctx, headers: &HeaderMap, next: &str) -> Result<Session, Response> {
-    match session::current(ctx, headers).await {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(login::form_next(
-            ctx,
-            headers,
-            None,
-            Some(next),
-            StatusCode::OK,
-            None,
-            "",
-        )),
-        Err(_) => Err(server_error()),
-    }
-}
-
-pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
-    let s = match signed_in(&ctx, &headers, "/sessions").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn get(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, PageError> {
+    let s = login::require(&ctx, &headers, "/sessions", StatusCode::OK).await?;
     let now = ctx.clock.now();
-    let tokens = match ctx.store.live_tokens_of(&s.user.username, now).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list sessions");
-            return server_error();
-        }
-    };
+    let tokens = ctx
+        .store
+        .live_tokens_of(&s.user.username, now)
+        .await
+        .doing("listing sessions")?;
     let page = SessionsPage {
         username: &s.user.username,
         csrf: &s.csrf,
         nodes: tree(&tokens, now),
     };
-    pages::render(StatusCode::OK, &page, None)
+    Ok(pages::render(StatusCode::OK, &page, None))
 }
 
 /// `POST /sessions/revoke`: revokes one of the human's own sessions and everything below it.
-pub async fn revoke(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
-    let s = match signed_in(&ctx, &headers, "/sessions").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let p = match read_form(&ctx, &headers, body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
+pub async fn revoke(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PageError> {
+    let s = login::require(&ctx, &headers, "/sessions", StatusCode::OK).await?;
+    let p = read_form(&ctx, &headers, body).await?;
     if !s.csrf_ok(p.one("csrf_token").ok().flatten()) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "This form expired or did not come from this site. Reload the page and try again.",
-        );
+        return Err(PageError::forged_form("Reload the page and try again."));
     }
     let Some(sid) = p.one("sid").ok().flatten() else {
-        return pages::error(StatusCode::BAD_REQUEST, "The form names no session.");
+        return Err(PageError::bad_request("The form names no session."));
     };
     let now = ctx.clock.now();
-    let owned = match ctx.store.live_tokens_of(&s.user.username, now).await {
-        Ok(t) => t.iter().any(|t| t.sid.as_deref() == Some(sid)),
-        Err(_) => return server_error(),
-    };
+    let owned = ctx
+        .store
+        .live_tokens_of(&s.user.username, now)
+        .await
+        .doing("listing sessions")?
+        .iter()
+        .any(|t| t.sid.as_deref() == Some(sid));
     if !owned {
-        return pages::error(
+        return Err(PageError::refused(
             StatusCode::NOT_FOUND,
             "That session is not one of your live sessions.",
-        );
+        ));
     }
     let mut ev = AuditEvent::new("token.revoked");
     ev.subject = Some(s.user.username.clone());
     ev.session = Some(sid.to_string());
     ev.detail = serde_json::json!({ "via": "sessions_page" });
-    if let Err(e) = ctx
-        .writer
+    ctx.writer
         .write(
             WriteOp::RevokeSession {
                 sid: sid.to_string(),
@@ -240,11 +215,8 @@ pub async fn revoke(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body)
             vec![ev],
         )
         .await
-    {
-        tracing::error!(error = %e, "cannot revoke a session");
-        return server_error();
-    }
-    redirect(StatusCode::SEE_OTHER, "/sessions")
+        .doing("revoking a session")?;
+    Ok(redirect(StatusCode::SEE_OTHER, "/sessions"))
 }
 
 fn utc(ts: i64) -> String {
@@ -257,27 +229,23 @@ pub async fn detail(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
     PathId(sid): PathId,
-) -> Response {
+) -> Result<Response, PageError> {
     let next = format!("/sessions/{sid}");
-    let s = match signed_in(
-        &ctx,
-        &headers,
-        login::safe_next(&next).unwrap_or("/sessions"),
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let entries = match ctx.store.audit_for_session(&sid, 200).await {
-        Ok(e) => e,
-        Err(_) => return server_error(),
-    };
+    let next = login::safe_next(&next).unwrap_or("/sessions");
+    let s = login::require(&ctx, &headers, next, StatusCode::OK).await?;
+    let entries = ctx
+        .store
+        .audit_for_session(&sid, 200)
+        .await
+        .doing("reading a session's audit trail")?;
     if !entries
         .iter()
         .any(|e| e.subject.as_deref() == Some(s.user.username.as_str()))
     {
-        return pages::error(StatusCode::NOT_FOUND, "That session is not one of yours.");
+        return Err(PageError::refused(
+            StatusCode::NOT_FOUND,
+            "That session is not one of yours.",
+        ));
     }
     let rows = entries
         .into_iter()
@@ -291,5 +259,9 @@ pub async fn detail(
             detail: e.detail,
         })
         .collect();
-    pages::render(StatusCode::OK, &DetailPage { sid: &sid, rows }, None)
+    Ok(pages::render(
+        StatusCode::OK,
+        &DetailPage { sid: &sid, rows },
+        None,
+    ))
 }
