@@ -6,6 +6,8 @@ use aws_lc_rs::{digest, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::clock::Clock;
+
 /// `n` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
@@ -32,12 +34,10 @@ const ORDERED: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklm
 /// after ids made earlier, so an index on them grows at its right-hand edge: a batch of new
 /// tokens dirties one or two index pages instead of one random page per token. The random
 /// part keeps them unguessable and unique. None starts with `-` (only ids made before March
-/// 1972 would), so they pass as command-line arguments.
-pub fn time_ordered_id() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+/// 1972 would), so they pass as command-line arguments. The time is the caller's injected
+/// clock, so a test that moves the clock sees it in the ids too.
+pub fn time_ordered_id(clock: &dyn Clock) -> String {
+    let ms = u64::try_from(clock.now_ms()).unwrap_or(0);
     ordered_id(ms, random_bytes::<15>())
 }
 
@@ -103,7 +103,7 @@ mod tests {
                 low6(a).cmp(&low6(b))
             );
         }
-        let id = time_ordered_id();
+        let id = time_ordered_id(&crate::clock::SystemClock);
         assert_eq!(id.len(), 22);
         assert!(
             id.bytes()
@@ -113,6 +113,21 @@ mod tests {
             !id.starts_with('-'),
             "{id} would read as a command-line flag"
         );
-        assert_ne!(time_ordered_id(), time_ordered_id());
+        let clock = crate::clock::SystemClock;
+        assert_ne!(time_ordered_id(&clock), time_ordered_id(&clock));
+    }
+
+    /// The time in an id is the injected clock's, to the millisecond: a test clock set to a
+    /// moment yields ids that begin with that moment, and ids made after it moves sort after.
+    #[test]
+    fn time_ordered_ids_carry_the_injected_clocks_time() {
+        let clock = crate::clock::TestClock::new(1_700_000_000);
+        let at = |ms: u64| ordered_id(ms, [0; 15])[..7].to_string();
+        let before = time_ordered_id(&clock);
+        assert_eq!(before[..7], at(1_700_000_000_000), "{before}");
+        clock.advance(86_400);
+        let after = time_ordered_id(&clock);
+        assert_eq!(after[..7], at(1_700_086_400_000), "{after}");
+        assert!(after > before);
     }
 }

@@ -227,6 +227,8 @@ fn unsupported_coding(headers: &HeaderMap) -> Option<axum::response::Response> {
 #[derive(Default)]
 struct Refused {
     count: u64,
+    /// Monotonic, not wall time: it only paces the warning and is never shown or stored, so
+    /// it does not come from the injected clock.
     warned: Option<Instant>,
 }
 

@@ -197,7 +197,7 @@ async fn ciba_high_risk_delegation_waits_for_the_human_then_issues_once() {
             "no longer pending"
         );
 
-        tokio::time::sleep(Duration::from_millis(6100)).await; // the interval grew by 5s
+        app.advance(6); // CIBA Core §11: the interval grew by 5s, to 6
         let (s, v) = poll(&app, &id).await;
         assert_eq!(s, 200, "{backend:?}: {v}");
         assert_eq!(v["scope"], "payments:write", "the human narrowed it");
@@ -205,8 +205,8 @@ async fn ciba_high_risk_delegation_waits_for_the_human_then_issues_once() {
         let i = app.introspect(&token(&v)).await;
         assert_eq!(i["act"], json!({"sub": "agent:build-bot"}));
         assert_eq!(i["sub"], "alice");
-        // Exactly once.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Exactly once, however patiently the agent polls.
+        app.advance(6);
         let (s, v) = poll(&app, &id).await;
         assert_eq!(
             (s, v["error"].as_str()),
@@ -243,7 +243,14 @@ async fn ciba_denied_and_expired_requests() {
 
     let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
     let expiring = v["auth_req_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance(1);
+    let (s, v) = poll(&app, &expiring).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("authorization_pending")),
+        "a second before its expiry: {v}"
+    );
+    app.advance(1);
     let (s, v) = poll(&app, &expiring).await;
     assert_eq!(
         (s, v["error"].as_str()),
@@ -493,7 +500,7 @@ async fn approving_with_the_prefilled_lifetime_works_a_second_later() {
     let (_, v) = bc_authorize(&app, &alice, &agent.attest(&app).await, &[]).await;
     let id = v["auth_req_id"].as_str().unwrap().to_string();
     let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.advance(1);
     // What a browser submits: the hidden inputs, the ticked boxes, the pre-filled number.
     let mut fields = parse_form(&page.body).hidden;
     fields.push(("scope".into(), "orders:read".into()));

@@ -96,13 +96,17 @@ async fn healthz_answers_while_many_connections_are_half_open() {
     for _ in 0..300 {
         held.push(half_open(addr).await);
     }
-    let start = Instant::now();
     assert_eq!(
         raw::get_status(addr, "/healthz", Duration::from_secs(2)).await,
         Some(200),
         "/healthz did not answer with 300 half-open connections"
     );
-    assert!(start.elapsed() < Duration::from_secs(1));
+    // While they wait, not after them: the newest is still open (an order, not a speed).
+    let newest = held.last_mut().unwrap();
+    assert!(
+        !closed_within(newest, Duration::from_millis(1)).await,
+        "/healthz answered only once the half-open connections were gone"
+    );
     // SPEC invariant: every one of them is closed once the header read timeout has passed.
     for s in &mut held {
         assert!(closed_within(s, Duration::from_secs(4)).await);
@@ -124,8 +128,8 @@ async fn past_max_connections_new_ones_are_refused_and_healthz_recovers() {
     for _ in 0..20 {
         held.push(half_open(addr).await);
     }
-    // The server takes connections in the order they arrived: these 20 hold every slot.
-    let start = Instant::now();
+    // The server takes connections in the order they arrived: these 20 hold every slot for
+    // 30s, so an answer or a close within the 3s wait below is a refusal, not a queue.
     let refused = raw::exchange(
         addr,
         b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n",
@@ -137,11 +141,6 @@ async fn past_max_connections_new_ones_are_refused_and_healthz_recovers() {
         Outcome::Response { status: 503, .. } | Outcome::Closed => {}
         other => panic!("connection 21 of 20 was not refused: {other:?}"),
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "refusing took {:?}",
-        start.elapsed()
-    );
     drop(held);
     let start = Instant::now();
     loop {

@@ -1,12 +1,16 @@
 //! `spawn_app()`: a real server on port 0 with its own database (a temp SQLite file, or a fresh
-//! schema in the PostgreSQL named by `TEST_DATABASE_URL`), driven over HTTP.
+//! schema in the PostgreSQL named by `TEST_DATABASE_URL`), driven over HTTP. In-process servers
+//! run on a [`TestClock`] that stands still until a test advances it: expiry and intervals are
+//! tested by moving time, not by sleeping, and no verdict depends on how fast the machine is.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use mandate::App;
+use mandate::clock::{Clock, SystemClock, TestClock};
 use mandate::config::Config;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -32,6 +36,10 @@ pub struct TestDb {
     pub backend: Backend,
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// The time of every in-process server on this database: it starts at the real time (so
+    /// tokens made by the tests' own signers are current) and moves only when advanced. It
+    /// lives with the database so a restarted server goes on from where the last one stopped.
+    pub clock: Arc<TestClock>,
 }
 
 pub async fn test_db(backend: Backend) -> TestDb {
@@ -56,7 +64,13 @@ pub async fn test_db(backend: Backend) -> TestDb {
         base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
     )
     .unwrap();
-    TestDb { backend, url, dir }
+    let clock = Arc::new(TestClock::new(SystemClock.now()));
+    TestDb {
+        backend,
+        url,
+        dir,
+        clock,
+    }
 }
 
 /// A config with two confidential clients and two resource servers.
@@ -161,7 +175,9 @@ pub async fn spawn_on_top(db: TestDb, top: &str, extra: &str) -> TestApp {
     let config = Config::from_toml(&text, "test.toml", Vec::new()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = App::build(config, addr).await.unwrap();
+    let app = App::build_with_clock(config, addr, db.clock.clone())
+        .await
+        .unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(listener, async {
         let _ = rx.await;
@@ -179,6 +195,11 @@ pub async fn spawn_on_top(db: TestDb, top: &str, extra: &str) -> TestApp {
 impl TestApp {
     pub fn label(&self) -> String {
         format!("{:?}", self.db.backend)
+    }
+
+    /// Moves the server's clock forward, as if `secs` seconds had passed.
+    pub fn advance(&self, secs: i64) {
+        self.db.clock.advance(secs);
     }
 
     pub async fn post_form(

@@ -8,6 +8,7 @@ mod audit;
 mod authorize;
 mod ciba;
 mod client_auth;
+mod clock;
 mod config_docs;
 mod conformance;
 mod connections;

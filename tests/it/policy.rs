@@ -167,16 +167,31 @@ async fn sighup_reloads_policies() {
     std::fs::write(&file, POLICY_V1).unwrap();
     let config = write_config(&db, &extra(&a, &b, &file));
     let server = spawn_process(&config).await;
+    // The watcher (and its SIGHUP handler) starts before the server listens; an answered
+    // request means the runtime has run the tasks queued before it.
+    let health = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
     let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
-    // Same modification time: only the signal can make the server look again.
-    std::fs::write(&file, POLICY_V2).unwrap();
+    // New content under the same name and modification time, put in place by one rename: the
+    // watcher's every-two-seconds look (names and modification times) sees no change at any
+    // moment, so only the signal can make the server read the file again. That is checked
+    // here instead of waiting out a poll to prove that nothing happened.
+    let next = db.dir.path().join("orders.next");
+    std::fs::write(&next, POLICY_V2).unwrap();
     std::fs::File::options()
         .write(true)
-        .open(&file)
+        .open(&next)
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::rename(&next, &file).unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().modified().unwrap(),
+        mtime,
+        "the edit is invisible to the modification-time watcher"
+    );
     let store = mandate::store::open(&db.url, 2).await.unwrap();
     let reloads = |entries: &[mandate::audit::AuditEntry]| {
         entries

@@ -288,7 +288,7 @@ scopes = ["orders:read"]
 
         let app = spawn_app_with(b, "[tokens]\nauthorization_code_ttl = \"1s\"\n").await;
         let (code, pkce, _) = code_for(&app, "orders:read").await;
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        app.advance(1); // RFC 6749 §4.1.2: a code lives its lifetime and not a second more
         let e: Value = redeem(&app, "cli", &code, &pkce.verifier)
             .await
             .json()

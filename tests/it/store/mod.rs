@@ -266,7 +266,7 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
     assert_eq!(b.parent_hash, Some(h("a")));
 
     let mut fresh = token("d", Some("c"));
-    fresh.jti = mandate::crypto::time_ordered_id();
+    fresh.jti = mandate::crypto::time_ordered_id(&mandate::clock::SystemClock);
     let issued = BatchItem {
         op: WriteOp::IssueTokens(vec![fresh]),
         audit: vec![AuditEvent::new("token.issued")],
