@@ -130,7 +130,7 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
         aud: spec.aud,
         exp: now + spec.ttl,
         iat: now,
-        jti: time_ordered_id(ctx.clock.as_ref()),
+        jti: time_ordered_id(mint.clock),
         client_id: spec.client_id,
         scope: spec.scope,
         sid: spec.sid,
@@ -187,7 +187,7 @@ pub fn mint_refresh(mint: &Mint, access: &TokenRecord, ttl: i64, grant: &'static
     let token = crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
     let mut record = access.clone();
     record.token_hash = sha256(token.as_bytes()).to_vec();
-    record.jti = time_ordered_id(ctx.clock.as_ref());
+    record.jti = time_ordered_id(mint.clock);
     record.kind = TokenKind::Refresh;
     record.iat = now;
     record.exp = now + ttl;
@@ -233,7 +233,7 @@ pub fn mint_agent_for(
 ) -> Result<Minted, OAuthError> {
     let now = mint.clock.now();
     let sub = format!("agent:{agent}");
-    let jti = time_ordered_id(ctx.clock.as_ref());
+    let jti = time_ordered_id(mint.clock);
     let mut claims = serde_json::json!({
         "iss": mint.issuer, "sub": sub, "aud": mint.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
     });

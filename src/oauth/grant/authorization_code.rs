@@ -55,7 +55,7 @@ pub async fn issue_code<S: AuthorizationCodeStorage + ?Sized>(
         username: username.to_string(),
         scope: scope.to_string(),
         aud: req.aud.clone(),
-        sid: time_ordered_id(ctx.clock.as_ref()),
+        sid: time_ordered_id(env.mint.clock),
         created_at: now,
         expires_at: now + env.tokens.authorization_code_ttl.as_secs() as i64,
         used_at: None,

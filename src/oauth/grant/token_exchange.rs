@@ -311,7 +311,7 @@ pub async fn issue<S: TokenExchangeStorage + ?Sized>(
             scope: scope.to_string(),
             aud: plan.child.aud.clone(),
             ttl: exp - now,
-            sid: Some(crate::crypto::time_ordered_id(ctx.clock.as_ref())),
+            sid: Some(crate::crypto::time_ordered_id(env.mint.clock)),
             act: Some(plan.child.act.clone()),
             may_act: None,
             parent_hash: Some(plan.subject.token_hash.clone()),
