@@ -346,7 +346,7 @@ pub async fn cut_off(
             .await?
             .first()
         {
-            Some(store::Outcome::Revoked(n)) => *n,
+            Some(store::WriteOutcome::Revoked(n)) => *n,
             _ => 0,
         },
     )

@@ -125,7 +125,7 @@ pub async fn tokens(config: Config, command: crate::TokensCommand) -> anyhow::Re
                 .await?
                 .first()
             {
-                Some(mandate::store::Outcome::Revoked(n)) => *n,
+                Some(mandate::store::WriteOutcome::Revoked(n)) => *n,
                 _ => 0,
             };
             println!(

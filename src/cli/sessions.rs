@@ -8,7 +8,7 @@ use mandate::clock::{Clock, SystemClock};
 use mandate::config::Config;
 use mandate::oauth::token::actor_chain;
 use mandate::open_store;
-use mandate::store::{BatchItem, Outcome, TokenRecord, WriteOp};
+use mandate::store::{BatchItem, TokenRecord, WriteOp, WriteOutcome};
 
 use crate::SessionsCommand;
 
@@ -40,7 +40,7 @@ pub async fn run(config: Config, command: SessionsCommand) -> anyhow::Result<Exi
                 .await?
                 .first()
             {
-                Some(Outcome::Revoked(n)) if *n > 0 => {
+                Some(WriteOutcome::Revoked(n)) if *n > 0 => {
                     println!("revoked session {sid}: {n} tokens");
                     ExitCode::SUCCESS
                 }

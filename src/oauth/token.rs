@@ -13,7 +13,7 @@ use crate::audit::AuditEvent;
 use crate::clock::Clock;
 use crate::crypto::{sha256, time_ordered_id};
 use crate::jose::Keyring;
-use crate::store::{Outcome, StoreError, TokenKind, TokenRecord};
+use crate::store::{StoreError, TokenKind, TokenRecord, WriteOutcome};
 
 /// What signing a token needs and nothing more: who we are (`iss`), the time (`iat`, `exp`)
 /// and the current signing key (RFC 9068 §2.2).
@@ -25,7 +25,7 @@ pub struct Mint<'a> {
 }
 
 /// The one write every path that issues tokens makes: the tokens and their audit entries,
-/// durably and together. `Outcome::ParentRevoked` when a token's parent was revoked while the
+/// durably and together. `WriteOutcome::ParentRevoked` when a token's parent was revoked while the
 /// request ran (so a revoked family never grows).
 #[async_trait]
 pub trait IssueStorage: Send + Sync {
@@ -33,7 +33,7 @@ pub trait IssueStorage: Send + Sync {
         &self,
         tokens: Vec<TokenRecord>,
         audit: Vec<AuditEvent>,
-    ) -> Result<Outcome, StoreError>;
+    ) -> Result<WriteOutcome, StoreError>;
 }
 
 /// Lookups of tokens this server recorded.
@@ -288,7 +288,7 @@ pub async fn persist<S: IssueStorage + ?Sized>(
         .map(|m| std::mem::take(&mut m.event))
         .collect();
     match storage.issue_tokens(records, events).await? {
-        Outcome::ParentRevoked => Err(OAuthError::new(
+        WriteOutcome::ParentRevoked => Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "the subject token was revoked while this request was processed",
         )),

@@ -3,7 +3,7 @@
 //!
 //! Items apply in order. A token whose parent is revoked (before the batch, or by a revocation
 //! earlier in the same batch) or unknown is not issued: its item's outcome is
-//! [`Outcome::ParentRevoked`] and nothing of the item is recorded, neither its tokens nor its
+//! [`WriteOutcome::ParentRevoked`] and nothing of the item is recorded, neither its tokens nor its
 //! audit events (which would claim an issuance that did not happen). A revocation later in the
 //! batch than an issuance revokes what was issued before it, like any other token.
 //!
@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
-use super::{BatchItem, Outcome, Party, TokenRecord, WriteOp};
+use super::{BatchItem, Party, TokenRecord, WriteOp, WriteOutcome};
 use crate::audit::AuditEvent;
 
 /// A stretch of a batch with at most one revocation, its last item.
@@ -36,7 +36,7 @@ pub enum Revocation<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Decided<'a> {
     /// One per item of the run before its revocation.
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Vec<WriteOutcome>,
     /// The tokens to record, in the order of their items.
     pub tokens: Vec<&'a TokenRecord>,
 }
@@ -92,18 +92,18 @@ impl<'a> Run<'a> {
         };
         for item in self.items.iter().take(before) {
             let WriteOp::IssueTokens(tokens) = &item.op else {
-                d.outcomes.push(Outcome::Done);
+                d.outcomes.push(WriteOutcome::Done);
                 continue;
             };
             let refused = (tokens.iter().filter_map(|t| t.parent_hash.as_deref()))
                 .any(|p| !issued.contains(p) && !live(p));
             if refused {
-                d.outcomes.push(Outcome::ParentRevoked);
+                d.outcomes.push(WriteOutcome::ParentRevoked);
                 continue;
             }
             issued.extend(tokens.iter().map(|t| t.token_hash.as_slice()));
             d.tokens.extend(tokens.iter());
-            d.outcomes.push(Outcome::Done);
+            d.outcomes.push(WriteOutcome::Done);
         }
         d
     }
@@ -111,14 +111,14 @@ impl<'a> Run<'a> {
 
 /// The audit events of a batch whose items ended with `outcomes`, in order: a refused
 /// issuance's are left out, and a revocation's say how many tokens it revoked.
-pub fn events<'a>(items: &'a [BatchItem], outcomes: &[Outcome]) -> Vec<Cow<'a, AuditEvent>> {
+pub fn events<'a>(items: &'a [BatchItem], outcomes: &[WriteOutcome]) -> Vec<Cow<'a, AuditEvent>> {
     let mut out = Vec::new();
     for (item, outcome) in items.iter().zip(outcomes) {
         for ev in &item.audit {
             match outcome {
-                Outcome::ParentRevoked => {}
-                Outcome::Done => out.push(Cow::Borrowed(ev)),
-                Outcome::Revoked(n) => {
+                WriteOutcome::ParentRevoked => {}
+                WriteOutcome::Done => out.push(Cow::Borrowed(ev)),
+                WriteOutcome::Revoked(n) => {
                     let mut ev = ev.clone();
                     if let Some(o) = ev.detail.as_object_mut() {
                         o.insert("revoked".into(), (*n).into());
@@ -194,14 +194,14 @@ mod tests {
     }
 
     /// Runs the plan against a set of live tokens the way a backend does, revoking by name.
-    fn apply(items: &[BatchItem], live: &mut HashSet<Vec<u8>>) -> Vec<Outcome> {
+    fn apply(items: &[BatchItem], live: &mut HashSet<Vec<u8>>) -> Vec<WriteOutcome> {
         let mut out = Vec::new();
         for run in runs(items) {
             let d = run.decide(|p| live.contains(p));
             live.extend(d.tokens.iter().map(|t| t.token_hash.clone()));
             out.extend(d.outcomes);
             if let Some(Revocation::Token(t)) = run.revocation() {
-                out.push(Outcome::Revoked(live.remove(t) as u64));
+                out.push(WriteOutcome::Revoked(live.remove(t) as u64));
             }
         }
         out
@@ -219,10 +219,10 @@ mod tests {
         assert_eq!(
             apply(&items, &mut live),
             [
-                Outcome::Revoked(1),
-                Outcome::ParentRevoked,
-                Outcome::Done,
-                Outcome::Done
+                WriteOutcome::Revoked(1),
+                WriteOutcome::ParentRevoked,
+                WriteOutcome::Done,
+                WriteOutcome::Done
             ]
         );
         assert!(!live.contains(&h("c")));
@@ -241,10 +241,10 @@ mod tests {
         assert_eq!(
             apply(&items, &mut live),
             [
-                Outcome::Done,
-                Outcome::Done,
-                Outcome::ParentRevoked,
-                Outcome::ParentRevoked
+                WriteOutcome::Done,
+                WriteOutcome::Done,
+                WriteOutcome::ParentRevoked,
+                WriteOutcome::ParentRevoked
             ]
         );
     }
@@ -259,9 +259,12 @@ mod tests {
             revoke("z"),
         ];
         let d = runs(&items).next().unwrap().decide(|_| false);
-        assert_eq!(d.outcomes, [Outcome::ParentRevoked]);
+        assert_eq!(d.outcomes, [WriteOutcome::ParentRevoked]);
         assert!(d.tokens.is_empty());
-        let events = events(&items, &[Outcome::ParentRevoked, Outcome::Revoked(3)]);
+        let events = events(
+            &items,
+            &[WriteOutcome::ParentRevoked, WriteOutcome::Revoked(3)],
+        );
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, "token.revoked");
         assert_eq!(events[0].detail["revoked"], 3);

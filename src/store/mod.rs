@@ -145,7 +145,7 @@ pub enum WriteOp {
     /// Only the audit events.
     None,
     /// Records tokens. If one has a parent that is revoked by the time the batch commits, none
-    /// is recorded and the outcome is [`Outcome::ParentRevoked`]: a token derived from a
+    /// is recorded and the outcome is [`WriteOutcome::ParentRevoked`]: a token derived from a
     /// revoked one never becomes live, however the requests race.
     IssueTokens(Vec<TokenRecord>),
     /// Revokes the token and every token derived from it.
@@ -190,8 +190,9 @@ pub enum Named {
     Users,
 }
 
+/// What one [`WriteOp`] of a batch did (named apart from `policy::Outcome`, a decision).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum WriteOutcome {
     Done,
     /// How many tokens were newly revoked.
     Revoked(u64),
@@ -258,7 +259,7 @@ pub trait AuditStore: Send + Sync + 'static {
         now: i64,
         policy_version: Option<&str>,
         key: &ChainKey,
-    ) -> Result<Vec<Outcome>, StoreError>;
+    ) -> Result<Vec<WriteOutcome>, StoreError>;
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;

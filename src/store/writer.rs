@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{BatchItem, Outcome, PolicyVersion, SharedStore, StoreError};
+use super::{BatchItem, PolicyVersion, SharedStore, StoreError, WriteOutcome};
 use crate::audit::{AuditEvent, ChainKey};
 use crate::clock::SharedClock;
 
@@ -18,7 +18,7 @@ use super::WriteOp;
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
 
-type Reply = oneshot::Sender<Result<Outcome, Arc<StoreError>>>;
+type Reply = oneshot::Sender<Result<WriteOutcome, Arc<StoreError>>>;
 
 #[derive(Clone)]
 pub struct Writer {
@@ -40,7 +40,11 @@ impl Writer {
     }
 
     /// Persists `op` and `audit`; returns once they are durable.
-    pub async fn write(&self, op: WriteOp, audit: Vec<AuditEvent>) -> Result<Outcome, StoreError> {
+    pub async fn write(
+        &self,
+        op: WriteOp,
+        audit: Vec<AuditEvent>,
+    ) -> Result<WriteOutcome, StoreError> {
         let (reply, wait) = oneshot::channel();
         self.tx
             .send((BatchItem { op, audit }, reply))

@@ -17,7 +17,7 @@ use crate::oauth::token::{IssueStorage, TokenLookup};
 use crate::oauth::user::User;
 use crate::store::ciba::{CibaRecord, Poll};
 use crate::store::web::CodeRecord;
-use crate::store::{Consumed, Outcome, StoreError, TokenRecord, WriteOp};
+use crate::store::{Consumed, StoreError, TokenRecord, WriteOp, WriteOutcome};
 
 #[async_trait]
 impl IssueStorage for Ctx {
@@ -25,7 +25,7 @@ impl IssueStorage for Ctx {
         &self,
         tokens: Vec<TokenRecord>,
         audit: Vec<AuditEvent>,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<WriteOutcome, StoreError> {
         self.writer.write(WriteOp::IssueTokens(tokens), audit).await
     }
 }

@@ -2,7 +2,7 @@
 //! token presented again means two parties hold it; the whole session is revoked.
 //!
 //! The new pair names the consumed refresh token as its parent, so the store refuses to record
-//! it if the family was revoked while this request ran (`Outcome::ParentRevoked`), and revoking
+//! it if the family was revoked while this request ran (`WriteOutcome::ParentRevoked`), and revoking
 //! any refresh token cascades to its successors.
 //!
 //! Storage: [`RefreshTokenStorage`]. From the [`Env`]: the mint and `tokens.access_token_ttl`.

@@ -24,7 +24,7 @@ use crate::oauth::user::User;
 use crate::policy::Policies;
 use crate::store::ciba::{CibaRecord, Poll};
 use crate::store::web::CodeRecord;
-use crate::store::{Consumed, Outcome, StoreError, TokenKind, TokenRecord};
+use crate::store::{Consumed, StoreError, TokenKind, TokenRecord, WriteOutcome};
 
 pub const NOW: i64 = 1_800_000_000;
 pub const ISSUER: &str = "https://as.example";
@@ -231,7 +231,7 @@ impl IssueStorage for Memory {
         &self,
         tokens: Vec<TokenRecord>,
         audit: Vec<AuditEvent>,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<WriteOutcome, StoreError> {
         let mut s = self.state();
         let parent_revoked = tokens.iter().any(|t| {
             t.parent_hash
@@ -240,13 +240,13 @@ impl IssueStorage for Memory {
                 .is_some_and(|p| p.revoked_at.is_some())
         });
         if parent_revoked {
-            return Ok(Outcome::ParentRevoked);
+            return Ok(WriteOutcome::ParentRevoked);
         }
         for t in tokens {
             s.tokens.insert(t.token_hash.clone(), t);
         }
         s.audit.extend(audit);
-        Ok(Outcome::Done)
+        Ok(WriteOutcome::Done)
     }
 }
 

@@ -11,7 +11,7 @@ use super::PostgresStore;
 use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
 use crate::store::sql::{self, chunks, split_last_chunk};
-use crate::store::{AuditStore, BatchItem, Outcome, StoreError, TokenRecord};
+use crate::store::{AuditStore, BatchItem, StoreError, TokenRecord, WriteOutcome};
 
 /// Revokes a token and, through `parent_hash`, every token derived from it, in a shape whose
 /// plan does not depend on table statistics. Without them (a table grown from empty before
@@ -57,7 +57,7 @@ impl AuditStore for PostgresStore {
         now: i64,
         policy_version: Option<&str>,
         key: &ChainKey,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut lease = self.write_conn.get().await?;
         let r = commit(lease.conn()?, items, now, policy_version, key).await;
         lease.check(r)
@@ -99,7 +99,7 @@ async fn commit(
     now: i64,
     policy_version: Option<&str>,
     key: &ChainKey,
-) -> Result<Vec<Outcome>, StoreError> {
+) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut tx = conn.begin().await?;
     // Locks the chain head so that replicas extend one chain in turn.
     let (head_seq, head_hash): (i64, Vec<u8>) =
@@ -126,7 +126,7 @@ async fn commit(
             Revocation::Party(p) => sqlx::query(revoke_party(p)).bind(p.key()),
         };
         let r = q.bind(now).execute(&mut *tx).await?;
-        outcomes.push(Outcome::Revoked(r.rows_affected()));
+        outcomes.push(WriteOutcome::Revoked(r.rows_affected()));
     }
     let touches = batch::touches(items);
     let events = batch::events(items, &outcomes);

@@ -10,7 +10,7 @@ use super::{SqliteStore, rows};
 use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
 use crate::store::sql;
-use crate::store::{AuditStore, BatchItem, Outcome, Party, StoreError};
+use crate::store::{AuditStore, BatchItem, Party, StoreError, WriteOutcome};
 
 /// Revokes a token and, through `parent_hash`, every token derived from it.
 const REVOKE_SUBTREE: &str = "WITH RECURSIVE subtree(h) AS ( \
@@ -47,7 +47,7 @@ impl AuditStore for SqliteStore {
         now: i64,
         policy_version: Option<&str>,
         key: &ChainKey,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
         let (items, policy_version) = (items.to_vec(), policy_version.map(str::to_string));
         let key = key.clone();
         self.writer
@@ -92,7 +92,7 @@ fn commit(
     now: i64,
     policy_version: Option<&str>,
     key: &ChainKey,
-) -> Result<Vec<Outcome>, StoreError> {
+) -> Result<Vec<WriteOutcome>, StoreError> {
     let (head_seq, head_hash): (i64, Vec<u8>) =
         (tx.prepare_cached(sql::AUDIT_HEAD)?).query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut outcomes = Vec::with_capacity(items.len());
@@ -142,7 +142,7 @@ fn commit(
                 (tx.prepare_cached(revoke_party(p))?).execute(params![p.key(), now])?
             }
         };
-        outcomes.push(Outcome::Revoked(revoked as u64));
+        outcomes.push(WriteOutcome::Revoked(revoked as u64));
     }
     let mut touch =
         tx.prepare_cached("UPDATE tokens SET last_used_at = $1, last_used_by = $2 WHERE jti = $3")?;

@@ -3,12 +3,12 @@
 //! `ParentRevoked` and nothing of it is recorded; everything else in the batch goes ahead.
 
 use mandate::audit::AuditEvent;
-use mandate::store::{BatchItem, Outcome, Party, SharedStore, WriteOp};
+use mandate::store::{BatchItem, Party, SharedStore, WriteOp, WriteOutcome};
 
 use super::{h, issue, key, revoke, store_for, token};
 use crate::helpers::*;
 
-async fn commit(s: &SharedStore, items: &[BatchItem], now: i64) -> Vec<Outcome> {
+async fn commit(s: &SharedStore, items: &[BatchItem], now: i64) -> Vec<WriteOutcome> {
     s.commit_batch(items, now, None, &key()).await.unwrap()
 }
 
@@ -42,10 +42,10 @@ async fn a_child_of_a_token_revoked_earlier_in_the_same_batch_is_not_issued() {
         assert_eq!(
             outcomes,
             [
-                Outcome::Revoked(1),
-                Outcome::ParentRevoked,
-                Outcome::Done,
-                Outcome::Done
+                WriteOutcome::Revoked(1),
+                WriteOutcome::ParentRevoked,
+                WriteOutcome::Done,
+                WriteOutcome::Done
             ],
             "{b:?}"
         );
@@ -75,7 +75,7 @@ async fn a_child_of_a_token_revoked_in_an_earlier_batch_or_of_an_unknown_one_is_
         .await;
         assert_eq!(
             outcomes,
-            [Outcome::ParentRevoked, Outcome::ParentRevoked],
+            [WriteOutcome::ParentRevoked, WriteOutcome::ParentRevoked],
             "{b:?}"
         );
         assert_eq!(state(&s, "child").await, None, "{b:?}");
@@ -100,9 +100,9 @@ async fn a_child_of_a_token_whose_ancestor_was_revoked_is_not_issued() {
         assert_eq!(
             outcomes,
             [
-                Outcome::ParentRevoked,
-                Outcome::Revoked(2),
-                Outcome::ParentRevoked
+                WriteOutcome::ParentRevoked,
+                WriteOutcome::Revoked(2),
+                WriteOutcome::ParentRevoked
             ],
             "{b:?}"
         );
@@ -119,7 +119,11 @@ async fn a_child_issued_before_its_parents_revocation_in_the_batch_is_issued_the
         let (_db, s) = store_for(b).await;
         commit(&s, &[issue("p", None)], 10).await;
         let outcomes = commit(&s, &[issue("child", Some("p")), revoke("p")], 20).await;
-        assert_eq!(outcomes, [Outcome::Done, Outcome::Revoked(2)], "{b:?}");
+        assert_eq!(
+            outcomes,
+            [WriteOutcome::Done, WriteOutcome::Revoked(2)],
+            "{b:?}"
+        );
         assert_eq!(state(&s, "child").await, Some(Some(20)), "{b:?}");
         assert!(
             audited(&s).await.contains(&Some("jti-child".into())),
@@ -147,10 +151,10 @@ async fn parents_issued_or_refused_earlier_in_the_batch_count_as_such() {
         assert_eq!(
             outcomes,
             [
-                Outcome::Done,
-                Outcome::Done,
-                Outcome::ParentRevoked,
-                Outcome::ParentRevoked
+                WriteOutcome::Done,
+                WriteOutcome::Done,
+                WriteOutcome::ParentRevoked,
+                WriteOutcome::ParentRevoked
             ],
             "{b:?}"
         );
@@ -170,7 +174,7 @@ async fn an_item_with_one_refused_token_records_none_of_its_tokens() {
         };
         assert_eq!(
             commit(&s, &[item], 20).await,
-            [Outcome::ParentRevoked],
+            [WriteOutcome::ParentRevoked],
             "{b:?}"
         );
         assert_eq!(state(&s, "ok").await, None, "{b:?}");
@@ -215,10 +219,10 @@ async fn session_and_party_revocations_refuse_later_children_in_the_batch() {
         assert_eq!(
             outcomes,
             [
-                Outcome::Revoked(1),
-                Outcome::ParentRevoked,
-                Outcome::Revoked(1),
-                Outcome::ParentRevoked
+                WriteOutcome::Revoked(1),
+                WriteOutcome::ParentRevoked,
+                WriteOutcome::Revoked(1),
+                WriteOutcome::ParentRevoked
             ],
             "{b:?}"
         );

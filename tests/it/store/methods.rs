@@ -3,7 +3,7 @@
 
 use mandate::audit::AuditEvent;
 use mandate::jose::{KeyRow, KeyState, RotationMode};
-use mandate::store::{BatchItem, Consumed, Named, Outcome, Party, TokenKind, WriteOp};
+use mandate::store::{BatchItem, Consumed, Named, Party, TokenKind, WriteOp, WriteOutcome};
 
 use super::{h, issue, key, store_for, token};
 use crate::helpers::*;
@@ -311,10 +311,10 @@ async fn removing_a_party_revokes_its_tokens_and_their_subtrees() {
         assert_eq!(
             outcomes,
             [
-                Outcome::Revoked(1),
-                Outcome::Revoked(2),
-                Outcome::Revoked(2),
-                Outcome::Revoked(0)
+                WriteOutcome::Revoked(1),
+                WriteOutcome::Revoked(2),
+                WriteOutcome::Revoked(2),
+                WriteOutcome::Revoked(0)
             ],
             "{b:?}"
         );
@@ -400,7 +400,7 @@ async fn a_touch_records_the_last_use_and_its_user() {
             .commit_batch(&[touch("rs"), touch("rs")], 9, None, &key())
             .await
             .unwrap();
-        assert_eq!(outcomes, [Outcome::Done, Outcome::Done]);
+        assert_eq!(outcomes, [WriteOutcome::Done, WriteOutcome::Done]);
         let r = s.find_token(&h("t")).await.unwrap().unwrap();
         assert_eq!(r.last_used_at, Some(9), "{b:?}");
     }

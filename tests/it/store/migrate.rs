@@ -1,7 +1,7 @@
 //! SQLite's migrations stay compatible with databases that sqlx migrated: the store applies
 //! only what `_sqlx_migrations` does not record, and records what it applies the same way.
 
-use mandate::store::Outcome;
+use mandate::store::WriteOutcome;
 use sqlx::Row;
 
 use super::{h, issue, key};
@@ -54,7 +54,7 @@ async fn a_database_sqlx_migrated_opens_as_is_and_a_fresh_one_gets_the_same_sche
     let s = mandate::store::open(&old.url, 2).await.unwrap();
     s.migrate().await.unwrap();
     let outcomes = s.commit_batch(&[issue("t", None)], 1, None, &key()).await;
-    assert_eq!(outcomes.unwrap(), [Outcome::Done]);
+    assert_eq!(outcomes.unwrap(), [WriteOutcome::Done]);
     assert!(s.find_token(&h("t")).await.unwrap().is_some());
     s.close().await;
     assert_eq!(schema(&old.url).await, before, "nothing re-applied");

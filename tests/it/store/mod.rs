@@ -11,7 +11,7 @@ mod web;
 use std::sync::Arc;
 
 use mandate::audit::AuditEvent;
-use mandate::store::{BatchItem, Outcome, TokenKind, TokenRecord, WriteOp};
+use mandate::store::{BatchItem, TokenKind, TokenRecord, WriteOp, WriteOutcome};
 
 use crate::helpers::*;
 
@@ -90,14 +90,14 @@ async fn revoking_a_token_revokes_its_whole_subtree_and_nothing_else() {
             s.commit_batch(&[revoke("b")], 20, None, &key())
                 .await
                 .unwrap(),
-            vec![Outcome::Revoked(2)],
+            vec![WriteOutcome::Revoked(2)],
             "{b:?}"
         );
         assert_eq!(
             s.commit_batch(&[revoke("a")], 30, None, &key())
                 .await
                 .unwrap(),
-            vec![Outcome::Revoked(2)],
+            vec![WriteOutcome::Revoked(2)],
             "{b:?}"
         );
         for (n, revoked_at) in [
@@ -275,7 +275,7 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
         s.commit_batch(&[issued, revoke("a")], 10, None, &key())
             .await
             .unwrap(),
-        vec![Outcome::Done, Outcome::Revoked(2)]
+        vec![WriteOutcome::Done, WriteOutcome::Revoked(2)]
     );
     for (n, revoked) in [("a", true), ("b", true), ("c", false), ("d", false)] {
         let r = s.find_token(&h(n)).await.unwrap().unwrap();
@@ -285,7 +285,7 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
         s.commit_batch(&[revoke("c")], 11, None, &key())
             .await
             .unwrap(),
-        vec![Outcome::Revoked(2)],
+        vec![WriteOutcome::Revoked(2)],
         "a token issued after the rebuild is found below its old parent"
     );
     s.close().await;
@@ -419,7 +419,7 @@ async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
                 .await
                 .unwrap()
                 .iter()
-                .all(|o| *o == Outcome::Done)
+                .all(|o| *o == WriteOutcome::Done)
         );
         for i in [0, 255, 256, 299, 300, 597, 598, 599] {
             let r = s
