@@ -85,7 +85,7 @@ fn print_tree(tokens: &[TokenRecord], now: i64) {
             who,
             t.client_id,
             t.scope,
-            t.aud.join(" "),
+            t.aud,
             t.exp - now,
             t.last_used_at
                 .map(|u| format!("{}s ago", now - u))

@@ -98,7 +98,7 @@ fn active_response(ctx: &Ctx, r: TokenRecord) -> Introspection {
         sub: r.sub,
         scope: r.scope,
         client_id: r.client_id,
-        aud: r.aud,
+        aud: r.aud.into(),
         exp: r.exp,
         iat: r.iat,
         jti: r.jti,

@@ -41,6 +41,10 @@ impl ScopeSet {
         self.0.difference(&other.0).map(String::as_str).collect()
     }
 
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

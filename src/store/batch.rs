@@ -164,7 +164,7 @@ mod tests {
             sub: "alice".into(),
             client_id: "c".into(),
             scope: "s".into(),
-            aud: vec![],
+            aud: Default::default(),
             iat: 0,
             exp: 1,
             sid: None,

@@ -4,9 +4,13 @@
 
 use async_trait::async_trait;
 
-use super::StoreError;
+use super::{Audiences, StoreError};
+use crate::oauth::act::Actor;
+use crate::oauth::scope::ScopeSet;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a request is in its life: `pending` until the human decides, then `approved` or
+/// `denied`; `issued` once the approved token was handed out (exactly once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CibaStatus {
     Pending,
     Approved,
@@ -34,8 +38,10 @@ impl CibaStatus {
     }
 }
 
-/// A delegation waiting for (or decided by) the human.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A delegation waiting for (or decided by) the human. Every value is parsed once, when the
+/// row is read; a row whose status, chain or scopes do not parse is not a record at all
+/// ([`StoreError::CorruptRecord`]), never one read with a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CibaRecord {
     /// SHA-256 of the `auth_req_id` the client polls with.
     pub id_hash: Vec<u8>,
@@ -47,37 +53,31 @@ pub struct CibaRecord {
     pub attestation: String,
     /// The subject token the delegated token derives from.
     pub parent_hash: Vec<u8>,
-    /// The `act` claim the token will carry (JSON).
-    pub act: String,
-    /// Space-separated scopes asked for.
-    pub scope: String,
-    /// Space-separated audiences.
-    pub aud: String,
+    /// The RFC 8693 `act` claim the token will carry (stored as JSON).
+    pub act: Actor,
+    /// The scopes asked for.
+    pub scope: ScopeSet,
+    pub aud: Audiences,
     /// The latest `exp` the token may have.
     pub token_exp: i64,
     pub depth: i64,
     pub binding_message: Option<String>,
     /// JSON array of the policy `@id`s that decided.
     pub policies: String,
-    /// Space-separated scopes that made it high-risk.
-    pub high_risk: String,
+    /// The scopes asked for that made it high-risk.
+    pub high_risk: ScopeSet,
     pub created_at: i64,
     pub expires_at: i64,
     pub interval_secs: i64,
     pub last_polled_at: Option<i64>,
-    pub status: String,
-    pub approved_scope: Option<String>,
+    pub status: CibaStatus,
+    /// What the human approved (at most what was asked for).
+    pub approved_scope: Option<ScopeSet>,
     pub approved_exp: Option<i64>,
     pub decided_at: Option<i64>,
     /// SHA-256 of the agent token the request was made with: checked again when the approved
     /// token is issued (None for requests made before it was recorded).
     pub actor_hash: Option<Vec<u8>>,
-}
-
-impl CibaRecord {
-    pub fn status(&self) -> Option<CibaStatus> {
-        CibaStatus::parse(&self.status)
-    }
 }
 
 /// What one poll found.
@@ -102,7 +102,9 @@ pub trait CibaStore: Send + Sync + 'static {
         now: i64,
         slow_down_step: i64,
     ) -> Result<Poll, StoreError>;
-    /// Pending, unexpired requests of a human, oldest first.
+    /// Pending, unexpired requests of a human, oldest first. A request whose row is unreadable
+    /// is left out (and logged): it can be neither shown truthfully nor decided, and it expires
+    /// like any other; the human's other requests are listed as usual.
     async fn pending_ciba_for(
         &self,
         username: &str,
@@ -113,7 +115,7 @@ pub trait CibaStore: Send + Sync + 'static {
         &self,
         public_id: &str,
         username: &str,
-        approve: Option<(&str, i64)>,
+        approve: Option<(&ScopeSet, i64)>,
         now: i64,
     ) -> Result<Option<CibaRecord>, StoreError>;
     /// Marks an approved request issued; `None` unless this call made the transition.
@@ -121,11 +123,17 @@ pub trait CibaStore: Send + Sync + 'static {
 }
 
 /// The status, approved scope and `exp` a decision writes (`approve` is the scope and `exp`
-/// granted, or `None` for a denial).
-pub(crate) fn decision(approve: Option<(&str, i64)>) -> (&'static str, Option<&str>, Option<i64>) {
+/// granted, or `None` for a denial), as column values.
+pub(crate) fn decision(
+    approve: Option<(&ScopeSet, i64)>,
+) -> (&'static str, Option<String>, Option<i64>) {
     match approve {
-        Some((scope, exp)) => ("approved", Some(scope), Some(exp)),
-        None => ("denied", None, None),
+        Some((scope, exp)) => (
+            CibaStatus::Approved.as_str(),
+            Some(scope.to_string()),
+            Some(exp),
+        ),
+        None => (CibaStatus::Denied.as_str(), None, None),
     }
 }
 

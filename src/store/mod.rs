@@ -6,8 +6,10 @@
 //!   lookups, single use), [`AuditStore`] (the batched writes and the audit chain they extend),
 //!   [`RegistryStore`] (clients, agents, config names), [`KeyStore`] (signing keys), and
 //!   [`web::WebStore`], [`ciba::CibaStore`], [`tpm::TpmStore`] in their files.
+//! - `audiences.rs`: [`Audiences`], the one stored list that is split and joined.
 //! - `batch.rs`: what one [`AuditStore::commit_batch`] does, decided once for both backends.
-//! - `sql.rs`: the SQL both backends run as it is, and the row conversions.
+//! - `sql.rs`: the SQL both backends run as it is; `records.rs`: the rows it reads, converted
+//!   once into records (fail closed).
 //! - `writer.rs`: the group-commit [`Writer`] that feeds `commit_batch`.
 //! - `sqlite/`: the embedded default, on rusqlite: every write on one writer thread, reads on a
 //!   few reader connections in place.
@@ -19,12 +21,14 @@
 //! # Layering
 //! The store depends on nothing above it except the types it stores and their pure helpers:
 //! audit entries and `audit::chain`, signing keys and `jose::plan_rotation`, the `act` claims,
-//! and, to find a presented token, `crypto::sha256` and `jose::unverified_jti`. It never calls
+//! scopes (`oauth::scope::ScopeSet`, a CIBA request's), and, to find a presented token, `crypto::sha256` and `jose::unverified_jti`. It never calls
 //! into the protocol, the web layer or the policy; they call it through the traits.
 
+mod audiences;
 mod batch;
 pub mod ciba;
 mod postgres;
+mod records;
 mod sql;
 mod sqlite;
 pub mod tpm;
@@ -39,6 +43,7 @@ use crate::audit::{AuditEntry, AuditEvent, ChainKey};
 use crate::jose::{KeyRow, RotationMode};
 use crate::oauth::act::{Actor, MayAct};
 
+pub use audiences::Audiences;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use writer::Writer;
@@ -57,9 +62,9 @@ pub enum StoreError {
     Migration(i64, rusqlite::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
-    /// One stored token record does not parse (its claims, its kind). Callers treat that token
-    /// as unusable, and other lookups are unaffected.
-    #[error("a stored token record is unreadable: {0}")]
+    /// One stored record does not parse (a token's claims or kind, a CIBA request's status or
+    /// chain). Callers treat that record as unusable, and other lookups are unaffected.
+    #[error("a stored record is unreadable: {0}")]
     CorruptRecord(String),
     /// The database URL does not name a database this backend can open.
     #[error("database_url: {0}")]
@@ -104,7 +109,7 @@ pub struct TokenRecord {
     pub client_id: String,
     /// Space-separated (RFC 6749 §3.3).
     pub scope: String,
-    pub aud: Vec<String>,
+    pub aud: Audiences,
     pub iat: i64,
     pub exp: i64,
     pub sid: Option<String>,

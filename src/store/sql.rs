@@ -1,5 +1,4 @@
-//! The SQL both backends run as it is, and the rows it reads, converted once into the types the
-//! store hands out. Placeholders are `$N`: PostgreSQL numbers them, SQLite names them `$1`, `$2`
+//! The SQL both backends run as it is (the rows it reads are in `records.rs`). Placeholders are `$N`: PostgreSQL numbers them, SQLite names them `$1`, `$2`
 //! ... and numbers the names in order of first appearance, so every statement here names them
 //! in ascending order (`sqlite`'s tests check each). Statements only one backend runs live in
 //! its module: PostgreSQL's statistics-proof revocations and lookups by many hashes, SQLite's
@@ -7,9 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::web::CodeRecord;
-use super::{Named, Party, StoreError, TokenKind, TokenRecord};
-use crate::jose::{KeyRow, KeyState};
+use super::{Named, Party};
 
 /// A statement built once from [`TOKEN_COLUMNS`] or [`CIBA_COLUMNS`] and a tail.
 fn built(cell: &'static OnceLock<String>, columns: &str, from_where: &str) -> &'static str {
@@ -324,153 +321,6 @@ const CHUNK: usize = 256;
 /// their own, the last rides in a batch's final statement (PostgreSQL's writer).
 pub fn split_last_chunk<T>(rows: &[T]) -> (&[T], &[T]) {
     rows.split_at(rows.len().saturating_sub(1) / CHUNK * CHUNK)
-}
-
-/// A row of `SELECT {TOKEN_COLUMNS}`, as stored.
-#[derive(sqlx::FromRow)]
-pub struct TokenRow {
-    pub token_hash: Vec<u8>,
-    pub jti: String,
-    pub kind: String,
-    pub sub: String,
-    pub client_id: String,
-    pub scope: String,
-    pub aud: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub sid: Option<String>,
-    pub parent_hash: Option<Vec<u8>>,
-    pub act: Option<String>,
-    pub may_act: Option<String>,
-    pub revoked_at: Option<i64>,
-    pub consumed_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-}
-
-/// Audiences are stored space-separated.
-fn audiences(aud: &str) -> Vec<String> {
-    aud.split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-impl TryFrom<TokenRow> for TokenRecord {
-    type Error = StoreError;
-    fn try_from(r: TokenRow) -> Result<Self, StoreError> {
-        Ok(TokenRecord {
-            kind: TokenKind::parse(&r.kind)
-                .ok_or_else(|| StoreError::CorruptRecord(format!("token kind {}", r.kind)))?,
-            aud: audiences(&r.aud),
-            // Parsed once here, and refused if corrupt (fail closed; see oauth::act).
-            act: (r.act.as_deref())
-                .map(crate::oauth::act::Actor::parse)
-                .transpose()
-                .map_err(|e| StoreError::CorruptRecord(e.to_string()))?,
-            may_act: (r.may_act.as_deref())
-                .map(crate::oauth::act::MayAct::parse)
-                .transpose()
-                .map_err(|e| StoreError::CorruptRecord(e.to_string()))?,
-            token_hash: r.token_hash,
-            jti: r.jti,
-            sub: r.sub,
-            client_id: r.client_id,
-            scope: r.scope,
-            iat: r.iat,
-            exp: r.exp,
-            sid: r.sid,
-            parent_hash: r.parent_hash,
-            revoked_at: r.revoked_at,
-            consumed_at: r.consumed_at,
-            last_used_at: r.last_used_at,
-        })
-    }
-}
-
-/// The values of [`INSERT_TOKEN_COLUMNS`] that are not the record's own fields: the audiences
-/// joined, `act` and `may_act` as JSON, and the current actor (a column of its own, so that an
-/// agent's delegations can be found and revoked).
-pub fn token_columns(t: &TokenRecord) -> (String, Option<String>, Option<String>, Option<&str>) {
-    (
-        t.aud.join(" "),
-        t.act.as_ref().map(|a| a.to_json()),
-        t.may_act.as_ref().map(|m| m.to_json()),
-        t.act.as_ref().map(|a| a.sub.as_str()),
-    )
-}
-
-/// What a single-use token's consumption found: `won` says whether this call consumed it.
-pub fn consumed(won: bool, row: Option<TokenRow>) -> Result<super::Consumed, StoreError> {
-    use super::Consumed;
-    Ok(match row {
-        None => Consumed::NotFound,
-        Some(r) if won => Consumed::Now(Box::new(r.try_into()?)),
-        Some(r) => Consumed::Before(Box::new(r.try_into()?)),
-    })
-}
-
-#[derive(sqlx::FromRow)]
-pub struct KeyDbRow {
-    pub kid: String,
-    pub state: String,
-    pub private_sealed: Vec<u8>,
-    pub public_jwk: String,
-    pub created_at: i64,
-    pub activated_at: Option<i64>,
-    pub retired_at: Option<i64>,
-    pub publish_until: Option<i64>,
-}
-
-impl TryFrom<KeyDbRow> for KeyRow {
-    type Error = StoreError;
-    fn try_from(r: KeyDbRow) -> Result<Self, StoreError> {
-        Ok(KeyRow {
-            state: KeyState::parse(&r.state)
-                .ok_or_else(|| StoreError::Corrupt(format!("key state {}", r.state)))?,
-            kid: r.kid,
-            private_sealed: r.private_sealed,
-            public_jwk: r.public_jwk,
-            created_at: r.created_at,
-            activated_at: r.activated_at,
-            retired_at: r.retired_at,
-            publish_until: r.publish_until,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub struct CodeRow {
-    pub code_hash: Vec<u8>,
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub code_challenge: String,
-    pub username: String,
-    pub scope: String,
-    pub aud: String,
-    pub sid: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub used_at: Option<i64>,
-    pub replayed_at: Option<i64>,
-}
-
-impl From<CodeRow> for CodeRecord {
-    fn from(r: CodeRow) -> Self {
-        CodeRecord {
-            aud: audiences(&r.aud),
-            code_hash: r.code_hash,
-            client_id: r.client_id,
-            redirect_uri: r.redirect_uri,
-            code_challenge: r.code_challenge,
-            username: r.username,
-            scope: r.scope,
-            sid: r.sid,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            used_at: r.used_at,
-            replayed_at: r.replayed_at,
-        }
-    }
 }
 
 #[cfg(test)]

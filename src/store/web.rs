@@ -18,7 +18,7 @@ pub struct CodeRecord {
     pub username: String,
     /// Space-separated (RFC 6749 §3.3).
     pub scope: String,
-    pub aud: Vec<String>,
+    pub aud: super::Audiences,
     /// The session the tokens issued for this code belong to: what a replay revokes.
     pub sid: String,
     pub created_at: i64,

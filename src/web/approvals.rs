@@ -16,7 +16,6 @@ use super::session::Session;
 use super::{OrInternal, PageError, login, pages, read_form, redirect};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
-use crate::oauth::act::Actor;
 use crate::oauth::params::Params;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::token::actor_chain;
@@ -51,14 +50,11 @@ pub struct ApprovalsPage<'a> {
     pub notice: Option<&'a str>,
 }
 
+/// One request as listed. Its chain is whole: a request whose stored chain is unreadable is
+/// never listed (the store leaves it out), so none is shown shorter than it is.
 fn row(r: &CibaRecord, now: i64) -> RequestRow {
-    // An unreadable chain is shown as such, never as a shorter one; issuing it fails closed.
-    let mut chain = match Actor::parse(&r.act) {
-        Ok(a) => a.chain(),
-        Err(_) => vec!["(unreadable chain of agents)".to_string()],
-    };
+    let mut chain = r.act.chain();
     chain.push(r.username.clone());
-    let high: Vec<&str> = r.high_risk.split(' ').filter(|s| !s.is_empty()).collect();
     RequestRow {
         id: r.public_id.clone(),
         agent: r.agent.clone(),
@@ -67,19 +63,13 @@ fn row(r: &CibaRecord, now: i64) -> RequestRow {
         client: r.client_id.clone(),
         scopes: r
             .scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
+            .iter()
             .map(|s| ScopeRow {
                 name: s.to_string(),
-                high_risk: high.contains(&s),
+                high_risk: r.high_risk.contains(s),
             })
             .collect(),
-        audiences: r
-            .aud
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
+        audiences: r.aud.to_vec(),
         max_minutes: ((r.token_exp - now + 59) / 60).max(1),
         binding_message: r.binding_message.clone(),
         expires_in: r.expires_at - now,
@@ -167,12 +157,11 @@ async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), Notice> {
         .find(|r| r.public_id == id)
         .ok_or(not_found)?;
     let decision = if approve {
-        let asked = ScopeSet::parse(&r.scope).unwrap_or_default();
         let chosen = ScopeSet::from_list(p.all("scope"));
         if chosen.is_empty() {
             return Err(bad("Keep at least one scope ticked to approve, or Deny."));
         }
-        if !chosen.is_subset(&asked) {
+        if !chosen.is_subset(&r.scope) {
             return Err(bad("An approval can only narrow what was asked for."));
         }
         let max_minutes = ((r.token_exp - now + 59) / 60).max(1);
@@ -186,7 +175,7 @@ async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), Notice> {
                     "The lifetime must be a whole number of minutes within the range shown.",
                 ))?,
         };
-        Some((chosen.to_string(), (now + minutes * 60).min(r.token_exp)))
+        Some((chosen, (now + minutes * 60).min(r.token_exp)))
     } else {
         None
     };
@@ -195,24 +184,24 @@ async fn decide(ctx: &Ctx, s: &Session, p: &Params) -> Result<(), Notice> {
         .decide_ciba(
             id,
             &s.user.username,
-            decision.as_ref().map(|(sc, exp)| (sc.as_str(), *exp)),
+            decision.as_ref().map(|(sc, exp)| (sc, *exp)),
             now,
         )
         .await
         .map_err(failed("recording a decision"))?
         .ok_or(not_found)?;
-    let act = Actor::parse(&decided.act).ok();
     let mut ev = AuditEvent::new(if approve {
         "ciba.approved"
     } else {
         "ciba.denied"
     });
     ev.subject = Some(decided.username.clone());
-    ev.actors = actor_chain(act.as_ref());
+    ev.actors = actor_chain(Some(&decided.act));
     ev.client_id = Some(decided.client_id.clone());
     ev.detail = serde_json::json!({
-        "request": decided.public_id, "asked_scope": decided.scope,
-        "approved_scope": decided.approved_scope, "approved_exp": decided.approved_exp,
+        "request": decided.public_id, "asked_scope": decided.scope.to_string(),
+        "approved_scope": decided.approved_scope.as_ref().map(ToString::to_string),
+        "approved_exp": decided.approved_exp,
         "binding_message": decided.binding_message,
     });
     ctx.writer

@@ -135,7 +135,7 @@ fn tree(tokens: &[TokenRecord], now: i64) -> Vec<Node> {
             },
             client: t.client_id.clone(),
             scope: t.scope.clone(),
-            aud: t.aud.join(" "),
+            aud: t.aud.to_string(),
             expires_in: t.exp - now,
             last_used: t
                 .last_used_at

@@ -18,7 +18,6 @@ use super::Env;
 use super::token_exchange::{self, Plan, TokenExchangeStorage};
 use crate::audit::AuditEvent;
 use crate::crypto::{b64url, random_bytes, random_id, sha256};
-use crate::oauth::act::Actor;
 use crate::oauth::agent::Agent;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::Child;
@@ -121,19 +120,19 @@ pub async fn bc_authorize<S: CibaStorage + ?Sized>(
         agent: plan.agent.clone(),
         attestation: plan.attestation.clone(),
         parent_hash: plan.subject.token_hash.clone(),
-        act: plan.child.act.to_json(),
-        scope: plan.child.scope.to_string(),
-        aud: plan.child.aud.join(" "),
+        act: plan.child.act.clone(),
+        scope: plan.child.scope.clone(),
+        aud: plan.child.aud.clone().into(),
         token_exp: plan.exp,
         depth: i64::from(plan.child.depth),
         binding_message,
         policies: serde_json::to_string(&plan.decision.ids()).unwrap_or_else(|_| "[]".into()),
-        high_risk: plan.high_risk(env).join(" "),
+        high_risk: ScopeSet::from_list(plan.high_risk(env)),
         created_at: now,
         expires_at: now + expiry,
         interval_secs: env.ciba.interval.as_secs().max(1) as i64,
         last_polled_at: None,
-        status: CibaStatus::Pending.as_str().into(),
+        status: CibaStatus::Pending,
         approved_scope: None,
         approved_exp: None,
         decided_at: None,
@@ -157,7 +156,7 @@ pub async fn bc_authorize<S: CibaStorage + ?Sized>(
     ev.session = plan.subject.sid.clone();
     ev.token_jti = Some(plan.subject.jti.clone());
     ev.detail = serde_json::json!({
-        "request": record.public_id, "scope": record.scope, "aud": plan.child.aud,
+        "request": record.public_id, "scope": record.scope.to_string(), "aud": plan.child.aud,
         "binding_message": record.binding_message, "policies": plan.decision.ids(),
         "needs_approval": plan.decision.outcome == Outcome::NeedsApproval,
     });
@@ -184,7 +183,16 @@ pub async fn grant<S: CibaStorage + ?Sized>(
     check_client(client)?;
     let id_hash = sha256(auth_req_id.as_bytes()).to_vec();
     let now = env.now();
-    let (record, too_fast) = match storage.poll_ciba(&id_hash, now, SLOW_DOWN_STEP).await? {
+    let poll = match storage.poll_ciba(&id_hash, now, SLOW_DOWN_STEP).await {
+        // Fail closed: a request whose stored row is unreadable is not one; the operator is
+        // told, the client hears what it would for an unknown id.
+        Err(StoreError::CorruptRecord(why)) => {
+            tracing::error!(%why, "a polled CIBA request is unreadable; refused");
+            Poll::NotFound
+        }
+        other => other?,
+    };
+    let (record, too_fast) = match poll {
         Poll::NotFound => {
             return Err(ciba_error(
                 ErrorCode::InvalidGrant,
@@ -200,32 +208,28 @@ pub async fn grant<S: CibaStorage + ?Sized>(
             "auth_req_id was issued to another client",
         ));
     }
-    match record.status() {
-        Some(CibaStatus::Issued) => Err(ciba_error(
+    match record.status {
+        CibaStatus::Issued => Err(ciba_error(
             ErrorCode::InvalidGrant,
             "the token of this request was already issued",
         )),
-        Some(CibaStatus::Denied) => Err(ciba_error(
+        CibaStatus::Denied => Err(ciba_error(
             ErrorCode::AccessDenied,
             "the human denied this request",
         )),
-        Some(CibaStatus::Pending) if now >= record.expires_at => Err(ciba_error(
+        CibaStatus::Pending if now >= record.expires_at => Err(ciba_error(
             ErrorCode::ExpiredToken,
             "the request expired before the human decided; ask again",
         )),
-        Some(CibaStatus::Pending) if too_fast => Err(ciba_error(
+        CibaStatus::Pending if too_fast => Err(ciba_error(
             ErrorCode::SlowDown,
             "polled faster than the interval; wait longer between polls (the interval grew by 5 seconds)",
         )),
-        Some(CibaStatus::Pending) => Err(ciba_error(
+        CibaStatus::Pending => Err(ciba_error(
             ErrorCode::AuthorizationPending,
             "the human has not decided yet",
         )),
-        Some(CibaStatus::Approved) => issue_approved(storage, env, &id_hash).await,
-        None => Err(OAuthError::internal(format!(
-            "CIBA request in unknown state {}",
-            record.status
-        ))),
+        CibaStatus::Approved => issue_approved(storage, env, &id_hash).await,
     }
 }
 
@@ -301,17 +305,11 @@ async fn recheck<S: CibaStorage + ?Sized>(
     if storage.fresh_agent(name).await?.is_none() {
         return Err(refuse(format!("{} is no longer an enrolled agent", r.agent)).await);
     }
-    let approved = r.approved_scope.as_deref().unwrap_or(&r.scope);
     let child = Child {
-        scope: ScopeSet::parse(approved).map_err(|_| corrupt("approved scope"))?,
-        aud: r
-            .aud
-            .split(' ')
-            .filter(|a| !a.is_empty())
-            .map(str::to_string)
-            .collect(),
+        scope: r.approved_scope.as_ref().unwrap_or(&r.scope).clone(),
+        aud: r.aud.to_vec(),
         exp: r.approved_exp.unwrap_or(r.token_exp).min(r.token_exp),
-        act: Actor::parse(&r.act).map_err(|_| corrupt("act"))?,
+        act: r.act.clone(),
         depth: u32::try_from(r.depth).map_err(|_| corrupt("depth"))?,
     };
     let decision = token_exchange::decide(

@@ -108,7 +108,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
             sub: rec.sub.clone(),
             client_id: rec.client_id.clone(),
             scope: scope.to_string(),
-            aud: rec.aud.clone(),
+            aud: rec.aud.to_vec(),
             ttl,
             sid: rec.sid.clone(),
             act: None,

@@ -22,7 +22,7 @@ use crate::oauth::error::OAuthError;
 use crate::oauth::token::{IssueStorage, Mint, TokenLookup};
 use crate::oauth::user::User;
 use crate::policy::Policies;
-use crate::store::ciba::{CibaRecord, Poll};
+use crate::store::ciba::{CibaRecord, CibaStatus, Poll};
 use crate::store::web::CodeRecord;
 use crate::store::{Consumed, StoreError, TokenKind, TokenRecord, WriteOutcome};
 
@@ -137,7 +137,7 @@ pub fn record(
         sub: sub.into(),
         client_id: client_id.into(),
         scope: scope.into(),
-        aud: vec![RS[0].into()],
+        aud: vec![RS[0].to_string()].into(),
         iat: NOW,
         exp: NOW + 600,
         sid: None,
@@ -364,7 +364,7 @@ impl CibaStorage for Memory {
         let pending = s
             .cibas
             .values()
-            .filter(|c| c.username == r.username && c.status == "pending")
+            .filter(|c| c.username == r.username && c.status == CibaStatus::Pending)
             .filter(|c| c.expires_at > r.created_at)
             .count();
         if pending as i64 >= max_pending {
@@ -399,8 +399,8 @@ impl CibaStorage for Memory {
     async fn claim_ciba(&self, id_hash: &[u8]) -> Result<Option<CibaRecord>, StoreError> {
         let mut s = self.state();
         match s.cibas.get_mut(id_hash) {
-            Some(r) if r.status == "approved" => {
-                r.status = "issued".into();
+            Some(r) if r.status == CibaStatus::Approved => {
+                r.status = CibaStatus::Issued;
                 Ok(Some(r.clone()))
             }
             _ => Ok(None),

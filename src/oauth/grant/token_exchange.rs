@@ -178,7 +178,7 @@ pub async fn plan<S: TokenExchangeStorage + ?Sized>(
 
     let parent = Parent {
         scope: ScopeSet::parse(&subject.scope).unwrap_or_default(),
-        aud: subject.aud.clone(),
+        aud: subject.aud.to_vec(),
         exp: subject.exp,
         act: subject.act.clone(),
         may_act: subject.may_act.clone(),

@@ -10,6 +10,7 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Transaction};
 use super::PostgresStore;
 use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
+use crate::store::records;
 use crate::store::sql::{self, chunks, split_last_chunk};
 use crate::store::{AuditStore, BatchItem, StoreError, TokenRecord, WriteOutcome};
 
@@ -236,7 +237,7 @@ async fn insert_tokens(
 fn push_tokens<'q>(q: &mut QueryBuilder<'q, Postgres>, rows: &'q [&TokenRecord]) {
     q.push(sql::INSERT_TOKEN_COLUMNS);
     q.push_values(rows, |mut b, t| {
-        let (aud, act, may_act, actor) = sql::token_columns(t);
+        let (aud, act, may_act, actor) = records::token_columns(t);
         b.push_bind(&t.token_hash)
             .push_bind(&t.jti)
             .push_bind(t.kind.as_str())

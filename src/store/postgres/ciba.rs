@@ -3,13 +3,29 @@
 use async_trait::async_trait;
 
 use super::PostgresStore;
+use crate::oauth::scope::ScopeSet;
 use crate::store::StoreError;
 use crate::store::ciba::{CibaRecord, CibaStore, Poll, decision};
+use crate::store::records::{self, CibaRow};
 use crate::store::sql;
+
+/// The request with `key` that `sql` (a `SELECT` of `sql::CIBA_COLUMNS` by one key) finds.
+async fn ciba_where(
+    tx: &mut sqlx::PgConnection,
+    sql: &str,
+    key: impl for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+) -> Result<Option<CibaRecord>, StoreError> {
+    let row = sqlx::query_as::<_, CibaRow>(sql)
+        .bind(key)
+        .fetch_optional(tx)
+        .await?;
+    row.map(TryInto::try_into).transpose()
+}
 
 #[async_trait]
 impl CibaStore for PostgresStore {
     async fn create_ciba(&self, r: &CibaRecord, max_pending: i64) -> Result<bool, StoreError> {
+        let (act, scope, aud, high_risk) = records::ciba_columns(r);
         let done = sqlx::query(sql::CREATE_CIBA)
             .bind(&r.id_hash)
             .bind(&r.public_id)
@@ -18,14 +34,14 @@ impl CibaStore for PostgresStore {
             .bind(&r.agent)
             .bind(&r.attestation)
             .bind(&r.parent_hash)
-            .bind(&r.act)
-            .bind(&r.scope)
-            .bind(&r.aud)
+            .bind(act)
+            .bind(scope)
+            .bind(aud)
             .bind(r.token_exp)
             .bind(r.depth)
             .bind(&r.binding_message)
             .bind(&r.policies)
-            .bind(&r.high_risk)
+            .bind(high_risk)
             .bind(r.created_at)
             .bind(r.expires_at)
             .bind(r.interval_secs)
@@ -51,10 +67,9 @@ impl CibaStore for PostgresStore {
             tx.commit().await?;
             return Ok(Poll::NotFound);
         }
-        let r: CibaRecord = sqlx::query_as(sql::ciba_by_hash())
-            .bind(id_hash)
-            .fetch_one(&mut *tx)
-            .await?;
+        let r = ciba_where(&mut tx, sql::ciba_by_hash(), id_hash)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a locked CIBA request vanished".into()))?;
         let poll = Poll::at(r, now, slow_down_step);
         let r = poll
             .record()
@@ -74,18 +89,19 @@ impl CibaStore for PostgresStore {
         username: &str,
         now: i64,
     ) -> Result<Vec<CibaRecord>, StoreError> {
-        Ok(sqlx::query_as(sql::pending_ciba())
+        let rows = sqlx::query_as::<_, CibaRow>(sql::pending_ciba())
             .bind(username)
             .bind(now)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        Ok(records::readable_cibas(rows))
     }
 
     async fn decide_ciba(
         &self,
         public_id: &str,
         username: &str,
-        approve: Option<(&str, i64)>,
+        approve: Option<(&ScopeSet, i64)>,
         now: i64,
     ) -> Result<Option<CibaRecord>, StoreError> {
         let (status, scope, exp) = decision(approve);
@@ -100,12 +116,7 @@ impl CibaStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         let r = match done.rows_affected() {
-            1 => {
-                sqlx::query_as(sql::ciba_by_public_id())
-                    .bind(public_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
+            1 => ciba_where(&mut tx, sql::ciba_by_public_id(), public_id).await?,
             _ => None,
         };
         tx.commit().await?;
@@ -119,12 +130,7 @@ impl CibaStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         let r = match done.rows_affected() {
-            1 => {
-                sqlx::query_as(sql::ciba_by_hash())
-                    .bind(id_hash)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
+            1 => ciba_where(&mut tx, sql::ciba_by_hash(), id_hash).await?,
             _ => None,
         };
         tx.commit().await?;

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 
 use super::PostgresStore;
 use crate::jose::{KeyChange, KeyRow, RotationMode};
-use crate::store::sql::{self, KeyDbRow};
+use crate::store::records::KeyDbRow;
+use crate::store::sql;
 use crate::store::{KeyStore, StoreError};
 
 #[async_trait]

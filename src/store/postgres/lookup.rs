@@ -13,7 +13,8 @@ use sqlx::Postgres;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::conns::Dedicated;
-use crate::store::sql::{TOKEN_COLUMNS, TokenRow};
+use crate::store::records::TokenRow;
+use crate::store::sql::TOKEN_COLUMNS;
 use crate::store::{StoreError, TokenRecord};
 
 /// At most this many distinct tokens per query.

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use super::PostgresStore;
-use crate::store::sql::{self, TokenRow};
+use crate::store::records::{self, TokenRow};
+use crate::store::sql;
 use crate::store::{Consumed, StoreError, TokenRecord, TokenStore};
 
 #[async_trait]
@@ -33,7 +34,7 @@ impl TokenStore for PostgresStore {
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
-        sql::consumed(won, row)
+        records::consumed(won, row)
     }
 
     async fn live_tokens_of(&self, sub: &str, now: i64) -> Result<Vec<TokenRecord>, StoreError> {

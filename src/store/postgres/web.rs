@@ -4,7 +4,8 @@ use async_trait::async_trait;
 
 use super::PostgresStore;
 use crate::store::StoreError;
-use crate::store::sql::{self, CodeRow};
+use crate::store::records::CodeRow;
+use crate::store::sql;
 use crate::store::web::{CODE_RETENTION, CodeRecord, WebStore};
 
 #[async_trait]
@@ -22,7 +23,7 @@ impl WebStore for PostgresStore {
             .bind(&c.code_challenge)
             .bind(&c.username)
             .bind(&c.scope)
-            .bind(c.aud.join(" "))
+            .bind(c.aud.to_string())
             .bind(&c.sid)
             .bind(c.created_at)
             .bind(c.expires_at)

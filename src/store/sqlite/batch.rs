@@ -9,8 +9,8 @@ use rusqlite::{Transaction, params};
 use super::{SqliteStore, rows};
 use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
-use crate::store::sql;
 use crate::store::{AuditStore, BatchItem, Party, StoreError, WriteOutcome};
+use crate::store::{records, sql};
 
 /// Revokes a token and, through `parent_hash`, every token derived from it.
 const REVOKE_SUBTREE: &str = "WITH RECURSIVE subtree(h) AS ( \
@@ -111,7 +111,7 @@ fn commit(
         }
         let decided = run.decide(|p| found.contains(p));
         for t in decided.tokens {
-            let (aud, act, may_act, actor) = sql::token_columns(t);
+            let (aud, act, may_act, actor) = records::token_columns(t);
             insert.execute(params![
                 t.token_hash,
                 t.jti,

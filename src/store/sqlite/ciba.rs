@@ -4,9 +4,22 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{SqliteStore, rows};
+use crate::oauth::scope::ScopeSet;
 use crate::store::StoreError;
 use crate::store::ciba::{CibaRecord, CibaStore, Poll, decision};
-use crate::store::sql;
+use crate::store::{records, sql};
+
+/// The request with `key` that `sql` (a `SELECT` of `sql::CIBA_COLUMNS` by one key) finds.
+fn ciba_where(
+    tx: &Transaction<'_>,
+    sql: &str,
+    key: &dyn rusqlite::ToSql,
+) -> Result<Option<CibaRecord>, StoreError> {
+    let row = (tx.prepare_cached(sql)?)
+        .query_row([key], rows::ciba)
+        .optional()?;
+    row.map(TryInto::try_into).transpose()
+}
 
 /// The request `sql` (a `SELECT` of `sql::CIBA_COLUMNS` by one key) finds, if `changed` says
 /// the transition before it happened.
@@ -19,9 +32,7 @@ fn after(
     if changed != 1 {
         return Ok(None);
     }
-    Ok((tx.prepare_cached(sql)?)
-        .query_row([key], rows::ciba)
-        .optional()?)
+    ciba_where(tx, sql, key)
 }
 
 #[async_trait]
@@ -30,6 +41,7 @@ impl CibaStore for SqliteStore {
         let r = r.clone();
         self.writer
             .tx(move |tx| {
+                let (act, scope, aud, high_risk) = records::ciba_columns(&r);
                 let done = (tx.prepare_cached(sql::CREATE_CIBA)?).execute(params![
                     r.id_hash,
                     r.public_id,
@@ -38,14 +50,14 @@ impl CibaStore for SqliteStore {
                     r.agent,
                     r.attestation,
                     r.parent_hash,
-                    r.act,
-                    r.scope,
-                    r.aud,
+                    act,
+                    scope,
+                    aud,
                     r.token_exp,
                     r.depth,
                     r.binding_message,
                     r.policies,
-                    r.high_risk,
+                    high_risk,
                     r.created_at,
                     r.expires_at,
                     r.interval_secs,
@@ -66,10 +78,7 @@ impl CibaStore for SqliteStore {
         let id_hash = id_hash.to_vec();
         self.writer
             .tx(move |tx| {
-                let Some(r) = (tx.prepare_cached(sql::ciba_by_hash())?)
-                    .query_row([&id_hash], rows::ciba)
-                    .optional()?
-                else {
+                let Some(r) = ciba_where(tx, sql::ciba_by_hash(), &id_hash)? else {
                     return Ok(Poll::NotFound);
                 };
                 let poll = Poll::at(r, now, slow_down_step);
@@ -90,22 +99,22 @@ impl CibaStore for SqliteStore {
         username: &str,
         now: i64,
     ) -> Result<Vec<CibaRecord>, StoreError> {
-        self.readers.read(|c| {
+        let rows = self.readers.read(|c| {
             let mut s = c.prepare_cached(sql::pending_ciba())?;
             let rows = s.query_map(params![username, now], rows::ciba)?;
-            rows.collect()
-        })
+            rows.collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(records::readable_cibas(rows))
     }
 
     async fn decide_ciba(
         &self,
         public_id: &str,
         username: &str,
-        approve: Option<(&str, i64)>,
+        approve: Option<(&ScopeSet, i64)>,
         now: i64,
     ) -> Result<Option<CibaRecord>, StoreError> {
         let (status, scope, exp) = decision(approve);
-        let scope = scope.map(str::to_string);
         let (public_id, username) = (public_id.to_string(), username.to_string());
         self.writer
             .tx(move |tx| {

@@ -4,8 +4,7 @@
 use rusqlite::{Result, Row};
 
 use crate::audit::AuditEntry;
-use crate::store::ciba::CibaRecord;
-use crate::store::sql::{CodeRow, KeyDbRow, TokenRow};
+use crate::store::records::{CibaRow, CodeRow, KeyDbRow, TokenRow};
 
 pub fn token(r: &Row<'_>) -> Result<TokenRow> {
     Ok(TokenRow {
@@ -79,8 +78,9 @@ pub fn code(r: &Row<'_>) -> Result<CodeRow> {
     })
 }
 
-pub fn ciba(r: &Row<'_>) -> Result<CibaRecord> {
-    Ok(CibaRecord {
+/// A row of `SELECT {sql::CIBA_COLUMNS}`.
+pub fn ciba(r: &Row<'_>) -> Result<CibaRow> {
+    Ok(CibaRow {
         id_hash: r.get(0)?,
         public_id: r.get(1)?,
         client_id: r.get(2)?,

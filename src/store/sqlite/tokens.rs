@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, rows};
-use crate::store::sql::{self, TokenRow};
+use crate::store::records::{self, TokenRow};
+use crate::store::sql;
 use crate::store::{Consumed, StoreError, TokenRecord, TokenStore};
 
 /// The token with `jti` `$1` if its hash is `$2`: the table's key finds the row (one descent of
@@ -61,7 +62,7 @@ impl TokenStore for SqliteStore {
                 let row: Option<TokenRow> = (tx.prepare_cached(sql::token_by_hash())?)
                     .query_row([&token_hash], rows::token)
                     .optional()?;
-                sql::consumed(won, row)
+                records::consumed(won, row)
             })
             .await
     }

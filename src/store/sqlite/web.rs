@@ -22,7 +22,7 @@ impl WebStore for SqliteStore {
                     c.code_challenge,
                     c.username,
                     c.scope,
-                    c.aud.join(" "),
+                    c.aud.to_string(),
                     c.sid,
                     c.created_at,
                     c.expires_at,

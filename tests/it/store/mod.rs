@@ -24,7 +24,7 @@ pub(super) fn token(name: &str, parent: Option<&str>) -> TokenRecord {
         sub: "alice".into(),
         client_id: "c".into(),
         scope: "s".into(),
-        aud: vec!["orders-api".into()],
+        aud: vec!["orders-api".to_string()].into(),
         iat: 0,
         exp: i64::MAX / 2,
         sid: None,

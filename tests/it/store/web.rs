@@ -17,7 +17,7 @@ async fn stored_codes_are_single_use_on_both_backends() {
             code_challenge: "c".into(),
             username: "alice".into(),
             scope: "a b".into(),
-            aud: vec!["x".into(), "y".into()],
+            aud: vec!["x".to_string(), "y".to_string()].into(),
             sid: "sid".into(),
             created_at: 100,
             expires_at: 160,

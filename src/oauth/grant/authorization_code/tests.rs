@@ -29,7 +29,7 @@ fn with_code() -> Memory {
         code_challenge: CHALLENGE.into(),
         username: "alice".into(),
         scope: "read".into(),
-        aud: vec![RS[0].into()],
+        aud: vec![RS[0].to_string()].into(),
         sid: "s1".into(),
         created_at: NOW - 10,
         expires_at: NOW + 50,

@@ -19,10 +19,10 @@ fn stored() -> Memory {
         .with_user("alice", &["read", "write"])
         .with_agent("bot");
     let mut subject = record(SUBJECT, TokenKind::Access, "alice", "app", "read write");
-    subject.aud = vec![RS[0].into()];
+    subject.aud = vec![RS[0].to_string()].into();
     m.put(subject);
     let mut agent = record(AGENT, TokenKind::Agent, "agent:bot", "agent:bot", "");
-    agent.aud = vec![ISSUER.into()];
+    agent.aud = vec![ISSUER.to_string()].into();
     m.put(agent);
     m
 }
@@ -137,7 +137,7 @@ async fn ciba_core_s7_3_the_request_waits_as_long_as_asked_within_the_configured
             (stored.username.as_str(), stored.agent.as_str()),
             ("alice", "agent:bot")
         );
-        assert_eq!(stored.status, "pending", "{why}");
+        assert_eq!(stored.status, CibaStatus::Pending, "{why}");
         assert_eq!(m.audited(), ["ciba.requested"], "{why}");
     }
 }
@@ -158,8 +158,8 @@ async fn a_human_has_at_most_twenty_requests_waiting() {
 
 type Decide = fn(&Memory, &[u8]);
 
-fn set_status(m: &Memory, id: &[u8], status: &str) {
-    m.state().cibas.get_mut(id).unwrap().status = status.into();
+fn set_status(m: &Memory, id: &[u8], status: CibaStatus) {
+    m.state().cibas.get_mut(id).unwrap().status = status;
 }
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn ciba_core_s11_what_a_poll_gets() {
             agent_client(),
             false,
             0,
-            |m, id| set_status(m, id, "denied"),
+            |m, id| set_status(m, id, CibaStatus::Denied),
             "access_denied",
         ),
         (
@@ -211,7 +211,7 @@ async fn ciba_core_s11_what_a_poll_gets() {
             agent_client(),
             false,
             0,
-            |m, id| set_status(m, id, "issued"),
+            |m, id| set_status(m, id, CibaStatus::Issued),
             "invalid_grant",
         ),
         (
@@ -219,7 +219,7 @@ async fn ciba_core_s11_what_a_poll_gets() {
             agent_client(),
             false,
             0,
-            |m, id| set_status(m, id, "approved"),
+            |m, id| set_status(m, id, CibaStatus::Approved),
             "ok",
         ),
         (
@@ -228,7 +228,7 @@ async fn ciba_core_s11_what_a_poll_gets() {
             false,
             0,
             |m, id| {
-                set_status(m, id, "approved");
+                set_status(m, id, CibaStatus::Approved);
                 m.state().tokens.get_mut(&hash(SUBJECT)).unwrap().revoked_at = Some(NOW);
             },
             "access_denied",
@@ -239,7 +239,7 @@ async fn ciba_core_s11_what_a_poll_gets() {
             false,
             0,
             |m, id| {
-                set_status(m, id, "approved");
+                set_status(m, id, CibaStatus::Approved);
                 m.state().tokens.get_mut(&hash(AGENT)).unwrap().revoked_at = Some(NOW);
             },
             "access_denied",
@@ -250,7 +250,7 @@ async fn ciba_core_s11_what_a_poll_gets() {
             false,
             0,
             |m, id| {
-                set_status(m, id, "approved");
+                set_status(m, id, CibaStatus::Approved);
                 m.state().users.clear();
             },
             "access_denied",
@@ -261,7 +261,7 @@ async fn ciba_core_s11_what_a_poll_gets() {
             false,
             0,
             |m, id| {
-                set_status(m, id, "approved");
+                set_status(m, id, CibaStatus::Approved);
                 m.state().agents.clear();
             },
             "access_denied",
@@ -285,7 +285,12 @@ async fn ciba_core_s11_what_a_poll_gets() {
         if let Err(e) = &got {
             assert_eq!(e.status, 400, "{why}: CIBA Core §11 errors are 400s");
         }
-        if want == "access_denied" && m.state().cibas.values().any(|c| c.status == "issued") {
+        if want == "access_denied"
+            && m.state()
+                .cibas
+                .values()
+                .any(|c| c.status == CibaStatus::Issued)
+        {
             assert!(
                 m.audited()
                     .contains(&"ciba.refused_at_issuance".to_string()),
@@ -325,9 +330,9 @@ async fn ciba_core_s10_1_the_approved_token_is_issued_once_as_approved() {
     {
         let mut s = m.state();
         let c = s.cibas.get_mut(&hash(&r.auth_req_id)).unwrap();
-        c.status = "approved".into();
+        c.status = CibaStatus::Approved;
         // The human may approve less than was asked: a narrower scope, a shorter life.
-        c.approved_scope = Some("read".into());
+        c.approved_scope = Some(ScopeSet::parse("read").unwrap());
         c.approved_exp = Some(NOW + 120);
     }
     let issued = grant(&m, &fx.env(), &agent_client(), &r.auth_req_id)

@@ -149,7 +149,7 @@ async fn rfc6749_s4_4_3_the_token_carries_the_scope_and_audience_asked_within_th
         assert!(issued.refresh_token.is_none(), "{why}: RFC 6749 §4.4.3");
         let rec = m.issued(&issued.access_token);
         assert_eq!(
-            (rec.scope.as_str(), &rec.aud),
+            (rec.scope.as_str(), &rec.aud.to_vec()),
             (want_scope, &want_aud),
             "{why}"
         );

@@ -19,11 +19,11 @@ fn stored() -> Memory {
         .with_agent("bot")
         .with_agent("rogue");
     let mut subject = record(SUBJECT, TokenKind::Access, "alice", "app", "read write");
-    subject.aud = vec![RS[0].into(), RS[1].into()];
+    subject.aud = vec![RS[0].to_string(), RS[1].to_string()].into();
     subject.sid = Some("s1".into());
     m.put(subject);
     let mut agent = record(AGENT, TokenKind::Agent, "agent:bot", "agent:bot", "");
-    agent.aud = vec![ISSUER.into()];
+    agent.aud = vec![ISSUER.to_string()].into();
     m.put(agent);
     m
 }
