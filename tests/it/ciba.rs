@@ -694,3 +694,48 @@ async fn ciba_pending_requests_per_human_are_capped() {
         app.stop().await;
     }
 }
+
+/// Fail closed on stored data (RFC 8693 §4.1): a pending request whose stored chain was
+/// corrupted is neither shown with a shorter chain nor decidable, nor can its token be polled
+/// for; the human's other requests are shown and decided as usual.
+#[tokio::test]
+async fn rfc8693_s4_1_a_request_with_a_corrupt_stored_chain_is_unusable_and_hides_no_other() {
+    for backend in backends() {
+        let World { app, agent } = world(backend, "interval = \"1s\"").await;
+        let alice = alice_token(&app, "orders:read payments:write").await;
+        let actor = agent.attest(&app).await;
+        let mut ids = Vec::new();
+        for message in ["Pay invoice 4711", "Pay invoice 4712"] {
+            let (s, v) = bc_authorize(&app, &alice, &actor, &[("binding_message", message)]).await;
+            assert_eq!(s, 200, "{backend:?}: {v}");
+            ids.push(v["auth_req_id"].as_str().unwrap().to_string());
+        }
+        exec_sql(
+            &app.db,
+            "UPDATE ciba_requests SET act = '{\"sub\":\"agent:build-bot\",' \
+             WHERE binding_message = 'Pay invoice 4711'",
+        )
+        .await;
+
+        let (_b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
+        assert!(page.body.contains("Pay invoice 4712"), "{}", page.body);
+        assert!(
+            !page.body.contains("Pay invoice 4711") && !page.body.contains("unreadable"),
+            "{backend:?}: the corrupt request is not listed: {}",
+            page.body
+        );
+        let (s, v) = poll(&app, &ids[0]).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{backend:?}: {v}"
+        );
+        let (s, v) = poll(&app, &ids[1]).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("authorization_pending")),
+            "{backend:?}: {v}"
+        );
+        app.stop().await;
+    }
+}
