@@ -227,6 +227,22 @@ impl TryFrom<CibaRow> for CibaRecord {
     }
 }
 
+/// A stored consent: the scopes approved, space-separated. An unreadable one reads as no
+/// consent (the restrictive reading: the human is asked again), and is logged.
+pub fn consent(text: Option<String>) -> Option<ScopeSet> {
+    let text = text?;
+    if text.is_empty() {
+        return Some(ScopeSet::default());
+    }
+    match ScopeSet::parse(&text) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            tracing::error!("a stored consent is unreadable; the human is asked again");
+            None
+        }
+    }
+}
+
 /// The values of `sql::CREATE_CIBA` that are text of the record's typed fields: `act` as JSON,
 /// the scopes asked for, the audiences and the high-risk scopes, each as stored.
 pub fn ciba_columns(r: &CibaRecord) -> (String, String, String, String) {

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
+use crate::oauth::scope::ScopeSet;
 
 /// An authorization code as remembered (RFC 6749 §4.1.2): everything the token request must
 /// match (client, redirect URI, PKCE challenge) and everything the tokens will carry.
@@ -41,13 +42,18 @@ pub trait WebStore: Send + Sync + 'static {
     /// Records that a used code was presented again.
     async fn mark_code_replayed(&self, code_hash: &[u8], now: i64) -> Result<(), StoreError>;
 
-    /// The scopes `username` has approved for `client_id` (space-separated), if any.
-    async fn consent(&self, username: &str, client_id: &str) -> Result<Option<String>, StoreError>;
+    /// The scopes `username` has approved for `client_id`, if any. A stored consent that does
+    /// not parse is none (logged): the human is asked again, and their answer replaces it.
+    async fn consent(
+        &self,
+        username: &str,
+        client_id: &str,
+    ) -> Result<Option<ScopeSet>, StoreError>;
     async fn save_consent(
         &self,
         username: &str,
         client_id: &str,
-        scope: &str,
+        scope: &ScopeSet,
         now: i64,
     ) -> Result<(), StoreError>;
 

@@ -99,7 +99,6 @@ async fn decide(
         .consent(&s.user.username, &req.client.client_id)
         .await
         .doing("reading consent")?
-        .and_then(|c| ScopeSet::parse(&c).ok())
         .unwrap_or_default();
     if !req.client.public && scope.is_subset(&consented) {
         return Ok(code_redirect(ctx, req, &s.user.username, &scope, status).await);
@@ -200,13 +199,7 @@ pub async fn consent(
     let client_id = &req.client.client_id;
     let saved = async {
         let before = ctx.store.consent(username, client_id).await?;
-        let union = before
-            .iter()
-            .flat_map(|b| b.split(' '))
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .chain(scope.iter().map(str::to_string));
-        let union = ScopeSet::from_list(union).to_string();
+        let union = ScopeSet::from_list(before.iter().flat_map(ScopeSet::iter).chain(scope.iter()));
         ctx.store
             .save_consent(username, client_id, &union, ctx.clock.now())
             .await?;

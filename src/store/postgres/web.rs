@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 
 use super::PostgresStore;
+use crate::oauth::scope::ScopeSet;
 use crate::store::StoreError;
-use crate::store::records::CodeRow;
+use crate::store::records::{self, CodeRow};
 use crate::store::sql;
 use crate::store::web::{CODE_RETENTION, CodeRecord, WebStore};
 
@@ -59,25 +60,30 @@ impl WebStore for PostgresStore {
         Ok(())
     }
 
-    async fn consent(&self, username: &str, client_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(sql::CONSENT)
+    async fn consent(
+        &self,
+        username: &str,
+        client_id: &str,
+    ) -> Result<Option<ScopeSet>, StoreError> {
+        let text = sqlx::query_scalar(sql::CONSENT)
             .bind(username)
             .bind(client_id)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        Ok(records::consent(text))
     }
 
     async fn save_consent(
         &self,
         username: &str,
         client_id: &str,
-        scope: &str,
+        scope: &ScopeSet,
         now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(sql::SAVE_CONSENT)
             .bind(username)
             .bind(client_id)
-            .bind(scope)
+            .bind(scope.to_string())
             .bind(now)
             .execute(&self.pool)
             .await?;

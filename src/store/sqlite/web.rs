@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, rows};
+use crate::oauth::scope::ScopeSet;
 use crate::store::StoreError;
-use crate::store::sql;
 use crate::store::web::{CODE_RETENTION, CodeRecord, WebStore};
+use crate::store::{records, sql};
 
 #[async_trait]
 impl WebStore for SqliteStore {
@@ -60,19 +61,24 @@ impl WebStore for SqliteStore {
             .await
     }
 
-    async fn consent(&self, username: &str, client_id: &str) -> Result<Option<String>, StoreError> {
-        self.readers.read(|c| {
+    async fn consent(
+        &self,
+        username: &str,
+        client_id: &str,
+    ) -> Result<Option<ScopeSet>, StoreError> {
+        let text = self.readers.read(|c| {
             (c.prepare_cached(sql::CONSENT)?)
                 .query_row([username, client_id], |r| r.get(0))
                 .optional()
-        })
+        })?;
+        Ok(records::consent(text))
     }
 
     async fn save_consent(
         &self,
         username: &str,
         client_id: &str,
-        scope: &str,
+        scope: &ScopeSet,
         now: i64,
     ) -> Result<(), StoreError> {
         let args = (

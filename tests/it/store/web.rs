@@ -2,6 +2,7 @@
 
 use crate::flows::REDIRECT_URI;
 use crate::helpers::*;
+use mandate::oauth::scope::ScopeSet;
 
 #[tokio::test]
 async fn stored_codes_are_single_use_on_both_backends() {
@@ -43,12 +44,26 @@ async fn stored_codes_are_single_use_on_both_backends() {
         );
         // Consents and sessions.
         assert_eq!(store.consent("alice", "cli").await.unwrap(), None);
-        store.save_consent("alice", "cli", "a", 1).await.unwrap();
-        store.save_consent("alice", "cli", "a b", 2).await.unwrap();
+        let scopes = |s| ScopeSet::parse(s).unwrap();
+        store
+            .save_consent("alice", "cli", &scopes("a"), 1)
+            .await
+            .unwrap();
+        store
+            .save_consent("alice", "cli", &scopes("a b"), 2)
+            .await
+            .unwrap();
         assert_eq!(
-            store.consent("alice", "cli").await.unwrap().as_deref(),
-            Some("a b")
+            store.consent("alice", "cli").await.unwrap(),
+            Some(scopes("a b"))
         );
+        // An unreadable consent is none (the human is asked again), never an error or a default.
+        exec_sql(
+            &db,
+            "UPDATE consents SET scope = 'a  b\"' WHERE username = 'alice'",
+        )
+        .await;
+        assert_eq!(store.consent("alice", "cli").await.unwrap(), None, "{b:?}");
         store
             .create_browser_session(&[3; 32], "alice", 100, 200)
             .await
