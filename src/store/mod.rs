@@ -134,7 +134,7 @@ impl TokenRecord {
     }
 }
 
-/// What [`Store::consume_token`] found.
+/// What [`TokenStore::consume_token`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consumed {
     /// This call consumed it.
@@ -187,7 +187,8 @@ impl Party {
     }
 }
 
-/// The config's names of one kind, for [`Store::sync_config_names`].
+/// The config's names of one kind, for [`RegistryStore::config_names`] and
+/// [`RegistryStore::forget_name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Named {
     Clients,
