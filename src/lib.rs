@@ -1,19 +1,35 @@
 //! mandate: an OAuth 2.0 authorization server for AI agents.
 //!
 //! # Layout
+//! Each layer uses only the layers below it (docs/architecture.md draws a request's path).
+//!
+//! Edge — parses, calls the core, renders:
+//! - [`http`]: router, connection limits (`serve`), extractors, the one `OAuthError` → RFC 6749
+//!   §5.2 mapping; one file per endpoint.
+//! - [`web`]: the pages for humans (sign-in, consent, approvals, sessions) and their `PageError`.
+//! - `main.rs` and `src/cli/`: the operator's command line.
+//!
+//! Protocol — no HTTP or SQL types, never names [`http`] or [`web`]:
+//! - [`oauth`]: grants (each with the narrow storage trait it needs), delegation rules, client
+//!   authentication, introspection, revocation, `OAuthError`.
+//! - [`attest`]: agent attestation (software proofs, TPM quotes) and zero-touch enrollment.
+//! - [`policy`]: Cedar policies: loading, validation, decisions, reload.
+//!
+//! Services — used by the protocol and the edge:
+//! - [`jose`]: ES256 keys (generation, KEK envelope, rotation, JWKS) and JWT signing.
+//! - [`audit`]: the hash-chained audit log, its checkpoints and its verifier.
+//! - [`throttle`]: per-process counters of failed sign-ins and enrollments.
+//!
+//! Storage — depends only on the types it stores:
+//! - [`store`]: the storage traits, the batch planner, the group-commit writer, and one module
+//!   per backend (SQLite on rusqlite, PostgreSQL on sqlx).
+//!
+//! Base — depends on nothing of ours:
 //! - [`config`]: typed config from TOML and `MANDATE_*` environment overrides.
 //! - [`clock`]: injected time; nothing else reads the system clock.
-//! - [`http`]: router, connection limits, extractors, the RFC 6749 §5.2 error mapping; one
-//!   file per endpoint.
+//! - [`crypto`]: random and time-ordered ids, SHA-256, HMAC.
 //! - [`input`]: the one check every untrusted string passes (UTF-8, no NUL or control
 //!   characters, bounded identifiers).
-//! - [`oauth`]: the protocol core (grants, client authentication, introspection, revocation)
-//!   with no HTTP or SQL types.
-//! - [`jose`]: ES256 keys (generation, KEK envelope, rotation, JWKS) and JWT signing.
-//! - [`audit`]: the hash-chained audit log and its verifier.
-//! - [`store`]: the storage trait, its SQLite and PostgreSQL backends, and the group-commit writer.
-//! - [`throttle`]: per-process counters of sign-in and enrollment attempts (used by `web/` and
-//!   `attest/`, held in [`oauth::Ctx`]).
 //!
 //! [`App::build`] wires these from a [`config::Config`]; [`App::run`] serves on a bound listener
 //! until the shutdown future resolves.
@@ -32,6 +48,8 @@ pub mod crypto;
 pub mod http;
 pub mod input;
 pub mod jose;
+#[cfg(test)]
+mod layering;
 pub mod oauth;
 pub mod policy;
 pub mod store;
