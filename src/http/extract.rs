@@ -23,21 +23,25 @@ pub struct Form {
     pub headers: HeaderMap,
 }
 
+/// Whether the body is declared `application/x-www-form-urlencoded` (parameters after `;`, such
+/// as a charset, are allowed; the media type is case-insensitive, RFC 9110 §8.3.1).
+pub fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 impl FromRequest<Arc<Ctx>> for Form {
     type Rejection = OAuthError;
 
     async fn from_request(req: Request<Body>, ctx: &Arc<Ctx>) -> Result<Self, OAuthError> {
         let (parts, body) = req.into_parts();
-        let is_form = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
+        if !is_form(&parts.headers) {
             return Err(OAuthError::invalid_request(
                 "the body must be application/x-www-form-urlencoded (RFC 6749 §3.2)",
             ));

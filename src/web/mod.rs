@@ -31,7 +31,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::http::extract::{BodyError, read_body};
+use crate::http::extract::{BodyError, is_form, read_body};
 use crate::input::{self, Field};
 use crate::oauth::Ctx;
 use crate::oauth::params::Params;
@@ -89,15 +89,7 @@ pub(crate) async fn read_form(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Params, PageError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
+    if !is_form(headers) {
         return Err(PageError::refused(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The form must be sent as application/x-www-form-urlencoded.",
