@@ -126,6 +126,10 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most header fields in one request; more is 431.
     pub max_headers: usize,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the metadata, JWKS, `/token` and
+    /// `/revoke` across origins, besides the loopback origins and the origins of the clients'
+    /// redirect URIs, which always are (the CORS layer of the HTTP edge).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -139,6 +143,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -396,6 +401,13 @@ impl Config {
             return Err(format!(
                 "key `server.max_header_bytes`: must be at least {MIN_HEADER_BYTES}"
             ));
+        }
+        for o in &self.server.cors_origins {
+            if !crate::input::is_origin(o) {
+                return Err(format!(
+                    "key `server.cors_origins`: {o:?} is not an origin (scheme://host[:port], no path; `*` is never allowed)"
+                ));
+            }
         }
         if self.server.max_headers == 0 {
             return Err("key `server.max_headers`: must be at least 1".into());

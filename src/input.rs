@@ -133,6 +133,55 @@ fn decode(raw: &[u8]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// The origin of an `http` or `https` URI as a browser serializes it in an `Origin` header (RFC
+/// 6454 §6.2): `scheme://host[:port]`, scheme and host lowercased, the scheme's default port
+/// left out. `None` for any other scheme, for userinfo, or for an empty or malformed authority.
+pub fn origin_of(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']')?;
+            let ok = !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+            (ok.then(|| format!("[{addr}]"))?, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        },
+    };
+    let host = host.to_ascii_lowercase();
+    let host_ok = !host.is_empty()
+        && (host.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if !host_ok {
+        return None;
+    }
+    match port {
+        None => Some(format!("{scheme}://{host}")),
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 5 => None,
+        Some(p) if p == default_port => Some(format!("{scheme}://{host}")),
+        Some(p) => Some(format!("{scheme}://{host}:{p}")),
+    }
+}
+
+/// Whether `s` is exactly an origin as a browser sends it (RFC 6454 §7): no path, no trailing
+/// slash, lowercase, no default port.
+pub fn is_origin(s: &str) -> bool {
+    origin_of(s).is_some_and(|o| o == s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +253,39 @@ mod tests {
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         assert_eq!(ours, theirs);
+    }
+
+    /// RFC 6454 §6.2: what a browser puts in `Origin` for a page at that URI.
+    #[test]
+    fn rfc6454_origin_of_a_uri_is_scheme_host_and_non_default_port() {
+        for (uri, origin) in [
+            ("https://App.Example/cb?x=1", Some("https://app.example")),
+            ("https://app.example:443/cb", Some("https://app.example")),
+            (
+                "http://127.0.0.1:6274/oauth/callback",
+                Some("http://127.0.0.1:6274"),
+            ),
+            ("http://[::1]:8080", Some("http://[::1]:8080")),
+            ("HTTP://localhost:80/", Some("http://localhost")),
+            ("com.example.app:/cb", None),
+            ("ftp://host/x", None),
+            ("https://user@host/", None),
+            ("https://host:99999999/", None),
+            ("https://:443/", None),
+            ("https://ho st/", None),
+        ] {
+            assert_eq!(origin_of(uri).as_deref(), origin, "{uri}");
+        }
+        assert!(is_origin("https://app.example"));
+        assert!(is_origin("http://127.0.0.1:6274"));
+        for not in [
+            "*",
+            "null",
+            "https://app.example/",
+            "https://APP.example",
+            "https://a.example:443",
+        ] {
+            assert!(!is_origin(not), "{not}");
+        }
     }
 }

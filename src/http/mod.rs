@@ -4,6 +4,7 @@
 mod attest;
 mod audit;
 mod bc_authorize;
+pub mod cors;
 mod discovery;
 mod error;
 pub mod extract;
@@ -16,6 +17,7 @@ mod token;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::Method;
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
@@ -25,7 +27,12 @@ use crate::oauth::{Ctx, ErrorCode, OAuthError};
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
     let timeout = ctx.config.server.request_timeout;
-    Router::new()
+    let origins = Arc::new(cors::Origins::new(
+        &ctx.config.server.cors_origins,
+        ctx.clients.redirect_origins(),
+    ));
+    // What a browser-based client calls itself (see `cors`).
+    let documents = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata),
@@ -35,9 +42,17 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             get(discovery::metadata),
         )
         .route("/jwks.json", get(discovery::jwks))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors::layer(Arc::clone(&origins), &[Method::GET]));
+    let token_endpoints = Router::new()
         .route("/token", post(token::token))
-        .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(revoke::revoke))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors::layer(origins, &[Method::POST]));
+    Router::new()
+        .merge(documents)
+        .merge(token_endpoints)
+        .route("/introspect", post(introspect::introspect))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/attest/challenge", post(attest::challenge))

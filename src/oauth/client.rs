@@ -125,6 +125,18 @@ impl Clients {
         self.resource_audiences.iter().any(|a| a == aud)
     }
 
+    /// The origins (RFC 6454) of every client's http(s) redirect URIs: where its browser-side
+    /// code runs, so where it may call `/token` from (the CORS layer of the HTTP edge uses this).
+    pub fn redirect_origins(&self) -> Vec<String> {
+        let mut v: Vec<String> = (self.by_id.values())
+            .flat_map(|c| c.redirect_uris.iter())
+            .filter_map(|u| crate::input::origin_of(u))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Every scope any client may be granted, for metadata `scopes_supported`.
     pub fn all_scopes(&self) -> Vec<String> {
         let mut v: Vec<String> = self

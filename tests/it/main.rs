@@ -12,6 +12,7 @@ mod clock;
 mod config_docs;
 mod conformance;
 mod connections;
+mod cors;
 mod durability;
 mod endpoints;
 mod exchange;

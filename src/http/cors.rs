@@ -1,0 +1,101 @@
+//! Cross-origin requests (the Fetch standard's CORS protocol) for the endpoints a browser-based
+//! client calls itself: the two metadata documents, the JWKS, `/token` and `/revoke` (an MCP
+//! client such as the MCP Inspector runs in a page on a loopback origin). The pages for humans,
+//! introspection, attestation and the audit checkpoint are never readable across origins.
+//!
+//! Allowed origins: the loopback origins (`http(s)://localhost`, `127.0.0.1`, `[::1]`, any port,
+//! RFC 8252 §7.3's native-app case), the origins of every client's redirect URIs (where its
+//! browser code runs), and `server.cors_origins`. The answer echoes the one origin that asked,
+//! never `*`, and never allows credentials: clients authenticate with the `Authorization` header
+//! or the body, not with cookies.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::input::origin_of;
+
+/// The origins allowed across origins.
+#[derive(Debug, Default)]
+pub struct Origins {
+    exact: HashSet<String>,
+}
+
+impl Origins {
+    pub fn new(configured: &[String], redirect_origins: Vec<String>) -> Self {
+        Self {
+            exact: configured.iter().cloned().chain(redirect_origins).collect(),
+        }
+    }
+
+    /// Whether a request whose `Origin` header is `origin` may read the answer.
+    pub fn allows(&self, origin: &str) -> bool {
+        // Only an origin exactly as browsers serialize it (so `null`, paths and odd case fail).
+        if origin_of(origin).as_deref() != Some(origin) {
+            return false;
+        }
+        self.exact.contains(origin) || is_loopback(origin)
+    }
+}
+
+fn is_loopback(origin: &str) -> bool {
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next() == Some("::1"),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost" || host == "127.0.0.1"
+}
+
+/// The layer for routes answering `methods`: preflights are answered here, and allowed
+/// origins get `Access-Control-Allow-Origin` (with `Vary: Origin`) on every answer.
+pub fn layer(origins: Arc<Origins>, methods: &[Method]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |o: &HeaderValue, _| {
+            o.to_str().is_ok_and(|o| origins.allows(o))
+        }))
+        .allow_methods(methods.to_vec())
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirect_and_configured_origins_are_allowed_and_nothing_else() {
+        let o = Origins::new(
+            &["https://inspector.example".into()],
+            vec!["https://app.example".into()],
+        );
+        for ok in [
+            "http://127.0.0.1:6274",
+            "http://localhost:3000",
+            "https://localhost",
+            "http://[::1]:8080",
+            "https://app.example",
+            "https://inspector.example",
+        ] {
+            assert!(o.allows(ok), "{ok}");
+        }
+        for no in [
+            "https://evil.example",
+            "https://app.example.evil.example",
+            "http://app.example",
+            "null",
+            "*",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example",
+            "https://APP.example",
+            "https://app.example/",
+        ] {
+            assert!(!o.allows(no), "{no}");
+        }
+    }
+}
