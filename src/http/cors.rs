@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::input::origin_of;
+use crate::input::is_origin;
 
 /// The origins allowed across origins.
 #[derive(Debug, Default)]
@@ -34,10 +34,7 @@ impl Origins {
     /// Whether a request whose `Origin` header is `origin` may read the answer.
     pub fn allows(&self, origin: &str) -> bool {
         // Only an origin exactly as browsers serialize it (so `null`, paths and odd case fail).
-        if origin_of(origin).as_deref() != Some(origin) {
-            return false;
-        }
-        self.exact.contains(origin) || is_loopback(origin)
+        is_origin(origin) && (self.exact.contains(origin) || is_loopback(origin))
     }
 }
 

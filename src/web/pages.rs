@@ -55,25 +55,17 @@ pub fn csp(redirect_to: Option<&str>) -> String {
     )
 }
 
-/// ` scheme://host[:port]` of an absolute URI, or ` scheme:` for a private-use scheme
-/// (RFC 8252 §7.1); nothing if it holds a character that could end a CSP source.
+/// The origin of an `http(s)` URI (as [`crate::input::origin_of`] serializes it, which admits no
+/// character that could end a CSP source), or ` scheme:` for a private-use scheme (RFC 8252
+/// §7.1); nothing for anything else.
 fn csp_source(uri: &str) -> Option<String> {
-    let (scheme, rest) = uri.split_once(':')?;
-    let ok = |s: &str, extra: &[u8]| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b) || extra.contains(&b))
-    };
-    if !ok(scheme, &[]) {
-        return None;
+    let (scheme, _) = uri.split_once(':')?;
+    if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+        return crate::input::origin_of(uri).map(|o| format!(" {o}"));
     }
-    match rest.strip_prefix("//") {
-        Some(after) if scheme == "http" || scheme == "https" => {
-            let authority = after.split(['/', '?', '#']).next()?;
-            ok(authority, b":[]").then(|| format!(" {scheme}://{authority}"))
-        }
-        _ => Some(format!(" {scheme}:")),
-    }
+    let private_use = !scheme.is_empty()
+        && (scheme.bytes()).all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    private_use.then(|| format!(" {scheme}:"))
 }
 
 /// Renders `page` with `status`; a template failure is logged and becomes a plain 500.
