@@ -39,4 +39,23 @@ mod tests {
         );
         assert_eq!(wire("say \"hi\" \\ ü\n"), "say ?hi? ? ??");
     }
+
+    /// The precise reason behind a refusal (here, which TPM check failed) is for the log and the
+    /// audit: the body carries only the RFC 6749 §5.2 code and the coarse description.
+    #[tokio::test]
+    async fn a_refusals_private_reason_never_reaches_the_body() {
+        let e = OAuthError::new(ErrorCode::InvalidGrant, "attestation failed")
+            .because("PCR 7 differs from the enrolled policy");
+        assert_eq!(e.reason(), "PCR 7 differs from the enrolled policy");
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": "invalid_grant", "error_description": "attestation failed"})
+        );
+    }
 }
