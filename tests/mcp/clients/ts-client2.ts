@@ -1,0 +1,126 @@
+// The TypeScript SDK 2.x client (@modelcontextprotocol/client): sign in through mandate, list the
+// tools, call them, refresh, call again. The registration mode decides what the SDK is given:
+// preregistered: client information already stored (so it does not register); dcr: nothing
+// stored (it registers at the metadata's registration_endpoint); cimd: a clientMetadataUrl
+// (used when mandate's metadata says client_id_metadata_document_supported).
+
+import {
+  Client,
+  StreamableHTTPClientTransport,
+  UnauthorizedError,
+  type OAuthClientProvider,
+  type OAuthClientMetadata,
+  type StoredOAuthClientInformation,
+  type StoredStoredOAuthTokens,
+} from '@modelcontextprotocol/client';
+import {
+  type ClientConfig,
+  Person,
+  RecordingFetch,
+  checkAdd,
+  checkWhoami,
+  fail,
+  log,
+  randomState,
+  readConfig,
+  report,
+  whoami,
+} from '../lib/client-common.ts';
+
+class Provider implements OAuthClientProvider {
+  info: StoredOAuthClientInformation | undefined;
+  stored: StoredOAuthTokens | undefined;
+  verifier = '';
+  currentState: string | undefined;
+  clientMetadataUrl: string | undefined;
+  constructor(private cfg: ClientConfig, private person: Person) {
+    if (cfg.mode === 'preregistered') this.info = { client_id: cfg.clientId ?? fail('preregistered needs clientId') };
+    if (cfg.mode === 'cimd') this.clientMetadataUrl = cfg.clientMetadataUrl;
+  }
+  get redirectUrl() {
+    return this.cfg.redirectUri;
+  }
+  get clientMetadata(): OAuthClientMetadata {
+    return {
+      client_name: 'mandate test: TypeScript client 2.x',
+      redirect_uris: [this.cfg.redirectUri],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  }
+  state() {
+    this.currentState = randomState();
+    return this.currentState;
+  }
+  clientInformation() {
+    return this.info;
+  }
+  saveClientInformation(info: StoredOAuthClientInformation) {
+    this.info = info;
+  }
+  tokens() {
+    return this.stored;
+  }
+  saveTokens(tokens: StoredOAuthTokens) {
+    this.stored = tokens;
+  }
+  async redirectToAuthorization(url: URL) {
+    await this.person.authorize(url, this.currentState);
+  }
+  saveCodeVerifier(v: string) {
+    this.verifier = v;
+  }
+  codeVerifier() {
+    return this.verifier;
+  }
+}
+
+async function main() {
+  const cfg = readConfig();
+  const person = new Person(cfg);
+  const provider = new Provider(cfg, person);
+  const rec = new RecordingFetch();
+  const transport = () => new StreamableHTTPClientTransport(new URL(cfg.serverUrl), { authProvider: provider, fetch: rec.fetch });
+
+  let client = new Client({ name: 'mandate-test-ts-client2', version: '1.0.0' });
+  const first = transport();
+  try {
+    await client.connect(first);
+    fail('the MCP server let an unauthenticated client in');
+  } catch (e) {
+    if (!(e instanceof UnauthorizedError)) throw e;
+    const cb = person.last ?? fail('the SDK asked for authorization but never opened the browser');
+    // The 2.x SDK checks the redirect's iss itself (RFC 9207) when given the callback's query.
+    await first.finishAuth(cb.url.searchParams);
+    const t = transport();
+    client = new Client({ name: 'mandate-test-ts-client2', version: '1.0.0' });
+    await client.connect(t);
+  }
+  log(`signed in (grants so far: ${rec.grants.join(', ')})`);
+  const clientId = provider.info?.client_id ?? fail('no client_id after sign-in');
+  const tools = (await client.listTools()).tools.map((t) => t.name).sort();
+  if (!tools.includes('whoami') || !tools.includes('add')) fail(`tools/list gave ${tools}`);
+  const me1 = whoami(await client.callTool({ name: 'whoami', arguments: {} }));
+  checkWhoami(me1, cfg, clientId);
+  checkAdd(await client.callTool({ name: 'add', arguments: { a: 2, b: 3 } }));
+  log(`whoami: ${JSON.stringify(me1)}`);
+
+  // Refresh: the stored access token stops working (as when it expires; mandate's introspection
+  // says inactive, the MCP server answers 401), and the SDK must refresh, not sign in again.
+  const before = provider.stored ?? fail('no tokens stored');
+  if (!before.refresh_token) fail('mandate issued no refresh token');
+  provider.stored = { ...before, access_token: `expired-${randomState()}` };
+  const second = whoami(await client.callTool({ name: 'whoami', arguments: {} }));
+  checkWhoami(second, cfg, clientId);
+  if (second.jti === me1.jti) fail('the call after refresh carried the same token');
+  if (person.signIns !== 1) fail(`signed in ${person.signIns} times, not once`);
+  if (!rec.grants.includes('refresh_token')) fail(`no refresh_token grant; token requests: ${rec.grants}`);
+  await client.close();
+  report({ client_id: clientId, tools, sub: me1.sub, grants: rec.grants, registrations: rec.registrations, signIns: person.signIns });
+}
+
+main().catch((e) => {
+  process.stderr.write(`FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,44 @@
+// THE ONE PLACE for the mandate settings of the registration modes that have not landed on main
+// yet. Until they land, `tests/mcp/run.sh` runs only `preregistered` (its default); to run the
+// others, fill in the settings below with the keys the feature's branch really has (mandate
+// refuses unknown keys, so a wrong name stops the server at start, loudly) and run
+// `tests/mcp/run.sh --modes preregistered,dcr,cimd` (or MCP_MODES=... scripts/test).
+
+import { SCOPE } from './mcp-server.ts';
+
+/**
+ * Dynamic client registration (RFC 7591, branch `dcr`). The keys are the ones the `dcr` branch's
+ * config.rs had when this was written (`[registration]`); check them against the merged code.
+ */
+export function dcrConfig(): string {
+  return `
+[registration]
+enabled = true
+scopes = ["${SCOPE}"]
+grant_types = ["authorization_code", "refresh_token"]
+`;
+}
+
+/**
+ * Client ID Metadata Documents (branch `cimd`). The harness serves each client's document at
+ * https://127.0.0.1:PORT/clients/NAME.json, with a certificate from a test CA it creates
+ * (`caFile`, PEM). mandate must (1) trust that CA for these fetches and (2) allow fetching from
+ * a loopback address, both off by default. TODO(cimd): the key names below are placeholders
+ * until the `cimd` branch names them; replace them with the real ones.
+ */
+export function cimdConfig(caFile: string): string {
+  return `
+[cimd]
+enabled = true
+allow_loopback = true
+ca_files = ["${caFile}"]
+`;
+}
+
+/**
+ * Environment for mandate in cimd mode, in case its HTTP client reads the system's roots (native
+ * roots honour SSL_CERT_FILE; webpki roots do not): the test CA is appended to the usual bundle.
+ */
+export function cimdEnv(bundleWithTestCa: string): Record<string, string> {
+  return { SSL_CERT_FILE: bundleWithTestCa };
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The MCP end-to-end suite (docs/mcp.md): installs its packages if needed (install.sh), then runs
+# harness.ts against the mandate binary at $MCP_MANDATE_BIN (built here when unset).
+#
+#   tests/mcp/run.sh                                  # preregistered clients + conformance tool
+#   tests/mcp/run.sh --modes preregistered,dcr,cimd   # once DCR and CIMD have landed
+#   tests/mcp/run.sh --clients python --no-conformance
+#
+# MCP_MODES=preregistered,dcr,cimd does what --modes does (for scripts/test and cargo test).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/install.sh"
+if [ -z "${MCP_MANDATE_BIN:-}" ]; then
+  (cd "$here/../.." && cargo build --quiet --locked --bin mandate)
+  MCP_MANDATE_BIN="${CARGO_TARGET_DIR:-$here/../../target}/debug/mandate"
+fi
+exec "$here/node_modules/.bin/tsx" "$here/harness.ts" --mandate "$MCP_MANDATE_BIN" "$@"
