@@ -4,7 +4,7 @@
 // browser-style CORS preflight. Run by tests/mcp/run.sh (see docs/mcp.md).
 //
 //   harness.ts --mandate PATH [--modes preregistered,dcr,cimd] [--clients ts-sdk1,ts-client2,python]
-//              [--no-conformance]
+//              [--no-conformance] [--no-feature-config]
 //
 // Prints one line per check (PASS/FAIL/XFAIL/WARN) and closes with `N passed, N failed`.
 
@@ -27,6 +27,9 @@ const PASSWORD = 'alice-mcp-password';
 const RS_ID = 'mcp-server';
 const RS_SECRET = 'mcp-server-secret';
 const CONFORMANCE_CLIENT = 'mcp-conformance';
+const OTHER_AUDIENCE = 'http://127.0.0.1:9/other-api';
+const PROBE_ID = 'mcp-probe';
+const PROBE_SECRET = 'mcp-probe-secret';
 
 interface ClientKind {
   name: string;
@@ -59,6 +62,7 @@ function parseArgs(argv: string[]) {
     modes: (process.env.MCP_MODES ?? 'preregistered').split(',').map((s) => s.trim()).filter(Boolean),
     clients: CLIENTS.map((c) => c.name),
     conformance: true,
+    featureConfig: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -67,12 +71,15 @@ function parseArgs(argv: string[]) {
     else if (a === '--modes') out.modes = value().split(',').map((s) => s.trim()).filter(Boolean);
     else if (a === '--clients') out.clients = value().split(',').map((s) => s.trim()).filter(Boolean);
     else if (a === '--no-conformance') out.conformance = false;
+    // Runs dcr/cimd without their mandate settings: shows what the SDKs do against a mandate
+    // that lacks the feature (they must fail).
+    else if (a === '--no-feature-config') out.featureConfig = false;
     else throw new Error(`unknown argument ${a}`);
   }
   for (const m of out.modes) if (!MODES.includes(m as Mode)) throw new Error(`unknown mode ${m}; modes: ${MODES.join(', ')}`);
   for (const c of out.clients) if (!CLIENTS.some((k) => k.name === c)) throw new Error(`unknown client ${c}`);
   if (!out.mandate) throw new Error('--mandate PATH (or MCP_MANDATE_BIN) is required');
-  return out as { mandate: string; modes: Mode[]; clients: string[]; conformance: boolean };
+  return out as { mandate: string; modes: Mode[]; clients: string[]; conformance: boolean; featureConfig: boolean };
 }
 
 async function freePort(): Promise<number> {
@@ -114,6 +121,20 @@ audience = "${mcpUrl}"
 ${Object.entries(redirects)
   .map(([name, uri]) => client(`mcp-${name}`, uri))
   .join('')}
+# For the audience check: another resource server, and a confidential client that can get
+# tokens for either (client_credentials).
+[[clients]]
+client_id = "other-api"
+client_secret = "other-api-secret"
+introspect = true
+audience = "${OTHER_AUDIENCE}"
+
+[[clients]]
+client_id = "${PROBE_ID}"
+client_secret = "${PROBE_SECRET}"
+grant_types = ["client_credentials"]
+scopes = ["${SCOPE}"]
+
 # The conformance tool's client: it listens on this loopback port for the redirect.
 ${client(CONFORMANCE_CLIENT, conformanceRedirect)}
 ${extra}`;
@@ -184,11 +205,13 @@ async function main() {
     const conformancePort = await freePort();
     let extra = '';
     let env: Record<string, string> = {};
-    if (opts.modes.includes('dcr')) extra += dcrConfig();
+    if (opts.modes.includes('dcr') && opts.featureConfig) extra += dcrConfig();
     if (opts.modes.includes('cimd')) {
       cimd = await startCimdHost(dir);
-      extra += cimdConfig(cimd.caFile);
-      env = { ...env, ...cimdEnv(cimd.bundleFile) };
+      if (opts.featureConfig) {
+        extra += cimdConfig(cimd.caFile);
+        env = { ...env, ...cimdEnv(cimd.bundleFile) };
+      }
     }
     const configPath = path.join(dir, 'mandate.toml');
     writeFileSync(configPath, mandateConfig(dir, mcp.url, redirects, `http://127.0.0.1:${conformancePort}/callback`, extra));
@@ -230,6 +253,44 @@ async function main() {
         ok ? undefined : `HTTP ${resp.status}, WWW-Authenticate ${www}`);
     }
 
+    // The MCP server takes a token for itself and refuses one for another resource (RFC 8707).
+    {
+      const tokenFor = async (target: string) => {
+        const resp = await fetch(`${issuer}/token`, {
+          method: 'POST',
+          headers: {
+            authorization: `Basic ${Buffer.from(`${PROBE_ID}:${PROBE_SECRET}`).toString('base64')}`,
+            'content-type': 'application/x-www-form-urlencoded',
+          },
+          body: new URLSearchParams({ grant_type: 'client_credentials', scope: SCOPE, resource: target }),
+        });
+        const body = (await resp.json()) as { access_token?: string };
+        if (!body.access_token) throw new Error(`client_credentials for ${target}: HTTP ${resp.status} ${JSON.stringify(body)}`);
+        return body.access_token;
+      };
+      const list = (token: string) =>
+        fetch(mcp!.url, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-protocol-version': '2025-06-18',
+          },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+        });
+      const mine = await list(await tokenFor(mcp.url));
+      const mineBody = await mine.text();
+      const mineOk = mine.status === 200 && mineBody.includes('whoami');
+      record(mineOk ? 'PASS' : 'FAIL', 'MCP server: a token with resource = its URL (aud) is accepted',
+        mineOk ? undefined : `HTTP ${mine.status}: ${mineBody.slice(0, 200)}`);
+      const other = await list(await tokenFor(OTHER_AUDIENCE));
+      const www = other.headers.get('www-authenticate') ?? '';
+      record(other.status === 401 && www.includes('error="invalid_token"') ? 'PASS' : 'FAIL',
+        'MCP server: a token for another resource gets 401 invalid_token (RFC 8707, RFC 6750 §3.1)',
+        other.status === 401 ? undefined : `HTTP ${other.status}, WWW-Authenticate ${www}`);
+    }
+
     for (const mode of opts.modes) {
       for (const name of opts.clients) {
         const kind = CLIENTS.find((k) => k.name === name)!;
@@ -257,7 +318,10 @@ async function main() {
         const secs = ((Date.now() - t0) / 1000).toFixed(1);
         const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
         const title = `${kind.label} [${mode}]: discovery, sign-in (code + PKCE, resource, iss), tools/list, tools/call, refresh, call again (${secs}s)`;
-        if (r.code === 0 && line) {
+        const unfetched = mode === 'cimd' && !cimd!.fetches.get(cfg.clientMetadataUrl!);
+        if (r.code === 0 && line && unfetched) {
+          record('FAIL', title, `mandate never fetched ${cfg.clientMetadataUrl}`);
+        } else if (r.code === 0 && line) {
           record('PASS', title);
           log(`  ${line}`);
         } else {

@@ -117,9 +117,12 @@ async def sign_in(authorization_url: str, username: str, password: str) -> str:
 
 
 class MemoryStorage:
-    def __init__(self, client_info: OAuthClientInformationFull | None):
+    def __init__(self, client_info: OAuthClientInformationFull | None, client_metadata_url: str | None):
         self.tokens: OAuthToken | None = None
         self.client_info = client_info
+        self.client_metadata_url = client_metadata_url
+        # Whether client information was stored from nothing with a new id (a registration).
+        self.registered = False
 
     async def get_tokens(self) -> OAuthToken | None:
         return self.tokens
@@ -131,6 +134,8 @@ class MemoryStorage:
         return self.client_info
 
     async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        if self.client_info is None and client_info.client_id != self.client_metadata_url:
+            self.registered = True
         self.client_info = client_info
 
 
@@ -184,6 +189,19 @@ def check_whoami(me: dict, cfg: dict, client_id: str) -> None:
         raise Failure("whoami says no jti")
 
 
+def check_identity(cfg: dict, client_id: str, registered: bool) -> None:
+    """The client identity matches the mode (see checkIdentity in lib/client-common.ts)."""
+    mode = cfg["mode"]
+    if mode == "preregistered" and client_id != cfg["clientId"]:
+        raise Failure(f"client_id {client_id}, not the configured {cfg['clientId']}")
+    if mode == "cimd" and client_id != cfg.get("clientMetadataUrl"):
+        raise Failure(f"client_id {client_id}, not the metadata document URL {cfg.get('clientMetadataUrl')}")
+    if mode == "dcr" and (not registered or client_id == cfg.get("clientMetadataUrl")):
+        raise Failure(f"client_id {client_id} did not come from a registration")
+    if mode != "dcr" and registered:
+        raise Failure(f"the SDK registered itself in mode {mode}")
+
+
 async def main() -> None:
     cfg = json.loads(sys.argv[1])
     mode = cfg["mode"]
@@ -198,24 +216,22 @@ async def main() -> None:
     if mode == "preregistered":
         stored = OAuthClientInformationFull(client_id=cfg["clientId"], **metadata.model_dump(exclude_none=True))
     person = Person(cfg)
+    client_metadata_url = cfg.get("clientMetadataUrl") if mode == "cimd" else None
+    storage = MemoryStorage(stored, client_metadata_url)
     provider = OAuthClientProvider(
         server_url=cfg["serverUrl"],
         client_metadata=metadata,
-        storage=MemoryStorage(stored),
+        storage=storage,
         redirect_handler=person.redirect,
         callback_handler=person.callback,
-        client_metadata_url=cfg.get("clientMetadataUrl") if mode == "cimd" else None,
+        client_metadata_url=client_metadata_url,
     )
     grants: list[str] = []
-    registrations = 0
 
     async def on_request(request: httpx2.Request) -> None:
-        nonlocal registrations
         if request.method == "POST" and request.url.path == "/token":
             body = parse_qs(request.content.decode())
             grants.append(body.get("grant_type", ["?"])[0])
-        if request.method == "POST" and request.url.path == "/register":
-            registrations += 1
 
     async with httpx2.AsyncClient(auth=provider, event_hooks={"request": [on_request]}, timeout=30) as http:
         async with streamable_http_client(cfg["serverUrl"], http_client=http, terminate_on_close=False) as streams:
@@ -227,6 +243,7 @@ async def main() -> None:
                 if storage_info is None:
                     raise Failure("no client information after sign-in")
                 client_id = storage_info.client_id
+                check_identity(cfg, client_id, storage.registered)
                 tools = sorted(t.name for t in (await session.list_tools()).tools)
                 if "whoami" not in tools or "add" not in tools:
                     raise Failure(f"tools/list gave {tools}")
@@ -251,7 +268,7 @@ async def main() -> None:
                     raise Failure(f"signed in {person.sign_ins} times, not once")
                 if "refresh_token" not in grants:
                     raise Failure(f"no refresh_token grant; token requests: {grants}")
-    result = {"client_id": client_id, "tools": tools, "sub": me1["sub"], "grants": grants, "registrations": registrations, "signIns": person.sign_ins}
+    result = {"client_id": client_id, "tools": tools, "sub": me1["sub"], "grants": grants, "registered": storage.registered, "signIns": person.sign_ins}
     print(f"RESULT {json.dumps(result)}", flush=True)
 
 

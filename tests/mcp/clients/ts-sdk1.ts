@@ -17,6 +17,7 @@ import {
   Person,
   RecordingFetch,
   checkAdd,
+  checkIdentity,
   checkWhoami,
   fail,
   log,
@@ -32,6 +33,8 @@ class Provider implements OAuthClientProvider {
   verifier = '';
   currentState: string | undefined;
   clientMetadataUrl: string | undefined;
+  /** Whether client information was saved from nothing with a new id (a registration). */
+  registered = false;
   constructor(private cfg: ClientConfig, private person: Person) {
     if (cfg.mode === 'preregistered') this.info = { client_id: cfg.clientId ?? fail('preregistered needs clientId') };
     if (cfg.mode === 'cimd') this.clientMetadataUrl = cfg.clientMetadataUrl;
@@ -56,6 +59,7 @@ class Provider implements OAuthClientProvider {
     return this.info;
   }
   saveClientInformation(info: OAuthClientInformationMixed) {
+    if (!this.info && info.client_id !== this.clientMetadataUrl) this.registered = true;
     this.info = info;
   }
   tokens() {
@@ -98,6 +102,7 @@ async function main() {
   }
   log(`signed in (grants so far: ${rec.grants.join(', ')})`);
   const clientId = provider.info?.client_id ?? fail('no client_id after sign-in');
+  checkIdentity(cfg, clientId, provider.registered);
   const tools = (await client.listTools()).tools.map((t) => t.name).sort();
   if (!tools.includes('whoami') || !tools.includes('add')) fail(`tools/list gave ${tools}`);
   const me1 = whoami(await client.callTool({ name: 'whoami', arguments: {} }));
@@ -116,7 +121,7 @@ async function main() {
   if (person.signIns !== 1) fail(`signed in ${person.signIns} times, not once`);
   if (!rec.grants.includes('refresh_token')) fail(`no refresh_token grant; token requests: ${rec.grants}`);
   await client.close();
-  report({ client_id: clientId, tools, sub: me1.sub, grants: rec.grants, registrations: rec.registrations, signIns: person.signIns });
+  report({ client_id: clientId, tools, sub: me1.sub, grants: rec.grants, registered: provider.registered, signIns: person.signIns });
 }
 
 main().catch((e) => {

@@ -15,6 +15,8 @@ export interface CimdHost {
   /** The system's CA bundle plus the test CA (for an HTTP client that reads SSL_CERT_FILE). */
   bundleFile: string;
   origin: string;
+  /** How often each document URL was fetched (by mandate: nothing else asks). */
+  fetches: Map<string, number>;
   /** Publishes `doc` (its client_id set to the URL) and returns the URL. */
   publish(name: string, doc: Record<string, unknown>): string;
   close(): Promise<void>;
@@ -40,6 +42,8 @@ export async function startCimdHost(dir: string): Promise<CimdHost> {
   writeFileSync(bundleFile, (existsSync(system) ? readFileSync(system, 'utf8') : '') + readFileSync(caFile, 'utf8'));
 
   const docs = new Map<string, string>();
+  const fetches = new Map<string, number>();
+  let origin = '';
   const server = https.createServer(
     { key: readFileSync(path.join(dir, 'host.key')), cert: readFileSync(path.join(dir, 'host.pem')) },
     (req, res) => {
@@ -48,16 +52,18 @@ export async function startCimdHost(dir: string): Promise<CimdHost> {
         res.writeHead(404).end();
         return;
       }
+      fetches.set(origin + req.url, (fetches.get(origin + req.url) ?? 0) + 1);
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' });
       res.end(doc);
     },
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     caFile,
     bundleFile,
     origin,
+    fetches,
     publish(name, doc) {
       const p = `/clients/${name}.json`;
       const url = origin + p;

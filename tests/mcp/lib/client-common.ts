@@ -39,7 +39,6 @@ export function fail(msg: string): never {
 /** A fetch that notes every token request's grant_type, then does the request. */
 export class RecordingFetch {
   grants: string[] = [];
-  registrations = 0;
   fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
@@ -47,7 +46,6 @@ export class RecordingFetch {
       const body = init?.body instanceof URLSearchParams ? init.body : new URLSearchParams(String(init?.body ?? ''));
       this.grants.push(body.get('grant_type') ?? '?');
     }
-    if (method === 'POST' && new URL(url).pathname === '/register') this.registrations++;
     return fetch(input, init);
   };
 }
@@ -105,6 +103,18 @@ export function checkAdd(result: unknown) {
   const r = result as { content?: { type: string; text?: string }[] };
   const text = r.content?.find((c) => c.type === 'text')?.text;
   if (text !== '5') fail(`add(2, 3) answered ${JSON.stringify(r)}`);
+}
+
+/**
+ * The client identity the SDK ended up with matches the mode: the configured id
+ * (preregistered), the metadata document's URL (cimd), or an id mandate issued when the SDK
+ * registered (dcr).
+ */
+export function checkIdentity(cfg: ClientConfig, clientId: string, registered: boolean) {
+  if (cfg.mode === 'preregistered' && clientId !== cfg.clientId) fail(`client_id ${clientId}, not the configured ${cfg.clientId}`);
+  if (cfg.mode === 'cimd' && clientId !== cfg.clientMetadataUrl) fail(`client_id ${clientId}, not the metadata document URL ${cfg.clientMetadataUrl}`);
+  if (cfg.mode === 'dcr' && (!registered || clientId === cfg.clientMetadataUrl)) fail(`client_id ${clientId} did not come from a registration`);
+  if (cfg.mode !== 'dcr' && registered) fail(`the SDK registered itself in mode ${cfg.mode}`);
 }
 
 export function report(result: Record<string, unknown>) {
