@@ -17,7 +17,8 @@ import { createInterface } from 'node:readline';
 import { startMcpServer, SCOPE, type McpServerHandle } from './lib/mcp-server.ts';
 import { startCimdHost, type CimdHost } from './lib/cimd-host.ts';
 import { cimdConfig, cimdEnv, dcrConfig } from './lib/feature-config.ts';
-import { EXPECTED_FAILURES, KNOWN_WARNINGS, runConformance } from './lib/conformance.ts';
+import { runConformance } from './lib/conformance.ts';
+import { EXPECTED_FAILURES, KNOWN_WARNINGS } from './lib/expected.ts';
 import type { ClientConfig, Mode } from './lib/client-common.ts';
 
 const ROOT = path.dirname(new URL(import.meta.url).pathname);
@@ -193,6 +194,14 @@ async function main() {
     results.push({ status, name, detail });
     console.log(`${status} ${name}${detail ? ` — ${detail}` : ''}`);
   };
+  /** A check that may be listed in lib/expected.ts under `id`. */
+  const check = (id: string, name: string, ok: boolean, detail?: string) => {
+    const expected = EXPECTED_FAILURES[id];
+    if (ok && expected) record('FAIL', name, `passes but lib/expected.ts lists ${id} as failing (${expected}): remove the entry`);
+    else if (ok) record('PASS', name);
+    else if (expected) record('XFAIL', name, `${detail} (expected: ${expected})`);
+    else record('FAIL', name, detail);
+  };
   const log = (s: string) => process.stderr.write(`${s}\n`);
   let mandate: ChildProcess | null = null;
   let mcp: McpServerHandle | null = null;
@@ -238,6 +247,17 @@ async function main() {
       record(meta.status === 200 && metaAllow === origin ? 'PASS' : 'FAIL',
         'CORS: the metadata answers a cross-origin GET from http://127.0.0.1:6274 with its origin',
         meta.status === 200 && metaAllow === origin ? undefined : `HTTP ${meta.status}, Access-Control-Allow-Origin ${metaAllow}`);
+    }
+
+    // Discovery documents as clients read them.
+    {
+      const oidc = await fetch(`${issuer}/.well-known/openid-configuration`);
+      const doc = (await oidc.json().catch(() => ({}))) as Record<string, unknown>;
+      const missing = ['issuer', 'authorization_endpoint', 'jwks_uri', 'response_types_supported', 'subject_types_supported',
+        'id_token_signing_alg_values_supported'].filter((k) => doc[k] === undefined);
+      check('oidc-discovery-required-fields',
+        'discovery: /.well-known/openid-configuration has every field OpenID Connect Discovery 1.0 §3 requires',
+        oidc.status === 200 && missing.length === 0, `HTTP ${oidc.status}, missing ${missing.join(', ')}`);
     }
 
     // The MCP server refuses a request without a token the way the MCP spec says.
@@ -348,18 +368,10 @@ async function main() {
         record('FAIL', `conformance: no results (exit ${c.exitCode}, ${secs}s)`);
         log(c.output);
       }
-      for (const check of c.checks) {
-        const name = `conformance ${check.scenario}: ${check.id}`;
-        const expected = EXPECTED_FAILURES[check.id];
-        if (check.status === 'SUCCESS') {
-          if (expected) record('FAIL', name, `passes but is listed as expected to fail (${expected}): remove it from EXPECTED_FAILURES`);
-          else record('PASS', name);
-        } else if (check.status === 'FAILURE') {
-          if (expected) record('XFAIL', name, `${check.errorMessage} (expected: ${expected})`);
-          else record('FAIL', name, check.errorMessage);
-        } else {
-          record('WARN', name, `${check.status}: ${check.errorMessage ?? ''}${KNOWN_WARNINGS[check.id] ? ` (known: ${KNOWN_WARNINGS[check.id]})` : ''}`);
-        }
+      for (const x of c.checks) {
+        const name = `conformance ${x.scenario}: ${x.id}`;
+        if (x.status === 'SUCCESS' || x.status === 'FAILURE') check(x.id, name, x.status === 'SUCCESS', x.errorMessage);
+        else record('WARN', name, `${x.status}: ${x.errorMessage ?? ''}${KNOWN_WARNINGS[x.id] ? ` (known: ${KNOWN_WARNINGS[x.id]})` : ''}`);
       }
       log(`conformance tool: exit ${c.exitCode}, ${c.checks.length} checks, ${secs}s`);
       if (c.checks.some((x) => x.status === 'FAILURE' && !EXPECTED_FAILURES[x.id])) log(c.output);

@@ -231,7 +231,8 @@ async def main() -> None:
     async def on_request(request: httpx2.Request) -> None:
         if request.method == "POST" and request.url.path == "/token":
             body = parse_qs(request.content.decode())
-            grants.append(body.get("grant_type", ["?"])[0])
+            # grant_type, and whether the RFC 8707 resource (the MCP server's URL) came along.
+            grants.append(body.get("grant_type", ["?"])[0] + (" +resource" if body.get("resource") else ""))
 
     async with httpx2.AsyncClient(auth=provider, event_hooks={"request": [on_request]}, timeout=30) as http:
         async with streamable_http_client(cfg["serverUrl"], http_client=http, terminate_on_close=False) as streams:
@@ -266,7 +267,7 @@ async def main() -> None:
                     raise Failure("the call after refresh carried the same token")
                 if person.sign_ins != 1:
                     raise Failure(f"signed in {person.sign_ins} times, not once")
-                if "refresh_token" not in grants:
+                if not any(g.startswith("refresh_token") for g in grants):
                     raise Failure(f"no refresh_token grant; token requests: {grants}")
     result = {"client_id": client_id, "tools": tools, "sub": me1["sub"], "grants": grants, "registered": storage.registered, "signIns": person.sign_ins}
     print(f"RESULT {json.dumps(result)}", flush=True)

@@ -44,7 +44,8 @@ export class RecordingFetch {
     const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
     if (method === 'POST' && new URL(url).pathname === '/token') {
       const body = init?.body instanceof URLSearchParams ? init.body : new URLSearchParams(String(init?.body ?? ''));
-      this.grants.push(body.get('grant_type') ?? '?');
+      // grant_type, and whether the RFC 8707 resource (the MCP server's URL) came along.
+      this.grants.push(`${body.get('grant_type') ?? '?'}${body.get('resource') ? ' +resource' : ''}`);
     }
     return fetch(input, init);
   };

@@ -11,22 +11,6 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { signIn } from './signin.ts';
 
-/**
- * Checks expected to fail, with the reason, until the feature that makes them pass lands. A check
- * listed here that passes, or one not listed that fails, fails the run. Statuses other than
- * SUCCESS and FAILURE (WARNING, INFO, SKIPPED) are reported and never fail the run.
- */
-export const EXPECTED_FAILURES: Record<string, string> = {};
-
-/**
- * Checks that answer WARNING today because a feature is missing (reported, never failing). The
- * conformance tool itself treats them as warnings.
- */
-export const KNOWN_WARNINGS: Record<string, string> = {
-  'authorization-server-metadata-cimd':
-    'mandate does not advertise client_id_metadata_document_supported until Client ID Metadata Documents land (branch cimd)',
-};
-
 export interface Check {
   scenario: string;
   id: string;
