@@ -334,7 +334,7 @@ async function main() {
         }
         const t0 = Date.now();
         const [cmd, args] = kind.command(JSON.stringify(cfg));
-        const r = await run(cmd, args, 90_000);
+        const r = await run(cmd, args, 60_000);
         const secs = ((Date.now() - t0) / 1000).toFixed(1);
         const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
         const title = `${kind.label} [${mode}]: discovery, sign-in (code + PKCE, resource, iss), tools/list, tools/call, refresh, call again (${secs}s)`;

@@ -14,4 +14,8 @@ if [ -z "${MCP_MANDATE_BIN:-}" ]; then
   (cd "$here/../.." && cargo build --quiet --locked --bin mandate)
   MCP_MANDATE_BIN="${CARGO_TARGET_DIR:-$here/../../target}/debug/mandate"
 fi
+# tsx runs the TypeScript without checking its types; tsc checks them first (MCP_TYPECHECK=0 skips).
+if [ "${MCP_TYPECHECK:-1}" != 0 ]; then
+  (cd "$here" && node_modules/.bin/tsc -p .) || { echo "tests/mcp: type errors (above)" >&2; exit 1; }
+fi
 exec "$here/node_modules/.bin/tsx" "$here/harness.ts" --mandate "$MCP_MANDATE_BIN" "$@"

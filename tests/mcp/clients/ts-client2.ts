@@ -11,7 +11,7 @@ import {
   type OAuthClientProvider,
   type OAuthClientMetadata,
   type StoredOAuthClientInformation,
-  type StoredStoredOAuthTokens,
+  type StoredOAuthTokens,
 } from '@modelcontextprotocol/client';
 import {
   type ClientConfig,

@@ -74,6 +74,8 @@ export async function runConformance(s: ConformanceSettings): Promise<{ checks: 
             await resp.text();
           } catch (e) {
             s.log(`conformance: the headless sign-in failed: ${e instanceof Error ? e.message : String(e)}`);
+            // The tool would wait 5 minutes for a callback that cannot come.
+            child.kill('SIGTERM');
           }
         })();
       }
@@ -82,7 +84,7 @@ export async function runConformance(s: ConformanceSettings): Promise<{ checks: 
   child.stdout.on('data', onData);
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exitCode = await new Promise<number>((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.on('exit', (code) => {
       clearTimeout(timer);
       resolve(code ?? -1);
