@@ -42,8 +42,11 @@ class Provider implements OAuthClientProvider {
   get redirectUrl() {
     return this.cfg.redirectUri;
   }
-  get clientMetadata(): OAuthClientMetadata {
+  // What a registration (dcr) sends. A loopback redirect makes this a native app (RFC 8252,
+  // OIDC Registration's application_type); said outright, as the 1.x SDK does not derive it.
+  get clientMetadata(): OAuthClientMetadata & { application_type?: string } {
     return {
+      application_type: 'native',
       client_name: 'mandate test: TypeScript SDK 1.x',
       redirect_uris: [this.cfg.redirectUri],
       grant_types: ['authorization_code', 'refresh_token'],
