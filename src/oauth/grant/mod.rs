@@ -144,36 +144,43 @@ pub async fn token<S: GrantStorage + ?Sized>(
 /// Resolves the resource servers a token will be for. Named ones must be among `audiences`
 /// (every resource server's) and within the client's `audiences`, else `invalid_target`
 /// (RFC 8693 §2.2.2); none named means every one the client may reach, or this server
-/// (`issuer`) when it may reach none.
+/// (`issuer`) when it may reach none. A URL names a resource by its canonical form (RFC 8707
+/// §2, `input::canonical_resource`), and the token carries the resource's own spelling.
 pub fn resolve_audiences(
     audiences: &[String],
     issuer: &str,
     client: &Client,
     targets: &[String],
 ) -> Result<Vec<String>, OAuthError> {
-    let reachable = |aud: &str| {
-        audiences.iter().any(|a| a == aud)
-            && client
-                .audiences
-                .as_ref()
-                .is_none_or(|allowed| allowed.iter().any(|a| a == aud))
+    let same = |a: &str, b: &str| {
+        a == b
+            || crate::input::canonical_resource(a)
+                .is_some_and(|c| crate::input::canonical_resource(b).as_ref() == Some(&c))
+    };
+    let allowed = |aud: &str| {
+        (client.audiences.as_ref()).is_none_or(|allowed| allowed.iter().any(|a| same(a, aud)))
     };
     if targets.is_empty() {
-        let all: Vec<String> = audiences.iter().filter(|a| reachable(a)).cloned().collect();
+        let all: Vec<String> = audiences.iter().filter(|a| allowed(a)).cloned().collect();
         return Ok(if all.is_empty() {
             vec![issuer.to_string()]
         } else {
             all
         });
     }
+    let mut out = Vec::with_capacity(targets.len());
     for t in targets {
-        if !reachable(t) {
-            return Err(OAuthError::invalid_target(format!(
-                "`{t}` is not a resource server this client may get tokens for"
-            )));
+        match audiences.iter().find(|a| same(a, t)).filter(|a| allowed(a)) {
+            Some(a) if !out.contains(a) => out.push(a.clone()),
+            Some(_) => {}
+            None => {
+                return Err(OAuthError::invalid_target(format!(
+                    "`{t}` is not a resource server this client may get tokens for"
+                )));
+            }
         }
     }
-    Ok(targets.to_vec())
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod code;
 mod pages;
 mod refresh;
+mod resources;
 
 use serde_json::Value;
 

@@ -231,19 +231,32 @@ impl AuthorizeRequest {
     }
 
     /// The scope the tokens will carry: as asked, or by default everything both the client and
-    /// the user may hold; either way within both (SPEC "Declarative bootstrap").
-    pub fn scope_for(&self, user: &User) -> Result<ScopeSet, OAuthError> {
+    /// the user may hold; either way within both (SPEC "Declarative bootstrap"), and within
+    /// `ceiling`, the scopes the resources asked for mean something at (`[[resources]]`).
+    pub fn scope_for(
+        &self,
+        user: &User,
+        ceiling: Option<&ScopeSet>,
+    ) -> Result<ScopeSet, OAuthError> {
         let user_allowed = ScopeSet::from_list(user.scopes.iter().cloned());
         let scope = match &self.scope {
             Some(s) => s.clone(),
             None => ScopeSet::from_list(
-                self.client
-                    .scopes
-                    .iter()
+                (self.client.scopes.iter())
                     .filter(|s| user.scopes.contains(s))
+                    .filter(|s| ceiling.is_none_or(|c| c.contains(s)))
                     .cloned(),
             ),
         };
+        if let Some(c) = ceiling.filter(|c| !scope.is_subset(c)) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope means nothing at the resource asked for: {}",
+                    scope.excess(c).join(" ")
+                ),
+            ));
+        }
         if !scope.is_subset(&user_allowed) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
