@@ -17,8 +17,10 @@ use crate::oauth::client::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::request::{AUTHORIZATION_CODE, REFRESH_TOKEN};
-use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::{AccessSpec, IssueStorage, Issued, mint_access, mint_refresh, persist};
+use crate::oauth::scope::{OPENID, ScopeSet};
+use crate::oauth::token::{
+    AccessSpec, IssueStorage, Issued, mint_access, mint_id_token, mint_refresh, persist,
+};
 use crate::store::StoreError;
 use crate::store::web::CodeRecord;
 
@@ -60,6 +62,7 @@ pub async fn issue_code<S: AuthorizationCodeStorage + ?Sized>(
         expires_at: now + env.tokens.authorization_code_ttl.as_secs() as i64,
         used_at: None,
         replayed_at: None,
+        nonce: req.nonce.clone(),
     };
     storage.create_code(&record, now).await?;
     Ok(code)
@@ -138,6 +141,17 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             grant: AUTHORIZATION_CODE,
         },
     )?;
+    // OpenID Connect Core §3.1.3.3: an ID Token beside the access token when `openid` was granted.
+    let id_token = match rec.scope.split(' ').any(|s| s == OPENID) {
+        true => Some(mint_id_token(
+            &env.mint,
+            &rec.username,
+            &rec.client_id,
+            rec.nonce.as_deref(),
+            &access,
+        )?),
+        false => None,
+    };
     let mut refresh = client.allows_grant(REFRESH_TOKEN).then(|| {
         mint_refresh(
             &env.mint,
@@ -157,6 +171,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
         scope: access.record.scope,
         refresh_token: refresh.map(|r| r.token),
         issued_token_type: None,
+        id_token,
     })
 }
 

@@ -142,6 +142,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
         scope: access.record.scope,
         refresh_token: Some(refresh.token),
         issued_token_type: None,
+        id_token: None,
     })
 }
 

@@ -35,6 +35,7 @@ fn with_code() -> Memory {
         expires_at: NOW + 50,
         used_at: None,
         replayed_at: None,
+        nonce: None,
     };
     m.state().codes.insert(code.code_hash.clone(), code);
     m
@@ -217,6 +218,7 @@ async fn rfc6749_s4_1_2_an_issued_code_is_single_use_short_lived_and_starts_a_se
         challenge: CodeChallenge::from_stored(CHALLENGE.into()),
         targets: vec![],
         aud: vec![RS[0].into()],
+        nonce: None,
     };
     let scope = ScopeSet::parse("read write").unwrap();
     let code = issue_code(&m, &fx.env(), &req, "alice", &scope)
