@@ -68,6 +68,15 @@ pub async fn issue_code<S: AuthorizationCodeStorage + ?Sized>(
     Ok(code)
 }
 
+/// The parameters of a code redemption at `/token` (RFC 6749 §4.1.3, RFC 7636 §4.5, RFC 8707
+/// §2.2).
+pub struct Redemption<'a> {
+    pub code: &'a str,
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: Option<&'a str>,
+    pub targets: &'a [String],
+}
+
 fn bad_grant(d: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, d)
 }
@@ -81,10 +90,14 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
     storage: &S,
     env: &Env<'_>,
     client: &Client,
-    code: &str,
-    redirect_uri: Option<&str>,
-    code_verifier: Option<&str>,
+    redeem: Redemption<'_>,
 ) -> Result<Issued, OAuthError> {
+    let Redemption {
+        code,
+        redirect_uri,
+        code_verifier,
+        targets,
+    } = redeem;
     if !client.allows_grant(AUTHORIZATION_CODE) {
         return Err(OAuthError::unauthorized_client(format!(
             "client `{}` is not allowed the authorization_code grant",
@@ -122,6 +135,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             "code_verifier does not match the code_challenge (RFC 7636 §4.6)",
         ));
     }
+    let aud = super::narrow_audiences(&rec.aud, targets)?;
     if !storage.use_code(&hash, now).await? {
         return Err(replayed(storage, env, &rec).await);
     }
@@ -132,7 +146,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             sub: rec.username.clone(),
             client_id: rec.client_id.clone(),
             scope: rec.scope.clone(),
-            aud: rec.aud.to_vec(),
+            aud,
             ttl: access_ttl,
             sid: Some(rec.sid.clone()),
             act: None,
@@ -153,12 +167,15 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
         false => None,
     };
     let mut refresh = client.allows_grant(REFRESH_TOKEN).then(|| {
-        mint_refresh(
+        let mut r = mint_refresh(
             &env.mint,
             &access.record,
             env.tokens.refresh_token_ttl.as_secs() as i64,
             AUTHORIZATION_CODE,
-        )
+        );
+        // The grant stays for every resource the code was for (RFC 8707 §2.2).
+        r.record.aud = rec.aud.clone();
+        r
     });
     match &mut refresh {
         Some(r) => persist(storage, &mut [&mut access, r]).await?,

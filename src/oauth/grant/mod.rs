@@ -121,21 +121,26 @@ pub async fn token<S: GrantStorage + ?Sized>(
             code,
             redirect_uri,
             code_verifier,
+            targets,
         } => {
             authorization_code::grant(
                 storage,
                 env,
                 client,
-                &code,
-                redirect_uri.as_deref(),
-                code_verifier.as_deref(),
+                authorization_code::Redemption {
+                    code: &code,
+                    redirect_uri: redirect_uri.as_deref(),
+                    code_verifier: code_verifier.as_deref(),
+                    targets: &targets,
+                },
             )
             .await
         }
         TokenRequest::RefreshToken {
             refresh_token,
             scope,
-        } => refresh_token::grant(storage, env, client, &refresh_token, scope).await,
+            targets,
+        } => refresh_token::grant(storage, env, client, &refresh_token, scope, &targets).await,
         TokenRequest::TokenExchange(req) => token_exchange::grant(storage, env, client, req).await,
         TokenRequest::Ciba { auth_req_id } => ciba::grant(storage, env, client, &auth_req_id).await,
     }
@@ -181,6 +186,34 @@ pub fn resolve_audiences(
         }
     }
     Ok(out)
+}
+
+/// RFC 8707 §2.2: the `resource` values of a request at `/token` that redeems a code or a
+/// refresh token narrow the access token to some of the resource servers the grant was for
+/// (`granted`), each named by any spelling of its canonical form; one the grant was not for is
+/// `invalid_target`. None named: all of them.
+pub fn narrow_audiences(granted: &[String], targets: &[String]) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = Vec::with_capacity(targets.len());
+    for t in targets {
+        let canonical = crate::input::canonical_resource(t);
+        let found = granted.iter().find(|g| {
+            *g == t || (canonical.is_some() && crate::input::canonical_resource(g) == canonical)
+        });
+        match found {
+            Some(g) if !out.contains(g) => out.push(g.clone()),
+            Some(_) => {}
+            None => {
+                return Err(OAuthError::invalid_target(format!(
+                    "`{t}` is not among the resource servers this grant is for"
+                )));
+            }
+        }
+    }
+    Ok(if out.is_empty() {
+        granted.to_vec()
+    } else {
+        out
+    })
 }
 
 #[cfg(test)]

@@ -131,3 +131,69 @@ async fn the_consent_page_says_what_each_scope_lets_the_agent_do() {
     assert!(body.contains("Team files <code>https://files.example/mcp</code>"));
     app.stop().await;
 }
+
+/// RFC 8707 §2.2: `resource` at `/token` narrows the access token to some of what the grant is
+/// for, on the code and on each refresh, while the refresh token keeps the whole grant; a
+/// resource the grant is not for is `invalid_target` and burns neither the code nor the
+/// refresh token.
+#[tokio::test]
+async fn rfc8707_s2_2_resource_at_the_token_endpoint_narrows_the_access_token() {
+    for b in backends() {
+        let app = spawn_app(b).await;
+        let mut br = Browser::new(&app);
+        let pkce = Pkce::new();
+        // No resource asked at /authorize: the grant is for both resource servers.
+        let q = authorize_query("cli", "orders:read", "s", &pkce.challenge, &[]);
+        let loc = br
+            .authorize_and_approve(&q, "alice", "alice-password")
+            .await;
+        let code = code_from(&loc, "s");
+        let form = |extra: &'static str| {
+            vec![
+                ("grant_type", "authorization_code"),
+                ("client_id", "cli"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", pkce.verifier.as_str()),
+                ("resource", extra),
+            ]
+        };
+        let r = app.post_form("/token", None, &form("nope")).await;
+        assert_eq!(r.status(), 400, "{}", app.label());
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"], "invalid_target");
+        let t: Value = app
+            .post_form("/token", None, &form("orders-api"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let at = t["access_token"].as_str().expect("the code still works");
+        assert_eq!(claims(at)["aud"], "orders-api");
+        let rt = t["refresh_token"].as_str().unwrap().to_string();
+        let refresh = |rt: String, resource: &'static str| {
+            let app = &app;
+            async move {
+                app.post_form(
+                    "/token",
+                    None,
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", "cli"),
+                        ("refresh_token", &rt),
+                        ("resource", resource),
+                    ],
+                )
+                .await
+            }
+        };
+        let r = refresh(rt.clone(), "nope").await;
+        assert_eq!(r.status(), 400);
+        let t: Value = refresh(rt, "billing-api").await.json().await.unwrap();
+        let at = t["access_token"]
+            .as_str()
+            .expect("the refresh token still works");
+        assert_eq!(claims(at)["aud"], "billing-api", "the grant kept both");
+        app.stop().await;
+    }
+}
