@@ -113,6 +113,15 @@ impl Clients {
         }
     }
 
+    /// Adds audiences that no introspecting client stands for: resource servers named by URL
+    /// (`[[resources]]`), which may verify tokens against the JWKS alone.
+    pub fn with_audiences(mut self, extra: impl IntoIterator<Item = String>) -> Self {
+        self.resource_audiences.extend(extra);
+        self.resource_audiences.sort();
+        self.resource_audiences.dedup();
+        self
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Client>> {
         self.by_id.get(id).cloned()
     }

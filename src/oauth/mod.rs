@@ -19,6 +19,7 @@ pub mod introspect;
 pub mod params;
 pub mod pkce;
 pub mod request;
+pub mod resource;
 pub mod revoke;
 pub mod scope;
 pub mod secret_check;
@@ -43,6 +44,8 @@ pub struct Ctx {
     pub writer: Writer,
     pub keys: Arc<KeyService>,
     pub clients: Arc<client::Clients>,
+    /// Resource servers named by URL, with their scopes and tools.
+    pub resources: Arc<resource::Resources>,
     pub users: Arc<user::Users>,
     pub agents: Arc<agent::Agents>,
     /// CAs whose EK certificates may enroll an agent (zero-touch TPM enrollment).
