@@ -113,7 +113,18 @@ username = "${USER}"
 password = "${PASSWORD}"
 scopes = ["${SCOPE}"]
 
-# The MCP server: a resource server that introspects, and whose tokens carry its URL as aud.
+# The MCP server, named by its URL (RFC 8707 resource; aud of its tokens), with its scope and
+# tools for the consent page.
+[[resources]]
+uri = "${mcpUrl}"
+name = "mandate test MCP server"
+scopes = ["${SCOPE}"]
+tools = [
+  { name = "whoami", scope = "${SCOPE}", description = "Say who the token was issued to" },
+  { name = "add", scope = "${SCOPE}", description = "Add two numbers" },
+]
+
+# ... and as the client it introspects with (RFC 7662), whose audience is that URL.
 [[clients]]
 client_id = "${RS_ID}"
 client_secret = "${RS_SECRET}"
@@ -299,6 +310,13 @@ async function main() {
           },
           body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
         });
+      // The resource is matched by canonical form (scheme and host without case, MCP
+      // authorization spec; RFC 3986 §6.2.2.1); the token carries the URI as configured.
+      const shouted = mcp.url.replace('http://127.0.0.1', 'HTTP://127.0.0.1');
+      const loud = await list(await tokenFor(shouted));
+      record(loud.status === 200 ? 'PASS' : 'FAIL',
+        'MCP server: a token asked for with the resource spelled in another case (HTTP://...) is for it (canonical resource)',
+        loud.status === 200 ? undefined : `HTTP ${loud.status}, WWW-Authenticate ${loud.headers.get('www-authenticate')}`);
       const mine = await list(await tokenFor(mcp.url));
       const mineBody = await mine.text();
       const mineOk = mine.status === 200 && mineBody.includes('whoami');
