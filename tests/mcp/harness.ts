@@ -4,11 +4,15 @@
 // browser-style CORS preflight. Run by tests/mcp/run.sh (see docs/mcp.md).
 //
 //   harness.ts --mandate PATH [--modes preregistered,dcr,cimd] [--clients ts-sdk1,ts-client2,python]
-//              [--no-conformance] [--no-feature-config]
+//              [--no-conformance] [--no-feature-config] [--database postgres://...]
+//
+// mandate keeps its data in a SQLite file of the run's folder, or, with --database, in a fresh
+// schema of that PostgreSQL database (made and dropped with psql).
 //
 // Prints one line per check (PASS/FAIL/XFAIL/WARN) and closes with `N passed, N failed`.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -64,6 +68,7 @@ function parseArgs(argv: string[]) {
     clients: CLIENTS.map((c) => c.name),
     conformance: true,
     featureConfig: true,
+    database: '',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -75,12 +80,14 @@ function parseArgs(argv: string[]) {
     // Runs dcr/cimd without their mandate settings: shows what the SDKs do against a mandate
     // that lacks the feature (they must fail).
     else if (a === '--no-feature-config') out.featureConfig = false;
+    else if (a === '--database') out.database = value();
     else throw new Error(`unknown argument ${a}`);
   }
   for (const m of out.modes) if (!MODES.includes(m as Mode)) throw new Error(`unknown mode ${m}; modes: ${MODES.join(', ')}`);
   for (const c of out.clients) if (!CLIENTS.some((k) => k.name === c)) throw new Error(`unknown client ${c}`);
   if (!out.mandate) throw new Error('--mandate PATH (or MCP_MANDATE_BIN) is required');
-  return out as { mandate: string; modes: Mode[]; clients: string[]; conformance: boolean; featureConfig: boolean };
+  if (out.database && !/^postgres(ql)?:\/\//.test(out.database)) throw new Error('--database takes a postgres:// URL');
+  return out as { mandate: string; modes: Mode[]; clients: string[]; conformance: boolean; featureConfig: boolean; database: string };
 }
 
 async function freePort(): Promise<number> {
@@ -94,7 +101,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-function mandateConfig(dir: string, mcpUrl: string, redirects: Record<string, string>, conformanceRedirect: string, extra: string) {
+function mandateConfig(dir: string, databaseUrl: string, mcpUrl: string, redirects: Record<string, string>, conformanceRedirect: string, extra: string) {
   const client = (id: string, redirect: string) => `
 [[clients]]
 client_id = "${id}"
@@ -105,7 +112,7 @@ scopes = ["${SCOPE}"]
 `;
   return `# Written by tests/mcp/harness.ts for one run.
 listen = "127.0.0.1:0"
-database_url = "sqlite://${path.join(dir, 'mandate.db')}"
+database_url = "${databaseUrl}"
 kek_file = "${path.join(dir, 'kek')}"
 
 [[users]]
@@ -217,7 +224,14 @@ async function main() {
   let mandate: ChildProcess | null = null;
   let mcp: McpServerHandle | null = null;
   let cimd: CimdHost | null = null;
+  let schema = '';
   try {
+    let databaseUrl = `sqlite://${path.join(dir, 'mandate.db')}`;
+    if (opts.database) {
+      schema = `t_mcp_${randomBytes(6).toString('hex')}`;
+      execFileSync('psql', [opts.database, '-qAt', '-c', `CREATE SCHEMA ${schema}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+      databaseUrl = `${opts.database}${opts.database.includes('?') ? '&' : '?'}options=-c%20search_path%3D${schema}`;
+    }
     writeFileSync(path.join(dir, 'kek'), Buffer.alloc(32, 7).toString('base64'));
     mcp = await startMcpServer();
     const redirects: Record<string, string> = {};
@@ -234,12 +248,12 @@ async function main() {
       }
     }
     const configPath = path.join(dir, 'mandate.toml');
-    writeFileSync(configPath, mandateConfig(dir, mcp.url, redirects, `http://127.0.0.1:${conformancePort}/callback`, extra));
+    writeFileSync(configPath, mandateConfig(dir, databaseUrl, mcp.url, redirects, `http://127.0.0.1:${conformancePort}/callback`, extra));
     const m = await startMandate(opts.mandate, configPath, env, log);
     mandate = m.child;
     const issuer = m.url;
     mcp.configure(issuer, RS_ID, RS_SECRET);
-    log(`mandate at ${issuer}, MCP server at ${mcp.url}, modes ${opts.modes.join(',')}, work dir ${dir}`);
+    log(`mandate at ${issuer} on ${opts.database ? `PostgreSQL (schema ${schema})` : 'SQLite'}, MCP server at ${mcp.url}, modes ${opts.modes.join(',')}, work dir ${dir}`);
 
     // A browser-based client (the MCP Inspector runs at http://127.0.0.1:6274) preflights /token.
     {
@@ -403,12 +417,20 @@ async function main() {
     await mcp?.close();
     await cimd?.close();
     if (!process.env.MCP_KEEP_DIR) rmSync(dir, { recursive: true, force: true });
+    if (schema) {
+      await new Promise((resolve) => mandate?.exitCode !== null ? resolve(null) : mandate?.once('exit', resolve));
+      try {
+        execFileSync('psql', [opts.database, '-qAt', '-c', `DROP SCHEMA ${schema} CASCADE`], { stdio: ['ignore', 'ignore', 'inherit'] });
+      } catch {
+        log(`could not drop schema ${schema}`);
+      }
+    }
   }
   const passed = results.filter((r) => r.status === 'PASS').length;
   const failed = results.filter((r) => r.status === 'FAIL').length;
   const xfail = results.filter((r) => r.status === 'XFAIL').length;
   const warn = results.filter((r) => r.status === 'WARN').length;
-  console.log(`${xfail} expected failures, ${warn} warnings, ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  console.log(`${opts.database ? 'PostgreSQL' : 'SQLite'}: ${xfail} expected failures, ${warn} warnings, ${((Date.now() - started) / 1000).toFixed(1)}s`);
   console.log(`mcp: ${passed} passed, ${failed} failed`);
   process.exit(failed > 0 ? 1 : 0);
 }
