@@ -20,7 +20,7 @@ const AUTH_METHODS: [&str; 4] = [
 /// RFC 8414 §2. Only what this server really supports is advertised.
 pub fn metadata_document(ctx: &Ctx) -> Value {
     let signing = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
-    json!({
+    let mut doc = json!({
         "issuer": ctx.issuer,
         "authorization_endpoint": ctx.endpoint("/authorize"),
         "token_endpoint": ctx.endpoint("/token"),
@@ -44,7 +44,15 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
         "introspection_endpoint_auth_signing_alg_values_supported": signing,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": signing,
-    })
+    });
+    // RFC 8414 §2 / RFC 7591 §3: only when registration is on.
+    if let (Some(_), Some(o)) = (&ctx.registry, doc.as_object_mut()) {
+        o.insert(
+            "registration_endpoint".into(),
+            ctx.endpoint("/register").into(),
+        );
+    }
+    doc
 }
 
 pub async fn metadata(State(ctx): State<Arc<Ctx>>) -> Response {
