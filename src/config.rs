@@ -844,6 +844,52 @@ mod tests {
         assert!(Config::from_toml(&fine, "c.toml", env(&[])).is_ok());
     }
 
+    /// A registration policy that could only be wrong stops the server at start.
+    #[test]
+    fn rfc7591_registration_policies_that_can_only_be_wrong_are_refused() {
+        for (text, says) in [
+            (
+                "[registration]\ngrant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n",
+                "token-exchange",
+            ),
+            (
+                "[registration]\ngrant_types = [\"client_credentials\"]\n",
+                "confidential",
+            ),
+            (
+                "[registration]\napplication_types = [\"desktop\"]\n",
+                "desktop",
+            ),
+            (
+                "[registration]\nenabled = true\napplication_types = []\n",
+                "application_types",
+            ),
+            ("[registration]\nscopes = [\"a b\"]\n", "scopes"),
+            ("[registration]\nmax_clients = 0\n", "max_clients"),
+            (
+                "[registration]\nper_address_window = \"1s\"\n",
+                "per_address_window",
+            ),
+            (
+                "[registration]\nexpire_unused_after = \"1m\"\n",
+                "expire_unused_after",
+            ),
+        ] {
+            let e = Config::from_toml(text, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let c = Config::from_toml(
+            "[registration]\nconfidential = true\n\
+             grant_types = [\"authorization_code\", \"client_credentials\"]\n",
+            "c.toml",
+            env(&[("MANDATE_REGISTRATION_ENABLED", "true")]),
+        )
+        .unwrap();
+        assert!(c.registration.enabled && !Config::defaults().registration.enabled);
+    }
+
     #[test]
     fn database_passwords_are_redacted() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
