@@ -17,6 +17,17 @@ const AUTH_METHODS: [&str; 4] = [
     "none",
 ];
 
+/// Every scope a client may be granted: the configured clients', and registered clients'.
+fn scopes_supported(ctx: &Ctx) -> Vec<String> {
+    let mut v = ctx.clients.all_scopes();
+    if let Some(r) = &ctx.registry {
+        v.extend(r.policy.scopes.iter().cloned());
+        v.sort();
+        v.dedup();
+    }
+    v
+}
+
 /// RFC 8414 §2. Only what this server really supports is advertised.
 pub fn metadata_document(ctx: &Ctx) -> Value {
     let signing = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
@@ -27,7 +38,7 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
         "jwks_uri": ctx.endpoint("/jwks.json"),
         "introspection_endpoint": ctx.endpoint("/introspect"),
         "revocation_endpoint": ctx.endpoint("/revoke"),
-        "scopes_supported": ctx.clients.all_scopes(),
+        "scopes_supported": scopes_supported(ctx),
         "response_types_supported": ["code"],
         // RFC 7636 §4.3: PKCE is required, and only with S256.
         "code_challenge_methods_supported": ["S256"],

@@ -273,6 +273,7 @@ impl Registry {
             _ => 0,
         };
         tracing::info!(client_id, revoked = n, "{kind}");
+        self.refresh_origins().await?;
         Ok(Some(n))
     }
 

@@ -548,6 +548,52 @@ async fn rfc8414_registration_is_off_unless_enabled_and_advertised_only_when_on(
     }
 }
 
+/// A browser-based client registered with an https redirect URI may call `/token` from its
+/// origin (where its code runs) while it is registered; other origins may not.
+#[tokio::test]
+async fn a_registered_web_clients_https_origin_may_call_token_across_origins() {
+    for b in backends() {
+        let app = spawn_app_with(b, ENABLED).await;
+        let preflight = async |origin: &str| {
+            let r = app
+                .http
+                .request(reqwest::Method::OPTIONS, format!("{}/token", app.url))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .send()
+                .await
+                .unwrap();
+            r.headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(preflight("https://mcp-web.example").await, None);
+        let v = registered(
+            &app.url,
+            &json!({"redirect_uris": ["https://mcp-web.example/cb"], "token_endpoint_auth_method": "none"}),
+        )
+        .await;
+        assert_eq!(v["application_type"], "web");
+        assert_eq!(
+            preflight("https://mcp-web.example").await.as_deref(),
+            Some("https://mcp-web.example")
+        );
+        assert_eq!(preflight("https://other.example").await, None);
+        let (id, token) = (
+            v["client_id"].as_str().unwrap(),
+            v["registration_access_token"].as_str().unwrap(),
+        );
+        manage(reqwest::Method::DELETE, &app.url, id, Some(token)).await;
+        assert_eq!(
+            preflight("https://mcp-web.example").await,
+            None,
+            "{}",
+            app.label()
+        );
+        app.stop().await;
+    }
+}
+
 /// Attacker view: reading, updating or deleting another client's registration.
 #[tokio::test]
 async fn rfc7592_s2_1_a_registration_is_read_with_its_token_and_a_wrong_one_reveals_nothing() {

@@ -99,6 +99,16 @@ fn rfc7591_s2_metadata_is_checked_against_the_policy() {
             "invalid_client_metadata",
         ),
         (
+            "client_name that reorders itself (bidi override), to look like another",
+            json!({"redirect_uris": [NATIVE], "client_name": "Orders \u{202E}ppA"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "client_name with a line break",
+            json!({"redirect_uris": [NATIVE], "client_name": "Orders\nApproved by your admin"}),
+            "invalid_client_metadata",
+        ),
+        (
             "client_name with control characters",
             json!({"redirect_uris": [NATIVE], "client_name": "a\u{1b}[2Jb"}),
             "invalid_client_metadata",
