@@ -217,12 +217,14 @@ impl App {
         audit::seal_plain_tail(store.as_ref(), &writer).await?;
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
         let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
+        let secret_checks = Arc::new(oauth::secret_check::SecretChecks::default());
         // Registered clients resolve at run time from the database, after the config's.
         let registry = config.registration.enabled.then(|| {
             Arc::new(oauth::registration::Registry::new(
                 store.clone(),
                 writer.clone(),
                 clock.clone(),
+                secret_checks.clone(),
                 &config.registration,
             ))
         });
@@ -237,7 +239,7 @@ impl App {
             }
             None => None,
         };
-        let secret_checks = Arc::new(oauth::secret_check::SecretChecks::default());
+
         let auth = ClientAuthenticator::new(
             clients.clone(),
             store.clone(),

@@ -29,6 +29,7 @@ pub use metadata::{Accepted, Policy};
 
 use super::client::{Client, ClientSource, LookupError, Provenance};
 use super::error::{ErrorCode, OAuthError};
+use super::secret_check::SecretChecks;
 use crate::audit::AuditEvent;
 use crate::clock::SharedClock;
 use crate::config::{REGISTRABLE_GRANTS, RegistrationConfig};
@@ -46,6 +47,8 @@ pub struct Registry {
     store: SharedStore,
     writer: Writer,
     clock: SharedClock,
+    /// The process's bound on argon2, which hashing a new client's secret shares.
+    checks: Arc<SecretChecks>,
     pub policy: Policy,
     /// The https origins of live registered clients' redirect URIs, for CORS: added to at
     /// once on this replica, refreshed from the database by [`Registry::sweep`].
@@ -103,12 +106,14 @@ impl Registry {
         store: SharedStore,
         writer: Writer,
         clock: SharedClock,
+        checks: Arc<SecretChecks>,
         config: &RegistrationConfig,
     ) -> Self {
         Self {
             store,
             writer,
             clock,
+            checks,
             policy: Policy::from_config(config),
             origins: RwLock::new(HashSet::new()),
         }
@@ -141,11 +146,14 @@ impl Registry {
         } = accepted;
         client.client_id = b64url(&random_bytes::<16>());
         let secret = (!client.public).then(|| b64url(&random_bytes::<32>()));
-        if let Some(plain) = secret.clone() {
-            let hash = tokio::task::spawn_blocking(move || super::client::hash_secret(&plain))
-                .await
-                .map_err(OAuthError::internal)?
-                .map_err(OAuthError::internal)?;
+        if let Some(plain) = &secret {
+            // argon2id under the process's one bound (SPEC: every expensive check is bounded).
+            let key = format!("register:{address}");
+            let hash = (self.checks.hash(&key, plain).await)
+                .map_err(super::client_auth::busy)?
+                .ok_or_else(|| {
+                    OAuthError::internal("hashing a registered client's secret failed")
+                })?;
             client.secret_hash = Some(hash);
         }
         let token = b64url(&random_bytes::<32>());
