@@ -254,6 +254,10 @@ async fn rfc7591_s3_rfc8252_s7_3_a_registered_native_client_signs_in_on_any_loop
         let ev = audited(&app, "client.registered").await;
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0]["client_id"], id);
+        assert_eq!(
+            ev[0]["address"], "127.0.0.1",
+            "the caller's address is counted and audited"
+        );
         app.stop().await;
     }
 }
