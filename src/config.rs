@@ -51,6 +51,9 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// Resource servers named by URL (RFC 8707 `resource`; an MCP server's canonical URI).
+    #[serde(default)]
+    pub resources: Vec<ResourceConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
@@ -215,6 +218,34 @@ impl std::fmt::Debug for ClientConfig {
             .field("grant_types", &self.grant_types)
             .finish_non_exhaustive()
     }
+}
+
+/// A resource server named by its URL: the `aud` of tokens for it and the `resource` value
+/// (RFC 8707) clients ask for, with the scopes that mean something there and, per tool, what
+/// each scope lets an agent do (shown on the consent page).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Absolute http(s) URL without a fragment; compared with `resource` values by
+    /// `input::canonical_resource` (scheme and host without case).
+    pub uri: String,
+    /// What a human sees on the consent page (default: the URI).
+    pub name: Option<String>,
+    /// When not empty, a sign-in for this resource alone can grant only these scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub tools: Vec<ToolConfig>,
+}
+
+/// One tool (an MCP tool, an API operation) of a resource and the scope it needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    pub name: String,
+    pub scope: String,
+    /// One line a human reads on the consent page: what the tool does on their behalf.
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -525,6 +556,7 @@ impl Config {
                 }
             }
         }
+        self.validate_resources()?;
         for (i, h) in self.attestation.ek_allowlist.iter().enumerate() {
             if h.len() != 64
                 || !h
@@ -638,6 +670,64 @@ const PUBLIC_FORBIDDEN_GRANTS: [&str; 3] = [
 
 /// A name clients will send back (client_id, username, agent name) must pass the same check
 /// as what they send ([`crate::input::identifier`]), or it could never be used.
+impl Config {
+    /// `[[resources]]`: URLs a `resource` parameter can name, unique once canonical, with tools
+    /// whose scopes the resource declares and words short enough for a consent page.
+    fn validate_resources(&self) -> Result<(), String> {
+        const MAX_TEXT: usize = 200;
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in self.resources.iter().enumerate() {
+            let key = format!("resources[{i}] (uri `{}`)", r.uri);
+            let canonical = crate::input::canonical_resource(&r.uri).ok_or_else(|| {
+                format!(
+                    "{key}: uri must be an absolute http(s) URL without a fragment (RFC 8707 §2)"
+                )
+            })?;
+            if !seen.insert(canonical) {
+                return Err(format!("{key}: another resource has the same URL"));
+            }
+            let text = |field: &str, v: &str| {
+                if v.trim().is_empty()
+                    || v.chars().count() > MAX_TEXT
+                    || v.chars().any(char::is_control)
+                {
+                    Err(format!(
+                        "{key}: {field} must be 1 to {MAX_TEXT} characters without control characters"
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            if let Some(n) = &r.name {
+                text("name", n)?;
+            }
+            for s in &r.scopes {
+                // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+                let token = !s.is_empty()
+                    && s.bytes().all(|b| {
+                        b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+                    });
+                if !token {
+                    return Err(format!(
+                        "{key}: `{s}` is not one scope token (RFC 6749 §3.3)"
+                    ));
+                }
+            }
+            for t in &r.tools {
+                text("a tool's name", &t.name)?;
+                text("a tool's description", &t.description)?;
+                if !r.scopes.is_empty() && !r.scopes.contains(&t.scope) {
+                    return Err(format!(
+                        "{key}: tool `{}` needs scope `{}`, which the resource does not list in `scopes`",
+                        t.name, t.scope
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn identifier(key: &str, field: &str, value: &str) -> Result<(), String> {
     crate::input::identifier(|| crate::input::Field::named(field), value)
         .map(drop)
@@ -888,6 +978,52 @@ mod tests {
         )
         .unwrap();
         assert!(c.registration.enabled && !Config::defaults().registration.enabled);
+    }
+
+    /// RFC 8707 §2: a resource is an absolute URI without a fragment; two entries that are the
+    /// same URL once canonical, a tool whose scope the resource does not list, and words that
+    /// cannot go on a consent page are refused at start, naming the entry.
+    #[test]
+    fn rfc8707_s2_resources_that_can_only_be_wrong_are_refused() {
+        let r = |body: &str| format!("[[resources]]\n{body}\n");
+        for (text, says) in [
+            (
+                r("uri = \"https://mcp.example/mcp#x\""),
+                "without a fragment",
+            ),
+            (r("uri = \"mcp.example/mcp\""), "absolute http(s) URL"),
+            (
+                format!(
+                    "{}{}",
+                    r("uri = \"https://mcp.example/mcp\""),
+                    r("uri = \"HTTPS://MCP.example:443/mcp\"")
+                ),
+                "same URL",
+            ),
+            (
+                r("uri = \"https://m.example\"\nscopes = [\"files:read\"]\n\
+                   tools = [{ name = \"rm\", scope = \"files:write\", description = \"Deletes a file\" }]"),
+                "does not list",
+            ),
+            (
+                r("uri = \"https://m.example\"\nscopes = [\"a b\"]"),
+                "one scope token",
+            ),
+            (
+                r("uri = \"https://m.example\"\nname = \"x\\u0007\""),
+                "control characters",
+            ),
+        ] {
+            let e = Config::from_toml(&text, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains("resources["), "{text}: {e}");
+        }
+        let fine = r(
+            "uri = \"https://mcp.example/mcp\"\nname = \"Files\"\nscopes = [\"files:read\"]\n\
+                      tools = [{ name = \"read_file\", scope = \"files:read\", description = \"Reads a file\" }]",
+        );
+        assert!(Config::from_toml(&fine, "c.toml", env(&[])).is_ok());
     }
 
     #[test]

@@ -176,6 +176,27 @@ pub fn origin_of(uri: &str) -> Option<String> {
     }
 }
 
+/// The form in which two resource URIs (RFC 8707 §2) are compared: the origin as
+/// [`origin_of`] serializes it (scheme and host case-insensitive, default port left out, as the
+/// MCP authorization spec's canonical server URI asks) followed by the path and query exactly
+/// as written, a lone `/` path counting as none. `None` for a URI with a fragment (RFC 8707 §2
+/// forbids it), for a scheme other than http(s), or for a malformed authority.
+pub fn canonical_resource(uri: &str) -> Option<String> {
+    if uri.contains('#') {
+        return None;
+    }
+    let origin = origin_of(uri)?;
+    let (_, rest) = uri.split_once("://")?;
+    let tail = rest
+        .find(['/', '?'])
+        .map_or("", |i| rest.get(i..).unwrap_or(""));
+    let tail = match tail.strip_prefix('/') {
+        Some(after) if after.is_empty() || after.starts_with('?') => after,
+        _ => tail,
+    };
+    Some(format!("{origin}{tail}"))
+}
+
 /// Whether `s` is exactly an origin as a browser sends it (RFC 6454 §7): no path, no trailing
 /// slash, lowercase, no default port.
 pub fn is_origin(s: &str) -> bool {
@@ -286,6 +307,53 @@ mod tests {
             "https://a.example:443",
         ] {
             assert!(!is_origin(not), "{not}");
+        }
+    }
+
+    /// RFC 8707 §2 with the MCP authorization spec's canonical URI: scheme and host compare
+    /// without case, the default port is the same as none, a lone `/` path the same as none;
+    /// the path itself stays case-sensitive, and a fragment makes no resource at all.
+    #[test]
+    fn rfc8707_s2_resources_compare_by_canonical_form() {
+        let same = [
+            ("https://MCP.Example.com/mcp", "https://mcp.example.com/mcp"),
+            (
+                "HTTPS://mcp.example.com:443/mcp",
+                "https://mcp.example.com/mcp",
+            ),
+            ("https://mcp.example.com/", "https://mcp.example.com"),
+            (
+                "http://127.0.0.1:8080/mcp?x=1",
+                "http://127.0.0.1:8080/mcp?x=1",
+            ),
+            ("https://a.example/?q", "https://a.example?q"),
+        ];
+        for (a, b) in same {
+            assert_eq!(canonical_resource(a), canonical_resource(b), "{a} vs {b}");
+            assert!(canonical_resource(a).is_some(), "{a}");
+        }
+        let differ = [
+            ("https://mcp.example.com/MCP", "https://mcp.example.com/mcp"),
+            (
+                "https://mcp.example.com/mcp/",
+                "https://mcp.example.com/mcp",
+            ),
+            ("http://mcp.example.com/mcp", "https://mcp.example.com/mcp"),
+            (
+                "https://mcp.example.com:8443/mcp",
+                "https://mcp.example.com/mcp",
+            ),
+        ];
+        for (a, b) in differ {
+            assert_ne!(canonical_resource(a), canonical_resource(b), "{a} vs {b}");
+        }
+        for none in [
+            "https://a.example/mcp#x",
+            "urn:x:y",
+            "ftp://a.example/",
+            "https://u@a/",
+        ] {
+            assert_eq!(canonical_resource(none), None, "{none}");
         }
     }
 }

@@ -198,7 +198,10 @@ impl App {
             &chain_key,
         )
         .await?;
-        let clients = bootstrap_clients(&config, &store, &clock).await?;
+        let resources = Arc::new(oauth::resource::Resources::new(&config.resources));
+        let clients = bootstrap_clients(&config, &store, &clock)
+            .await?
+            .with_audiences(resources.uris().map(str::to_string));
         let users = Arc::new(bootstrap_users(&config).await?);
         let agents = Arc::new(bootstrap_agents(&config, &store, &clock).await?);
         let ek_roots = Arc::new(load_ek_roots(&config)?);
@@ -255,6 +258,7 @@ impl App {
             writer,
             keys,
             clients,
+            resources,
             users,
             agents,
             ek_roots,

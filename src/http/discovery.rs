@@ -40,6 +40,12 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
         "revocation_endpoint": ctx.endpoint("/revoke"),
         "scopes_supported": scopes_supported(ctx),
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        // OpenID Connect Discovery §3: ID Tokens (for `openid` on the code flow) name the
+        // human by username, the same for every client, signed as access tokens are.
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "at_hash"],
         // RFC 7636 §4.3: PKCE is required, and only with S256.
         "code_challenge_methods_supported": ["S256"],
         // RFC 9207: every redirect back to the client carries `iss`.

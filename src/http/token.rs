@@ -38,6 +38,9 @@ fn token_response(issued: Issued) -> Response {
         if let Some(t) = issued.issued_token_type {
             o.insert("issued_token_type".into(), t.into());
         }
+        if let Some(t) = issued.id_token {
+            o.insert("id_token".into(), t.into());
+        }
     }
     let mut resp = axum::Json(body).into_response();
     resp.headers_mut()

@@ -247,6 +247,15 @@ impl Clients {
         }
     }
 
+    /// Adds audiences that no introspecting client stands for: resource servers named by URL
+    /// (`[[resources]]`), which may verify tokens against the JWKS alone.
+    pub fn with_audiences(mut self, extra: impl IntoIterator<Item = String>) -> Self {
+        self.resource_audiences.extend(extra);
+        self.resource_audiences.sort();
+        self.resource_audiences.dedup();
+        self
+    }
+
     /// Resolves ids the config does not know from the registered clients too.
     pub fn with_registered(mut self, source: Arc<dyn ClientSource>) -> Self {
         self.registered = Some(source);

@@ -20,6 +20,7 @@ pub mod params;
 pub mod pkce;
 pub mod registration;
 pub mod request;
+pub mod resource;
 pub mod revoke;
 pub mod scope;
 pub mod secret_check;
@@ -44,6 +45,8 @@ pub struct Ctx {
     pub writer: Writer,
     pub keys: Arc<KeyService>,
     pub clients: Arc<client::Clients>,
+    /// Resource servers named by URL, with their scopes and tools.
+    pub resources: Arc<resource::Resources>,
     pub users: Arc<user::Users>,
     pub agents: Arc<agent::Agents>,
     /// CAs whose EK certificates may enroll an agent (zero-touch TPM enrollment).

@@ -35,11 +35,15 @@ pub enum TokenRequest {
         code: String,
         redirect_uri: Option<String>,
         code_verifier: Option<String>,
+        /// RFC 8707 §2.2: narrows the access token to some of what the code was for.
+        targets: Vec<String>,
     },
     /// RFC 6749 §6.
     RefreshToken {
         refresh_token: String,
         scope: Option<ScopeSet>,
+        /// RFC 8707 §2.2: narrows the access token to some of what the grant is for.
+        targets: Vec<String>,
     },
     /// RFC 8693 §2.1.
     TokenExchange(ExchangeRequest),
@@ -97,10 +101,12 @@ impl TokenRequest {
                 code: p.required("code")?.to_string(),
                 redirect_uri: p.one("redirect_uri")?.map(str::to_string),
                 code_verifier: p.one("code_verifier")?.map(str::to_string),
+                targets: targets(p),
             }),
             REFRESH_TOKEN => Ok(TokenRequest::RefreshToken {
                 refresh_token: p.required("refresh_token")?.to_string(),
                 scope: p.one("scope")?.map(ScopeSet::parse).transpose()?,
+                targets: targets(p),
             }),
             TOKEN_EXCHANGE => Ok(TokenRequest::TokenExchange(ExchangeRequest::parse(p)?)),
             CIBA => Ok(TokenRequest::Ciba {

@@ -4,6 +4,10 @@ use std::collections::BTreeSet;
 
 use super::error::OAuthError;
 
+/// OpenID Connect Core §3.1.2.1: asks for an ID Token beside the access token. It names who the
+/// human is, not something they may do, so every human may grant it to a client that lists it.
+pub const OPENID: &str = "openid";
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScopeSet(BTreeSet<String>);
 

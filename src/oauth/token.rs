@@ -11,7 +11,7 @@ use super::act::{Actor, MayAct};
 use super::error::{ErrorCode, OAuthError};
 use crate::audit::AuditEvent;
 use crate::clock::Clock;
-use crate::crypto::{sha256, time_ordered_id};
+use crate::crypto::{b64url, sha256, time_ordered_id};
 use crate::jose::Keyring;
 use crate::store::{StoreError, TokenKind, TokenRecord, WriteOutcome};
 
@@ -119,6 +119,44 @@ pub struct Issued {
     pub refresh_token: Option<String>,
     /// RFC 8693 §2.2.1 `issued_token_type`, for token exchange.
     pub issued_token_type: Option<&'static str>,
+    /// OpenID Connect Core §3.1.3.3: for a code whose scope has `openid`.
+    pub id_token: Option<String>,
+}
+
+/// OpenID Connect Core §2: who signed in (`sub`), for which client (`aud`), with the client's
+/// `nonce` echoed (§3.1.2.1) and `at_hash` binding it to the access token issued beside it
+/// (§3.1.3.6: the left half of the SHA-256 of the token's ASCII bytes).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub at_hash: String,
+}
+
+/// Signs an ID Token for `sub` at `client_id`, valid as long as `access` (the token it goes with).
+pub fn mint_id_token(
+    mint: &Mint,
+    sub: &str,
+    client_id: &str,
+    nonce: Option<&str>,
+    access: &Minted,
+) -> Result<String, OAuthError> {
+    let digest = sha256(access.token.as_bytes());
+    let claims = IdClaims {
+        iss: mint.issuer.to_string(),
+        sub: sub.to_string(),
+        aud: client_id.to_string(),
+        exp: access.record.exp,
+        iat: mint.clock.now(),
+        nonce: nonce.map(str::to_string),
+        at_hash: b64url(digest.get(..16).unwrap_or_default()),
+    };
+    mint.keys.sign("JWT", &claims).map_err(OAuthError::internal)
 }
 
 /// Signs an RFC 9068 access token for `spec`.
@@ -311,6 +349,7 @@ pub async fn issue_access_token<S: IssueStorage + ?Sized>(
         scope: minted.record.scope,
         refresh_token: None,
         issued_token_type: None,
+        id_token: None,
     })
 }
 

@@ -127,6 +127,7 @@ pub struct CodeRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub replayed_at: Option<i64>,
+    pub nonce: Option<String>,
 }
 
 impl From<CodeRow> for CodeRecord {
@@ -144,6 +145,7 @@ impl From<CodeRow> for CodeRecord {
             expires_at: r.expires_at,
             used_at: r.used_at,
             replayed_at: r.replayed_at,
+            nonce: r.nonce,
         }
     }
 }

@@ -206,10 +206,10 @@ pub const ENROLL_BY_EK: &str = "INSERT INTO agents (name, data, source, updated_
 
 pub const FORGET_CODES: &str = "DELETE FROM auth_codes WHERE expires_at < $1";
 pub const CREATE_CODE: &str = "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, \
-     code_challenge, username, scope, aud, sid, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     code_challenge, username, scope, aud, sid, created_at, expires_at, nonce) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 pub const FIND_CODE: &str = "SELECT code_hash, client_id, redirect_uri, code_challenge, username, \
-     scope, aud, sid, created_at, expires_at, used_at, replayed_at FROM auth_codes \
+     scope, aud, sid, created_at, expires_at, used_at, replayed_at, nonce FROM auth_codes \
      WHERE code_hash = $1";
 pub const USE_CODE: &str =
     "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL";

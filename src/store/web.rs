@@ -26,6 +26,8 @@ pub struct CodeRecord {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub replayed_at: Option<i64>,
+    /// OpenID Connect Core §3.1.2.1: echoed in the ID Token.
+    pub nonce: Option<String>,
 }
 
 /// How long a used or expired code is kept, so a late replay is still recognised as one.

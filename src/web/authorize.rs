@@ -95,7 +95,8 @@ async fn decide(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let target = req.target(&ctx.issuer);
-    let scope = match req.scope_for(&s.user) {
+    let ceiling = ctx.resources.scope_ceiling(&req.aud);
+    let scope = match req.scope_for(&s.user, ceiling.as_ref()) {
         Ok(scope) => scope,
         Err(e) => return Ok(redirect(status, &target.with_error(&e))),
     };
@@ -116,8 +117,18 @@ async fn decide(
             client: &req.client.client_id,
             client_name: req.client.client_name.as_deref(),
             self_registered: req.client.is_registered(),
-            scopes: scope.iter().collect(),
-            audiences: &req.aud,
+            scopes: (scope.iter())
+                .map(|name| pages::ScopeLine {
+                    name,
+                    uses: ctx.resources.uses(&req.aud, name),
+                })
+                .collect(),
+            audiences: (req.aud.iter())
+                .map(|uri| pages::AudienceLine {
+                    uri,
+                    name: ctx.resources.find(uri).map(|r| r.name.as_str()),
+                })
+                .collect(),
             redirect_uri: &req.redirect_uri,
             csrf: &s.csrf,
             pending: &pending,
@@ -177,7 +188,8 @@ pub async fn consent(
         _ => return Err(PageError::bad_request("Choose Approve or Deny.")),
     };
     let status = StatusCode::SEE_OTHER;
-    let scope = match req.scope_for(&s.user) {
+    let ceiling = ctx.resources.scope_ceiling(&req.aud);
+    let scope = match req.scope_for(&s.user, ceiling.as_ref()) {
         Ok(scope) => scope,
         Err(e) => return Ok(redirect(status, &target.with_error(&e))),
     };

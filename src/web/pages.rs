@@ -31,11 +31,23 @@ pub struct ConsentPage<'a> {
     pub client_name: Option<&'a str>,
     /// The client registered itself (RFC 7591): the operator does not know it.
     pub self_registered: bool,
-    pub scopes: Vec<&'a str>,
-    pub audiences: &'a [String],
+    pub scopes: Vec<ScopeLine<'a>>,
+    pub audiences: Vec<AudienceLine<'a>>,
     pub redirect_uri: &'a str,
     pub csrf: &'a str,
     pub pending: &'a str,
+}
+
+/// One scope asked for, with what it lets an agent do at the resources (`[[resources]]`).
+pub struct ScopeLine<'a> {
+    pub name: &'a str,
+    pub uses: Vec<crate::oauth::resource::ScopeUse<'a>>,
+}
+
+/// One resource the tokens will be for: its configured name when it has one.
+pub struct AudienceLine<'a> {
+    pub uri: &'a str,
+    pub name: Option<&'a str>,
 }
 
 #[derive(Template)]

@@ -390,7 +390,11 @@ fn documented_defaults_and_env_overrides_are_the_codes() {
             let (table, field) = r.key.split_once("[].").unwrap_or_default();
             let required: String = doc_rows()
                 .iter()
-                .filter(|o| o.default == "required" && o.key.starts_with(&format!("{table}[].")))
+                .filter(|o| o.default == "required")
+                // The entry's own fields, not those of a list nested in it (`tools[].name`).
+                .filter(|o| {
+                    (o.key.strip_prefix(&format!("{table}[]."))).is_some_and(|f| !f.contains('.'))
+                })
                 .map(|o| format!("{} = \"x\"\n", o.key.rsplit('.').next().unwrap_or_default()))
                 .collect();
             let text = format!("[[{table}]]\n{required}{field} = {literal}\n");

@@ -17,8 +17,10 @@ use crate::oauth::client::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::request::{AUTHORIZATION_CODE, REFRESH_TOKEN};
-use crate::oauth::scope::ScopeSet;
-use crate::oauth::token::{AccessSpec, IssueStorage, Issued, mint_access, mint_refresh, persist};
+use crate::oauth::scope::{OPENID, ScopeSet};
+use crate::oauth::token::{
+    AccessSpec, IssueStorage, Issued, mint_access, mint_id_token, mint_refresh, persist,
+};
 use crate::store::StoreError;
 use crate::store::web::CodeRecord;
 
@@ -60,9 +62,19 @@ pub async fn issue_code<S: AuthorizationCodeStorage + ?Sized>(
         expires_at: now + env.tokens.authorization_code_ttl.as_secs() as i64,
         used_at: None,
         replayed_at: None,
+        nonce: req.nonce.clone(),
     };
     storage.create_code(&record, now).await?;
     Ok(code)
+}
+
+/// The parameters of a code redemption at `/token` (RFC 6749 §4.1.3, RFC 7636 §4.5, RFC 8707
+/// §2.2).
+pub struct Redemption<'a> {
+    pub code: &'a str,
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: Option<&'a str>,
+    pub targets: &'a [String],
 }
 
 fn bad_grant(d: &'static str) -> OAuthError {
@@ -78,10 +90,14 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
     storage: &S,
     env: &Env<'_>,
     client: &Client,
-    code: &str,
-    redirect_uri: Option<&str>,
-    code_verifier: Option<&str>,
+    redeem: Redemption<'_>,
 ) -> Result<Issued, OAuthError> {
+    let Redemption {
+        code,
+        redirect_uri,
+        code_verifier,
+        targets,
+    } = redeem;
     if !client.allows_grant(AUTHORIZATION_CODE) {
         return Err(OAuthError::unauthorized_client(format!(
             "client `{}` is not allowed the authorization_code grant",
@@ -119,6 +135,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             "code_verifier does not match the code_challenge (RFC 7636 §4.6)",
         ));
     }
+    let aud = super::narrow_audiences(&rec.aud, targets)?;
     if !storage.use_code(&hash, now).await? {
         return Err(replayed(storage, env, &rec).await);
     }
@@ -129,7 +146,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             sub: rec.username.clone(),
             client_id: rec.client_id.clone(),
             scope: rec.scope.clone(),
-            aud: rec.aud.to_vec(),
+            aud,
             ttl: access_ttl,
             sid: Some(rec.sid.clone()),
             act: None,
@@ -138,13 +155,27 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             grant: AUTHORIZATION_CODE,
         },
     )?;
+    // OpenID Connect Core §3.1.3.3: an ID Token beside the access token when `openid` was granted.
+    let id_token = match rec.scope.split(' ').any(|s| s == OPENID) {
+        true => Some(mint_id_token(
+            &env.mint,
+            &rec.username,
+            &rec.client_id,
+            rec.nonce.as_deref(),
+            &access,
+        )?),
+        false => None,
+    };
     let mut refresh = client.allows_grant(REFRESH_TOKEN).then(|| {
-        mint_refresh(
+        let mut r = mint_refresh(
             &env.mint,
             &access.record,
             env.tokens.refresh_token_ttl.as_secs() as i64,
             AUTHORIZATION_CODE,
-        )
+        );
+        // The grant stays for every resource the code was for (RFC 8707 §2.2).
+        r.record.aud = rec.aud.clone();
+        r
     });
     match &mut refresh {
         Some(r) => persist(storage, &mut [&mut access, r]).await?,
@@ -157,6 +188,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
         scope: access.record.scope,
         refresh_token: refresh.map(|r| r.token),
         issued_token_type: None,
+        id_token,
     })
 }
 

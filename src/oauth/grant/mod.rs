@@ -121,21 +121,26 @@ pub async fn token<S: GrantStorage + ?Sized>(
             code,
             redirect_uri,
             code_verifier,
+            targets,
         } => {
             authorization_code::grant(
                 storage,
                 env,
                 client,
-                &code,
-                redirect_uri.as_deref(),
-                code_verifier.as_deref(),
+                authorization_code::Redemption {
+                    code: &code,
+                    redirect_uri: redirect_uri.as_deref(),
+                    code_verifier: code_verifier.as_deref(),
+                    targets: &targets,
+                },
             )
             .await
         }
         TokenRequest::RefreshToken {
             refresh_token,
             scope,
-        } => refresh_token::grant(storage, env, client, &refresh_token, scope).await,
+            targets,
+        } => refresh_token::grant(storage, env, client, &refresh_token, scope, &targets).await,
         TokenRequest::TokenExchange(req) => token_exchange::grant(storage, env, client, req).await,
         TokenRequest::Ciba { auth_req_id } => ciba::grant(storage, env, client, &auth_req_id).await,
     }
@@ -144,36 +149,71 @@ pub async fn token<S: GrantStorage + ?Sized>(
 /// Resolves the resource servers a token will be for. Named ones must be among `audiences`
 /// (every resource server's) and within the client's `audiences`, else `invalid_target`
 /// (RFC 8693 §2.2.2); none named means every one the client may reach, or this server
-/// (`issuer`) when it may reach none.
+/// (`issuer`) when it may reach none. A URL names a resource by its canonical form (RFC 8707
+/// §2, `input::canonical_resource`), and the token carries the resource's own spelling.
 pub fn resolve_audiences(
     audiences: &[String],
     issuer: &str,
     client: &Client,
     targets: &[String],
 ) -> Result<Vec<String>, OAuthError> {
-    let reachable = |aud: &str| {
-        audiences.iter().any(|a| a == aud)
-            && client
-                .audiences
-                .as_ref()
-                .is_none_or(|allowed| allowed.iter().any(|a| a == aud))
+    let same = |a: &str, b: &str| {
+        a == b
+            || crate::input::canonical_resource(a)
+                .is_some_and(|c| crate::input::canonical_resource(b).as_ref() == Some(&c))
+    };
+    let allowed = |aud: &str| {
+        (client.audiences.as_ref()).is_none_or(|allowed| allowed.iter().any(|a| same(a, aud)))
     };
     if targets.is_empty() {
-        let all: Vec<String> = audiences.iter().filter(|a| reachable(a)).cloned().collect();
+        let all: Vec<String> = audiences.iter().filter(|a| allowed(a)).cloned().collect();
         return Ok(if all.is_empty() {
             vec![issuer.to_string()]
         } else {
             all
         });
     }
+    let mut out = Vec::with_capacity(targets.len());
     for t in targets {
-        if !reachable(t) {
-            return Err(OAuthError::invalid_target(format!(
-                "`{t}` is not a resource server this client may get tokens for"
-            )));
+        match audiences.iter().find(|a| same(a, t)).filter(|a| allowed(a)) {
+            Some(a) if !out.contains(a) => out.push(a.clone()),
+            Some(_) => {}
+            None => {
+                return Err(OAuthError::invalid_target(format!(
+                    "`{t}` is not a resource server this client may get tokens for"
+                )));
+            }
         }
     }
-    Ok(targets.to_vec())
+    Ok(out)
+}
+
+/// RFC 8707 §2.2: the `resource` values of a request at `/token` that redeems a code or a
+/// refresh token narrow the access token to some of the resource servers the grant was for
+/// (`granted`), each named by any spelling of its canonical form; one the grant was not for is
+/// `invalid_target`. None named: all of them.
+pub fn narrow_audiences(granted: &[String], targets: &[String]) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = Vec::with_capacity(targets.len());
+    for t in targets {
+        let canonical = crate::input::canonical_resource(t);
+        let found = granted.iter().find(|g| {
+            *g == t || (canonical.is_some() && crate::input::canonical_resource(g) == canonical)
+        });
+        match found {
+            Some(g) if !out.contains(g) => out.push(g.clone()),
+            Some(_) => {}
+            None => {
+                return Err(OAuthError::invalid_target(format!(
+                    "`{t}` is not among the resource servers this grant is for"
+                )));
+            }
+        }
+    }
+    Ok(if out.is_empty() {
+        granted.to_vec()
+    } else {
+        out
+    })
 }
 
 #[cfg(test)]

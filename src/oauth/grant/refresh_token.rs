@@ -49,6 +49,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
     client: &Client,
     refresh_token: &str,
     scope: Option<ScopeSet>,
+    targets: &[String],
 ) -> Result<Issued, OAuthError> {
     if !client.allows_grant(REFRESH_TOKEN) {
         return Err(OAuthError::unauthorized_client(format!(
@@ -94,6 +95,8 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
         Some(s) => s,
         None => granted,
     };
+    // Also checked before consuming: a wrong `resource` must not burn the refresh token.
+    let aud = super::narrow_audiences(&found.aud, targets)?;
     let rec = match storage.consume_token(&hash, env.now()).await? {
         Consumed::Now(rec) => rec,
         Consumed::Before(rec) => return Err(reused(storage, &rec).await),
@@ -108,7 +111,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
             sub: rec.sub.clone(),
             client_id: rec.client_id.clone(),
             scope: scope.to_string(),
-            aud: rec.aud.to_vec(),
+            aud,
             ttl,
             sid: rec.sid.clone(),
             act: None,
@@ -126,6 +129,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
     );
     // RFC 6749 §6: the new refresh token's scope is identical to the one presented.
     refresh.record.scope = rec.scope.clone();
+    refresh.record.aud = rec.aud.clone();
     refresh.record.parent_hash = Some(hash);
     persist(storage, &mut [&mut access, &mut refresh])
         .await
@@ -142,6 +146,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
         scope: access.record.scope,
         refresh_token: Some(refresh.token),
         issued_token_type: None,
+        id_token: None,
     })
 }
 

@@ -333,6 +333,7 @@ pub async fn issue<S: TokenExchangeStorage + ?Sized>(
         scope: minted.record.scope,
         refresh_token: None,
         issued_token_type: Some(TT_ACCESS_TOKEN),
+        id_token: None,
     })
 }
 

@@ -28,6 +28,7 @@ impl WebStore for PostgresStore {
             .bind(&c.sid)
             .bind(c.created_at)
             .bind(c.expires_at)
+            .bind(&c.nonce)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

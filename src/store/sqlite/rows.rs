@@ -75,6 +75,7 @@ pub fn code(r: &Row<'_>) -> Result<CodeRow> {
         expires_at: r.get(9)?,
         used_at: r.get(10)?,
         replayed_at: r.get(11)?,
+        nonce: r.get(12)?,
     })
 }
 

@@ -27,6 +27,7 @@ impl WebStore for SqliteStore {
                     c.sid,
                     c.created_at,
                     c.expires_at,
+                    c.nonce,
                 ])?;
                 Ok(())
             })

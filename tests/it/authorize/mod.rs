@@ -2,8 +2,10 @@
 //! and consent pages, and rotating refresh tokens (RFC 6749 §6, RFC 9700 §4.14).
 
 mod code;
+mod oidc;
 mod pages;
 mod refresh;
+mod resources;
 
 use serde_json::Value;
 

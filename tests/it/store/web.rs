@@ -24,6 +24,7 @@ async fn stored_codes_are_single_use_on_both_backends() {
             expires_at: 160,
             used_at: None,
             replayed_at: None,
+            nonce: Some("n-0S6_WzA2Mj".into()),
         };
         store.create_code(&rec, 100).await.unwrap();
         assert_eq!(

@@ -11,7 +11,7 @@ use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, S256};
 use crate::oauth::request::AUTHORIZATION_CODE;
-use crate::oauth::scope::ScopeSet;
+use crate::oauth::scope::{OPENID, ScopeSet};
 use crate::oauth::user::User;
 
 /// Why an authorization request was refused.
@@ -68,6 +68,9 @@ impl RedirectTarget {
     }
 }
 
+/// The longest `nonce` kept (OpenID Connect sets no limit; a code row must have one).
+const MAX_NONCE: usize = 512;
+
 /// A validated authorization request. Before sign-in the user is unknown, so the scope is
 /// checked against the client here and against the user in [`AuthorizeRequest::scope_for`].
 #[derive(Debug, Clone)]
@@ -82,6 +85,8 @@ pub struct AuthorizeRequest {
     pub targets: Vec<String>,
     /// The resource servers the tokens will be for.
     pub aud: Vec<String>,
+    /// OpenID Connect Core §3.1.2.1: echoed in the ID Token.
+    pub nonce: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -185,6 +190,17 @@ impl AuthorizeRequest {
                 ));
             }
         }
+        let nonce = one("nonce")?.map(str::to_string);
+        if nonce
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.len() > MAX_NONCE || n.chars().any(char::is_control))
+        {
+            return Err(bad(
+                &target,
+                C::InvalidRequest,
+                format!("nonce must be 1 to {MAX_NONCE} bytes without control characters").into(),
+            ));
+        }
         let mut targets: Vec<String> = p
             .all("audience")
             .into_iter()
@@ -208,6 +224,7 @@ impl AuthorizeRequest {
             challenge,
             targets,
             aud,
+            nonce,
         })
     }
 
@@ -238,23 +255,41 @@ impl AuthorizeRequest {
         for t in &self.targets {
             q.append_pair("audience", t);
         }
+        if let Some(n) = &self.nonce {
+            q.append_pair("nonce", n);
+        }
         q.finish()
     }
 
     /// The scope the tokens will carry: as asked, or by default everything both the client and
-    /// the user may hold; either way within both (SPEC "Declarative bootstrap").
-    pub fn scope_for(&self, user: &User) -> Result<ScopeSet, OAuthError> {
-        let user_allowed = ScopeSet::from_list(user.scopes.iter().cloned());
+    /// the user may hold; either way within both (SPEC "Declarative bootstrap"), and within
+    /// `ceiling`, the scopes the resources asked for mean something at (`[[resources]]`).
+    pub fn scope_for(
+        &self,
+        user: &User,
+        ceiling: Option<&ScopeSet>,
+    ) -> Result<ScopeSet, OAuthError> {
+        let identity = |s: &str| s == OPENID;
+        let user_allowed =
+            ScopeSet::from_list(user.scopes.iter().map(String::as_str).chain([OPENID]));
         let scope = match &self.scope {
             Some(s) => s.clone(),
             None => ScopeSet::from_list(
-                self.client
-                    .scopes
-                    .iter()
-                    .filter(|s| user.scopes.contains(s))
-                    .cloned(),
+                (self.client.scopes.iter())
+                    .filter(|s| identity(s) || user.scopes.contains(s))
+                    .filter(|s| identity(s) || ceiling.is_none_or(|c| c.contains(s))),
             ),
         };
+        let ceiling = ceiling.map(|c| ScopeSet::from_list(c.iter().chain([OPENID])));
+        if let Some(c) = ceiling.filter(|c| !scope.is_subset(c)) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope means nothing at the resource asked for: {}",
+                    scope.excess(&c).join(" ")
+                ),
+            ));
+        }
         if !scope.is_subset(&user_allowed) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,

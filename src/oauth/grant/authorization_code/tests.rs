@@ -12,6 +12,19 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const CODE: &str = "code-1";
 const CB: &str = "https://app.example/cb";
 
+fn redemption<'a>(
+    code: &'a str,
+    redirect_uri: Option<&'a str>,
+    code_verifier: Option<&'a str>,
+) -> Redemption<'a> {
+    Redemption {
+        code,
+        redirect_uri,
+        code_verifier,
+        targets: &[],
+    }
+}
+
 fn app() -> Client {
     client(
         "app",
@@ -35,6 +48,7 @@ fn with_code() -> Memory {
         expires_at: NOW + 50,
         used_at: None,
         replayed_at: None,
+        nonce: None,
     };
     m.state().codes.insert(code.code_hash.clone(), code);
     m
@@ -125,7 +139,13 @@ async fn rfc6749_s4_1_3_and_rfc7636_s4_6_refusals_leave_the_code_unused() {
         if r.expired {
             fx.clock.advance(50);
         }
-        let got = grant(&m, &fx.env(), &r.client, r.code, r.redirect_uri, r.verifier).await;
+        let got = grant(
+            &m,
+            &fx.env(),
+            &r.client,
+            redemption(r.code, r.redirect_uri, r.verifier),
+        )
+        .await;
         assert_eq!(code_of(&got), r.want, "{}", r.why);
         assert!(!used(&m), "{}: the code is not burned", r.why);
         assert!(m.state().tokens.is_empty(), "{}: nothing issued", r.why);
@@ -149,9 +169,14 @@ async fn rfc6749_s4_1_4_the_tokens_carry_what_the_human_granted() {
     for (why, c, refresh) in rows {
         let fx = Fixture::new();
         let m = with_code();
-        let issued = grant(&m, &fx.env(), &c, CODE, Some(CB), Some(VERIFIER))
-            .await
-            .unwrap();
+        let issued = grant(
+            &m,
+            &fx.env(),
+            &c,
+            redemption(CODE, Some(CB), Some(VERIFIER)),
+        )
+        .await
+        .unwrap();
         let access = m.issued(&issued.access_token);
         assert_eq!(
             (access.sub.as_str(), access.scope.as_str()),
@@ -176,10 +201,21 @@ async fn rfc6749_s4_1_4_the_tokens_carry_what_the_human_granted() {
 async fn rfc6749_s4_1_2_a_second_redemption_revokes_the_first_ones_tokens() {
     let fx = Fixture::new();
     let m = with_code();
-    let first = grant(&m, &fx.env(), &app(), CODE, Some(CB), Some(VERIFIER))
-        .await
-        .unwrap();
-    let again = grant(&m, &fx.env(), &app(), CODE, Some(CB), Some(VERIFIER)).await;
+    let first = grant(
+        &m,
+        &fx.env(),
+        &app(),
+        redemption(CODE, Some(CB), Some(VERIFIER)),
+    )
+    .await
+    .unwrap();
+    let again = grant(
+        &m,
+        &fx.env(),
+        &app(),
+        redemption(CODE, Some(CB), Some(VERIFIER)),
+    )
+    .await;
     assert_eq!(code_of(&again), "invalid_grant");
     assert!(m.issued(&first.access_token).revoked_at.is_some());
     assert!(
@@ -199,9 +235,14 @@ async fn rfc6749_s4_1_2_a_replay_seen_before_the_tokens_were_written_still_revok
         .codes
         .values_mut()
         .for_each(|c| c.replayed_at = Some(NOW));
-    let issued = grant(&m, &fx.env(), &app(), CODE, Some(CB), Some(VERIFIER))
-        .await
-        .unwrap();
+    let issued = grant(
+        &m,
+        &fx.env(),
+        &app(),
+        redemption(CODE, Some(CB), Some(VERIFIER)),
+    )
+    .await
+    .unwrap();
     assert!(m.issued(&issued.access_token).revoked_at.is_some());
 }
 
@@ -217,6 +258,7 @@ async fn rfc6749_s4_1_2_an_issued_code_is_single_use_short_lived_and_starts_a_se
         challenge: CodeChallenge::from_stored(CHALLENGE.into()),
         targets: vec![],
         aud: vec![RS[0].into()],
+        nonce: None,
     };
     let scope = ScopeSet::parse("read write").unwrap();
     let code = issue_code(&m, &fx.env(), &req, "alice", &scope)
@@ -234,8 +276,13 @@ async fn rfc6749_s4_1_2_an_issued_code_is_single_use_short_lived_and_starts_a_se
         sid_of(&other),
         "each code starts its own session"
     );
-    let issued = grant(&m, &fx.env(), &app(), &code, Some(CB), Some(VERIFIER))
-        .await
-        .unwrap();
+    let issued = grant(
+        &m,
+        &fx.env(),
+        &app(),
+        redemption(&code, Some(CB), Some(VERIFIER)),
+    )
+    .await
+    .unwrap();
     assert_eq!(m.issued(&issued.access_token).sid, Some(stored.sid));
 }

@@ -107,7 +107,7 @@ async fn rfc6749_s6_refusals() {
         let m = session();
         change(&m);
         let scope = scope.map(|s| ScopeSet::parse(s).unwrap());
-        let r = grant(&m, &fx.env(), &c, presented, scope).await;
+        let r = grant(&m, &fx.env(), &c, presented, scope, &[]).await;
         assert_eq!(code_of(&r), want, "{why}");
         let s = m.state();
         assert_eq!(s.tokens.len(), 2, "{why}: nothing issued");
@@ -141,7 +141,7 @@ async fn rfc6749_s6_rotation_narrows_the_access_token_and_keeps_the_family() {
         let fx = Fixture::new();
         let m = session();
         let scope = asked.map(|s| ScopeSet::parse(s).unwrap());
-        let issued = grant(&m, &fx.env(), &app(), RT, scope).await.unwrap();
+        let issued = grant(&m, &fx.env(), &app(), RT, scope, &[]).await.unwrap();
         assert_eq!(issued.scope, want, "{why}");
         let access = m.issued(&issued.access_token);
         let refresh = m.issued(issued.refresh_token.as_deref().unwrap());
@@ -161,8 +161,8 @@ async fn rfc6749_s6_rotation_narrows_the_access_token_and_keeps_the_family() {
 async fn rfc9700_s4_14_2_reuse_revokes_the_whole_session() {
     let fx = Fixture::new();
     let m = session();
-    let first = grant(&m, &fx.env(), &app(), RT, None).await.unwrap();
-    let again = grant(&m, &fx.env(), &app(), RT, None).await;
+    let first = grant(&m, &fx.env(), &app(), RT, None, &[]).await.unwrap();
+    let again = grant(&m, &fx.env(), &app(), RT, None, &[]).await;
     assert_eq!(code_of(&again), "invalid_grant");
     for t in [
         AT,
@@ -182,6 +182,7 @@ async fn rfc9700_s4_14_2_reuse_revokes_the_whole_session() {
         &app(),
         first.refresh_token.as_deref().unwrap(),
         None,
+        &[],
     )
     .await;
     assert_eq!(code_of(&next), "invalid_grant");
@@ -197,7 +198,7 @@ async fn rfc9700_s4_14_2_reuse_of_a_token_without_a_session_revokes_it() {
         rt.sid = None;
         rt.consumed_at = Some(NOW - 5);
     }
-    let r = grant(&m, &fx.env(), &app(), RT, None).await;
+    let r = grant(&m, &fx.env(), &app(), RT, None, &[]).await;
     assert_eq!(code_of(&r), "invalid_grant");
     assert!(m.issued(RT).revoked_at.is_some());
     assert!(m.issued(AT).revoked_at.is_none(), "no session to end");
