@@ -82,7 +82,18 @@ async fn manage(
 }
 
 fn authorize_query(client_id: &str, redirect: &str, pkce: &Pkce, scope: &str) -> String {
+    authorize_query_with(client_id, redirect, pkce, scope, &[])
+}
+
+fn authorize_query_with(
+    client_id: &str,
+    redirect: &str,
+    pkce: &Pkce,
+    scope: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
+    q.extend_pairs(extra);
     q.append_pair("response_type", "code")
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", redirect)
@@ -96,9 +107,19 @@ fn authorize_query(client_id: &str, redirect: &str, pkce: &Pkce, scope: &str) ->
 /// Signs alice in at `url` through the public client `client_id` returning to `redirect`, and
 /// redeems the code: the `/token` response. The browser comes back signed in.
 async fn sign_in(url: &str, client_id: &str, redirect: &str) -> (Value, browser::Browser) {
+    sign_in_with(url, client_id, redirect, &[]).await
+}
+
+/// [`sign_in`] with more parameters on the authorization request and the code's redemption.
+async fn sign_in_with(
+    url: &str,
+    client_id: &str,
+    redirect: &str,
+    extra: &[(&str, &str)],
+) -> (Value, browser::Browser) {
     let mut b = browser::Browser::new(url).unwrap();
     let pkce = Pkce::new();
-    let q = authorize_query(client_id, redirect, &pkce, "orders:read");
+    let q = authorize_query_with(client_id, redirect, &pkce, "orders:read", extra);
     let end = b
         .drive(
             &format!("/authorize?{q}"),
@@ -119,15 +140,17 @@ async fn sign_in(url: &str, client_id: &str, redirect: &str) -> (Value, browser:
         .into_owned()
         .collect();
     assert_eq!(p["state"], "st");
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("code", &p["code"]),
+        ("redirect_uri", redirect),
+        ("code_verifier", &pkce.verifier),
+    ];
+    form.extend_from_slice(extra);
     let resp = reqwest::Client::new()
         .post(format!("{url}/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id),
-            ("code", &p["code"]),
-            ("redirect_uri", redirect),
-            ("code_verifier", &pkce.verifier),
-        ])
+        .form(&form)
         .send()
         .await
         .unwrap();
@@ -258,6 +281,33 @@ async fn rfc7591_s3_rfc8252_s7_3_a_registered_native_client_signs_in_on_any_loop
             ev[0]["address"], "127.0.0.1",
             "the caller's address is counted and audited"
         );
+        app.stop().await;
+    }
+}
+
+/// The MCP flow (issue 16): an MCP client nobody configured reads the metadata, registers,
+/// and signs the human in for the MCP server's URL (RFC 8707 `resource` at `/authorize` and
+/// `/token`); the token is for that server alone.
+#[tokio::test]
+async fn rfc7591_rfc8707_an_mcp_client_registers_and_gets_a_token_for_the_mcp_server() {
+    const MCP: &str = "https://mcp.example/mcp";
+    let resources = format!(
+        "{ENABLED}\n[[resources]]\nuri = \"{MCP}\"\nname = \"Orders MCP\"\nscopes = [\"orders:read\"]\n"
+    );
+    for b in backends() {
+        let app = spawn_app_with(b, &resources).await;
+        let (_, _, m) = app
+            .get_json("/.well-known/oauth-authorization-server")
+            .await;
+        let endpoint = m["registration_endpoint"].as_str().unwrap();
+        let url = endpoint.strip_suffix("/register").unwrap();
+        let v = registered(url, &native_client("MCP Inspector")).await;
+        let id = v["client_id"].as_str().unwrap();
+        let (t, _) = sign_in_with(&app.url, id, RUNTIME_REDIRECT, &[("resource", MCP)]).await;
+        let c = claims(t["access_token"].as_str().unwrap());
+        assert_eq!(c["aud"], MCP, "{c}");
+        assert_eq!(c["scope"], "orders:read");
+        assert_eq!(c["client_id"], id);
         app.stop().await;
     }
 }
