@@ -18,7 +18,15 @@ const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG", "MANDATE_AGENT_CLI
 /// The smallest `server.max_header_bytes`: a request line with a modest query and a few headers.
 pub const MIN_HEADER_BYTES: usize = 1024;
 /// Tables whose keys can be overridden as `MANDATE_<TABLE>_<KEY>`.
-const TABLES: &[&str] = &["tokens", "keys", "server", "policy", "ciba", "attestation"];
+const TABLES: &[&str] = &[
+    "tokens",
+    "keys",
+    "server",
+    "policy",
+    "ciba",
+    "attestation",
+    "registration",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +60,8 @@ pub struct Config {
     pub ciba: CibaConfig,
     #[serde(default)]
     pub attestation: AttestationConfig,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -294,6 +304,60 @@ impl Default for AttestationConfig {
     }
 }
 
+/// RFC 7591 dynamic client registration at `POST /register`: off unless enabled, and what a
+/// client that registers itself may be. A registered client is never more trusted than a
+/// configured one: it never introspects, never exchanges tokens, never uses CIBA and is never a
+/// resource server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Serve `/register` (and advertise it as `registration_endpoint`), and resolve the
+    /// clients it registered.
+    pub enabled: bool,
+    /// The grants a registered client may ask for: of `authorization_code`, `refresh_token`,
+    /// `client_credentials` (the last only with `confidential`).
+    pub grant_types: Vec<String>,
+    /// Whether a client may register as confidential (and be issued a `client_secret`).
+    pub confidential: bool,
+    /// The `application_type`s a client may register as: `native`, `web`.
+    pub application_types: Vec<String>,
+    /// Whether a native client may use `http://localhost` redirect URIs besides the loopback
+    /// IP literals (RFC 8252 §8.3 calls it NOT RECOMMENDED; MCP clients use it).
+    pub allow_localhost: bool,
+    /// The scopes a registered client may be granted (its `scope` metadata is within these).
+    pub scopes: Vec<String>,
+    /// Registrations one source address may make within `per_address_window`.
+    pub per_address_limit: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub per_address_window: Duration,
+    /// Registered clients that may exist at once.
+    pub max_clients: u32,
+    /// A registered client not used for this long is removed and its tokens revoked.
+    #[serde(deserialize_with = "de_duration")]
+    pub expire_unused_after: Duration,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            confidential: false,
+            application_types: vec!["native".into(), "web".into()],
+            allow_localhost: true,
+            scopes: Vec::new(),
+            per_address_limit: 20,
+            per_address_window: Duration::from_secs(3600),
+            max_clients: 1000,
+            expire_unused_after: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The grants a registered client may be allowed (a subset of the configured clients' grants).
+pub const REGISTRABLE_GRANTS: [&str; 3] =
+    ["authorization_code", "refresh_token", "client_credentials"];
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
@@ -509,6 +573,7 @@ impl Config {
         {
             return Err("key `attestation.enrollment_ttl`: must be between 10s and 1h".into());
         }
+        self.registration.validate()?;
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let key = format!("users[{i}] (username `{}`)", u.username);
@@ -544,6 +609,55 @@ impl Config {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+impl RegistrationConfig {
+    fn validate(&self) -> Result<(), String> {
+        for g in &self.grant_types {
+            if !REGISTRABLE_GRANTS.contains(&g.as_str()) {
+                return Err(format!(
+                    "key `registration.grant_types`: `{g}` cannot be given to a client that \
+                     registers itself (only authorization_code, refresh_token, client_credentials)"
+                ));
+            }
+            if g == "client_credentials" && !self.confidential {
+                return Err("key `registration.grant_types`: client_credentials needs \
+                     `registration.confidential = true` (a public client cannot use it)"
+                    .into());
+            }
+        }
+        for t in &self.application_types {
+            if !matches!(t.as_str(), "native" | "web") {
+                return Err(format!(
+                    "key `registration.application_types`: `{t}` is neither native nor web"
+                ));
+            }
+        }
+        if self.enabled && self.application_types.is_empty() {
+            return Err("key `registration.application_types`: name native, web or both".into());
+        }
+        for s in &self.scopes {
+            if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "key `registration.scopes`: {s:?} is not a scope (no spaces, RFC 6749 §3.3)"
+                ));
+            }
+        }
+        if self.per_address_limit == 0 || self.max_clients == 0 {
+            return Err(
+                "keys `registration.per_address_limit` and `registration.max_clients`: must be \
+                 at least 1 (set `registration.enabled = false` to refuse every registration)"
+                    .into(),
+            );
+        }
+        if self.per_address_window < Duration::from_secs(60) {
+            return Err("key `registration.per_address_window`: must be at least 1m".into());
+        }
+        if self.expire_unused_after < Duration::from_secs(3600) {
+            return Err("key `registration.expire_unused_after`: must be at least 1h".into());
+        }
+        Ok(())
     }
 }
 
@@ -818,6 +932,52 @@ mod tests {
              grant_types = [\"authorization_code\", \"refresh_token\"]\n{user}"
         );
         assert!(Config::from_toml(&fine, "c.toml", env(&[])).is_ok());
+    }
+
+    /// A registration policy that could only be wrong stops the server at start.
+    #[test]
+    fn rfc7591_registration_policies_that_can_only_be_wrong_are_refused() {
+        for (text, says) in [
+            (
+                "[registration]\ngrant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n",
+                "token-exchange",
+            ),
+            (
+                "[registration]\ngrant_types = [\"client_credentials\"]\n",
+                "confidential",
+            ),
+            (
+                "[registration]\napplication_types = [\"desktop\"]\n",
+                "desktop",
+            ),
+            (
+                "[registration]\nenabled = true\napplication_types = []\n",
+                "application_types",
+            ),
+            ("[registration]\nscopes = [\"a b\"]\n", "scopes"),
+            ("[registration]\nmax_clients = 0\n", "max_clients"),
+            (
+                "[registration]\nper_address_window = \"1s\"\n",
+                "per_address_window",
+            ),
+            (
+                "[registration]\nexpire_unused_after = \"1m\"\n",
+                "expire_unused_after",
+            ),
+        ] {
+            let e = Config::from_toml(text, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let c = Config::from_toml(
+            "[registration]\nconfidential = true\n\
+             grant_types = [\"authorization_code\", \"client_credentials\"]\n",
+            "c.toml",
+            env(&[("MANDATE_REGISTRATION_ENABLED", "true")]),
+        )
+        .unwrap();
+        assert!(c.registration.enabled && !Config::defaults().registration.enabled);
     }
 
     /// RFC 8707 §2: a resource is an absolute URI without a fragment; two entries that are the

@@ -165,6 +165,8 @@ pub struct App {
     writer_task: JoinHandle<()>,
     key_task: JoinHandle<()>,
     policy_task: JoinHandle<()>,
+    /// Expires unused registrations and refreshes their CORS origins, when registration is on.
+    registration_task: Option<JoinHandle<()>>,
 }
 
 impl App {
@@ -197,11 +199,9 @@ impl App {
         )
         .await?;
         let resources = Arc::new(oauth::resource::Resources::new(&config.resources));
-        let clients = Arc::new(
-            bootstrap_clients(&config, &store, &clock)
-                .await?
-                .with_audiences(resources.uris().map(str::to_string)),
-        );
+        let clients = bootstrap_clients(&config, &store, &clock)
+            .await?
+            .with_audiences(resources.uris().map(str::to_string));
         let users = Arc::new(bootstrap_users(&config).await?);
         let agents = Arc::new(bootstrap_agents(&config, &store, &clock).await?);
         let ek_roots = Arc::new(load_ek_roots(&config)?);
@@ -221,6 +221,28 @@ impl App {
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
         let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
         let secret_checks = Arc::new(oauth::secret_check::SecretChecks::default());
+        // Registered clients resolve at run time from the database, after the config's.
+        let registry = config.registration.enabled.then(|| {
+            Arc::new(oauth::registration::Registry::new(
+                store.clone(),
+                writer.clone(),
+                clock.clone(),
+                secret_checks.clone(),
+                &config.registration,
+            ))
+        });
+        let clients = Arc::new(match &registry {
+            Some(r) => clients.with_registered(r.clone()),
+            None => clients,
+        });
+        let registration_task = match &registry {
+            Some(r) => {
+                r.sweep().await?;
+                Some(tokio::spawn(registration_schedule(r.clone())))
+            }
+            None => None,
+        };
+
         let auth = ClientAuthenticator::new(
             clients.clone(),
             store.clone(),
@@ -244,12 +266,14 @@ impl App {
             auth,
             throttle: Default::default(),
             secret_checks,
+            registry,
         });
         Ok(Self {
             ctx,
             writer_task,
             key_task,
             policy_task,
+            registration_task,
         })
     }
 
@@ -279,6 +303,7 @@ impl App {
             writer_task,
             key_task,
             policy_task,
+            registration_task,
         } = self;
         let store = ctx.store.clone();
         let limits = http::serve::Limits::from_config(&ctx.config.server);
@@ -286,6 +311,9 @@ impl App {
         let served = http::serve::serve(listener, router, limits, shutdown).await;
         key_task.abort();
         policy_task.abort();
+        if let Some(t) = registration_task {
+            t.abort();
+        }
         // The writer ends when the last request holding it is gone and its queue is empty.
         if tokio::time::timeout(Duration::from_secs(30), writer_task)
             .await
@@ -474,6 +502,22 @@ async fn bootstrap_agents(
         }
     }
     Ok(Agents::new(list))
+}
+
+/// How often each replica sweeps the registrations (expiry, CORS origins of other replicas'
+/// registrations and deletions).
+const REGISTRATION_SWEEP: Duration = Duration::from_secs(60);
+
+/// Sweeps the registered clients on a schedule ([`oauth::registration::Registry::sweep`]).
+async fn registration_schedule(registry: Arc<oauth::registration::Registry>) {
+    let mut tick = tokio::time::interval(REGISTRATION_SWEEP);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = registry.sweep().await {
+            tracing::error!(error = %e, "sweeping registered clients failed");
+        }
+    }
 }
 
 /// Checks on a schedule whether rotation is due (one replica rotates) and picks up keys that

@@ -13,7 +13,7 @@ use mandate::{App, open_store, resolve_kek};
 
 mod cli;
 
-use cli::{agents, audit, policy, sessions};
+use cli::{agents, audit, clients, policy, sessions};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,11 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
+    },
+    /// Clients: list the configured and the registered ones, remove a registered one.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
     },
     /// Tokens: revoke one by its `jti`.
     Tokens {
@@ -99,6 +104,18 @@ enum AgentsCommand {
     /// Remove an agent: forget it and revoke its agent tokens and every delegation it holds.
     /// An agent declared in the config file comes back at the next start; remove it there.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// List every client: id, source (config or registered), name, created, last used.
+    List,
+    /// Remove a client that registered itself (RFC 7591) and revoke every token it holds and
+    /// what derives from them (audited). Configured clients are removed from the config.
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command } => keys(config, command).await,
         Command::Agents { command } => agents::run(config, command).await,
+        Command::Clients { command } => clients::run(config, command).await,
         Command::Tokens { command } => agents::tokens(config, command).await,
         Command::Sessions { command } => sessions::run(config, command).await,
         Command::Policy { command } => policy::run(&config, command),

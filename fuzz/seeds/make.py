@@ -136,3 +136,13 @@ write("tpm_pcr_selection", "sha256_0_7", bytes.fromhex("00000001000b03810000"))
 quote = (p256 / "quote.msg").read_bytes()
 write("tpm_verify", "ecc-p256", bytes([len(quote)]) + quote + (p256 / "quote.sig").read_bytes())
 
+# registration_metadata: RFC 7591 client metadata as MCP clients send it, and edge shapes.
+for name, body in [
+    ("mcp_native", {"client_name": "MCP client", "redirect_uris": ["http://127.0.0.1:33418/callback"],
+                    "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+                    "token_endpoint_auth_method": "none", "scope": "orders:read"}),
+    ("web", {"redirect_uris": ["https://app.example/cb"], "application_type": "web"}),
+    ("private_use", {"redirect_uris": ["com.example.app:/cb", "http://[::1]/cb"]}),
+    ("confidential", {"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
+]:
+    write("registration_metadata", name, json.dumps(body, indent=1))

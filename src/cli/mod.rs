@@ -3,5 +3,6 @@
 
 pub mod agents;
 pub mod audit;
+pub mod clients;
 pub mod policy;
 pub mod sessions;

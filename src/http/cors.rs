@@ -1,11 +1,14 @@
 //! Cross-origin requests (the Fetch standard's CORS protocol) for the endpoints a browser-based
 //! client calls itself: the two metadata documents, the JWKS, `/token` and `/revoke` (an MCP
-//! client such as the MCP Inspector runs in a page on a loopback origin). The pages for humans,
+//! client such as the MCP Inspector runs in a page on a loopback origin), and dynamic client
+//! registration (`/register`, `/register/{client_id}`). The pages for humans,
 //! introspection, attestation and the audit checkpoint are never readable across origins.
 //!
 //! Allowed origins: the loopback origins (`http(s)://localhost`, `127.0.0.1`, `[::1]`, any port,
-//! RFC 8252 §7.3's native-app case), the origins of every client's redirect URIs (where its
-//! browser code runs), and `server.cors_origins`. The answer echoes the one origin that asked,
+//! RFC 8252 §7.3's native-app case), the origins of every configured client's redirect URIs
+//! (where its browser code runs), the https origins of registered clients' redirect URIs (this
+//! replica's at once, other replicas' within a minute: `oauth::registration::Registry`), and
+//! `server.cors_origins`. The answer echoes the one origin that asked,
 //! never `*`, and never allows credentials: clients authenticate with the `Authorization` header
 //! or the body, not with cookies.
 
@@ -17,24 +20,34 @@ use axum::http::{HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::input::is_origin;
+use crate::oauth::registration::Registry;
 
 /// The origins allowed across origins.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Origins {
     exact: HashSet<String>,
+    registered: Option<Arc<Registry>>,
 }
 
 impl Origins {
-    pub fn new(configured: &[String], redirect_origins: Vec<String>) -> Self {
+    pub fn new(
+        configured: &[String],
+        redirect_origins: Vec<String>,
+        registered: Option<Arc<Registry>>,
+    ) -> Self {
         Self {
             exact: configured.iter().cloned().chain(redirect_origins).collect(),
+            registered,
         }
     }
 
     /// Whether a request whose `Origin` header is `origin` may read the answer.
     pub fn allows(&self, origin: &str) -> bool {
         // Only an origin exactly as browsers serialize it (so `null`, paths and odd case fail).
-        is_origin(origin) && (self.exact.contains(origin) || is_loopback(origin))
+        is_origin(origin)
+            && (self.exact.contains(origin)
+                || is_loopback(origin)
+                || (self.registered.as_ref()).is_some_and(|r| r.allows_origin(origin)))
     }
 }
 
@@ -70,6 +83,7 @@ mod tests {
         let o = Origins::new(
             &["https://inspector.example".into()],
             vec!["https://app.example".into()],
+            None,
         );
         for ok in [
             "http://127.0.0.1:6274",

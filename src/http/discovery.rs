@@ -17,17 +17,28 @@ const AUTH_METHODS: [&str; 4] = [
     "none",
 ];
 
+/// Every scope a client may be granted: the configured clients', and registered clients'.
+fn scopes_supported(ctx: &Ctx) -> Vec<String> {
+    let mut v = ctx.clients.all_scopes();
+    if let Some(r) = &ctx.registry {
+        v.extend(r.policy.scopes.iter().cloned());
+        v.sort();
+        v.dedup();
+    }
+    v
+}
+
 /// RFC 8414 §2. Only what this server really supports is advertised.
 pub fn metadata_document(ctx: &Ctx) -> Value {
     let signing = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
-    json!({
+    let mut doc = json!({
         "issuer": ctx.issuer,
         "authorization_endpoint": ctx.endpoint("/authorize"),
         "token_endpoint": ctx.endpoint("/token"),
         "jwks_uri": ctx.endpoint("/jwks.json"),
         "introspection_endpoint": ctx.endpoint("/introspect"),
         "revocation_endpoint": ctx.endpoint("/revoke"),
-        "scopes_supported": ctx.clients.all_scopes(),
+        "scopes_supported": scopes_supported(ctx),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         // OpenID Connect Discovery §3: ID Tokens (for `openid` on the code flow) name the
@@ -50,7 +61,15 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
         "introspection_endpoint_auth_signing_alg_values_supported": signing,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": signing,
-    })
+    });
+    // RFC 8414 §2 / RFC 7591 §3: only when registration is on.
+    if let (Some(_), Some(o)) = (&ctx.registry, doc.as_object_mut()) {
+        o.insert(
+            "registration_endpoint".into(),
+            ctx.endpoint("/register").into(),
+        );
+    }
+    doc
 }
 
 pub async fn metadata(State(ctx): State<Arc<Ctx>>) -> Response {

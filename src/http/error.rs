@@ -22,6 +22,13 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static("Basic realm=\"mandate\""),
             );
         }
+        if self.code == ErrorCode::InvalidToken && status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3 (RFC 7592 §2): the registration access token is a bearer token.
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mandate\", error=\"invalid_token\""),
+            );
+        }
         resp
     }
 }

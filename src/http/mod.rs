@@ -10,6 +10,7 @@ mod error;
 pub mod extract;
 mod health;
 mod introspect;
+mod register;
 mod revoke;
 pub mod serve;
 mod token;
@@ -30,6 +31,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
     let origins = Arc::new(cors::Origins::new(
         &ctx.config.server.cors_origins,
         ctx.clients.redirect_origins(),
+        ctx.registry.clone(),
     ));
     // What a browser-based client calls itself (see `cors`).
     let documents = Router::new()
@@ -48,10 +50,28 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/token", post(token::token))
         .route("/revoke", post(revoke::revoke))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(cors::layer(origins, &[Method::POST]));
+        .layer(cors::layer(Arc::clone(&origins), &[Method::POST]));
+    // RFC 7591 / RFC 7592, only when enabled: otherwise these paths are 404 like any other.
+    let registration = match ctx.registry {
+        Some(_) => Router::new()
+            .route("/register", post(register::register))
+            .route(
+                "/register/{client_id}",
+                get(register::read)
+                    .delete(register::delete)
+                    .put(register::update),
+            )
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(cors::layer(
+                origins,
+                &[Method::GET, Method::POST, Method::PUT, Method::DELETE],
+            )),
+        None => Router::new(),
+    };
     Router::new()
         .merge(documents)
         .merge(token_endpoints)
+        .merge(registration)
         .route("/introspect", post(introspect::introspect))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

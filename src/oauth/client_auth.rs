@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::client::{Client, Clients, DECOY_PHC};
+use super::client::{Client, Clients, DECOY_PHC, LookupError};
 use super::error::{ErrorCode, OAuthError};
 use super::secret_check::{Busy, SecretChecks};
 use crate::clock::SharedClock;
@@ -102,6 +102,14 @@ fn bad_client(why: &'static str) -> OAuthError {
     OAuthError::invalid_client(why)
 }
 
+/// A client that could not be looked up: a server error (logged), or the source's refusal.
+pub fn lookup_failed(e: LookupError) -> OAuthError {
+    match e {
+        LookupError::Store(e) => OAuthError::from(e),
+        LookupError::Refused(why) => OAuthError::invalid_client(why),
+    }
+}
+
 fn decoy_key() -> DecodingKey {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
@@ -189,7 +197,8 @@ impl ClientAuthenticator {
         match presented {
             Presented::Nothing => Err(bad_client("client authentication is required")),
             Presented::Public { client_id } => {
-                let client = self.clients.get(&client_id).filter(|c| c.public).ok_or_else(|| {
+                let found = self.clients.find(&client_id).await.map_err(lookup_failed)?;
+                let client = found.filter(|c| c.public).ok_or_else(|| {
                     bad_client("client authentication failed: unknown client, or a confidential client without credentials")
                 })?;
                 Ok(Authenticated {
@@ -232,7 +241,7 @@ impl ClientAuthenticator {
         secret: &Secret,
     ) -> Result<Arc<Client>, OAuthError> {
         const FAILED: &str = "client authentication failed: unknown client or wrong secret";
-        let client = self.clients.get(client_id);
+        let client = self.clients.find(client_id).await.map_err(lookup_failed)?;
         let hash = client.as_ref().and_then(|c| c.secret_hash.clone());
         let Some(hash) = hash else {
             // Same cost as a real check, so timing does not reveal which client ids exist;
@@ -311,7 +320,7 @@ impl ClientAuthenticator {
         // does not say which client ids exist or have keys.
         const NOT_VERIFIED: &str = "client authentication failed: the client_assertion does not \
              verify as that client's (unknown client, no registered keys, or wrong signature)";
-        let client = self.clients.get(iss);
+        let client = self.clients.find(iss).await.map_err(lookup_failed)?;
         let jwks: Option<JwkSet> = client
             .as_ref()
             .and_then(|c| c.jwks.clone())

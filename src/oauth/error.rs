@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-/// RFC 6749 §5.2, RFC 7009 §2.2.1 and RFC 8693 §2.2.2 error codes.
+/// RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8693 §2.2.2 and RFC 7591 §3.2.2 error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -25,6 +25,12 @@ pub enum ErrorCode {
     SlowDown,
     /// CIBA Core §11: the request expired before the human decided.
     ExpiredToken,
+    /// RFC 7591 §3.2.2: a redirect URI the registration policy refuses.
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2: other client metadata the registration policy refuses.
+    InvalidClientMetadata,
+    /// RFC 6750 §3.1 (for RFC 7592): the registration access token is missing or wrong.
+    InvalidToken,
     NotFound,
     MethodNotAllowed,
     ServerError,
@@ -47,6 +53,9 @@ impl ErrorCode {
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ServerError => "server_error",
@@ -57,7 +66,7 @@ impl ErrorCode {
     /// The HTTP status RFC 6749 §5.2 pairs with the code.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::InvalidClient => 401,
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
             ErrorCode::AccessDenied => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -18,6 +18,7 @@ pub mod grant;
 pub mod introspect;
 pub mod params;
 pub mod pkce;
+pub mod registration;
 pub mod request;
 pub mod resource;
 pub mod revoke;
@@ -56,6 +57,8 @@ pub struct Ctx {
     pub throttle: crate::throttle::Throttles,
     /// The one bound on argon2 checks (client secrets and passwords).
     pub secret_checks: Arc<secret_check::SecretChecks>,
+    /// Dynamic client registration (RFC 7591), when `registration.enabled`.
+    pub registry: Option<Arc<registration::Registry>>,
 }
 
 impl Ctx {

@@ -1,5 +1,6 @@
 //! The one bound on argon2id in the process. Every password or client-secret check (and every
-//! decoy check that hides whether a name exists) goes through [`SecretChecks::verify`].
+//! decoy check that hides whether a name exists) goes through [`SecretChecks::verify`], and
+//! every secret hashed for a client that registers itself through [`SecretChecks::hash`].
 //!
 //! argon2id costs 19 MiB and ~14 ms of CPU per check. Unbounded, 160 concurrent wrong-password
 //! posts took the server from 100 MB to 3 GB; bounded only by a queue, 400 wrong secrets for one
@@ -158,6 +159,23 @@ impl SecretChecks {
         .await;
         // A panicked check verified nothing.
         Ok(ok.unwrap_or(false))
+    }
+
+    /// Hashes `plain` (argon2id, [`crate::oauth::client::hash_secret`]) on a blocking thread,
+    /// under the same bound as the checks: a new client's secret costs what a check costs.
+    pub async fn hash(&self, key: &str, plain: &str) -> Result<Option<String>, Busy> {
+        let _place = self.enter(key)?;
+        let permit = Arc::clone(&self.running)
+            .acquire_owned()
+            .await
+            .map_err(|_| Busy)?;
+        let plain = plain.to_string();
+        let hashed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crate::oauth::client::hash_secret(&plain).ok()
+        })
+        .await;
+        Ok(hashed.ok().flatten())
     }
 
     /// Checks running or waiting now (for tests and metrics).

@@ -196,6 +196,55 @@ pub enum Named {
     Users,
 }
 
+/// A client that registered itself (RFC 7591), as stored. Only live registrations are read
+/// back; a removed one keeps its row until it no longer counts against its address's cap.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    /// The client as the server uses it (JSON; a secret only as its argon2id hash).
+    pub data: String,
+    /// The client metadata the registration answered (JSON), for RFC 7592 reads.
+    pub metadata: String,
+    /// SHA-256 of the RFC 7592 registration access token.
+    pub token_hash: Vec<u8>,
+    pub created_at: i64,
+    /// The address that registered it (an IPv6 address by its /64).
+    pub created_by: String,
+    pub last_used_at: i64,
+}
+
+impl std::fmt::Debug for RegisteredClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredClient")
+            .field("client_id", &self.client_id)
+            .field("created_at", &self.created_at)
+            .field("created_by", &self.created_by)
+            .field("last_used_at", &self.last_used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The caps a registration must stay within, checked and applied in one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationCaps {
+    /// Registrations (removed ones too) made by one address after this time count ...
+    pub address_since: i64,
+    /// ... and must be fewer than this.
+    pub per_address: u64,
+    /// Live registrations in all must be fewer than this.
+    pub total: u64,
+}
+
+/// What [`RegistryStore::register_client`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    Registered,
+    /// The address made `per_address` registrations within the window: nothing stored.
+    AddressCap,
+    /// `total` registrations exist: nothing stored.
+    TotalCap,
+}
+
 /// What one [`WriteOp`] of a batch did (named apart from `policy::Outcome`, a decision).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -307,6 +356,42 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn set_agent_disabled(&self, name: &str, at: Option<i64>) -> Result<bool, StoreError>;
     /// Deletes agent `name`; false if there was none.
     async fn delete_agent(&self, name: &str) -> Result<bool, StoreError>;
+    /// Stores a registered client if `caps` allow it: the counts and the insert are one
+    /// transaction serialised across replicas (PostgreSQL: an advisory transaction lock), so
+    /// concurrent registrations never pass a cap together.
+    async fn register_client(
+        &self,
+        client: &RegisteredClient,
+        caps: &RegistrationCaps,
+    ) -> Result<RegisterOutcome, StoreError>;
+    /// `(registrations by `address` after `since`, live registrations)`: the caps' counts, read
+    /// without a lock (a cheap early refusal before a secret is hashed).
+    async fn registration_counts(
+        &self,
+        address: &str,
+        since: i64,
+    ) -> Result<(u64, u64), StoreError>;
+    /// The live registered client `client_id`.
+    async fn registered_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<RegisteredClient>, StoreError>;
+    /// Every live registered client, oldest first.
+    async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
+    /// Records that the registered client was used at `now`.
+    async fn touch_registered_client(&self, client_id: &str, now: i64) -> Result<(), StoreError>;
+    /// Marks the registration removed at `now`; true only for the one call that did (of
+    /// concurrent removals on any replica, one wins, and only it revokes and audits).
+    async fn remove_registered_client(&self, client_id: &str, now: i64)
+    -> Result<bool, StoreError>;
+    /// Live registered clients last used at or before `used_before`.
+    async fn unused_registered_clients(&self, used_before: i64) -> Result<Vec<String>, StoreError>;
+    /// Deletes the rows of removed registrations made at or before `created_before` (they no
+    /// longer count against their address's cap); returns their ids.
+    async fn purge_registered_clients(
+        &self,
+        created_before: i64,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// The signing keys, sealed under the KEK.

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use super::{Named, Party};
 
-/// A statement built once from [`TOKEN_COLUMNS`] or [`CIBA_COLUMNS`] and a tail.
+/// A statement built once from [`TOKEN_COLUMNS`], [`CIBA_COLUMNS`] or [`REGISTERED_COLUMNS`]
+/// and a tail.
 fn built(cell: &'static OnceLock<String>, columns: &str, from_where: &str) -> &'static str {
     cell.get_or_init(|| format!("SELECT {columns} {from_where}"))
 }
@@ -100,6 +101,41 @@ pub const REMEMBER_USER: &str = "INSERT INTO known_users (username, created_at) 
      ON CONFLICT (username) DO NOTHING";
 pub const SET_AGENT_DISABLED: &str = "UPDATE agents SET disabled_at = $1 WHERE name = $2";
 pub const DELETE_AGENT: &str = "DELETE FROM agents WHERE name = $1";
+
+pub const REGISTERED_BY_ADDRESS: &str =
+    "SELECT count(*) FROM registered_clients WHERE created_by = $1 AND created_at > $2";
+pub const REGISTERED_LIVE: &str =
+    "SELECT count(*) FROM registered_clients WHERE removed_at IS NULL";
+pub const INSERT_REGISTERED: &str = "INSERT INTO registered_clients (client_id, data, metadata, \
+     token_hash, created_at, created_by, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $5)";
+pub const REGISTERED_COLUMNS: &str =
+    "client_id, data, metadata, token_hash, created_at, created_by, last_used_at";
+/// The live registered client `$1`.
+pub fn registered_client() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    built(
+        &SQL,
+        REGISTERED_COLUMNS,
+        "FROM registered_clients WHERE client_id = $1 AND removed_at IS NULL",
+    )
+}
+/// Every live registered client, oldest first.
+pub fn registered_clients() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    built(
+        &SQL,
+        REGISTERED_COLUMNS,
+        "FROM registered_clients WHERE removed_at IS NULL ORDER BY created_at, client_id",
+    )
+}
+pub const TOUCH_REGISTERED: &str = "UPDATE registered_clients SET last_used_at = $1 \
+     WHERE client_id = $2 AND last_used_at < $1 AND removed_at IS NULL";
+pub const REMOVE_REGISTERED: &str = "UPDATE registered_clients SET removed_at = $1 \
+     WHERE client_id = $2 AND removed_at IS NULL";
+pub const UNUSED_REGISTERED: &str = "SELECT client_id FROM registered_clients \
+     WHERE removed_at IS NULL AND last_used_at <= $1 ORDER BY last_used_at, client_id";
+pub const PURGE_REGISTERED: &str = "DELETE FROM registered_clients \
+     WHERE removed_at IS NOT NULL AND created_at <= $1 RETURNING client_id";
 
 /// The stored names of `kind` that came from a config.
 pub fn config_names(kind: Named) -> &'static str {
@@ -259,6 +295,15 @@ pub fn all() -> Vec<&'static str> {
         REMEMBER_USER,
         SET_AGENT_DISABLED,
         DELETE_AGENT,
+        REGISTERED_BY_ADDRESS,
+        REGISTERED_LIVE,
+        INSERT_REGISTERED,
+        registered_client(),
+        registered_clients(),
+        TOUCH_REGISTERED,
+        REMOVE_REGISTERED,
+        UNUSED_REGISTERED,
+        PURGE_REGISTERED,
         LOCK_KEYS,
         LOAD_KEYS,
         INSERT_KEY,

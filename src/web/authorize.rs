@@ -51,6 +51,10 @@ pub async fn post(
 fn rejected(r: Rejection, status: StatusCode) -> PageError {
     match r {
         Rejection::Fatal(m) => PageError::bad_request(m),
+        Rejection::Unavailable(reason) => PageError::Internal {
+            doing: "looking up the client",
+            reason,
+        },
         Rejection::Redirect(t, e) => PageError::answer(redirect(status, &t.with_error(&e))),
     }
 }
@@ -61,8 +65,9 @@ async fn authorize(
     p: &Params,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let req =
-        AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, p).map_err(|r| rejected(r, status))?;
+    let req = AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, p)
+        .await
+        .map_err(|r| rejected(r, status))?;
     match session::current(ctx, headers)
         .await
         .doing("reading the browser session")?
@@ -110,6 +115,8 @@ async fn decide(
         &ConsentPage {
             username: &s.user.username,
             client: &req.client.client_id,
+            client_name: req.client.client_name.as_deref(),
+            self_registered: req.client.is_registered(),
             scopes: (scope.iter())
                 .map(|name| pages::ScopeLine {
                     name,
@@ -169,7 +176,7 @@ pub async fn consent(
             "Go back to the application and start again.",
         ));
     };
-    let Some(req) = login::pending(&ctx, &p)? else {
+    let Some(req) = login::pending(&ctx, &p).await? else {
         return Err(PageError::bad_request(
             "The form did not say which request it answers.",
         ));

@@ -134,7 +134,7 @@ pub async fn post(
 }
 
 /// The pending authorization request carried by a form, validated again.
-pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, PageError> {
+pub async fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, PageError> {
     let Ok(q) = p.one("pending") else {
         return Err(PageError::bad_request(
             "The form was sent with a repeated field.",
@@ -147,9 +147,13 @@ pub fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, PageEr
             "The form carried a malformed authorization request.",
         ));
     };
-    match AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, &params) {
+    match AuthorizeRequest::parse(&ctx.clients, &ctx.issuer, &params).await {
         Ok(r) => Ok(Some(r)),
         Err(Rejection::Fatal(m)) => Err(PageError::bad_request(m)),
+        Err(Rejection::Unavailable(reason)) => Err(PageError::Internal {
+            doing: "looking up the client",
+            reason,
+        }),
         Err(Rejection::Redirect(t, e)) => Err(PageError::answer(redirect(
             StatusCode::SEE_OTHER,
             &t.with_error(&e),
@@ -177,7 +181,7 @@ pub async fn submit(
             "Go back, reload the page and sign in again.",
         ));
     }
-    let pending = pending(ctx, p)?;
+    let pending = pending(ctx, p).await?;
     let next = p.one("next").ok().flatten().and_then(safe_next);
     // The sign-in form again, saying what went wrong.
     let again = |status, error: &str, username: &str| {

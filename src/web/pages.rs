@@ -27,6 +27,10 @@ pub struct LoginPage<'a> {
 pub struct ConsentPage<'a> {
     pub username: &'a str,
     pub client: &'a str,
+    /// The client's own `client_name` (registered clients; escaped like everything else).
+    pub client_name: Option<&'a str>,
+    /// The client registered itself (RFC 7591): the operator does not know it.
+    pub self_registered: bool,
     pub scopes: Vec<ScopeLine<'a>>,
     pub audiences: Vec<AudienceLine<'a>>,
     pub redirect_uri: &'a str,

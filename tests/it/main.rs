@@ -22,6 +22,7 @@ mod keys;
 mod malformed;
 mod policy;
 mod raw;
+mod registration;
 mod security;
 mod store;
 #[cfg(feature = "tpm")]

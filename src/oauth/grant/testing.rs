@@ -111,6 +111,9 @@ pub fn client(id: &str, grants: &[&str], scopes: &[&str]) -> Client {
         introspect: false,
         audience: None,
         audiences: None,
+        provenance: crate::oauth::client::Provenance::Config,
+        client_name: None,
+        application_type: None,
     }
 }
 

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::oauth::client::{Client, Clients};
+use crate::oauth::client::{Client, Clients, LookupError};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, S256};
@@ -19,6 +19,9 @@ use crate::oauth::user::User;
 pub enum Rejection {
     /// The client or redirect URI is missing, unknown or unregistered: tell the human only.
     Fatal(Cow<'static, str>),
+    /// The client could not be looked up (the database did not answer): a server error,
+    /// whose reason is logged and never shown.
+    Unavailable(String),
     /// Everything else: redirect back with `error`, `error_description` and `state`.
     Redirect(Box<RedirectTarget>, OAuthError),
 }
@@ -89,7 +92,7 @@ pub struct AuthorizeRequest {
 impl AuthorizeRequest {
     /// Parses and checks `p` against the registered `clients`; `issuer` answers in every
     /// redirect (RFC 9207).
-    pub fn parse(clients: &Clients, issuer: &str, p: &Params) -> Result<Self, Rejection> {
+    pub async fn parse(clients: &Clients, issuer: &str, p: &Params) -> Result<Self, Rejection> {
         let fatal = |m: &'static str| Rejection::Fatal(Cow::Borrowed(m));
         let client_id = p
             .one("client_id")
@@ -99,17 +102,25 @@ impl AuthorizeRequest {
                     "The request does not say which application is asking (client_id is missing).",
                 )
             })?;
-        let client = clients.get(client_id).ok_or_else(|| {
-            fatal("The application that sent you here is not registered with this server.")
-        })?;
+        let client = match clients.find(client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(fatal(
+                    "The application that sent you here is not registered with this server.",
+                ));
+            }
+            Err(LookupError::Refused(why)) => return Err(Rejection::Fatal(why)),
+            Err(LookupError::Store(e)) => return Err(Rejection::Unavailable(e.to_string())),
+        };
         let redirect_uri = p
             .one("redirect_uri")
             .map_err(|_| fatal("The request names redirect_uri more than once."))?
             .ok_or_else(|| {
                 fatal("The request does not say where to return to (redirect_uri is missing).")
             })?;
-        // RFC 6749 §3.1.2.3 and RFC 9700 §2.1: exact string comparison, no patterns.
-        if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        // RFC 6749 §3.1.2.3 and RFC 9700 §2.1: exact string comparison, no patterns (but a
+        // native client's loopback port, RFC 8252 §7.3).
+        if !client.redirect_uri_matches(redirect_uri) {
             return Err(fatal(
                 "The address this application asked to return to is not registered for it, so you were not sent there.",
             ));
@@ -362,6 +373,9 @@ mod tests {
             introspect: false,
             audience: None,
             audiences: None,
+            provenance: crate::oauth::client::Provenance::Config,
+            client_name: None,
+            application_type: None,
         };
         let orders = Client {
             introspect: true,
@@ -402,6 +416,7 @@ mod tests {
         match r {
             Ok(_) => "ok",
             Err(Rejection::Fatal(_)) => "fatal",
+            Err(Rejection::Unavailable(_)) => "unavailable",
             Err(Rejection::Redirect(t, e)) => {
                 assert_eq!(t.state.as_deref(), Some("xyz"), "state comes back");
                 e.code.as_str()
@@ -409,8 +424,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rfc6749_s4_1_2_1_an_untrusted_redirect_is_never_followed() {
+    #[tokio::test]
+    async fn rfc6749_s4_1_2_1_an_untrusted_redirect_is_never_followed() {
         type Row<'a> = (&'a str, &'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
         let rows: Vec<Row> = vec![
             (
@@ -489,19 +504,22 @@ mod tests {
         ];
         let clients = registered();
         for (why, drop, add, want) in rows {
-            let r = AuthorizeRequest::parse(&clients, "https://as.example", &query(drop, &add));
+            let r =
+                AuthorizeRequest::parse(&clients, "https://as.example", &query(drop, &add)).await;
             assert_eq!(outcome(&r), want, "{why}");
         }
     }
 
-    #[test]
-    fn rfc8707_s2_the_tokens_are_for_every_reachable_resource_server_unless_one_is_named() {
+    #[tokio::test]
+    async fn rfc8707_s2_the_tokens_are_for_every_reachable_resource_server_unless_one_is_named() {
         let clients = registered();
-        let parse = |add: &[(&str, &str)]| {
-            AuthorizeRequest::parse(&clients, "https://as.example", &query(&[], add)).unwrap()
+        let parse = async |add: &[(&str, &str)]| {
+            AuthorizeRequest::parse(&clients, "https://as.example", &query(&[], add))
+                .await
+                .unwrap()
         };
-        assert_eq!(parse(&[]).aud, [ORDERS]);
-        let named = parse(&[("audience", ORDERS)]);
+        assert_eq!(parse(&[]).await.aud, [ORDERS]);
+        let named = parse(&[("audience", ORDERS)]).await;
         assert_eq!(
             (named.aud.as_slice(), named.targets.as_slice()),
             (&[ORDERS.to_string()][..], &[ORDERS.to_string()][..])
@@ -512,6 +530,7 @@ mod tests {
             "https://as.example",
             &Params::parse(named.to_query().as_bytes()),
         )
+        .await
         .unwrap();
         assert_eq!((again.aud, again.state), (named.aud, named.state));
     }
