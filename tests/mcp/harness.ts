@@ -64,7 +64,8 @@ const CLIENTS: ClientKind[] = [
 function parseArgs(argv: string[]) {
   const out = {
     mandate: process.env.MCP_MANDATE_BIN ?? '',
-    modes: (process.env.MCP_MODES ?? 'preregistered').split(',').map((s) => s.trim()).filter(Boolean),
+    // The modes whose mandate side is on main; cimd joins when Client ID Metadata Documents land.
+    modes: (process.env.MCP_MODES ?? 'preregistered,dcr').split(',').map((s) => s.trim()).filter(Boolean),
     clients: CLIENTS.map((c) => c.name),
     conformance: true,
     featureConfig: true,
@@ -267,6 +268,16 @@ async function main() {
       const ok = resp.status >= 200 && resp.status < 300 && allow === origin && /\bPOST\b/i.test(methods);
       record(ok ? 'PASS' : 'FAIL', 'CORS: OPTIONS /token from http://127.0.0.1:6274 is allowed (Fetch standard preflight)',
         ok ? undefined : `HTTP ${resp.status}, Access-Control-Allow-Origin ${allow}, Access-Control-Allow-Methods ${methods}`);
+      if (opts.modes.includes('dcr')) {
+        const reg = await fetch(`${issuer}/register`, {
+          method: 'OPTIONS',
+          headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+        });
+        const regAllow = reg.headers.get('access-control-allow-origin');
+        const regOk = reg.status >= 200 && reg.status < 300 && regAllow === origin;
+        record(regOk ? 'PASS' : 'FAIL', 'CORS: OPTIONS /register from http://127.0.0.1:6274 is allowed (a browser-based client registers itself)',
+          regOk ? undefined : `HTTP ${reg.status}, Access-Control-Allow-Origin ${regAllow}`);
+      }
       const meta = await fetch(`${issuer}/.well-known/oauth-authorization-server`, { headers: { origin } });
       const metaAllow = meta.headers.get('access-control-allow-origin');
       record(meta.status === 200 && metaAllow === origin ? 'PASS' : 'FAIL',

@@ -5,7 +5,7 @@
 //! SDK protected by mandate, the official MCP SDK clients signing in, the MCP conformance tool's
 //! authorization-server scenarios, a CORS preflight) is described in docs/mcp.md; `scripts/test`
 //! installs what it needs and turns the feature on. `MCP_MODES=preregistered,dcr,cimd` adds the
-//! registration modes that are off by default.
+//! `cimd` registration mode, which is off by default (the default is `preregistered,dcr`).
 
 use std::process::Command;
 

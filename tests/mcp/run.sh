@@ -2,8 +2,8 @@
 # The MCP end-to-end suite (docs/mcp.md): installs its packages if needed (install.sh), then runs
 # harness.ts against the mandate binary at $MCP_MANDATE_BIN (built here when unset).
 #
-#   tests/mcp/run.sh                                  # preregistered clients + conformance tool
-#   tests/mcp/run.sh --modes preregistered,dcr,cimd   # once DCR and CIMD have landed
+#   tests/mcp/run.sh                                  # preregistered and dcr clients + conformance tool
+#   tests/mcp/run.sh --modes preregistered,dcr,cimd   # once CIMD has landed
 #   tests/mcp/run.sh --clients python --no-conformance
 #
 # MCP_MODES=preregistered,dcr,cimd does what --modes does (for scripts/test and cargo test).

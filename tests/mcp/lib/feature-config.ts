@@ -1,14 +1,16 @@
-// THE ONE PLACE for the mandate settings of the registration modes that have not landed on main
-// yet. Until they land, `tests/mcp/run.sh` runs only `preregistered` (its default); to run the
-// others, fill in the settings below with the keys the feature's branch really has (mandate
-// refuses unknown keys, so a wrong name stops the server at start, loudly) and run
-// `tests/mcp/run.sh --modes preregistered,dcr,cimd` (or MCP_MODES=... scripts/test).
+// THE ONE PLACE for the mandate settings of the registration modes other than `preregistered`.
+// `dcr` is on main and in the default modes (`preregistered,dcr`). `cimd` is not yet: to run it,
+// fill in its settings below with the keys the feature really has (mandate refuses unknown keys,
+// so a wrong name stops the server at start, loudly), run
+// `tests/mcp/run.sh --modes preregistered,dcr,cimd` (or MCP_MODES=... scripts/test), and when
+// green add it to the default modes in harness.ts (parseArgs).
 
 import { SCOPE } from './mcp-server.ts';
 
 /**
- * Dynamic client registration (RFC 7591, branch `dcr`). The keys are the ones the `dcr` branch's
- * config.rs had when this was written (`[registration]`); check them against the merged code.
+ * Dynamic client registration (RFC 7591; docs/configuration.md `[registration]`): on, with the
+ * MCP server's scope grantable to registered clients (native apps with loopback redirect URIs on
+ * any port are allowed by default).
  */
 export function dcrConfig(): string {
   return `
