@@ -357,6 +357,33 @@ mod tests {
         assert!(matches!(none.lookup("bad", NOW), Lookup::Fetch(_)));
     }
 
+    /// A fetch whose every caller was cancelled (a client that hung up) is forgotten, so fetches
+    /// under way cannot pile up; one that another caller still waits for stays.
+    #[test]
+    fn a_fetch_every_caller_gave_up_on_is_forgotten() {
+        let mut s = Store::new(10, 10);
+        let Lookup::Fetch(p) = s.lookup("u", NOW) else {
+            panic!()
+        };
+        s.abandon("u", &p);
+        let Lookup::Fetch(q) = s.lookup("u", NOW) else {
+            panic!()
+        };
+        assert!(!Arc::ptr_eq(&p, &q), "a new fetch");
+        let Lookup::Fetch(other) = s.lookup("u", NOW) else {
+            panic!()
+        };
+        s.abandon("u", &q);
+        let Lookup::Fetch(again) = s.lookup("u", NOW) else {
+            panic!()
+        };
+        assert!(
+            Arc::ptr_eq(&other, &again),
+            "still shared with the waiting caller"
+        );
+        assert_eq!(s.len(), 0, "fetches under way are not stored entries");
+    }
+
     #[test]
     fn callers_of_one_url_share_one_fetch() {
         let mut s = Store::new(10, 10);

@@ -677,6 +677,22 @@ async fn concurrent_callers_share_one_fetch() {
     assert_eq!(server.hits(), 1);
 }
 
+/// A caller that gives up (a client that hung up on `/authorize`) leaves nothing behind: the
+/// next caller fetches afresh.
+#[tokio::test]
+async fn a_cancelled_fetch_leaves_nothing_behind() {
+    let pki = pki();
+    let server = DocServer::start(Some(pki.server.clone()), Reply::Hang).await;
+    let url = server.url("/client.json");
+    let s = setup(&pki, |_| {});
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), s.resolver.resolve(&url)).await;
+    assert!(gave_up.is_err());
+    server.set(json_response(&document(&url), &[]));
+    assert!(s.resolver.resolve(&url).await.is_ok());
+    assert_eq!(server.hits(), 2);
+    assert_eq!(s.resolver.cached(), 1);
+}
+
 /// `cimd.max_concurrent_fetches` bounds the fetches under way over all URLs; a caller that
 /// cannot start one within the timeout is told the server is busy (and that is not remembered).
 #[tokio::test]

@@ -327,3 +327,25 @@ fn redirect_uri_matching_is_exact_except_the_loopback_port() {
     assert!(!m.allows_redirect_uri("https://app.example.com:443/cb"));
     assert!(!m.loopback_redirects_only());
 }
+
+/// A refusal is shown to the user and may go into `error_description`: it names the rule and
+/// never repeats what the document said.
+#[test]
+fn refusals_never_echo_the_document() {
+    let evil = "https://evil.example/<script>alert(1)</script>";
+    let cases = [
+        with("client_id", json!(evil)),
+        with("client_secret", json!("hunter2-secret")),
+        with("redirect_uris", json!(["javascript:alert('hunter2')"])),
+        with("token_endpoint_auth_method", json!("hunter2_method")),
+        with("client_name", json!(format!("hunter2{}", "x".repeat(200)))),
+        with("logo_uri", json!("http://hunter2.example/logo")),
+        with("grant_types", json!(["hunter2_grant"])),
+    ];
+    for doc in cases {
+        let text = check(doc.clone()).unwrap_err().to_string();
+        for secret in ["hunter2", "<script>", "evil.example"] {
+            assert!(!text.contains(secret), "{text} (from {doc})");
+        }
+    }
+}
