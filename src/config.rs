@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "ciba",
     "attestation",
     "registration",
+    "cimd",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +63,8 @@ pub struct Config {
     pub attestation: AttestationConfig,
     #[serde(default)]
     pub registration: RegistrationConfig,
+    #[serde(default)]
+    pub cimd: CimdConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -354,9 +357,143 @@ impl Default for RegistrationConfig {
     }
 }
 
+/// Client ID Metadata Documents (`[cimd]`, src/cimd/): `client_id`s that are https URLs of the
+/// client's own metadata, fetched and validated by the server. Off unless enabled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CimdConfig {
+    /// Accept URL `client_id`s and advertise `client_id_metadata_document_supported`.
+    pub enabled: bool,
+    /// Also fetch from loopback, RFC 1918, unique-local and CGNAT addresses (development and
+    /// tests only; link-local, multicast and the like stay refused).
+    pub allow_private_addresses: bool,
+    /// Hosts (`app.example.com`) or subdomain wildcards (`*.example.com`) whose documents are
+    /// accepted; empty: any host that passes the address checks. Listed clients are marked as
+    /// known on the consent page.
+    pub allowed_domains: Vec<String>,
+    /// Hosts or wildcards never fetched; a block wins over an allow.
+    pub blocked_domains: Vec<String>,
+    /// The TCP connect, per address tried.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// The whole fetch: resolution, connect, TLS, request and body.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// The largest document read (draft: 5 KB recommended); at most [`CIMD_MAX_BYTES_CAP`].
+    pub max_bytes: usize,
+    /// A PEM file of extra CA certificates trusted for the fetch, besides the webpki roots;
+    /// relative to the config file.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Bounds of a document's cache lifetime, whatever its `Cache-Control`/`Expires` say.
+    #[serde(deserialize_with = "de_duration")]
+    pub cache_min_ttl: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub cache_max_ttl: Duration,
+    /// The lifetime of a document sent without caching headers.
+    #[serde(deserialize_with = "de_duration")]
+    pub cache_default_ttl: Duration,
+    /// Documents and failures kept at most; the oldest goes first.
+    pub cache_max_entries: usize,
+    /// How long a failed fetch is answered from memory instead of fetched again ("0s": never).
+    #[serde(deserialize_with = "de_duration")]
+    pub failure_ttl: Duration,
+    /// Fetches under way at once, over all URLs; more wait up to `timeout`.
+    pub max_concurrent_fetches: usize,
+}
+
+/// The hard cap on `cimd.max_bytes`.
+pub const CIMD_MAX_BYTES_CAP: usize = 64 * 1024;
+
+impl Default for CimdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_private_addresses: false,
+            allowed_domains: Vec::new(),
+            blocked_domains: Vec::new(),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
+            max_bytes: 5 * 1024,
+            extra_ca_file: None,
+            cache_min_ttl: Duration::from_secs(60),
+            cache_max_ttl: Duration::from_secs(24 * 3600),
+            cache_default_ttl: Duration::from_secs(300),
+            cache_max_entries: 1000,
+            failure_ttl: Duration::from_secs(10),
+            max_concurrent_fetches: 8,
+        }
+    }
+}
+
 /// The grants a registered client may be allowed (a subset of the configured clients' grants).
 pub const REGISTRABLE_GRANTS: [&str; 3] =
     ["authorization_code", "refresh_token", "client_credentials"];
+impl CimdConfig {
+    fn validate(&self) -> Result<(), String> {
+        let secs = |d: Duration| d.as_secs_f64();
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(60) {
+            return Err("key `cimd.timeout`: must be more than zero and at most 60s".into());
+        }
+        if self.connect_timeout.is_zero() || self.connect_timeout > self.timeout {
+            return Err(
+                "key `cimd.connect_timeout`: must be more than zero and at most `cimd.timeout`"
+                    .into(),
+            );
+        }
+        if self.max_bytes == 0 || self.max_bytes > CIMD_MAX_BYTES_CAP {
+            return Err(format!(
+                "key `cimd.max_bytes`: must be from 1 to {CIMD_MAX_BYTES_CAP}"
+            ));
+        }
+        if self.cache_min_ttl.is_zero()
+            || secs(self.cache_min_ttl) > secs(self.cache_default_ttl)
+            || secs(self.cache_default_ttl) > secs(self.cache_max_ttl)
+        {
+            return Err("keys `cimd.cache_*_ttl`: need 0 < cache_min_ttl <= cache_default_ttl <= cache_max_ttl".into());
+        }
+        if self.cache_max_entries == 0 {
+            return Err("key `cimd.cache_max_entries`: must be at least 1".into());
+        }
+        if self.failure_ttl > self.cache_min_ttl {
+            return Err("key `cimd.failure_ttl`: must be at most `cimd.cache_min_ttl` (a failure is remembered briefly, never longer than a document)".into());
+        }
+        if self.max_concurrent_fetches == 0 {
+            return Err("key `cimd.max_concurrent_fetches`: must be at least 1".into());
+        }
+        for (key, list) in [
+            ("allowed_domains", &self.allowed_domains),
+            ("blocked_domains", &self.blocked_domains),
+        ] {
+            if let Some(bad) = list.iter().find(|d| domain_pattern(d).is_none()) {
+                return Err(format!(
+                    "key `cimd.{key}`: {bad:?} is not a lowercase host or `*.` followed by one (no scheme, port or trailing dot)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An entry of `cimd.allowed_domains`/`blocked_domains`: `Some((true, "example.com"))` for
+/// `*.example.com`, `Some((false, host))` for a lowercase host name or IP address, `None` for
+/// anything else (so a typo cannot silently match nothing).
+pub fn domain_pattern(s: &str) -> Option<(bool, &str)> {
+    let (wild, name) = match s.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && !name.starts_with(['.', '-'])
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b));
+    // A colon only in an IPv6 address (no port, no wildcard).
+    let v6_ok = !name.contains(':') || (!wild && name.parse::<std::net::Ipv6Addr>().is_ok());
+    (ok && v6_ok).then_some((wild, name))
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -598,6 +735,7 @@ impl Config {
         for (i, a) in self.agents.iter().enumerate() {
             identifier(&format!("agents[{i}]"), "name", &a.name)?;
         }
+        self.cimd.validate()?;
         Ok(())
     }
 

@@ -68,6 +68,28 @@ fn services_and_storage_name_neither_the_edge_nor_the_protocol() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
+/// The metadata-document fetcher is a service like the others, and the server's one HTTP
+/// *client*: it may name hyper's client connection and hyper-util's tokio adapter, nothing of
+/// the server edge (axum, tower, hyper's server) and nothing of the protocol.
+#[test]
+fn the_metadata_fetcher_names_only_the_client_side_of_hyper() {
+    let above = [
+        &EDGE[..],
+        &DRIVERS[..],
+        &["crate::oauth", "crate::attest", "crate::policy"][..],
+    ]
+    .concat();
+    let bad = offenders(
+        &["cimd"],
+        &above,
+        &[
+            "use hyper::client::conn::http1;",
+            "use hyper_util::rt::TokioIo;",
+        ],
+    );
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
 #[test]
 fn the_base_names_nothing_above_it() {
     let above = [

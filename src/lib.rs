@@ -19,6 +19,8 @@
 //! - [`jose`]: ES256 keys (generation, KEK envelope, rotation, JWKS) and JWT signing.
 //! - [`audit`]: the hash-chained audit log, its checkpoints and its verifier.
 //! - [`throttle`]: per-process counters of failed sign-ins and enrollments.
+//! - [`cimd`]: Client ID Metadata Documents: URL `client_id`s fetched (SSRF-safe), validated and
+//!   cached; the one module that makes outgoing HTTP requests.
 //!
 //! Storage — depends only on the types it stores:
 //! - [`store`]: the storage traits, the batch planner, the group-commit writer, and one module
@@ -42,6 +44,7 @@
 
 pub mod attest;
 pub mod audit;
+pub mod cimd;
 pub mod clock;
 pub mod config;
 pub mod crypto;

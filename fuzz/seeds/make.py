@@ -146,3 +146,23 @@ for name, body in [
     ("confidential", {"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
 ]:
     write("registration_metadata", name, json.dumps(body, indent=1))
+
+# cimd_document: the client_id URL on the first line, then the document (which the target also
+# reads, line by line, as Cache-Control, Expires, Date and Age).
+CIMD_URL = "https://app.example.com/oauth/client.json"
+for name, doc in {
+    "mcp_example": {"client_id": CIMD_URL, "client_name": "Example MCP Client",
+                    "client_uri": "https://app.example.com",
+                    "logo_uri": "https://app.example.com/logo.png",
+                    "redirect_uris": ["http://127.0.0.1:3000/callback",
+                                      "http://localhost:3000/callback"],
+                    "grant_types": ["authorization_code"], "response_types": ["code"],
+                    "token_endpoint_auth_method": "none"},
+    "native_app": {"client_id": CIMD_URL, "redirect_uris": ["com.example.app:/cb",
+                                                            "https://app.example.com/cb"],
+                   "grant_types": ["authorization_code", "refresh_token"], "scope": "read"},
+    "secret": {"client_id": CIMD_URL, "client_secret": "x", "redirect_uris": ["https://a.b/c"]},
+}.items():
+    write("cimd_document", name, CIMD_URL + "\n" + json.dumps(doc, indent=1))
+write("cimd_document", "headers", "https://[::1]:8443/c\nmax-age=600, no-store\n"
+      "Wed, 21 Oct 2026 07:28:00 GMT\nWed, 21 Oct 2026 07:00:00 GMT\n30")

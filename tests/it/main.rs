@@ -7,6 +7,7 @@ mod attest;
 mod audit;
 mod authorize;
 mod ciba;
+mod cimd;
 mod client_auth;
 mod clock;
 mod config_docs;
