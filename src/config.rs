@@ -364,6 +364,9 @@ impl Default for RegistrationConfig {
 pub struct CimdConfig {
     /// Accept URL `client_id`s and advertise `client_id_metadata_document_supported`.
     pub enabled: bool,
+    /// The most a client by metadata document may be granted (within its document's `scope`,
+    /// when it has one).
+    pub scopes: Vec<String>,
     /// Also fetch from loopback, RFC 1918, unique-local and CGNAT addresses (development and
     /// tests only; link-local, multicast and the like stay refused).
     pub allow_private_addresses: bool,
@@ -421,6 +424,7 @@ impl Default for CimdConfig {
             cache_max_entries: 1000,
             failure_ttl: Duration::from_secs(10),
             max_concurrent_fetches: 8,
+            scopes: Vec::new(),
         }
     }
 }

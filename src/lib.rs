@@ -107,6 +107,8 @@ pub enum StartError {
     EkRoots(String),
     #[error("invalid {0}")]
     Policy(#[from] policy::LoadError),
+    #[error(transparent)]
+    Documents(#[from] cimd::SetupError),
 }
 
 /// Opens the database named in the config and brings its schema up to date.
@@ -234,9 +236,18 @@ impl App {
                 &config.registration,
             ))
         });
-        let clients = Arc::new(match &registry {
+        let clients = match &registry {
             Some(r) => clients.with_registered(r.clone()),
             None => clients,
+        };
+        // Clients whose id is the https URL of their metadata document, when enabled.
+        let documents = cimd::Resolver::new(&config.cimd, &config.base_dir(), clock.clone())?;
+        let clients = Arc::new(match documents.enabled() {
+            true => clients.with_documents(Arc::new(oauth::documents::DocumentClients::new(
+                documents,
+                &config.cimd.scopes,
+            ))),
+            false => clients,
         });
         let registration_task = match &registry {
             Some(r) => {

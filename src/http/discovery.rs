@@ -69,6 +69,10 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
             ctx.endpoint("/register").into(),
         );
     }
+    // draft-ietf-oauth-client-id-metadata-document §4: only when such clients are accepted.
+    if let (true, Some(o)) = (ctx.config.cimd.enabled, doc.as_object_mut()) {
+        o.insert("client_id_metadata_document_supported".into(), true.into());
+    }
     doc
 }
 

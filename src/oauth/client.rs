@@ -26,6 +26,9 @@ pub enum Provenance {
     Config,
     /// RFC 7591 dynamic registration at `/register`.
     Registered,
+    /// A Client ID Metadata Document at its `client_id` URL (`oauth::documents`); `listed`
+    /// when its host is on the operator's `cimd.allowed_domains`. Never stored.
+    Document { listed: bool },
 }
 
 /// RFC 7591 §2 / OpenID Connect Registration §2 `application_type`: which redirect URIs a
@@ -107,6 +110,28 @@ impl Client {
     /// Whether the client registered itself rather than being declared by the operator.
     pub fn is_registered(&self) -> bool {
         self.provenance == Provenance::Registered
+    }
+
+    /// Whether the client describes itself in a metadata document at its `client_id` URL.
+    pub fn is_document(&self) -> bool {
+        matches!(self.provenance, Provenance::Document { .. })
+    }
+
+    /// Whether the operator vouches for the client: configured it, or allowed its document's
+    /// host. The consent page warns about every other client.
+    pub fn known_to_operator(&self) -> bool {
+        matches!(
+            self.provenance,
+            Provenance::Config | Provenance::Document { listed: true }
+        )
+    }
+
+    /// Whether every redirect URI returns to this machine (http loopback or a private-use
+    /// scheme): any local program that takes the port or scheme gets the code, so the consent
+    /// page says so (MCP authorization "Localhost Redirect URI Risks").
+    pub fn redirects_only_locally(&self) -> bool {
+        !self.redirect_uris.is_empty()
+            && (self.redirect_uris.iter()).all(|r| !r.starts_with("https://"))
     }
 
     /// Whether `presented` is one of the client's redirect URIs: compared as exact strings

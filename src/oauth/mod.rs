@@ -13,6 +13,7 @@ pub mod agent;
 pub mod client;
 pub mod client_auth;
 pub mod delegation;
+pub mod documents;
 pub mod error;
 pub mod grant;
 pub mod introspect;

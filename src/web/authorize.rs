@@ -117,6 +117,15 @@ async fn decide(
             client: &req.client.client_id,
             client_name: req.client.client_name.as_deref(),
             self_registered: req.client.is_registered(),
+            document_host: (req.client.is_document())
+                .then(|| host_of(&req.client.client_id))
+                .flatten(),
+            known: req.client.known_to_operator(),
+            redirect_host: host_of(&req.redirect_uri).unwrap_or_else(|| {
+                let scheme = req.redirect_uri.split(':').next().unwrap_or_default();
+                format!("the application for {scheme}:")
+            }),
+            local_only: req.client.redirects_only_locally(),
             scopes: (scope.iter())
                 .map(|name| pages::ScopeLine {
                     name,
@@ -226,4 +235,10 @@ pub async fn consent(
     };
     saved.await.doing("saving consent")?;
     Ok(code_redirect(&ctx, &req, username, &scope, status).await)
+}
+
+/// The host of an http(s) URI as a human reads it (lowercase, without the default port).
+fn host_of(uri: &str) -> Option<String> {
+    let origin = crate::input::origin_of(uri)?;
+    origin.split_once("://").map(|(_, host)| host.to_string())
 }

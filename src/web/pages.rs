@@ -31,6 +31,14 @@ pub struct ConsentPage<'a> {
     pub client_name: Option<&'a str>,
     /// The client registered itself (RFC 7591): the operator does not know it.
     pub self_registered: bool,
+    /// A client by metadata document: the host its document (its `client_id`) is on.
+    pub document_host: Option<String>,
+    /// The operator configured the client or allowed its document's host.
+    pub known: bool,
+    /// The host the human returns to (the redirect URI's, or its scheme for a private-use one).
+    pub redirect_host: String,
+    /// Every redirect URI of the client returns to this computer.
+    pub local_only: bool,
     pub scopes: Vec<ScopeLine<'a>>,
     pub audiences: Vec<AudienceLine<'a>>,
     pub redirect_uri: &'a str,

@@ -64,8 +64,7 @@ const CLIENTS: ClientKind[] = [
 function parseArgs(argv: string[]) {
   const out = {
     mandate: process.env.MCP_MANDATE_BIN ?? '',
-    // The modes whose mandate side is on main; cimd joins when Client ID Metadata Documents land.
-    modes: (process.env.MCP_MODES ?? 'preregistered,dcr').split(',').map((s) => s.trim()).filter(Boolean),
+    modes: (process.env.MCP_MODES ?? 'preregistered,dcr,cimd').split(',').map((s) => s.trim()).filter(Boolean),
     clients: CLIENTS.map((c) => c.name),
     conformance: true,
     featureConfig: true,

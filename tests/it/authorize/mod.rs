@@ -5,7 +5,7 @@ mod code;
 mod oidc;
 mod pages;
 mod refresh;
-mod resources;
+pub mod resources;
 
 use serde_json::Value;
 

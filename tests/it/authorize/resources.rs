@@ -20,7 +20,7 @@ tools = [
 "#;
 
 /// The consent page for `query` after alice signs in.
-async fn consent_page(br: &mut Browser<'_>, query: &str) -> String {
+pub async fn consent_page(br: &mut Browser<'_>, query: &str) -> String {
     let url = format!("/authorize?{query}");
     let login = br.get(&url).await;
     let after = br

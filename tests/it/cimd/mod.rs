@@ -6,6 +6,7 @@
 
 mod cache;
 mod fetch;
+mod signin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,9 +1,6 @@
 // THE ONE PLACE for the mandate settings of the registration modes other than `preregistered`.
-// `dcr` is on main and in the default modes (`preregistered,dcr`). `cimd` is not yet: to run it,
-// fill in its settings below with the keys the feature really has (mandate refuses unknown keys,
-// so a wrong name stops the server at start, loudly), run
-// `tests/mcp/run.sh --modes preregistered,dcr,cimd` (or MCP_MODES=... scripts/test), and when
-// green add it to the default modes in harness.ts (parseArgs).
+// Every mode is on main and in the default modes (`preregistered,dcr,cimd`). mandate refuses
+// unknown keys, so a renamed key stops the server at start, loudly.
 
 import { SCOPE } from './mcp-server.ts';
 
@@ -22,18 +19,18 @@ grant_types = ["authorization_code", "refresh_token"]
 }
 
 /**
- * Client ID Metadata Documents (branch `cimd`). The harness serves each client's document at
- * https://127.0.0.1:PORT/clients/NAME.json, with a certificate from a test CA it creates
- * (`caFile`, PEM). mandate must (1) trust that CA for these fetches and (2) allow fetching from
- * a loopback address, both off by default. TODO(cimd): the key names below are placeholders
- * until the `cimd` branch names them; replace them with the real ones.
+ * Client ID Metadata Documents (docs/client-metadata-documents.md). The harness serves each
+ * client's document at https://127.0.0.1:PORT/clients/NAME.json, with a certificate from a test
+ * CA it creates (`caFile`, PEM). mandate must (1) trust that CA for these fetches and (2) allow
+ * fetching from a loopback address, both off by default, and grant the MCP server's scope.
  */
 export function cimdConfig(caFile: string): string {
   return `
 [cimd]
 enabled = true
-allow_loopback = true
-ca_files = ["${caFile}"]
+allow_private_addresses = true
+extra_ca_file = "${caFile}"
+scopes = ["${SCOPE}"]
 `;
 }
 
