@@ -445,3 +445,14 @@ fn the_probe_sees_what_serde_sees() {
     // What the docs test relies on: serde refuses a key it does not know.
     assert!(toml::from_str::<Config>("[tokens]\nno_such_key = 1\n").is_err());
 }
+
+/// The demo config that `cargo run --release` serves (README's first command) is one the server
+/// accepts, with what it says it turns on.
+#[test]
+fn the_demo_config_is_valid_and_turns_on_what_it_says() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/mandate.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let config = Config::from_toml(&text, path, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.registration.enabled && config.cimd.enabled);
+    assert!(!config.cimd.allow_private_addresses, "the demo fetches public documents only");
+}
