@@ -76,6 +76,28 @@ impl Keyed {
     }
 }
 
+/// Every certificate of a file: PEM (any number of `CERTIFICATE` blocks) or one DER
+/// certificate. The error (an unreadable file, bad PEM, no certificate) names no path: callers
+/// add the key and path they read it for.
+pub fn read_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let certs: Vec<CertificateDer<'static>> = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("bad PEM: {e}"))?
+    } else {
+        vec![CertificateDer::from(bytes)]
+    };
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
+}
+
 pub fn b64url(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }

@@ -1,11 +1,10 @@
 //! [`Resolver`]: a `client_id` URL in, a cached [`ClientMetadata`] or a [`Refusal`] out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
@@ -195,22 +194,10 @@ impl Drop for Abandon<'_> {
     }
 }
 
-/// Every certificate of a PEM file (or one DER certificate).
-fn read_cas(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, SetupError> {
-    let fail = |why: String| SetupError::ExtraCa {
+/// Every certificate of `cimd.extra_ca_file` (PEM, or one DER certificate).
+fn read_cas(path: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+    crate::crypto::read_certificates(path).map_err(|why| SetupError::ExtraCa {
         path: path.display().to_string(),
         why,
-    };
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let certs: Vec<CertificateDer<'static>> = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        CertificateDer::pem_slice_iter(&bytes)
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(format!("bad PEM: {e}")))?
-    } else {
-        vec![CertificateDer::from(bytes)]
-    };
-    if certs.is_empty() {
-        return Err(fail("no certificate in the file".into()));
-    }
-    Ok(certs)
+    })
 }

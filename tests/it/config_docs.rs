@@ -454,5 +454,8 @@ fn the_demo_config_is_valid_and_turns_on_what_it_says() {
     let text = std::fs::read_to_string(path).unwrap();
     let config = Config::from_toml(&text, path, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.registration.enabled && config.cimd.enabled);
-    assert!(!config.cimd.allow_private_addresses, "the demo fetches public documents only");
+    assert!(
+        !config.cimd.allow_private_addresses,
+        "the demo fetches public documents only"
+    );
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use der::{Decode, Reader, SliceReader, Tag, Tagged, asn1::ObjectIdentifier};
 use rsa::pkcs8::DecodePublicKey;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 
@@ -87,18 +86,7 @@ impl EkRoots {
                 path: path.display().to_string(),
                 why,
             };
-            let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-            let certs: Vec<CertificateDer<'static>> =
-                if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-                    CertificateDer::pem_slice_iter(&bytes)
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| fail(format!("bad PEM: {e}")))?
-                } else {
-                    vec![CertificateDer::from(bytes)]
-                };
-            if certs.is_empty() {
-                return Err(fail("no certificate in file".into()));
-            }
+            let certs = crate::crypto::read_certificates(path).map_err(fail)?;
             for cert in &certs {
                 let anchor = webpki::anchor_from_trusted_cert(cert)
                     .map_err(|e| fail(format!("not a usable CA certificate: {e:?}")))?;
