@@ -133,6 +133,15 @@ fn decode(raw: &[u8]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Zero-width and bidirectional formatting characters (Unicode format characters that change
+/// how the text around them is shown: `Evil\u{202e}gnp.exe` reads as `Evilexe.png`). A name a
+/// client chose for itself (registered, or in its metadata document) may hold none of them.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 /// The origin of an `http` or `https` URI as a browser serializes it in an `Origin` header (RFC
 /// 6454 §6.2): `scheme://host[:port]`, scheme and host lowercased, the scheme's default port
 /// left out. `None` for any other scheme, for userinfo, or for an empty or malformed authority.

@@ -234,6 +234,7 @@ impl App {
                 clock.clone(),
                 secret_checks.clone(),
                 &config.registration,
+                resources.uris().map(str::to_string).collect(),
             ))
         });
         let clients = match &registry {
@@ -246,6 +247,7 @@ impl App {
             true => clients.with_documents(Arc::new(oauth::documents::DocumentClients::new(
                 documents,
                 &config.cimd.scopes,
+                resources.uris().map(str::to_string).collect(),
             ))),
             false => clients,
         });

@@ -197,12 +197,6 @@ fn redirect_kind(uri: &str) -> Result<RedirectKind, &'static str> {
     }
 }
 
-/// Bidirectional-text controls (Unicode UAX #9: LRM, RLM, ALM, the embeddings, overrides and
-/// isolates): in a name they can make `Evil\u{202e}gnp.exe` read as `Evilexe.png`.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
 /// The host of `//host[:port]/...`, `None` if there is no authority or it holds userinfo.
 fn authority_host(rest: &str) -> Option<&str> {
     let authority = rest.strip_prefix("//")?;
@@ -296,7 +290,9 @@ pub fn validate(url: &ClientIdUrl, body: &[u8], listed: bool) -> Result<ClientMe
         Some(Value::String(n))
             if !n.trim().is_empty()
                 && n.chars().count() <= MAX_NAME_CHARS
-                && !n.chars().any(|c| c.is_control() || is_bidi_control(c)) =>
+                && !n
+                    .chars()
+                    .any(|c| c.is_control() || crate::input::is_invisible(c)) =>
         {
             Some(n.clone())
         }

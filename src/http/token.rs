@@ -18,6 +18,12 @@ pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, 
     let request = TokenRequest::parse(&form.params)?;
     let client = ctx.auth.authenticate(presented).await?.client;
     let issued = grant::token(ctx.as_ref(), &ctx.grant_env(), &client, request).await?;
+    if let (true, Some(registry)) = (client.is_registered(), &ctx.registry) {
+        // A registration is kept alive by tokens issued to it, nothing less.
+        if let Err(e) = registry.used(&client.client_id).await {
+            tracing::warn!(client_id = %client.client_id, error = %e, "cannot record a registered client's use");
+        }
+    }
     Ok(token_response(issued))
 }
 

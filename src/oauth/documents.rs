@@ -16,19 +16,24 @@ pub struct DocumentClients {
     resolver: Resolver,
     /// `cimd.scopes`: the most any such client may be granted.
     scopes: ScopeSet,
+    /// The resource servers named by URL (`[[resources]]`): the only audiences such a client
+    /// may get tokens for.
+    resources: Vec<String>,
 }
 
 impl DocumentClients {
-    pub fn new(resolver: Resolver, scopes: &[String]) -> Self {
+    pub fn new(resolver: Resolver, scopes: &[String], resources: Vec<String>) -> Self {
         Self {
             resolver,
             scopes: ScopeSet::from_list(scopes.iter().cloned()),
+            resources,
         }
     }
 }
 
-/// The client a validated document describes.
-pub fn client_of(doc: &ClientMetadata, allowed: &ScopeSet) -> Client {
+/// The client a validated document describes, allowed `allowed` scopes at most and tokens for
+/// `resources` only.
+pub fn client_of(doc: &ClientMetadata, allowed: &ScopeSet, resources: &[String]) -> Client {
     let scopes = match doc.scope.as_deref().map(ScopeSet::parse) {
         Some(Ok(asked)) => allowed
             .iter()
@@ -51,7 +56,7 @@ pub fn client_of(doc: &ClientMetadata, allowed: &ScopeSet) -> Client {
         scopes,
         introspect: false,
         audience: None,
-        audiences: None,
+        audiences: Some(resources.to_vec()),
         provenance: Provenance::Document { listed: doc.listed },
         client_name: doc.client_name.clone(),
         // Loopback redirect URIs match with any port (RFC 8252 §7.3), as the document's
@@ -67,7 +72,11 @@ impl ClientSource for DocumentClients {
             return Ok(None);
         }
         match self.resolver.resolve(client_id).await {
-            Ok(doc) => Ok(Some(Arc::new(client_of(&doc, &self.scopes)))),
+            Ok(doc) => Ok(Some(Arc::new(client_of(
+                &doc,
+                &self.scopes,
+                &self.resources,
+            )))),
             Err(refusal) => Err(LookupError::Refused(refusal.to_string().into())),
         }
     }

@@ -85,6 +85,7 @@ impl Ctx {
             high_risk_scopes: &self.config.policy.high_risk_scopes,
             audiences: self.clients.resource_audiences(),
             policies: &self.policies,
+            resources: &self.resources,
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct Registry {
     /// The process's bound on argon2, which hashing a new client's secret shares.
     checks: Arc<SecretChecks>,
     pub policy: Policy,
+    /// The resource servers named by URL (`[[resources]]`): the only audiences a registered
+    /// client may get tokens for, never an internal API that only configured clients reach.
+    resources: Vec<String>,
     /// The https origins of live registered clients' redirect URIs, for CORS: added to at
     /// once on this replica, refreshed from the database by [`Registry::sweep`].
     origins: RwLock<HashSet<String>>,
@@ -108,12 +111,14 @@ impl Registry {
         clock: SharedClock,
         checks: Arc<SecretChecks>,
         config: &RegistrationConfig,
+        resources: Vec<String>,
     ) -> Self {
         Self {
             store,
             writer,
             clock,
             checks,
+            resources,
             policy: Policy::from_config(config),
             origins: RwLock::new(HashSet::new()),
         }
@@ -372,19 +377,26 @@ fn cap_refusal(by: u64, live: u64, caps: &RegistrationCaps) -> Option<OAuthError
 }
 
 /// The stored record, parsed, and clamped to what a registered client may be whatever the row
-/// says.
-fn clamp(mut c: Client) -> Client {
+/// says, under today's policy (a narrower `[registration]` reaches clients registered before
+/// it): grants and scopes within the policy's, tokens only for the resource servers named by
+/// URL (`resources`), and no confidential client once the policy allows none (`None`).
+fn clamp(mut c: Client, policy: &Policy, resources: &[String]) -> Option<Client> {
+    if !c.public && !policy.confidential {
+        return None;
+    }
     c.provenance = Provenance::Registered;
     c.introspect = false;
     c.audience = None;
+    c.audiences = Some(resources.to_vec());
     c.jwks = None;
     c.grant_types
-        .retain(|g| REGISTRABLE_GRANTS.contains(&g.as_str()));
+        .retain(|g| REGISTRABLE_GRANTS.contains(&g.as_str()) && policy.grant_types.contains(g));
+    c.scopes.retain(|s| policy.scopes.contains(s));
     if c.public {
         c.grant_types.retain(|g| g != "client_credentials");
         c.secret_hash = None;
     }
-    c
+    Some(c)
 }
 
 #[async_trait]
@@ -393,10 +405,6 @@ impl ClientSource for Registry {
         let Some(row) = self.live(client_id).await? else {
             return Ok(None);
         };
-        let now = self.clock.now();
-        if now - row.last_used_at >= TOUCH_EVERY {
-            self.store.touch_registered_client(client_id, now).await?;
-        }
         let client = serde_json::from_str::<Client>(&row.data).map_err(|e| {
             StoreError::CorruptRecord(format!("registered client {client_id}: {e}"))
         })?;
@@ -406,6 +414,22 @@ impl ClientSource for Registry {
             ))
             .into());
         }
-        Ok(Some(Arc::new(clamp(client))))
+        Ok(clamp(client, &self.policy, &self.resources).map(Arc::new))
+    }
+}
+
+impl Registry {
+    /// Records that `client_id` was just used for real (a token issued to it), which keeps it
+    /// from expiring; a lookup alone (a failed `/token`, any `/authorize`) is no use, so a
+    /// stranger cannot keep registrations alive by naming them.
+    pub async fn used(&self, client_id: &str) -> Result<(), StoreError> {
+        let Some(row) = self.live(client_id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        if now - row.last_used_at >= TOUCH_EVERY {
+            self.store.touch_registered_client(client_id, now).await?;
+        }
+        Ok(())
     }
 }

@@ -15,7 +15,9 @@ use super::session::{self, Session};
 use super::{OrInternal, PageError, login, read_form, redirect};
 use crate::audit::AuditEvent;
 use crate::oauth::grant::authorization_code::issue_code;
-use crate::oauth::grant::authorization_code::request::{AuthorizeRequest, Rejection};
+use crate::oauth::grant::authorization_code::request::{
+    AuthorizeRequest, RedirectTarget, Rejection,
+};
 use crate::oauth::params::Params;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{Ctx, ErrorCode, OAuthError};
@@ -55,7 +57,7 @@ fn rejected(r: Rejection, status: StatusCode) -> PageError {
             doing: "looking up the client",
             reason,
         },
-        Rejection::Redirect(t, e) => PageError::answer(redirect(status, &t.with_error(&e))),
+        Rejection::Redirect(t, e) => PageError::answer(error_back(status, &t, &e)),
     }
 }
 
@@ -98,7 +100,7 @@ async fn decide(
     let ceiling = ctx.resources.scope_ceiling(&req.aud);
     let scope = match req.scope_for(&s.user, ceiling.as_ref()) {
         Ok(scope) => scope,
-        Err(e) => return Ok(redirect(status, &target.with_error(&e))),
+        Err(e) => return Ok(error_back(status, &target, &e)),
     };
     let consented = ctx
         .store
@@ -106,7 +108,9 @@ async fn decide(
         .await
         .doing("reading consent")?
         .unwrap_or_default();
-    if !req.client.public && scope.is_subset(&consented) {
+    // A remembered consent speaks for scopes, not audiences: only clients the operator
+    // vouches for skip the page (a self-made client could ask for another audience later).
+    if !req.client.public && req.client.known_to_operator() && scope.is_subset(&consented) {
         return Ok(code_redirect(ctx, req, &s.user.username, &scope, status).await);
     }
     let pending = req.to_query();
@@ -157,12 +161,13 @@ async fn code_redirect(
         Ok(code) => redirect(status, &req.target(&ctx.issuer).with_code(&code)),
         Err(e) => {
             tracing::error!(reason = %e, "cannot issue an authorization code");
-            redirect(
+            error_back(
                 status,
-                &req.target(&ctx.issuer).with_error(&OAuthError::new(
+                &req.target(&ctx.issuer),
+                &OAuthError::new(
                     ErrorCode::ServerError,
                     "the server could not complete the request; try again",
-                )),
+                ),
             )
         }
     }
@@ -200,7 +205,7 @@ pub async fn consent(
     let ceiling = ctx.resources.scope_ceiling(&req.aud);
     let scope = match req.scope_for(&s.user, ceiling.as_ref()) {
         Ok(scope) => scope,
-        Err(e) => return Ok(redirect(status, &target.with_error(&e))),
+        Err(e) => return Ok(error_back(status, &target, &e)),
     };
     let username = &s.user.username;
     let mut ev = AuditEvent::new(if approve {
@@ -241,4 +246,29 @@ pub async fn consent(
 fn host_of(uri: &str) -> Option<String> {
     let origin = crate::input::origin_of(uri)?;
     origin.split_once("://").map(|(_, host)| host.to_string())
+}
+
+/// An error for the client (RFC 6749 §4.1.2.1): a redirect to its redirect URI, unless the
+/// operator does not vouch for that URI (a self-registered client, or a metadata document whose
+/// host is not allowed): then a page says what went wrong and offers the way back as a link, so
+/// this server is no open redirector for whoever registers a URI (RFC 9700 §4.11.2).
+pub(crate) fn error_back(status: StatusCode, target: &RedirectTarget, e: &OAuthError) -> Response {
+    let location = target.with_error(e);
+    if !target.unvouched {
+        return redirect(status, &location);
+    }
+    let host = host_of(&target.redirect_uri).unwrap_or_else(|| {
+        let scheme = target.redirect_uri.split(':').next().unwrap_or_default();
+        format!("the application for {scheme}:")
+    });
+    let message = format!("{}: {}", e.code.as_str(), e.wire_description());
+    pages::render(
+        StatusCode::BAD_REQUEST,
+        &pages::RefusedPage {
+            message: &message,
+            location: &location,
+            host: &host,
+        },
+        None,
+    )
 }

@@ -154,9 +154,10 @@ pub async fn pending(ctx: &Ctx, p: &Params) -> Result<Option<AuthorizeRequest>, 
             doing: "looking up the client",
             reason,
         }),
-        Err(Rejection::Redirect(t, e)) => Err(PageError::answer(redirect(
+        Err(Rejection::Redirect(t, e)) => Err(PageError::answer(super::authorize::error_back(
             StatusCode::SEE_OTHER,
-            &t.with_error(&e),
+            &t,
+            &e,
         ))),
     }
 }

@@ -130,6 +130,17 @@ pub fn message(status: StatusCode, heading: &str, message: &str) -> Response {
     )
 }
 
+/// `templates/refused.html`: an error meant for a client the operator does not vouch for,
+/// shown to the human with a link they may follow instead of a redirect (RFC 9700 §4.11.2).
+#[derive(Template)]
+#[template(path = "refused.html")]
+pub struct RefusedPage<'a> {
+    pub message: &'a str,
+    /// Where the link goes: the client's redirect URI with the error.
+    pub location: &'a str,
+    pub host: &'a str,
+}
+
 /// An error page for a request that cannot be answered by redirecting (RFC 6749 §4.1.2.1).
 pub fn error(status: StatusCode, message: &str) -> Response {
     self::message(status, "This request cannot be completed", message)

@@ -31,3 +31,4 @@ mod swtpm;
 mod tpm;
 #[cfg(feature = "tpm")]
 mod tpm_live;
+mod untrusted_clients;

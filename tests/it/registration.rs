@@ -23,7 +23,19 @@ scopes = ["orders:read", "orders:write"]
 per_address_limit = 3
 max_clients = 50
 expire_unused_after = "2h"
+
+# The one audience registered clients may get tokens for, and the resource server behind it.
+[[resources]]
+uri = "https://mcp.example/mcp"
+
+[[clients]]
+client_id = "mcp-rs"
+client_secret = "mcp-rs-secret"
+introspect = true
+audience = "https://mcp.example/mcp"
 "#;
+
+const MCP_RS: (&str, &str) = ("mcp-rs", "mcp-rs-secret");
 
 /// Registered with port 9999; the app then listens on another port (RFC 8252 §7.3).
 const REGISTERED_REDIRECT: &str = "http://127.0.0.1:9999/callback";
@@ -290,7 +302,7 @@ async fn rfc7591_s3_rfc8252_s7_3_a_registered_native_client_signs_in_on_any_loop
 /// `/token`); the token is for that server alone.
 #[tokio::test]
 async fn rfc7591_rfc8707_an_mcp_client_registers_and_gets_a_token_for_the_mcp_server() {
-    const MCP: &str = "https://mcp.example/mcp";
+    const MCP: &str = "https://tools.example/mcp";
     let resources = format!(
         "{ENABLED}\n[[resources]]\nuri = \"{MCP}\"\nname = \"Orders MCP\"\nscopes = [\"orders:read\"]\n"
     );
@@ -446,8 +458,10 @@ async fn a_registered_client_cannot_introspect_exchange_or_reach_beyond_its_scop
             &Pkce::new(),
             "orders:write",
         );
+        // RFC 9700 §4.11.2: for a self-registered client the error is a page, not a redirect.
         let page = browser.get(&format!("/authorize?{q}")).await.unwrap();
-        assert!(page.location.unwrap().contains("error=invalid_scope"));
+        assert!(page.location.is_none(), "{:?}", page.location);
+        assert!(page.body.contains("invalid_scope"), "{}", page.body);
         app.stop().await;
     }
 }
@@ -724,11 +738,11 @@ async fn rfc7592_s2_3_a_deleted_client_is_cut_off_on_every_replica() {
         // Registered on one replica, used on the other at once.
         let (t, mut browser) = sign_in(&other.url, id, RUNTIME_REDIRECT).await;
         let access = t["access_token"].as_str().unwrap();
-        assert_eq!(app.introspect(access).await["active"], true);
+        assert_eq!(app.introspect_as(MCP_RS, access).await["active"], true);
         let (status, _, _) = manage(reqwest::Method::DELETE, &other.url, id, Some(token)).await;
         assert_eq!(status, 204, "{}", app.label());
         // Its tokens are revoked, and it can neither authenticate nor start a sign-in.
-        assert_eq!(app.introspect(access).await["active"], false);
+        assert_eq!(app.introspect_as(MCP_RS, access).await["active"], false);
         for url in [&app.url, &other.url] {
             let (status, e) = refresh(url, id, t["refresh_token"].as_str().unwrap()).await;
             assert_eq!(

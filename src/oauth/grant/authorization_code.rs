@@ -136,6 +136,12 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
         ));
     }
     let aud = super::narrow_audiences(&rec.aud, targets)?;
+    let scope = super::scope_at(env, &rec.scope, &aud);
+    if scope.is_empty() && !rec.scope.is_empty() {
+        return Err(OAuthError::invalid_scope(
+            "none of the granted scope means anything at the resource asked for",
+        ));
+    }
     if !storage.use_code(&hash, now).await? {
         return Err(replayed(storage, env, &rec).await);
     }
@@ -145,7 +151,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
         AccessSpec {
             sub: rec.username.clone(),
             client_id: rec.client_id.clone(),
-            scope: rec.scope.clone(),
+            scope,
             aud,
             ttl: access_ttl,
             sid: Some(rec.sid.clone()),

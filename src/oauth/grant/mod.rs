@@ -60,6 +60,8 @@ pub struct Env<'a> {
     /// The audiences of every resource server (clients with `introspect = true`).
     pub audiences: &'a [String],
     pub policies: &'a Policies,
+    /// Resource servers named by URL, with the scopes each means something at.
+    pub resources: &'a crate::oauth::resource::Resources,
 }
 
 impl Env<'_> {
@@ -186,6 +188,19 @@ pub fn resolve_audiences(
         }
     }
     Ok(out)
+}
+
+/// The scope of an access token narrowed to `aud` (RFC 8707 §2.2): `scope` cut to what those
+/// resources list when they all list scopes (`[[resources]]`), as `/authorize` would have for
+/// them alone; `openid` stays (it is about the human, not a resource).
+pub fn scope_at(env: &Env<'_>, scope: &str, aud: &[String]) -> String {
+    let Some(ceiling) = env.resources.scope_ceiling(aud) else {
+        return scope.to_string();
+    };
+    let kept: Vec<&str> = (scope.split(' '))
+        .filter(|s| !s.is_empty() && (*s == crate::oauth::scope::OPENID || ceiling.contains(s)))
+        .collect();
+    kept.join(" ")
 }
 
 /// RFC 8707 §2.2: the `resource` values of a request at `/token` that redeems a code or a

@@ -97,6 +97,12 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
     };
     // Also checked before consuming: a wrong `resource` must not burn the refresh token.
     let aud = super::narrow_audiences(&found.aud, targets)?;
+    let narrowed = super::scope_at(env, &scope.to_string(), &aud);
+    if narrowed.is_empty() && !scope.is_empty() {
+        return Err(OAuthError::invalid_scope(
+            "none of the granted scope means anything at the resource asked for",
+        ));
+    }
     let rec = match storage.consume_token(&hash, env.now()).await? {
         Consumed::Now(rec) => rec,
         Consumed::Before(rec) => return Err(reused(storage, &rec).await),
@@ -110,7 +116,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
         AccessSpec {
             sub: rec.sub.clone(),
             client_id: rec.client_id.clone(),
-            scope: scope.to_string(),
+            scope: narrowed,
             aud,
             ttl,
             sid: rec.sid.clone(),

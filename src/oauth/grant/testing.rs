@@ -40,6 +40,7 @@ pub struct Fixture {
     pub high_risk: Vec<String>,
     audiences: Vec<String>,
     policies: Policies,
+    pub resources: crate::oauth::resource::Resources,
 }
 
 impl Fixture {
@@ -79,6 +80,7 @@ impl Fixture {
             high_risk,
             audiences,
             policies,
+            resources: Default::default(),
         }
     }
 
@@ -94,6 +96,7 @@ impl Fixture {
             high_risk_scopes: &self.high_risk,
             audiences: &self.audiences,
             policies: &self.policies,
+            resources: &self.resources,
         }
     }
 }

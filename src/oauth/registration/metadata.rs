@@ -206,14 +206,6 @@ fn redirect_kind(uri: &str) -> Result<RedirectKind, OAuthError> {
     ))
 }
 
-/// Zero-width and bidirectional formatting characters (Unicode format characters that change
-/// how the surrounding text is shown).
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
-}
-
 impl Policy {
     pub fn from_config(c: &RegistrationConfig) -> Self {
         Self {
@@ -370,9 +362,10 @@ impl Policy {
             .map(str::to_string);
         // The consent page shows the name: no line breaks, and none of the invisible characters
         // that reorder or hide text, so it reads as what it is.
-        if (client_name.as_deref())
-            .is_some_and(|n| n.chars().any(|c| c.is_control() || is_invisible(c)))
-        {
+        if (client_name.as_deref()).is_some_and(|n| {
+            n.chars()
+                .any(|c| c.is_control() || crate::input::is_invisible(c))
+        }) {
             return Err(metadata_error(
                 "client_name may not contain line breaks, tabs, or invisible or bidirectional formatting characters",
             ));

@@ -249,10 +249,45 @@ fn a_registered_client_is_never_more_than_the_policy_allows() {
         provenance: Provenance::Config,
         ..c.clone()
     };
-    let read = clamp(tampered);
+    let resources = ["https://mcp.example/mcp".to_string()];
+    let read = clamp(tampered.clone(), &policy(|_| {}), &resources).unwrap();
     assert!(!read.introspect && read.audience.is_none());
     assert_eq!(read.grant_types, ["authorization_code"]);
+    assert_eq!(
+        read.audiences.as_deref(),
+        Some(&resources[..]),
+        "resources only"
+    );
     assert!(read.is_registered());
+    // A policy narrowed after the registration reaches it when it is read.
+    let narrower = policy(|c| {
+        c.scopes = vec!["orders:read".into()];
+        c.grant_types = vec!["refresh_token".into()];
+    });
+    let read = clamp(tampered.clone(), &narrower, &resources).unwrap();
+    assert_eq!(read.scopes, ["orders:read"]);
+    assert!(read.grant_types.is_empty());
+    // A confidential registration once the policy allows none is no client at all.
+    let confidential = Client {
+        public: false,
+        ..tampered
+    };
+    assert!(
+        clamp(
+            confidential.clone(),
+            &policy(|c| c.confidential = true),
+            &resources
+        )
+        .is_some()
+    );
+    assert!(
+        clamp(
+            confidential,
+            &policy(|c| c.confidential = false),
+            &resources
+        )
+        .is_none()
+    );
 }
 
 #[test]

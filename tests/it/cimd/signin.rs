@@ -72,11 +72,13 @@ async fn cimd_a_client_by_metadata_document_signs_in_and_refreshes() {
         let (status, t) =
             crate::authorize::refresh(&app, &url, t["refresh_token"].as_str().unwrap(), None).await;
         assert_eq!(status, 200, "{t}");
-        // Beyond `cimd.scopes`: refused before sign-in, back to the (document's) redirect URI.
+        // Beyond `cimd.scopes`: refused before sign-in, on a page (RFC 9700 §4.11.2: the
+        // operator does not vouch for the document's redirect URI) with the way back as a link.
         let q = authorize_query(&url, "orders:write", "s2", &pkce.challenge, &[]);
         let page = br.get(&format!("/authorize?{q}")).await;
-        let p = redirect_params(page.location.as_deref().unwrap());
-        assert_eq!(p["error"], "invalid_scope");
+        assert_eq!(page.status, 400);
+        assert!(page.location.is_none());
+        assert!(page.body.contains("invalid_scope") && page.body.contains("127.0.0.1:9999"));
         app.stop().await;
     }
     assert_eq!(server.hits(), 2, "one fetch per server, then the cache");

@@ -33,6 +33,10 @@ pub struct RedirectTarget {
     pub redirect_uri: String,
     pub state: Option<String>,
     pub iss: String,
+    /// The client's redirect URIs are its own word, not the operator's (it registered itself,
+    /// or its metadata document's host is not on the allow-list): an error is not sent there
+    /// without a human choosing to go (RFC 9700 §4.11.2, open redirectors).
+    pub unvouched: bool,
 }
 
 impl RedirectTarget {
@@ -129,6 +133,7 @@ impl AuthorizeRequest {
             redirect_uri: redirect_uri.to_string(),
             state: None,
             iss: issuer.to_string(),
+            unvouched: !client.known_to_operator(),
         };
         let bad = |t: &RedirectTarget, code, d: Cow<'static, str>| {
             Rejection::Redirect(Box::new(t.clone()), OAuthError::new(code, d))
@@ -234,6 +239,7 @@ impl AuthorizeRequest {
             redirect_uri: self.redirect_uri.clone(),
             state: self.state.clone(),
             iss: issuer.to_string(),
+            unvouched: !self.client.known_to_operator(),
         }
     }
 
@@ -318,6 +324,7 @@ mod tests {
             redirect_uri: uri.into(),
             state: state.map(Into::into),
             iss: "https://as.example".into(),
+            unvouched: false,
         }
     }
 
