@@ -125,8 +125,11 @@ pub(super) enum Lookup {
 /// awaits.
 pub(super) struct Store {
     slots: HashMap<String, Slot>,
-    /// Stored entries (not fetches under way) by insertion order, for eviction.
+    /// Stored documents by insertion order, for eviction.
     order: BTreeMap<u64, String>,
+    /// Stored failures by insertion order, apart: a flood of URLs that fail (anyone can name
+    /// them) evicts only other failures, never a good client's document.
+    failed: BTreeMap<u64, String>,
     next: u64,
     max_entries: usize,
     failure_ttl: u64,
@@ -137,6 +140,7 @@ impl Store {
         Self {
             slots: HashMap::new(),
             order: BTreeMap::new(),
+            failed: BTreeMap::new(),
             next: 0,
             max_entries: max_entries.max(1),
             failure_ttl,
@@ -187,13 +191,19 @@ impl Store {
                 seq,
             },
         };
-        while self.order.len() >= self.max_entries {
-            let Some((_, oldest)) = self.order.pop_first() else {
+        // Documents up to `max_entries`; failures apart, up to a quarter of that (at least one).
+        let (order, cap) = match slot {
+            Slot::Failed { .. } => (&mut self.failed, self.max_entries / 4),
+            _ => (&mut self.order, self.max_entries),
+        };
+        let cap = cap.max(1);
+        while order.len() >= cap {
+            let Some((_, oldest)) = order.pop_first() else {
                 break;
             };
             self.slots.remove(&oldest);
         }
-        self.order.insert(seq, url.to_string());
+        order.insert(seq, url.to_string());
         self.slots.insert(url.to_string(), slot);
     }
 
@@ -208,16 +218,16 @@ impl Store {
     }
 
     fn remove(&mut self, url: &str) {
-        let seq = match self.slots.remove(url) {
-            Some(Slot::Ready { seq, .. } | Slot::Failed { seq, .. }) => seq,
-            _ => return,
+        match self.slots.remove(url) {
+            Some(Slot::Ready { seq, .. }) => self.order.remove(&seq),
+            Some(Slot::Failed { seq, .. }) => self.failed.remove(&seq),
+            _ => None,
         };
-        self.order.remove(&seq);
     }
 
     /// Stored documents and failures (not fetches under way).
     pub(super) fn len(&self) -> usize {
-        self.order.len()
+        self.order.len() + self.failed.len()
     }
 }
 
@@ -333,6 +343,24 @@ mod tests {
         assert!(
             matches!(s.lookup("u0", NOW), Lookup::Fetch(_)),
             "u0 was evicted"
+        );
+    }
+
+    /// Draft-03 "Server Side Request Forgery"/availability: anyone can name URLs that fail, so
+    /// failures are kept apart (a quarter of the entries) and never evict a good document.
+    #[test]
+    fn a_flood_of_failures_never_evicts_a_document() {
+        let mut s = Store::new(8, 10);
+        fetch(&mut s, "good", Ok((doc(1), 300)), NOW);
+        for n in 0..100 {
+            fetch(&mut s, &format!("bad{n}"), Err(Refusal::Status(404)), NOW);
+        }
+        assert!(matches!(s.lookup("good", NOW), Lookup::Hit(_)));
+        assert_eq!(s.len(), 1 + 2, "one document and two failures (8 / 4)");
+        assert!(matches!(s.lookup("bad99", NOW), Lookup::RecentFailure(_)));
+        assert!(
+            matches!(s.lookup("bad0", NOW), Lookup::Fetch(_)),
+            "the oldest failure went"
         );
     }
 

@@ -42,6 +42,44 @@ struct Inner {
     clock: SharedClock,
     store: Mutex<Store>,
     fetches: Semaphore,
+    /// Fetches under way per host: one slow host cannot hold every slot of `fetches`.
+    hosts: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// At most this many fetches from one host at once; more are `Busy` at once.
+const PER_HOST_FETCHES: usize = 2;
+
+/// A fetch slot of one host, given back when dropped.
+struct HostSlot<'a> {
+    inner: &'a Inner,
+    host: String,
+}
+
+impl Drop for HostSlot<'_> {
+    fn drop(&mut self) {
+        let mut hosts = (self.inner.hosts.lock()).unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = hosts.get_mut(&self.host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                hosts.remove(&self.host);
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn host_slot(&self, host: &str) -> Option<HostSlot<'_>> {
+        let mut hosts = (self.hosts.lock()).unwrap_or_else(PoisonError::into_inner);
+        let n = hosts.entry(host.to_string()).or_insert(0);
+        if *n >= PER_HOST_FETCHES {
+            return None;
+        }
+        *n += 1;
+        Some(HostSlot {
+            inner: self,
+            host: host.to_string(),
+        })
+    }
 }
 
 impl std::fmt::Debug for Resolver {
@@ -98,6 +136,7 @@ impl Resolver {
                     config.failure_ttl.as_secs(),
                 )),
                 fetches: Semaphore::new(config.max_concurrent_fetches.max(1)),
+                hosts: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -159,6 +198,7 @@ impl Resolver {
     async fn fetch(&self, url: &ClientIdUrl, listed: bool) -> Outcome {
         let inner = &self.inner;
         let timeout_ms = u64::try_from(inner.timeout.as_millis()).unwrap_or(u64::MAX);
+        let _host = inner.host_slot(&url.host_str()).ok_or(Refusal::Busy)?;
         let _permit = tokio::time::timeout(inner.timeout, inner.fetches.acquire())
             .await
             .map_err(|_| Refusal::Busy)?

@@ -207,3 +207,41 @@ fn the_cimd_config_section_defaults_off_and_refuses_bad_values() {
     .unwrap();
     assert!(env.cimd.enabled);
 }
+
+/// One slow host holds at most two fetch slots: a third fetch from it is `Busy` at once, and a
+/// document on another host is still fetched (draft-03 "Server Side Request Forgery": the
+/// fetcher is shared by everyone, so no one host may take it over).
+#[tokio::test]
+async fn one_slow_host_cannot_take_every_fetch_slot() {
+    let pki = pki();
+    let hanging = DocServer::start(Some(pki.server.clone()), Reply::Hang).await;
+    let (_good, good_url) = good_server(&pki, &[]).await;
+    let by_name = good_url.replace("127.0.0.1", "localhost");
+    _good.set(json_response(&document(&by_name), &[]));
+    let s = setup(&pki, |c| c.timeout = Duration::from_secs(1));
+    let mut hung = Vec::new();
+    for path in ["/a.json", "/b.json"] {
+        let (r, u) = (s.resolver.clone(), hanging.url(path));
+        hung.push(tokio::spawn(async move { r.resolve(&u).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    assert_eq!(
+        s.resolver
+            .resolve(&hanging.url("/c.json"))
+            .await
+            .unwrap_err(),
+        Refusal::Busy
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once"
+    );
+    assert!(
+        s.resolver.resolve(&by_name).await.is_ok(),
+        "another host is served"
+    );
+    for h in hung {
+        assert_eq!(h.await.unwrap().unwrap_err(), Refusal::Timeout(1000));
+    }
+}
