@@ -235,6 +235,8 @@ impl App {
                 secret_checks.clone(),
                 &config.registration,
                 resources.uris().map(str::to_string).collect(),
+                // Two request timeouts (a request, and a write it queued) and a sweep interval.
+                config.server.request_timeout * 2 + REGISTRATION_SWEEP,
             ))
         });
         let clients = match &registry {

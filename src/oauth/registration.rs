@@ -20,6 +20,7 @@ mod tests;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -53,6 +54,9 @@ pub struct Registry {
     /// The resource servers named by URL (`[[resources]]`): the only audiences a registered
     /// client may get tokens for, never an internal API that only configured clients reach.
     resources: Vec<String>,
+    /// Seconds after a removal during which each sweep revokes the client's tokens again: long
+    /// enough for every request that found the client before its removal to have ended.
+    revoke_again_within: i64,
     /// The https origins of live registered clients' redirect URIs, for CORS: added to at
     /// once on this replica, refreshed from the database by [`Registry::sweep`].
     origins: RwLock<HashSet<String>>,
@@ -112,6 +116,7 @@ impl Registry {
         checks: Arc<SecretChecks>,
         config: &RegistrationConfig,
         resources: Vec<String>,
+        revoke_again_within: Duration,
     ) -> Self {
         Self {
             store,
@@ -119,6 +124,7 @@ impl Registry {
             clock,
             checks,
             resources,
+            revoke_again_within: i64::try_from(revoke_again_within.as_secs()).unwrap_or(i64::MAX),
             policy: Policy::from_config(config),
             origins: RwLock::new(HashSet::new()),
         }
@@ -315,6 +321,16 @@ impl Registry {
             .await?;
         for id in unused {
             self.remove(&id, Removal::Expired).await?;
+        }
+        // A `/token` on another replica that found the client just before its removal may
+        // write its tokens just after the removal's revocation; every such request has ended
+        // within `revoke_again_within`, so revoking again (silently) until then catches them.
+        let recent = (self.store)
+            .removed_registered_clients(now - self.revoke_again_within)
+            .await?;
+        for id in recent {
+            let party = WriteOp::RevokeParty(Party::Client(id));
+            self.writer.write(party, Vec::new()).await?;
         }
         let purged = (self.store)
             .purge_registered_clients(now - self.policy.per_address_window)

@@ -386,6 +386,8 @@ pub trait RegistryStore: Send + Sync + 'static {
     -> Result<bool, StoreError>;
     /// Live registered clients last used at or before `used_before`.
     async fn unused_registered_clients(&self, used_before: i64) -> Result<Vec<String>, StoreError>;
+    /// The ids of registrations removed at or after `since` (whose rows are not purged yet).
+    async fn removed_registered_clients(&self, since: i64) -> Result<Vec<String>, StoreError>;
     /// Deletes the rows of removed registrations made at or before `created_before` (they no
     /// longer count against their address's cap); returns their ids.
     async fn purge_registered_clients(

@@ -134,6 +134,8 @@ pub const REMOVE_REGISTERED: &str = "UPDATE registered_clients SET removed_at = 
      WHERE client_id = $2 AND removed_at IS NULL";
 pub const UNUSED_REGISTERED: &str = "SELECT client_id FROM registered_clients \
      WHERE removed_at IS NULL AND last_used_at <= $1 ORDER BY last_used_at, client_id";
+pub const REMOVED_REGISTERED: &str = "SELECT client_id FROM registered_clients \
+     WHERE removed_at IS NOT NULL AND removed_at >= $1 ORDER BY client_id";
 pub const PURGE_REGISTERED: &str = "DELETE FROM registered_clients \
      WHERE removed_at IS NOT NULL AND created_at <= $1 RETURNING client_id";
 
@@ -303,6 +305,7 @@ pub fn all() -> Vec<&'static str> {
         TOUCH_REGISTERED,
         REMOVE_REGISTERED,
         UNUSED_REGISTERED,
+        REMOVED_REGISTERED,
         PURGE_REGISTERED,
         LOCK_KEYS,
         LOAD_KEYS,

@@ -854,3 +854,75 @@ async fn clients_list_shows_both_sources_and_remove_cuts_a_registered_client_off
         app.stop().await;
     }
 }
+
+/// RFC 7592 §2.3 across replicas: a `/token` that found the client on another replica just
+/// before its deletion may record its tokens just after the deletion revoked the client's
+/// tokens. The sweeps that follow a deletion revoke again, so such a late token does not live
+/// out its lifetime (here the late write is made straight into the database, and the sweep is
+/// the one every start runs).
+#[tokio::test]
+async fn rfc7592_s2_3_tokens_recorded_just_after_a_deletion_are_revoked_by_the_next_sweep() {
+    use mandate::clock::Clock;
+    use mandate::store::{BatchItem, TokenRecord, WriteOp};
+    for b in backends() {
+        let app = spawn_app_with(b, ENABLED).await;
+        let v = registered(
+            &app.url,
+            &json!({"grant_types": ["client_credentials"], "scope": "orders:read",
+                    "token_endpoint_auth_method": "client_secret_basic"}),
+        )
+        .await;
+        let (id, secret) = (
+            v["client_id"].as_str().unwrap(),
+            v["client_secret"].as_str().unwrap(),
+        );
+        let reg_token = v["registration_access_token"].as_str().unwrap();
+        let t: Value = app
+            .post_form(
+                "/token",
+                Some((id, secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let issued = t["access_token"].as_str().unwrap();
+        let (status, _, _) = manage(reqwest::Method::DELETE, &app.url, id, Some(reg_token)).await;
+        assert_eq!(status, 204, "{}", app.label());
+        // The slow replica's write lands now, after the deletion.
+        let store = mandate::store::open(&app.db.url, 2).await.unwrap();
+        let hash = mandate::crypto::sha256(issued.as_bytes());
+        let first = store.find_token(&hash).await.unwrap().unwrap();
+        assert!(
+            first.revoked_at.is_some(),
+            "the deletion revoked what it saw"
+        );
+        let late = TokenRecord {
+            token_hash: vec![7; 32],
+            jti: "late-write".into(),
+            revoked_at: None,
+            ..first
+        };
+        let now = app.db.clock.now();
+        let item = BatchItem {
+            op: WriteOp::IssueTokens(vec![late.clone()]),
+            audit: Vec::new(),
+        };
+        store
+            .commit_batch(&[item], now, None, &crate::store::key())
+            .await
+            .unwrap();
+        let live = store.find_token(&late.token_hash).await.unwrap().unwrap();
+        assert!(live.revoked_at.is_none());
+        let app = spawn_on(app.stop().await, ENABLED).await;
+        let after = store.find_token(&late.token_hash).await.unwrap().unwrap();
+        assert!(
+            after.revoked_at.is_some(),
+            "{}: the sweep revoked it",
+            app.label()
+        );
+        store.close().await;
+        app.stop().await;
+    }
+}

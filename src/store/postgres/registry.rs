@@ -231,6 +231,13 @@ impl RegistryStore for PostgresStore {
             .await?)
     }
 
+    async fn removed_registered_clients(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(sql::REMOVED_REGISTERED)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn purge_registered_clients(
         &self,
         created_before: i64,

@@ -227,6 +227,14 @@ impl RegistryStore for SqliteStore {
         })
     }
 
+    async fn removed_registered_clients(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        self.readers.read(|c| {
+            let mut s = c.prepare_cached(sql::REMOVED_REGISTERED)?;
+            let rows = s.query_map([since], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
     async fn purge_registered_clients(
         &self,
         created_before: i64,

@@ -56,6 +56,8 @@ async fn rfc7591_registered_clients_are_stored_read_touched_removed_and_purged()
         assert!(s.remove_registered_client("b", 600).await.unwrap());
         assert!(!s.remove_registered_client("b", 601).await.unwrap());
         assert_eq!(s.registered_client("b").await.unwrap(), None);
+        assert_eq!(s.removed_registered_clients(600).await.unwrap(), ["b"]);
+        assert!(s.removed_registered_clients(601).await.unwrap().is_empty());
         assert_eq!(ids(s.registered_clients().await.unwrap()), ["a"]);
         assert!(s.unused_registered_clients(300).await.unwrap().is_empty());
         // Its row still counts against its address until it is purged.
