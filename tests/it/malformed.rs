@@ -47,8 +47,9 @@ const WAIT: Duration = Duration::from_secs(5);
 /// mmap threshold so that freed argon2 blocks go back to the system: otherwise each malloc
 /// arena keeps up to 64 MiB of them, and the figure measures the allocator, not the server.
 const MAX_HEAP_GROWTH_KIB: u64 = 64 * 1024;
-/// How much more the heap may hold, at rest, after the same requests are sent a second time
-/// (KiB): growth with the number of requests would be a leak or something stored per request.
+/// How much more the heap may hold, at rest, after the same requests are sent a third time than
+/// after either earlier round (KiB): growth with the number of requests would be a leak or
+/// something stored per request.
 const MAX_HEAP_CREEP_KIB: u64 = 4 * 1024;
 /// Audit entries the product writes for requests it refuses or answers `active: false`.
 const ALLOWED_AUDIT: &[&str] = &[
@@ -1527,7 +1528,7 @@ async fn malformed_requests_get_4xx_change_nothing_and_never_hang() {
         // number of requests (a leak, or something stored per request) or only with what is
         // in flight at once (argon2's 19 MiB per check, kept by the allocator after the first).
         let mut at_rest = Vec::new();
-        for pass in 1..=2 {
+        for pass in 1..=3 {
             let start = Instant::now();
             let (failures, outcomes, heap_peak) = round(addr, pid, &requests).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1554,8 +1555,12 @@ async fn malformed_requests_get_4xx_change_nothing_and_never_hang() {
                 "{backend:?}: the server's heap grew from {heap_before} KiB to {heap_peak} KiB"
             );
         }
+        // Something is allocated once, lazily, on the first request of some kind (about 19 MiB,
+        // an argon2 block's size), and which round first sends it depends on timing: compare the
+        // last round with the largest before it, so only growth that repeats counts.
+        let earlier = at_rest.iter().take(2).copied().max().unwrap_or_default();
         assert!(
-            at_rest[1] < at_rest[0] + MAX_HEAP_CREEP_KIB,
+            at_rest[2] < earlier + MAX_HEAP_CREEP_KIB,
             "{backend:?}: the server's heap keeps what requests leave behind: {at_rest:?} KiB"
         );
         // Still up.
