@@ -844,12 +844,7 @@ impl Config {
                 text("name", n)?;
             }
             for s in &r.scopes {
-                // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-                let token = !s.is_empty()
-                    && s.bytes().all(|b| {
-                        b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
-                    });
-                if !token {
+                if !crate::input::is_scope_token(s) {
                     return Err(format!(
                         "{key}: `{s}` is not one scope token (RFC 6749 §3.3)"
                     ));

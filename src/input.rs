@@ -133,6 +133,19 @@ fn decode(raw: &[u8]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn is_scope_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// Whether two resource URIs name the same resource (RFC 8707 §2): the same string, or the
+/// same [`canonical_resource`] form. A URI without one matches only itself.
+pub fn same_resource(a: &str, b: &str) -> bool {
+    a == b || canonical_resource(a).is_some_and(|c| canonical_resource(b) == Some(c))
+}
+
 /// Zero-width and bidirectional formatting characters (Unicode format characters that change
 /// how the text around them is shown: `Evil\u{202e}gnp.exe` reads as `Evilexe.png`). A name a
 /// client chose for itself (registered, or in its metadata document) may hold none of them.

@@ -11,18 +11,11 @@ pub const OPENID: &str = "openid";
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScopeSet(BTreeSet<String>);
 
-/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`
-fn valid_token(t: &str) -> bool {
-    !t.is_empty()
-        && t.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-}
-
 impl ScopeSet {
     pub fn parse(s: &str) -> Result<Self, OAuthError> {
         let mut set = BTreeSet::new();
         for t in s.split(' ') {
-            if !valid_token(t) {
+            if !crate::input::is_scope_token(t) {
                 return Err(OAuthError::invalid_scope(
                     "scope must be scope tokens separated by single spaces (RFC 6749 §3.3)",
                 ));

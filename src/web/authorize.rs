@@ -125,10 +125,7 @@ async fn decide(
                 .then(|| host_of(&req.client.client_id))
                 .flatten(),
             known: req.client.known_to_operator(),
-            redirect_host: host_of(&req.redirect_uri).unwrap_or_else(|| {
-                let scheme = req.redirect_uri.split(':').next().unwrap_or_default();
-                format!("the application for {scheme}:")
-            }),
+            redirect_host: return_place(&req.redirect_uri),
             local_only: req.client.redirects_only_locally(),
             scopes: (scope.iter())
                 .map(|name| pages::ScopeLine {
@@ -248,6 +245,15 @@ fn host_of(uri: &str) -> Option<String> {
     origin.split_once("://").map(|(_, host)| host.to_string())
 }
 
+/// Where a redirect URI returns the human, in words: its host, or for a private-use scheme
+/// (RFC 8252 §7.1) the application that scheme opens.
+fn return_place(redirect_uri: &str) -> String {
+    host_of(redirect_uri).unwrap_or_else(|| {
+        let scheme = redirect_uri.split(':').next().unwrap_or_default();
+        format!("the application for {scheme}:")
+    })
+}
+
 /// An error for the client (RFC 6749 §4.1.2.1): a redirect to its redirect URI, unless the
 /// operator does not vouch for that URI (a self-registered client, or a metadata document whose
 /// host is not allowed): then a page says what went wrong and offers the way back as a link, so
@@ -257,10 +263,7 @@ pub(crate) fn error_back(status: StatusCode, target: &RedirectTarget, e: &OAuthE
     if !target.unvouched {
         return redirect(status, &location);
     }
-    let host = host_of(&target.redirect_uri).unwrap_or_else(|| {
-        let scheme = target.redirect_uri.split(':').next().unwrap_or_default();
-        format!("the application for {scheme}:")
-    });
+    let host = return_place(&target.redirect_uri);
     let message = format!("{}: {}", e.code.as_str(), e.wire_description());
     pages::render(
         StatusCode::BAD_REQUEST,

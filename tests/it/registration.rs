@@ -54,7 +54,8 @@ fn native_client(name: &str) -> Value {
     })
 }
 
-async fn register(url: &str, body: &Value) -> (u16, Value) {
+/// `POST /register` with `body`: the status and the JSON answer.
+pub async fn register(url: &str, body: &Value) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{url}/register"))
         .json(body)

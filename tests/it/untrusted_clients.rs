@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::flows::*;
 use crate::helpers::*;
+use crate::registration::register;
 
 const ENABLED: &str = r#"
 [registration]
@@ -21,19 +22,6 @@ per_address_limit = 20
 max_clients = 50
 expire_unused_after = "2h"
 "#;
-
-async fn register(url: &str, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/register"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
 
 fn query(client_id: &str, redirect: &str, pairs: &[(&str, &str)]) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());

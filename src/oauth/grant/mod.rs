@@ -159,13 +159,9 @@ pub fn resolve_audiences(
     client: &Client,
     targets: &[String],
 ) -> Result<Vec<String>, OAuthError> {
-    let same = |a: &str, b: &str| {
-        a == b
-            || crate::input::canonical_resource(a)
-                .is_some_and(|c| crate::input::canonical_resource(b).as_ref() == Some(&c))
-    };
     let allowed = |aud: &str| {
-        (client.audiences.as_ref()).is_none_or(|allowed| allowed.iter().any(|a| same(a, aud)))
+        (client.audiences.as_ref())
+            .is_none_or(|allowed| allowed.iter().any(|a| crate::input::same_resource(a, aud)))
     };
     if targets.is_empty() {
         let all: Vec<String> = audiences.iter().filter(|a| allowed(a)).cloned().collect();
@@ -175,16 +171,28 @@ pub fn resolve_audiences(
             all
         });
     }
-    let mut out = Vec::with_capacity(targets.len());
+    named_among(audiences, targets, allowed, |t| {
+        format!("`{t}` is not a resource server this client may get tokens for")
+    })
+}
+
+/// Each of `targets` as spelled in `among` (the first entry naming the same resource, RFC 8707
+/// §2), once, if `ok` accepts it; else `invalid_target` with `refusal`'s words for it.
+fn named_among(
+    among: &[String],
+    targets: &[String],
+    ok: impl Fn(&str) -> bool,
+    refusal: impl Fn(&str) -> String,
+) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = Vec::with_capacity(targets.len());
     for t in targets {
-        match audiences.iter().find(|a| same(a, t)).filter(|a| allowed(a)) {
+        match (among.iter())
+            .find(|a| crate::input::same_resource(a, t))
+            .filter(|a| ok(a))
+        {
             Some(a) if !out.contains(a) => out.push(a.clone()),
             Some(_) => {}
-            None => {
-                return Err(OAuthError::invalid_target(format!(
-                    "`{t}` is not a resource server this client may get tokens for"
-                )));
-            }
+            None => return Err(OAuthError::invalid_target(refusal(t))),
         }
     }
     Ok(out)
@@ -208,22 +216,12 @@ pub fn scope_at(env: &Env<'_>, scope: &str, aud: &[String]) -> String {
 /// (`granted`), each named by any spelling of its canonical form; one the grant was not for is
 /// `invalid_target`. None named: all of them.
 pub fn narrow_audiences(granted: &[String], targets: &[String]) -> Result<Vec<String>, OAuthError> {
-    let mut out: Vec<String> = Vec::with_capacity(targets.len());
-    for t in targets {
-        let canonical = crate::input::canonical_resource(t);
-        let found = granted.iter().find(|g| {
-            *g == t || (canonical.is_some() && crate::input::canonical_resource(g) == canonical)
-        });
-        match found {
-            Some(g) if !out.contains(g) => out.push(g.clone()),
-            Some(_) => {}
-            None => {
-                return Err(OAuthError::invalid_target(format!(
-                    "`{t}` is not among the resource servers this grant is for"
-                )));
-            }
-        }
-    }
+    let out = named_among(
+        granted,
+        targets,
+        |_| true,
+        |t| format!("`{t}` is not among the resource servers this grant is for"),
+    )?;
     Ok(if out.is_empty() {
         granted.to_vec()
     } else {
