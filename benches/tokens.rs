@@ -27,6 +27,7 @@ fn claims() -> AccessClaims {
         scope: "orders:read orders:write".into(),
         sid: Some("sid-1".into()),
         act: Some(mandate::oauth::act::Actor::nest("agent:build-bot", None)),
+        att: Some("software".into()),
     }
 }
 

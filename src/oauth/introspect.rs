@@ -40,6 +40,9 @@ pub struct ActiveToken {
     sid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     act: Option<Actor>,
+    /// How the current actor proved itself (`software` or `tpm`), as in the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    att: Option<String>,
 }
 
 fn inactive() -> Introspection {
@@ -105,5 +108,6 @@ fn active_response(ctx: &Ctx, r: TokenRecord) -> Introspection {
         token_type: "Bearer",
         sid: r.sid,
         act: r.act,
+        att: r.att,
     }))
 }

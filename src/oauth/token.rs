@@ -62,6 +62,10 @@ pub struct AccessClaims {
     pub sid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub act: Option<Actor>,
+    /// How the current actor (`act.sub`) proved itself (`software` or `tpm`), as its agent
+    /// token's `att` said: what a resource server reads to require a TPM-attested agent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub att: Option<String>,
 }
 
 pub mod one_or_many {
@@ -97,6 +101,8 @@ pub struct AccessSpec {
     pub ttl: i64,
     pub sid: Option<String>,
     pub act: Option<Actor>,
+    /// How the current actor proved itself (`att` of its agent token); only with `act`.
+    pub att: Option<String>,
     /// RFC 8693 §4.4: the only actor that may use this token as a subject token.
     pub may_act: Option<MayAct>,
     pub parent_hash: Option<Vec<u8>>,
@@ -172,6 +178,8 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
         client_id: spec.client_id,
         scope: spec.scope,
         sid: spec.sid,
+        // Only a token with an actor says how that actor was attested.
+        att: spec.act.as_ref().and(spec.att),
         act: spec.act,
     };
     let mut signed = serde_json::to_value(&claims).map_err(OAuthError::internal)?;
@@ -208,6 +216,7 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
         parent_hash: spec.parent_hash,
         act: claims.act,
         may_act: spec.may_act,
+        att: claims.att,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
@@ -303,6 +312,7 @@ pub fn mint_agent_for(
         parent_hash: None,
         act: None,
         may_act: None,
+        att: None,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
@@ -398,6 +408,7 @@ mod tests {
             scope: "x".into(),
             sid: None,
             act: None,
+            att: None,
         };
         assert_eq!(serde_json::to_value(&c).unwrap()["aud"], "a");
         c.aud.push("b".into());

@@ -171,6 +171,7 @@ mod tests {
             parent_hash: parent.map(h),
             act: None,
             may_act: None,
+            att: None,
             revoked_at: None,
             consumed_at: None,
             last_used_at: None,

@@ -118,6 +118,9 @@ pub struct TokenRecord {
     pub act: Option<Actor>,
     /// RFC 8693 §4.4 `may_act`: who may use this token as a subject token.
     pub may_act: Option<MayAct>,
+    /// How the current actor (`act.sub`) proved itself at `/attest` (`software` or `tpm`), for
+    /// tokens with an actor: the access token's `att` claim and introspection's.
+    pub att: Option<String>,
     pub revoked_at: Option<i64>,
     /// Set when a single-use token (refresh token) was used.
     pub consumed_at: Option<i64>,

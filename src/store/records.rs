@@ -28,6 +28,7 @@ pub struct TokenRow {
     pub revoked_at: Option<i64>,
     pub consumed_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    pub att: Option<String>,
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -55,6 +56,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             exp: r.exp,
             sid: r.sid,
             parent_hash: r.parent_hash,
+            att: r.att,
             revoked_at: r.revoked_at,
             consumed_at: r.consumed_at,
             last_used_at: r.last_used_at,

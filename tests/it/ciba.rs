@@ -204,6 +204,10 @@ async fn ciba_high_risk_delegation_waits_for_the_human_then_issues_once() {
         assert!(v["expires_in"].as_i64().unwrap() <= 120);
         let i = app.introspect(&token(&v)).await;
         assert_eq!(i["act"], json!({"sub": "agent:build-bot"}));
+        assert_eq!(
+            i["att"], "software",
+            "an approved grant says how its actor was attested"
+        );
         assert_eq!(i["sub"], "alice");
         // Exactly once, however patiently the agent polls.
         app.advance(6);

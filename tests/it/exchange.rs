@@ -94,6 +94,15 @@ async fn rfc8693_human_agent_subagent_chain_and_revoking_the_middle_link() {
         let ac = claims(&a_token);
         assert_eq!(ac["sub"], "alice", "the human stays the subject");
         assert_eq!(ac["act"], json!({"sub": "agent:build-bot"}));
+        assert_eq!(
+            ac["att"], "software",
+            "the token says how its actor was attested"
+        );
+        assert_eq!(
+            claims(&alice_token).get("att"),
+            None,
+            "a token without an actor says nothing of attestation"
+        );
         assert_eq!(ac["client_id"], "agent-host");
         assert_eq!(ac["scope"], "orders:read orders:write");
         assert_eq!(
@@ -140,6 +149,8 @@ async fn rfc8693_human_agent_subagent_chain_and_revoking_the_middle_link() {
         assert_eq!(i["sub"], "alice");
         assert_eq!(i["act"], bc["act"]);
         assert_eq!(i["sid"], bc["sid"]);
+        assert_eq!(i["att"], "software", "how the current actor was attested");
+        assert_eq!(i["att"], bc["att"]);
         // ... and that call is an audit entry naming the human, the chain, the resource server, the token.
         let store = mandate::store::open(&app.db.url, 2).await.unwrap();
         let entries = store.audit_entries(before, 10).await.unwrap();

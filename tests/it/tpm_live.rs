@@ -161,6 +161,11 @@ async fn sdk_enrolls_by_ek_certificate_quotes_and_acts_for_a_human() {
             assert_eq!(v["sub"], "alice", "the human stays the subject");
             assert_eq!(v["act"], json!({"sub": "agent:tpm-bot"}), "RFC 8693 §4.1");
             assert_eq!(
+                v["att"], "tpm",
+                "{what}: introspection says the actor was TPM-attested"
+            );
+            assert_eq!(claims(&token)["att"], "tpm", "{what}: so does the token");
+            assert_eq!(
                 v["scope"], "orders:read",
                 "RFC 8693 §2.1: scope only narrows"
             );
@@ -179,6 +184,10 @@ async fn sdk_enrolls_by_ek_certificate_quotes_and_acts_for_a_human() {
                 v["act"],
                 json!({"sub": "agent:sub-bot", "act": {"sub": "agent:tpm-bot"}}),
                 "{what}"
+            );
+            assert_eq!(
+                v["att"], "software",
+                "{what}: `att` is the current actor's, not its parent's"
             );
             let widened = session
                 .delegate(&token, &sub_token, Some("orders:write"), &[])

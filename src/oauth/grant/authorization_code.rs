@@ -156,6 +156,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             ttl: access_ttl,
             sid: Some(rec.sid.clone()),
             act: None,
+            att: None,
             may_act: None,
             parent_hash: None,
             grant: AUTHORIZATION_CODE,

@@ -71,6 +71,7 @@ pub async fn grant<S: ClientCredentialsStorage + ?Sized>(
             ttl: env.access_ttl(),
             sid: None,
             act: None,
+            att: None,
             may_act: None,
             parent_hash: None,
             grant: CLIENT_CREDENTIALS,

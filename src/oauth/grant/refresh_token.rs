@@ -121,6 +121,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
             ttl,
             sid: rec.sid.clone(),
             act: None,
+            att: None,
             may_act: None,
             parent_hash: Some(hash.clone()),
             grant: REFRESH_TOKEN,

@@ -150,6 +150,7 @@ pub fn record(
         parent_hash: None,
         act: None,
         may_act: None,
+        att: None,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,

@@ -313,6 +313,7 @@ pub async fn issue<S: TokenExchangeStorage + ?Sized>(
             ttl: exp - now,
             sid: Some(crate::crypto::time_ordered_id(env.mint.clock)),
             act: Some(plan.child.act.clone()),
+            att: Some(plan.attestation.clone()),
             may_act: None,
             parent_hash: Some(plan.subject.token_hash.clone()),
             grant: TOKEN_EXCHANGE,

@@ -251,7 +251,8 @@ fn push_tokens<'q>(q: &mut QueryBuilder<'q, Postgres>, rows: &'q [&TokenRecord])
             .push_bind(&t.parent_hash)
             .push_bind(act)
             .push_bind(may_act)
-            .push_bind(actor);
+            .push_bind(actor)
+            .push_bind(&t.att);
     });
 }
 

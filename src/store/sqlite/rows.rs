@@ -24,6 +24,7 @@ pub fn token(r: &Row<'_>) -> Result<TokenRow> {
         revoked_at: r.get(13)?,
         consumed_at: r.get(14)?,
         last_used_at: r.get(15)?,
+        att: r.get(16)?,
     })
 }
 

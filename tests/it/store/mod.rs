@@ -32,6 +32,7 @@ pub(super) fn token(name: &str, parent: Option<&str>) -> TokenRecord {
         parent_hash: parent.map(h),
         act: None,
         may_act: None,
+        att: None,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
