@@ -458,4 +458,21 @@ fn the_demo_config_is_valid_and_turns_on_what_it_says() {
         !config.cimd.allow_private_addresses,
         "the demo fetches public documents only"
     );
+    // The SDK examples (examples/) sign their agents in with the demo keys they ship.
+    for agent in ["planner", "payments-bot"] {
+        let registered = config
+            .agents
+            .iter()
+            .find(|a| a.name == agent)
+            .and_then(|a| a.public_jwk.clone())
+            .unwrap_or_else(|| panic!("the demo registers the examples' agent {agent}"));
+        let path = format!("{}/examples/keys/{agent}.pem", env!("CARGO_MANIFEST_DIR"));
+        let pem = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let key = mandate_agent::SoftwareKey::from_pem(&pem).unwrap();
+        assert_eq!(
+            key.public_jwk(),
+            registered,
+            "{path} is the private half of the registered key"
+        );
+    }
 }
