@@ -208,3 +208,75 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
         Ok(parts.extensions.get::<Principal>().cloned())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http::{StatusCode, header};
+    use tower::ServiceExt;
+
+    async fn status_of(app: Router, auth: Option<&str>) -> (StatusCode, http::HeaderMap) {
+        let mut req = Request::builder().uri("/");
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        (resp.status(), resp.headers().clone())
+    }
+
+    #[tokio::test]
+    async fn a_principal_without_the_layer_is_a_wiring_error_not_an_anonymous_request() {
+        let app = Router::new().route("/", get(|p: Principal| async move { p.to_string() }));
+        assert_eq!(
+            status_of(app, None).await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let app = Router::new().route(
+            "/",
+            get(|| async { "open" }).layer(RequireScopes::new(["a"])),
+        );
+        assert_eq!(
+            status_of(app, None).await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let app = Router::new().route(
+            "/",
+            get(|p: Option<Principal>| async move { format!("{}", p.is_none()) }),
+        );
+        assert_eq!(status_of(app, None).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_issuer_is_503_with_retry_after_and_no_challenge() {
+        // Port 1 on the loopback: connection refused, nothing listens there.
+        let verifier = Verifier::builder("http://127.0.0.1:1", "api")
+            .resource_metadata_url("http://rs/.well-known/oauth-protected-resource")
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/", get(|| async { "secret" }))
+            .layer(BearerAuthLayer::new(verifier.clone()));
+        let (status, headers) = status_of(app.clone(), Some("Bearer a.b.c")).await;
+        // The token is not even a JWT: refused before the issuer is asked.
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let h = "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsifQ";
+        let (status, headers2) = status_of(app, Some(&format!("Bearer {h}.e30.c2ln"))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(headers2.get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(headers2[header::RETRY_AFTER], "5");
+        assert!(
+            headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("resource_metadata=\"http://rs/.well-known/oauth-protected-resource\"")
+        );
+        assert!(matches!(
+            verifier.warm_up().await,
+            Err(AuthError::Unavailable(_))
+        ));
+    }
+}

@@ -298,12 +298,8 @@ impl Verifier {
         let meta = self.metadata().await?;
         if let Mode::Jwt = self.inner.mode {
             let jwks_uri = jwks_uri(meta)?;
-            let _ = self.inner.jwks.refresh(&self.inner.http, jwks_uri).await;
-            if self.inner.jwks.lock().fetched_at.is_none() {
-                return Err(AuthError::Unavailable(
-                    "cannot fetch the issuer's JWKS".into(),
-                ));
-            }
+            let _fetching = self.inner.jwks.fetch.lock().await;
+            self.inner.jwks.refresh(&self.inner.http, jwks_uri).await?;
         }
         Ok(())
     }
@@ -689,7 +685,7 @@ impl Jwks {
             }
         }
         let _fetching = self.fetch.lock().await;
-        let may_fetch = {
+        {
             let set = self.lock();
             let known = set.keys.get(kid).cloned();
             if let Some(k) = &known
@@ -703,30 +699,23 @@ impl Jwks {
             } else {
                 self.refetch_interval
             };
-            let may = set.last_attempt.is_none_or(|t| t.elapsed() >= wait);
-            if !may {
-                if let Some(k) = known {
-                    return Ok(k);
-                }
-                if set.fetched_at.is_none() {
-                    return Err(AuthError::Unavailable(
-                        "the issuer's keys could not be fetched".into(),
-                    ));
-                }
-                tracing::debug!(kid, "unknown kid; JWKS refetch is rate-limited");
-                return Err(unknown_kid());
+            if set.last_attempt.is_some_and(|t| t.elapsed() < wait) {
+                // Too soon to ask again: a stale key still serves, an unknown kid is refused.
+                return match known {
+                    Some(k) => Ok(k),
+                    None if set.fetched_at.is_none() => Err(keys_unavailable()),
+                    None => {
+                        tracing::debug!(kid, "unknown kid; JWKS refetch is rate-limited");
+                        Err(unknown_kid())
+                    }
+                };
             }
-            may
-        };
-        if may_fetch {
-            let _ = self.refresh(http, jwks_uri).await;
         }
+        let _ = self.refresh(http, jwks_uri).await;
         let set = self.lock();
         match set.keys.get(kid) {
             Some(k) => Ok(k.clone()),
-            None if set.fetched_at.is_none() => Err(AuthError::Unavailable(
-                "the issuer's keys could not be fetched".into(),
-            )),
+            None if set.fetched_at.is_none() => Err(keys_unavailable()),
             None => Err(unknown_kid()),
         }
     }
@@ -762,6 +751,10 @@ impl Jwks {
         set.fetched_at = Some(Instant::now());
         Ok(())
     }
+}
+
+fn keys_unavailable() -> AuthError {
+    AuthError::Unavailable("the issuer's keys could not be fetched".into())
 }
 
 fn unknown_kid() -> AuthError {
