@@ -179,12 +179,19 @@ impl std::error::Error for AuthRejection {
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         let status = self.error.status();
+        // What went wrong on this side (which endpoint failed, how it is configured) is for
+        // the logs, not for the client.
+        let description = match &self.error {
+            AuthError::Unavailable(_) => "the token cannot be checked now; try again later".into(),
+            AuthError::Misconfigured(_) => "internal error".into(),
+            e => e.description(),
+        };
         let mut response = match self.error.error_code() {
             Some(code) => (
                 status,
                 axum::Json(serde_json::json!({
                     "error": code,
-                    "error_description": self.error.description(),
+                    "error_description": description,
                 })),
             )
                 .into_response(),

@@ -91,6 +91,8 @@ where
                 Err(error) => {
                     if matches!(error, AuthError::Unavailable(_)) {
                         tracing::warn!(%error, "token not checked");
+                    } else {
+                        tracing::debug!(%error, "request refused");
                     }
                     Ok(AuthRejection::new(error, verifier.challenge().clone()).into_response())
                 }
