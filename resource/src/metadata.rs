@@ -166,4 +166,29 @@ mod tests {
         assert!(ProtectedResourceMetadata::new("https://a#frag", "x").is_err());
         assert!(ProtectedResourceMetadata::new("orders-api", "x").is_err());
     }
+
+    #[tokio::test]
+    async fn rfc9728_s3_2_the_router_serves_json_at_the_path_suffixed_location() {
+        use tower::ServiceExt;
+        let m = ProtectedResourceMetadata::new("https://tools.example.com/mcp", "https://as")
+            .unwrap()
+            .resource_name("Tools");
+        let resp = m
+            .router::<()>()
+            .oneshot(
+                http::Request::get("/.well-known/oauth-protected-resource/mcp")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["resource"], "https://tools.example.com/mcp");
+        assert_eq!(v["resource_name"], "Tools");
+    }
 }
