@@ -296,6 +296,13 @@ async fn rfc6750_s3_refusals_carry_the_error_and_rfc9728_s5_1_resource_metadata(
         (a.status, a.challenge.as_str()),
         (401, format!("Bearer {rm}").as_str())
     );
+    // Only the header carries tokens here (RFC 9728 `bearer_methods_supported: ["header"]`):
+    // one in the query (RFC 6750 §2.3) is not looked at.
+    let a = call(&rs, "GET", &format!("/orders?access_token={good}"), &[]).await;
+    assert_eq!((a.status, a.error()), (401, None));
+    // The scheme name is case-insensitive (RFC 7235 §2.1).
+    let a = call(&rs, "GET", "/orders", &[&format!("bearer {good}")]).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
 
     // RFC 6750 §3.1 invalid_request: a malformed Authorization header is a 400.
     for (why, headers) in [
