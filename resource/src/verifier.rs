@@ -989,6 +989,61 @@ mod tests {
     }
 
     #[test]
+    fn rfc9068_s4_claims_iss_exact_aud_contains_and_times_with_leeway() {
+        let v = Verifier::builder("https://as.example", "orders-api")
+            .leeway(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let now = now_secs();
+        let map = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        assert!(
+            v.check_issuer(&map(serde_json::json!({"iss": "https://as.example"})), true)
+                .is_ok()
+        );
+        for iss in [
+            serde_json::json!({"iss": "https://as.example/"}),
+            serde_json::json!({"iss": "https://AS.example"}),
+            serde_json::json!({"iss": ["https://as.example"]}),
+            serde_json::json!({}),
+        ] {
+            assert!(v.check_issuer(&map(iss.clone()), true).is_err(), "{iss}");
+        }
+        assert!(
+            v.check_issuer(&map(serde_json::json!({})), false).is_ok(),
+            "introspection may omit iss"
+        );
+        for ok in [
+            serde_json::json!({"aud": "orders-api"}),
+            serde_json::json!({"aud": ["billing-api", "orders-api"]}),
+        ] {
+            assert!(v.check_audience(&map(ok.clone())).is_ok(), "{ok}");
+        }
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"aud": "orders-api-2"}),
+            serde_json::json!({"aud": ["billing-api"]}),
+            serde_json::json!({"aud": 1}),
+        ] {
+            assert!(v.check_audience(&map(bad.clone())).is_err(), "{bad}");
+        }
+        let t = |c: Value| v.check_times(&map(c));
+        assert!(t(serde_json::json!({"exp": now + 60})).is_ok());
+        assert!(
+            t(serde_json::json!({"exp": now - 10})).is_ok(),
+            "inside the leeway"
+        );
+        assert!(t(serde_json::json!({"exp": now - 31})).is_err());
+        assert!(t(serde_json::json!({})).is_err(), "exp is required");
+        assert!(t(serde_json::json!({"exp": now + 60, "nbf": now + 10})).is_ok());
+        assert!(t(serde_json::json!({"exp": now + 600, "nbf": now + 60})).is_err());
+        assert!(t(serde_json::json!({"exp": now + 600, "iat": now + 60})).is_err());
+        assert!(t(serde_json::json!({"exp": now + 600, "iat": "soon"})).is_err());
+    }
+
+    #[test]
     fn jose_header_is_read_only_from_a_three_part_token() {
         assert!(jose_header("a.b").is_err());
         assert!(jose_header("a.b.c.d").is_err());
