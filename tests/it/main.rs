@@ -24,6 +24,7 @@ mod malformed;
 mod policy;
 mod raw;
 mod registration;
+mod resource_middleware;
 mod security;
 mod store;
 #[cfg(feature = "tpm")]
