@@ -15,7 +15,6 @@ const MAX_CHAIN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     subject: String,
-    attestation: Option<String>,
 }
 
 impl Actor {
@@ -27,12 +26,6 @@ impl Actor {
     /// The agent's name: the subject without mandate's `agent:` prefix (`payments-bot`).
     pub fn name(&self) -> &str {
         self.subject.strip_prefix("agent:").unwrap_or(&self.subject)
-    }
-
-    /// How this agent proved what it is when it joined the chain (`att`: `"software"` or
-    /// `"tpm"`), when the token records it.
-    pub fn attestation(&self) -> Option<&str> {
-        self.attestation.as_deref()
     }
 }
 
@@ -48,6 +41,7 @@ pub struct Principal {
     audience: Vec<String>,
     client_id: Option<String>,
     session_id: Option<String>,
+    attestation: Option<String>,
     expires_at: u64,
     token_id: Option<String>,
     claims: Map<String, Value>,
@@ -87,6 +81,8 @@ impl Principal {
             None | Some(Value::Null) => Vec::new(),
             Some(act) => actor_chain(act).ok_or_else(|| bad("`act` is malformed"))?,
         };
+        // mandate's `att`: how the current actor proved itself; it speaks of the actor only.
+        let attestation = opt_string("att")?.filter(|_| !actors.is_empty());
         Ok(Self {
             subject,
             actors,
@@ -94,6 +90,7 @@ impl Principal {
             audience,
             client_id,
             session_id,
+            attestation,
             expires_at,
             token_id,
             claims,
@@ -119,9 +116,10 @@ impl Principal {
         self.actors.last()
     }
 
-    /// The current actor's attestation (`"software"`, `"tpm"`), when the token records it.
+    /// How the current actor proved what it is at mandate (its `att` claim: `"software"` or
+    /// `"tpm"`), when the token says; `None` for a token without an actor.
     pub fn attestation(&self) -> Option<&str> {
-        self.agent().and_then(Actor::attestation)
+        self.attestation.as_deref()
     }
 
     /// The delegation session (`sid`): revoking it at mandate cuts this token and everything
@@ -256,15 +254,7 @@ fn actor_chain(act: &Value) -> Option<Vec<Actor>> {
         }
         let obj = v.as_object()?;
         let subject = obj.get("sub")?.as_str()?.to_string();
-        let attestation = match obj.get("att") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return None,
-        };
-        out.push(Actor {
-            subject,
-            attestation,
-        });
+        out.push(Actor { subject });
         cur = match obj.get("act") {
             None | Some(Value::Null) => None,
             Some(next) => Some(next),
@@ -291,15 +281,13 @@ mod tests {
     fn rfc8693_s4_1_act_is_read_newest_outermost_into_delegation_order() {
         let p = principal(json!({
             "sub": "alice", "exp": 2_000_000_000u64, "scope": "orders:read  payments:write",
-            "aud": "orders-api", "sid": "s1", "jti": "j1", "client_id": "host",
-            "act": {"sub": "agent:payments-bot", "att": "software",
-                    "act": {"sub": "agent:planner", "att": "tpm"}}
+            "aud": "orders-api", "sid": "s1", "jti": "j1", "client_id": "host", "att": "software",
+            "act": {"sub": "agent:payments-bot", "act": {"sub": "agent:planner"}}
         }))
         .unwrap();
         assert_eq!(p.to_string(), "alice → planner → payments-bot");
         assert_eq!(p.actors().len(), 2);
         assert_eq!(p.actors()[0].subject(), "agent:planner");
-        assert_eq!(p.actors()[0].attestation(), Some("tpm"));
         assert_eq!(p.agent().unwrap().name(), "payments-bot");
         assert_eq!(p.attestation(), Some("software"));
         assert_eq!(p.scopes(), ["orders:read", "payments:write"]);
@@ -325,7 +313,9 @@ mod tests {
 
     #[test]
     fn a_token_without_act_is_the_human_alone() {
-        let p = principal(json!({"sub": "alice", "exp": 1, "aud": ["a", "b"]})).unwrap();
+        // An `att` without an actor speaks of nobody.
+        let p =
+            principal(json!({"sub": "alice", "exp": 1, "aud": ["a", "b"], "att": "tpm"})).unwrap();
         assert_eq!(p.to_string(), "alice");
         assert!(p.agent().is_none());
         assert!(p.attestation().is_none());
@@ -340,6 +330,7 @@ mod tests {
             json!({"sub": "alice", "exp": -5}),
             json!({"sub": "alice", "exp": 1, "aud": 3}),
             json!({"sub": "alice", "exp": 1, "act": {"att": "tpm"}}),
+            json!({"sub": "alice", "exp": 1, "act": {"sub": "agent:a"}, "att": 1}),
             json!({"sub": "alice", "exp": 1, "act": "agent:x"}),
             json!({"sub": "alice", "exp": 1, "scope": ["a"]}),
         ] {
