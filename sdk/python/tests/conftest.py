@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlparse
 import httpx
 import pytest
 
-from mandate import SoftwareKey
+from mandate import SoftwareKey, SyncAgentSession, SyncMandateClient
 
 MANDATE_BIN = os.environ.get("MANDATE_BIN", "/work/bin/mandate")
 
@@ -74,6 +74,10 @@ kek_file = "{d}/kek"
 
 [tokens]
 max_delegation_depth = 2
+
+[keys]
+# Reload keys every second, so a `mandate keys rotate` shows at once (the rotation test).
+check_interval = "1s"
 
 [policy]
 files = ["policy.cedar"]
@@ -385,3 +389,19 @@ def alice_person(mandate: Mandate) -> Iterator[Person]:
 def alice(alice_person: Person) -> str:
     """A fresh access token of alice's, for every scope she holds."""
     return alice_person.token("orders:read orders:write payments:write")
+
+
+@pytest.fixture(scope="session")
+def tokens(mandate: Mandate) -> dict[str, str]:
+    """Delegated tokens mandate issued: alice → planner → payments-bot, and some others."""
+    alice = Person(mandate.url, *ALICE).token("orders:read orders:write payments:write")
+    with SyncMandateClient(mandate.url, *RUNTIME) as c:
+        planner = SyncAgentSession(c, "planner", mandate.keys["planner"])
+        payer = SyncAgentSession(c, "payments-bot", mandate.keys["payments-bot"])
+        mine = planner.act_for(alice, scope="orders:read orders:write", audience="orders-api")
+        return {
+            "alice": alice,
+            "chain": planner.delegate(mine, payer.token(), scope="orders:read").access_token,
+            "other_audience": planner.act_for(alice, scope="orders:read", audience="other-api").access_token,
+            "agent_token": planner.token(),
+        }
