@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,3 +406,26 @@ def tokens(mandate: Mandate) -> dict[str, str]:
             "other_audience": planner.act_for(alice, scope="orders:read", audience="other-api").access_token,
             "agent_token": planner.token(),
         }
+
+
+class Served:
+    """An ASGI app served by uvicorn in a thread, on `sock` (bound already) or a new socket."""
+
+    def __init__(self, app: Callable[..., object], sock: socket.socket | None = None) -> None:
+        import uvicorn
+
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -6,6 +6,7 @@ Resource-server side: :mod:`mandate.resource`, :mod:`mandate.fastapi`.
 """
 
 from ._core import AgentToken, ApprovalPending, ApprovalRequest, DelegatedToken
+from .auth import MandateAuth
 from .chain import Actor, Chain, read_chain
 from .client import MandateClient, SyncMandateClient
 from .errors import (
@@ -32,6 +33,7 @@ __all__ = [
     "ApprovalTimeout",
     "Attester",
     "Chain",
+    "MandateAuth",
     "DelegatedToken",
     "MandateClient",
     "MandateError",
