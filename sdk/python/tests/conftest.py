@@ -25,16 +25,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urljoin, urlparse
 
 import httpx
 import pytest
+from mcp.server.mcpserver import Context, MCPServer
 
 from mandate import SoftwareKey, SyncAgentSession, SyncMandateClient
+from mandate.resource import ResourceServer
+from mandate.starlette import MandateMiddleware, get_principal
 
 MANDATE_BIN = os.environ.get("MANDATE_BIN", "/work/bin/mandate")
 
@@ -429,3 +431,22 @@ class Served:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def mcp_server(mandate: Mandate) -> Iterator[str]:
+    """The MCP SDK's own server (MCPServer, streamable HTTP) behind MandateMiddleware, at the
+    URL mandate knows as a [[resources]] URI; its tool `whoami` says the principal's chain."""
+    server = MCPServer("mandate-sdk-test")
+
+    @server.tool()
+    async def whoami(ctx: Context) -> str:
+        """Who the token speaks for, and through whom."""
+        return str(get_principal(ctx.request_context.request))
+
+    rs = ResourceServer(mandate.url, mandate.mcp_url, scopes_supported=["mcp:tools"], resource_name="SDK test MCP server")
+    app = MandateMiddleware(server.streamable_http_app(), rs, scopes=["mcp:tools"])
+    served = Served(app, mandate.mcp_socket)
+    assert served.url + "/mcp" == mandate.mcp_url
+    yield mandate.mcp_url
+    served.stop()

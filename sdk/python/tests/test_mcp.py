@@ -5,20 +5,16 @@ MandateMCPAuth (RFC 8693 exchange with RFC 8707 resource = the server's URL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx2
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.mcpserver import Context, MCPServer
 
 from mandate import AgentSession, MandateClient
 from mandate.mcp import MandateMCPAuth, MandateTokenVerifier, mcp_http_client
 from mandate.resource import ResourceServer
-from mandate.starlette import MandateMiddleware, get_principal
 
-from .conftest import RUNTIME, Mandate, Served
+from .conftest import RUNTIME, Mandate
 
 pytestmark = pytest.mark.anyio
 
@@ -26,23 +22,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def mcp_server(mandate: Mandate) -> Iterator[str]:
-    server = MCPServer("mandate-sdk-test")
-
-    @server.tool()
-    async def whoami(ctx: Context) -> str:
-        """Who the token speaks for, and through whom."""
-        return str(get_principal(ctx.request_context.request))
-
-    rs = ResourceServer(mandate.url, mandate.mcp_url, scopes_supported=["mcp:tools"], resource_name="SDK test MCP server")
-    app = MandateMiddleware(server.streamable_http_app(), rs, scopes=["mcp:tools"])
-    served = Served(app, mandate.mcp_socket)
-    assert served.url + "/mcp" == mandate.mcp_url
-    yield mandate.mcp_url
-    served.stop()
 
 
 def text(result) -> str:  # type: ignore[no-untyped-def]
