@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 from joserfc import jwt
 from joserfc.errors import (
@@ -284,6 +285,8 @@ class ResourceServer:
         self._own_http = http is None
         self._own_sync_http = sync_http is None
         self._http_lock = threading.Lock()
+        self._jwks_lock = anyio.Lock()
+        self._jwks_sync_lock = threading.Lock()
         self._jwks: KeySet | None = None
         self._jwks_expires = 0.0
         self._jwks_forced = -JWKS_REFETCH_INTERVAL
@@ -343,6 +346,14 @@ class ResourceServer:
         """Verify ``token``; the :class:`Principal`, or :class:`InvalidToken`."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        if self._jwks_due():
+            # One fetch for all the requests that find the key set missing or stale.
+            async with self._jwks_lock:
+                if self._jwks_due():
+                    try:
+                        await run_async(self._fetch_jwks(), self._http)
+                    except (MandateError, InvalidToken):
+                        self._keep_old_jwks()
         return await self._run_async(self._verify(token))
 
     def verify_sync(self, token: str) -> Principal:
@@ -350,10 +361,27 @@ class ResourceServer:
         with self._http_lock:
             if self._sync_http is None:
                 self._sync_http = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        if self._jwks_due():
+            with self._jwks_sync_lock:
+                if self._jwks_due():
+                    try:
+                        run_sync(self._fetch_jwks(), self._sync_http)
+                    except (MandateError, InvalidToken):
+                        self._keep_old_jwks()
         try:
             return run_sync(self._verify(token), self._sync_http)
         except MandateError as e:
             raise InvalidToken("the authorization server could not be asked") from e
+
+    def _jwks_due(self) -> bool:
+        return self.mode == "jwt" and (self._jwks is None or time.monotonic() >= self._jwks_expires)
+
+    def _keep_old_jwks(self) -> None:
+        """The key set could not be refreshed: keep the one we have a little longer (a token
+        signed by a key in it still verifies), or fail if there is none."""
+        if self._jwks is None:
+            raise InvalidToken("the authorization server's keys could not be fetched")
+        self._jwks_expires = time.monotonic() + JWKS_REFETCH_INTERVAL
 
     async def _run_async(self, op: Op[Principal]) -> Principal:
         assert self._http is not None
