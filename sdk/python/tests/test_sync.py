@@ -76,10 +76,10 @@ def test_sync_ciba_timeout_and_cancel_event(client: SyncMandateClient, mandate: 
     start = time.monotonic()
     with pytest.raises(ApprovalTimeout):
         payer.wait_for_approval(req, timeout=1.2)
-    assert 1.1 <= time.monotonic() - start < 3
+    assert 1.1 <= time.monotonic() - start < 5
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
     start = time.monotonic()
     with pytest.raises(ApprovalCancelled):
         payer.wait_for_approval(req, timeout=30, cancel=cancel)
-    assert time.monotonic() - start < 1
+    assert time.monotonic() - start < 2, "stopped at the event, not at the timeout"
