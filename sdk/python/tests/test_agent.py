@@ -290,3 +290,35 @@ async def test_ciba_slow_down_adds_five_seconds_ciba_11(
     # wait_for_approval: a poll after 1 s (slow_down again, still pending), then one 1 + 5 s later.
     assert len(polls) >= 4, polls
     assert polls[3] - polls[2] >= 5.9, polls
+
+
+STAND_IN = """
+import json, sys
+from mandate import SoftwareKey, SyncAgentSession, SyncMandateClient
+issuer, name, pem, client_id, secret_env = sys.argv[1:6]
+import os
+with SyncMandateClient(issuer, client_id, os.environ[secret_env]) as c:
+    print(json.dumps({"agent_token": SyncAgentSession(c, name, SoftwareKey.from_pem(open(pem).read())).token()}))
+"""
+
+
+async def test_command_attester_takes_the_agent_token_a_command_prints(
+    client: MandateClient, mandate: Mandate, alice: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    # A stand-in for `mandate-agent attest --tpm ...` (same output: {"agent_token": ...}),
+    # attesting with the helper's software key; the secret goes through the environment.
+    import sys
+
+    from mandate import CommandAttester, MandateError
+
+    (tmp_path / "helper.pem").write_bytes(mandate.keys["helper"].to_pem())
+    (tmp_path / "attest.py").write_text(STAND_IN)
+    argv = [sys.executable, str(tmp_path / "attest.py"), mandate.url, "helper", str(tmp_path / "helper.pem"), RUNTIME[0], "SECRET"]
+    helper = AgentSession(client, "helper", CommandAttester(argv, env={"SECRET": RUNTIME[1]}))
+    t = await helper.act_for(alice, scope="orders:read", audience="orders-api")
+    assert str(t.chain) == "alice → helper" and helper.attestation == "software"
+    assert await helper.token() == await helper.token(), "run once while the token is fresh"
+    broken = AgentSession(client, "helper", CommandAttester([sys.executable, "-c", "import sys; sys.exit('no TPM here')"]))
+    with pytest.raises(MandateError) as e:
+        await broken.token()
+    assert e.value.error == "attestation_failed" and "no TPM here" in str(e.value)

@@ -28,7 +28,7 @@ async def test_the_readme_quick_start_runs(
     mandate: Mandate, alice_person: Person, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mcp_server: str
 ) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
 
     # 1. A new key and its JWK (in a folder of its own: it is not a registered key).
     (tmp_path / "new").mkdir()
@@ -72,3 +72,5 @@ async def test_the_readme_quick_start_runs(
             served.stop()
         assert "{'caller': 'alice → planner'}" in capsys.readouterr().out
         await ns["use_mcp"](planner, alice, mcp_server)  # type: ignore[operator]
+        tpm = ns["tpm_planner"](client, RUNTIME[1])  # type: ignore[operator]
+        assert tpm.agent == "planner" and "mandate-agent" in repr(tpm._attester)

@@ -18,12 +18,13 @@ from .errors import (
     OAuthError,
     ProtocolError,
 )
-from .keys import Attester, SoftwareKey
+from .keys import AgentTokenSource, Attester, CommandAttester, SoftwareKey
 from .session import AgentSession, SyncAgentSession
 
 __all__ = [
     "Actor",
     "AgentSession",
+    "AgentTokenSource",
     "AgentToken",
     "ApprovalCancelled",
     "ApprovalDenied",
@@ -33,6 +34,7 @@ __all__ = [
     "ApprovalTimeout",
     "Attester",
     "Chain",
+    "CommandAttester",
     "MandateAuth",
     "DelegatedToken",
     "MandateClient",

@@ -488,6 +488,19 @@ class AgentTokenState:
         return self._token.attestation if self._token else None
 
 
+def agent_token_from(token: str) -> AgentToken:
+    """An agent token obtained elsewhere (a command that attested), read for its expiry."""
+    try:
+        claims = unverified_claims(token)
+    except ValueError:
+        raise ProtocolError("invalid_response", "the agent token is not a JWT") from None
+    exp = claims.get("exp")
+    if not isinstance(exp, (int, float)):
+        raise ProtocolError("invalid_response", "the agent token has no exp")
+    att = claims.get("att")
+    return AgentToken(token, float(exp) - time.time(), att if isinstance(att, str) else None)
+
+
 def attest_op(core: ClientCore, agent: str, attester: Any) -> Op[AgentToken]:
     nonce = yield from core.challenge(agent)
     evidence = attester.evidence(agent, core.issuer, nonce)

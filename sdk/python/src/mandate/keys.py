@@ -8,15 +8,21 @@ Signing is done by ``joserfc`` (RFC 7515/7518 ES256), never by hand.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-__all__ = ["Attester", "SoftwareKey"]
+from .errors import MandateError
+
+__all__ = ["AgentTokenSource", "Attester", "CommandAttester", "SoftwareKey"]
 
 #: How long a proof is valid; the server allows at most 300 s.
 PROOF_LIFETIME = 60
@@ -88,3 +94,66 @@ class SoftwareKey:
 
     def __repr__(self) -> str:
         return f"SoftwareKey(thumbprint={self.thumbprint()!r})"
+
+
+@runtime_checkable
+class AgentTokenSource(Protocol):
+    """Something that attests by itself and hands over the agent token (blocking; the async
+    session runs it in a worker thread)."""
+
+    def agent_token(self) -> str: ...
+
+
+class CommandAttester:
+    """Attestation by a command that prints the agent token: the TPM path, through the Rust
+    agent's command line (``mandate-agent attest ... --tpm TCTI``, built with its ``tpm``
+    feature), which prints ``{"agent_token": "..."}``. A bare token on stdout works too.
+
+    .. code-block:: python
+
+        tpm = CommandAttester(
+            ["mandate-agent", "attest", "--server", issuer, "--name", "planner",
+             "--tpm", "device:/dev/tpmrm0", "--client-id", "agent-runtime"],
+            env={"MANDATE_AGENT_CLIENT_SECRET": secret},   # not in argv: ps shows argv
+        )
+        session = AgentSession(client, "planner", tpm)
+
+    The command is run again whenever the session needs a fresh agent token.
+    """
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60.0) -> None:
+        if not argv:
+            raise ValueError("argv names the command to run")
+        self.argv = list(argv)
+        self._env = dict(env or {})
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"CommandAttester({self.argv[0]!r})"
+
+    def agent_token(self) -> str:
+        try:
+            done = subprocess.run(
+                self.argv,
+                env={**os.environ, **self._env},
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise MandateError("attestation_failed", f"{self.argv[0]} could not be run: {type(e).__name__}") from None
+        if done.returncode != 0:
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            why = lines[-1][:200] if lines else "no message"
+            raise MandateError("attestation_failed", f"{self.argv[0]} exited with {done.returncode}: {why}")
+        out = done.stdout.decode(errors="replace").strip()
+        if out.startswith("{"):
+            try:
+                token = json.loads(out).get("agent_token")
+            except ValueError:
+                token = None
+        else:
+            token = out
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise MandateError("attestation_failed", f"{self.argv[0]} printed no agent token")
+        return token

@@ -8,23 +8,24 @@ from collections.abc import Iterable
 
 import anyio
 
-from ._core import AgentTokenState, ApprovalRequest, DelegatedToken, attest_op
+from ._core import AgentToken, AgentTokenState, ApprovalRequest, DelegatedToken, agent_token_from, attest_op
 from ._transport import AsyncEvent
 from .client import MandateClient, SyncMandateClient
-from .keys import Attester
+from .keys import AgentTokenSource, Attester
 
 __all__ = ["AgentSession", "SyncAgentSession"]
 
 
 class AgentSession:
     """An agent (``agent``, as registered in ``[[agents]]``) proving itself with ``attester``
-    (a :class:`~mandate.SoftwareKey`) through ``client``.
+    (a :class:`~mandate.SoftwareKey`, or a :class:`~mandate.CommandAttester` for a TPM through
+    the Rust agent's command line) through ``client``.
 
     :meth:`token` returns the agent token, attesting again when less than a fifth of its
     lifetime (or 30 s) is left; callers that ask at the same time share one attestation.
     """
 
-    def __init__(self, client: MandateClient, agent: str, attester: Attester) -> None:
+    def __init__(self, client: MandateClient, agent: str, attester: Attester | AgentTokenSource) -> None:
         self.client = client
         self.agent = agent
         self._attester = attester
@@ -42,7 +43,7 @@ class AgentSession:
     async def attest(self) -> str:
         """Attest now (challenge, evidence, ``/attest``): a fresh agent token."""
         async with self._lock:
-            return self._state.set(await self.client.run(attest_op(self.client.core, self.agent, self._attester)))
+            return self._state.set(await self._attest())
 
     async def token(self) -> str:
         """The agent token, attesting first when there is none or it is close to expiry."""
@@ -50,7 +51,12 @@ class AgentSession:
             current = self._state.fresh()
             if current is not None:
                 return current
-            return self._state.set(await self.client.run(attest_op(self.client.core, self.agent, self._attester)))
+            return self._state.set(await self._attest())
+
+    async def _attest(self) -> AgentToken:
+        if isinstance(self._attester, AgentTokenSource):
+            return agent_token_from(await anyio.to_thread.run_sync(self._attester.agent_token))
+        return await self.client.run(attest_op(self.client.core, self.agent, self._attester))
 
     async def act_for(
         self,
@@ -125,7 +131,7 @@ class SyncAgentSession:
     """The blocking twin of :class:`AgentSession`. ``wait_for_approval`` takes a
     ``threading.Event`` as ``cancel``."""
 
-    def __init__(self, client: SyncMandateClient, agent: str, attester: Attester) -> None:
+    def __init__(self, client: SyncMandateClient, agent: str, attester: Attester | AgentTokenSource) -> None:
         self.client = client
         self.agent = agent
         self._attester = attester
@@ -141,14 +147,19 @@ class SyncAgentSession:
 
     def attest(self) -> str:
         with self._lock:
-            return self._state.set(self.client.run(attest_op(self.client.core, self.agent, self._attester)))
+            return self._state.set(self._attest())
 
     def token(self) -> str:
         with self._lock:
             current = self._state.fresh()
             if current is not None:
                 return current
-            return self._state.set(self.client.run(attest_op(self.client.core, self.agent, self._attester)))
+            return self._state.set(self._attest())
+
+    def _attest(self) -> AgentToken:
+        if isinstance(self._attester, AgentTokenSource):
+            return agent_token_from(self._attester.agent_token())
+        return self.client.run(attest_op(self.client.core, self.agent, self._attester))
 
     def act_for(
         self,
