@@ -23,8 +23,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+try:
+    from fastapi import APIRouter, HTTPException, Request, Security
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+except ImportError as e:  # pragma: no cover
+    raise ImportError("mandate.fastapi needs the `fastapi` extra: pip install 'mandate-sdk[fastapi]'") from e
 
 from .resource import BearerError, Principal, ResourceServer
 from .starlette import MandateMiddleware, get_principal, metadata_response, metadata_route, requires

@@ -31,8 +31,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import httpx2
-from mcp.server.auth.provider import AccessToken
+try:
+    import httpx2
+    from mcp.server.auth.provider import AccessToken
+except ImportError as e:  # pragma: no cover
+    raise ImportError("mandate.mcp needs the `mcp` extra: pip install 'mandate-sdk[mcp]'") from e
 
 from ._core import DelegatedToken
 from .auth import TokenSource, _DelegatedTokenFlow

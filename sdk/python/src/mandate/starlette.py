@@ -16,10 +16,13 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+try:
+    from starlette.requests import HTTPConnection, Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.types import ASGIApp, Receive, Scope, Send
+except ImportError as e:  # pragma: no cover
+    raise ImportError("mandate.starlette needs the `fastapi` extra: pip install 'mandate-sdk[fastapi]'") from e
 
 from .resource import BearerError, Principal, ResourceServer
 
