@@ -12,6 +12,7 @@ MCP server's URL as a `[[resources]]` entry (its socket is bound before mandate 
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import html
@@ -180,6 +181,7 @@ def start_mandate(d: Path, config: str) -> tuple[subprocess.Popen[bytes], str]:
                 found.append(m.group(1))
 
     threading.Thread(target=read, daemon=True).start()
+    atexit.register(proc.kill)  # should the session end without its fixture's teardown
     deadline = time.monotonic() + 30
     while not found:
         if proc.poll() is not None or time.monotonic() > deadline:
