@@ -1,0 +1,542 @@
+"""The resource-server side: check the bearer tokens mandate issued and say who acts for whom.
+
+:class:`ResourceServer` verifies a token in one of two ways, chosen by ``mode``:
+
+- ``"jwt"`` (default): the token is an RFC 9068 JWT access token, verified locally against the
+  server's JWKS (``jwks_uri`` from its RFC 8414 metadata; cached for the ``max-age`` it is
+  served with, fetched again at most once every 30 s when a token names an unknown ``kid``,
+  which is how a key rotation arrives). Only ``alg`` ES256 and ``typ`` ``at+jwt`` are taken;
+  ``iss`` must be the issuer exactly, ``aud`` must contain this server's audience, and ``exp``,
+  ``nbf`` and ``iat`` hold within ``leeway`` seconds (at most 30). A revoked token stays valid
+  here until it expires: use introspection where revocation must count at once.
+- ``"introspection"``: RFC 7662, authenticated as a client with ``introspect = true``; a
+  positive answer is cached for ``cache_ttl`` seconds (at most 30, never past the token's
+  ``exp``), a negative one is not cached.
+
+A refusal is a :class:`BearerError` carrying the RFC 6750 §3 status and
+``WWW-Authenticate`` challenge (with the RFC 9728 §5.1 ``resource_metadata`` URL), and
+:meth:`ResourceServer.metadata` is the RFC 9728 protected-resource metadata document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    InvalidTokenError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
+
+from ._core import ClientCore, HttpRequest, Op
+from ._transport import DEFAULT_TIMEOUT, run_async, run_sync
+from .chain import Actor, Chain, chain_from_claims
+from .errors import MandateError
+
+__all__ = [
+    "BearerError",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidToken",
+    "MissingToken",
+    "Principal",
+    "ResourceServer",
+    "WELL_KNOWN",
+]
+
+#: RFC 9728 §3: the well-known path of protected-resource metadata.
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+#: RFC 9068 §2.1 ``typ`` of JWT access tokens (compared without case, with or without
+#: the ``application/`` prefix, RFC 7515 §4.1.9).
+AT_JWT_TYPES = ("at+jwt", "application/at+jwt")
+#: A token naming an unknown ``kid`` fetches the JWKS again at most this often.
+JWKS_REFETCH_INTERVAL = 30.0
+MAX_LEEWAY = 30.0
+MAX_CACHE_TTL = 30.0
+MAX_CACHED_TOKENS = 10_000
+# RFC 6749 §3.3 scope-token / RFC 6750 §2.1 b64token.
+_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+class BearerError(Exception):
+    """A refused request, as RFC 6750 §3 answers it: ``status``, the ``error`` code (``None``
+    when the request carried no token at all, §3.1), a description, and for
+    ``insufficient_scope`` the ``scope`` needed. Never holds the token."""
+
+    status = 401
+    error: str | None = None
+
+    def __init__(self, description: str | None = None, scope: Iterable[str] | None = None) -> None:
+        self.description = description
+        self.scope = tuple(scope or ())
+        super().__init__(self.error, description)
+
+    def __str__(self) -> str:
+        return f"{self.error or 'unauthenticated'}: {self.description}" if self.description else (self.error or "unauthenticated")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r})"
+
+
+class MissingToken(BearerError):
+    """No bearer token: 401 with a challenge but no ``error`` (RFC 6750 §3.1)."""
+
+    status = 401
+    error = None
+
+
+class InvalidRequest(BearerError):
+    """A malformed ``Authorization`` header (RFC 6750 §3.1 ``invalid_request``): 400."""
+
+    status = 400
+    error = "invalid_request"
+
+
+class InvalidToken(BearerError):
+    """Expired, revoked, malformed, forged, or for another audience: 401 ``invalid_token``."""
+
+    status = 401
+    error = "invalid_token"
+
+
+class InsufficientScope(BearerError):
+    """A valid token without the scopes the route needs: 403 ``insufficient_scope``."""
+
+    status = 403
+    error = "insufficient_scope"
+
+
+# --- who is calling -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token speaks for, and who acts with it.
+
+    ``str(principal)`` is the chain: ``"alice → planner → payments-bot"``.
+
+    :ivar subject: the human (``sub``).
+    :ivar chain: the human and the agents, in delegation order (RFC 8693 §4.1 ``act``, read
+        innermost first).
+    :ivar scopes: the token's scopes.
+    :ivar audience: its ``aud`` values.
+    :ivar client_id: the OAuth client that obtained it.
+    :ivar session_id: its delegated session (``sid``): what mandate revokes as a whole.
+    :ivar expires_at: when it expires (UTC).
+    :ivar token_id: its ``jti``.
+    :ivar claims: the verified claims (or the introspection answer), as they came.
+    """
+
+    subject: str
+    chain: Chain
+    scopes: frozenset[str]
+    audience: tuple[str, ...]
+    client_id: str | None
+    session_id: str | None
+    expires_at: datetime | None
+    token_id: str | None
+    claims: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def actors(self) -> tuple[Actor, ...]:
+        """The agents, first delegated-to first, each with its attestation when the token says."""
+        return self.chain.actors
+
+    @property
+    def agent(self) -> Actor | None:
+        """The agent acting now (the last one delegated to), or ``None`` for the human's own token."""
+        return self.chain.agent
+
+    @property
+    def attestation(self) -> str | None:
+        """How the acting agent was attested (``"software"``, ``"tpm"``), when the token says."""
+        return self.agent.attestation if self.agent else None
+
+    def has_scopes(self, *scopes: str) -> bool:
+        return all(s in self.scopes for s in scopes)
+
+    def __str__(self) -> str:
+        return str(self.chain)
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise InvalidToken("the token has no subject")
+        scope = claims.get("scope")
+        aud = claims.get("aud")
+        auds = (aud,) if isinstance(aud, str) else tuple(a for a in aud if isinstance(a, str)) if isinstance(aud, list) else ()
+        exp = claims.get("exp")
+
+        def s(name: str) -> str | None:
+            v = claims.get(name)
+            return v if isinstance(v, str) else None
+
+        return cls(
+            subject=sub,
+            chain=chain_from_claims(claims),
+            scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+            audience=auds,
+            client_id=s("client_id"),
+            session_id=s("sid"),
+            expires_at=datetime.fromtimestamp(exp, tz=timezone.utc) if isinstance(exp, (int, float)) else None,
+            token_id=s("jti"),
+            claims=dict(claims),
+        )
+
+
+# --- the verifier ---------------------------------------------------------------------------
+
+
+def _quoted(value: str) -> str:
+    """An RFC 6750 §3 attribute value: only %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash)."""
+    return "".join(c for c in value if 0x20 <= ord(c) <= 0x7E and c not in '"\\')
+
+
+def _max_age(cache_control: str | None) -> float | None:
+    m = re.search(r"max-age=(\d+)", cache_control or "")
+    return float(m.group(1)) if m else None
+
+
+class ResourceServer:
+    """Verifies mandate's tokens for one resource server.
+
+    :param issuer: mandate's issuer URL.
+    :param audience: this server's audience: ``[[clients]] audience`` or a ``[[resources]]``
+        URI (a token's ``aud`` must contain it).
+    :param mode: ``"jwt"`` or ``"introspection"`` (needs ``client_id``/``client_secret``).
+    :param resource: the RFC 9728 ``resource`` identifier; default the audience.
+    :param resource_metadata_url: where this server's RFC 9728 metadata is served, for the
+        ``resource_metadata`` attribute of challenges; default derived from ``resource`` when it
+        is an http(s) URL (``{origin}/.well-known/oauth-protected-resource{path}``).
+    :param scopes_supported: advertised in the metadata.
+    :param resource_name: advertised in the metadata.
+    :param leeway: seconds of clock skew allowed on ``exp``/``nbf``/``iat`` (0–30).
+    :param cache_ttl: introspection cache lifetime in seconds (0–30).
+    :param realm: the ``realm`` of challenges (default: the audience).
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        mode: Literal["jwt", "introspection"] = "jwt",
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        resource: str | None = None,
+        resource_metadata_url: str | None = None,
+        scopes_supported: Iterable[str] | None = None,
+        resource_name: str | None = None,
+        leeway: float = MAX_LEEWAY,
+        cache_ttl: float = MAX_CACHE_TTL,
+        realm: str | None = None,
+        http: httpx.AsyncClient | None = None,
+        sync_http: httpx.Client | None = None,
+    ) -> None:
+        if mode not in ("jwt", "introspection"):
+            raise ValueError('mode is "jwt" or "introspection"')
+        if mode == "introspection" and (not client_id or client_secret is None):
+            raise ValueError("introspection needs client_id and client_secret (a client with introspect = true)")
+        if not 0 <= leeway <= MAX_LEEWAY:
+            raise ValueError(f"leeway is between 0 and {MAX_LEEWAY:g} seconds")
+        if not 0 <= cache_ttl <= MAX_CACHE_TTL:
+            raise ValueError(f"cache_ttl is between 0 and {MAX_CACHE_TTL:g} seconds")
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self.mode = mode
+        self.resource = resource or audience
+        self.scopes_supported = list(scopes_supported) if scopes_supported is not None else None
+        self.resource_name = resource_name
+        self.leeway = leeway
+        self.cache_ttl = cache_ttl
+        self.realm = realm if realm is not None else audience
+        self.metadata_path = WELL_KNOWN
+        parts = urlsplit(self.resource)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            # RFC 9728 §3.1: the well-known path goes between the host and the resource's path.
+            if parts.path not in ("", "/"):
+                self.metadata_path = WELL_KNOWN + parts.path
+            if resource_metadata_url is None:
+                resource_metadata_url = f"{parts.scheme}://{parts.netloc}{self.metadata_path}"
+        self.resource_metadata_url = resource_metadata_url
+        self._core = ClientCore(issuer, client_id or "", client_secret)
+        self._http = http
+        self._sync_http = sync_http
+        self._own_http = http is None
+        self._own_sync_http = sync_http is None
+        self._http_lock = threading.Lock()
+        self._jwks_lock = anyio.Lock()
+        self._jwks_sync_lock = threading.Lock()
+        self._jwks: KeySet | None = None
+        self._jwks_expires = 0.0
+        self._jwks_forced = -JWKS_REFETCH_INTERVAL
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    def __repr__(self) -> str:
+        return f"ResourceServer(issuer={self.issuer!r}, audience={self.audience!r}, mode={self.mode!r})"
+
+    # -- the RFC 9728 document and RFC 6750 challenges --
+
+    def metadata(self) -> dict[str, Any]:
+        """RFC 9728 §2: this resource's metadata, pointing at mandate."""
+        doc: dict[str, Any] = {
+            "resource": self.resource,
+            "authorization_servers": [self.issuer],
+            "bearer_methods_supported": ["header"],
+        }
+        if self.scopes_supported is not None:
+            doc["scopes_supported"] = self.scopes_supported
+        if self.resource_name:
+            doc["resource_name"] = self.resource_name
+        return doc
+
+    def www_authenticate(self, error: BearerError) -> str:
+        """The RFC 6750 §3 challenge for a refusal (RFC 9728 §5.1 ``resource_metadata`` too)."""
+        parts = [f'realm="{_quoted(self.realm)}"']
+        if error.error:
+            parts.append(f'error="{error.error}"')
+            if error.description:
+                parts.append(f'error_description="{_quoted(error.description)}"')
+        if error.scope:
+            parts.append(f'scope="{_quoted(" ".join(error.scope))}"')
+        if self.resource_metadata_url:
+            parts.append(f'resource_metadata="{_quoted(self.resource_metadata_url)}"')
+        return "Bearer " + ", ".join(parts)
+
+    @staticmethod
+    def bearer_token(authorization: str | None) -> str:
+        """RFC 6750 §2.1: the token of an ``Authorization: Bearer`` header.
+
+        :raises MissingToken: no header, or another scheme.
+        :raises InvalidRequest: a Bearer header that is not ``Bearer <b64token>``.
+        """
+        if authorization is None or not authorization.strip():
+            raise MissingToken()
+        scheme, _, rest = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise MissingToken()
+        token = rest.strip(" ")
+        if not token or not _B64TOKEN.match(token):
+            raise InvalidRequest("the Authorization header is not `Bearer <token>`")
+        return token
+
+    # -- verification --
+
+    async def verify(self, token: str) -> Principal:
+        """Verify ``token``; the :class:`Principal`, or :class:`InvalidToken`."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        if self._jwks_due():
+            # One fetch for all the requests that find the key set missing or stale.
+            async with self._jwks_lock:
+                if self._jwks_due():
+                    try:
+                        await run_async(self._fetch_jwks(), self._http)
+                    except (MandateError, InvalidToken):
+                        self._keep_old_jwks()
+        return await self._run_async(self._verify(token))
+
+    def verify_sync(self, token: str) -> Principal:
+        """The blocking twin of :meth:`verify` (for WSGI frameworks)."""
+        with self._http_lock:
+            if self._sync_http is None:
+                self._sync_http = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        if self._jwks_due():
+            with self._jwks_sync_lock:
+                if self._jwks_due():
+                    try:
+                        run_sync(self._fetch_jwks(), self._sync_http)
+                    except (MandateError, InvalidToken):
+                        self._keep_old_jwks()
+        try:
+            return run_sync(self._verify(token), self._sync_http)
+        except MandateError as e:
+            raise InvalidToken("the authorization server could not be asked") from e
+
+    def _jwks_due(self) -> bool:
+        return self.mode == "jwt" and (self._jwks is None or time.monotonic() >= self._jwks_expires)
+
+    def _keep_old_jwks(self) -> None:
+        """The key set could not be refreshed: keep the one we have a little longer (a token
+        signed by a key in it still verifies), or fail if there is none."""
+        if self._jwks is None:
+            raise InvalidToken("the authorization server's keys could not be fetched")
+        self._jwks_expires = time.monotonic() + JWKS_REFETCH_INTERVAL
+
+    async def _run_async(self, op: Op[Principal]) -> Principal:
+        assert self._http is not None
+        try:
+            return await run_async(op, self._http)
+        except MandateError as e:
+            # mandate unreachable or answering nonsense: the token cannot be accepted.
+            raise InvalidToken("the authorization server could not be asked") from e
+
+    async def authenticate(self, authorization: str | None, scopes: Iterable[str] = ()) -> Principal:
+        """The whole check of a request's ``Authorization`` header, with the scopes the route
+        needs; raises a :class:`BearerError` (``MissingToken``, ``InvalidRequest``,
+        ``InvalidToken``, ``InsufficientScope``)."""
+        principal = await self.verify(self.bearer_token(authorization))
+        self.check_scopes(principal, scopes)
+        return principal
+
+    def authenticate_sync(self, authorization: str | None, scopes: Iterable[str] = ()) -> Principal:
+        principal = self.verify_sync(self.bearer_token(authorization))
+        self.check_scopes(principal, scopes)
+        return principal
+
+    @staticmethod
+    def check_scopes(principal: Principal, scopes: Iterable[str]) -> None:
+        """RFC 6750 §3.1 ``insufficient_scope`` unless the token carries every one of ``scopes``."""
+        needed = list(scopes)
+        if not principal.has_scopes(*needed):
+            raise InsufficientScope(f"this needs the scope {' '.join(needed)}", scope=needed)
+
+    def _verify(self, token: str) -> Op[Principal]:
+        if self.mode == "introspection":
+            return (yield from self._introspect(token))
+        return (yield from self._verify_jwt(token))
+
+    # JWT mode ----------------------------------------------------------------------------
+
+    def _fetch_jwks(self) -> Op[None]:
+        url = yield from self._core.endpoint("jwks_uri")
+        resp = yield HttpRequest("GET", url, {"accept": "application/json"})
+        assert resp is not None
+        if resp.status != 200:
+            raise InvalidToken("the authorization server's keys could not be fetched")
+        try:
+            keys = KeySet.import_key_set(resp.json())
+        except (JoseError, ValueError, KeyError, TypeError):
+            raise InvalidToken("the authorization server's keys could not be read") from None
+        age = _max_age(resp.headers.get("cache-control"))
+        self._jwks = keys
+        self._jwks_expires = time.monotonic() + min(max(age if age is not None else 300.0, 30.0), 3600.0)
+
+    def _key_for(self, kid: str | None) -> Op[Any]:
+        if self._jwks is None or time.monotonic() >= self._jwks_expires:
+            yield from self._fetch_jwks()
+        found = self._find(kid)
+        if found is None and time.monotonic() - self._jwks_forced >= JWKS_REFETCH_INTERVAL:
+            # A kid we do not know: perhaps the server rotated its keys. Ask again, rarely.
+            self._jwks_forced = time.monotonic()
+            yield from self._fetch_jwks()
+            found = self._find(kid)
+        if found is None:
+            raise InvalidToken("the token is signed by a key the authorization server does not publish")
+        return found
+
+    def _find(self, kid: str | None) -> Any:
+        if self._jwks is None or not isinstance(kid, str):
+            return None
+        for key in self._jwks.keys:
+            if key.kid == kid and key.key_type == "EC":
+                return key
+        return None
+
+    def _verify_jwt(self, token: str) -> Op[Principal]:
+        try:
+            header = extract_compact(token.encode("ascii")).headers()
+        except (JoseError, ValueError, UnicodeError, TypeError):
+            raise InvalidToken("the token is not a JWT") from None
+        # RFC 8725 §3.1: only the algorithm this issuer uses; never "none".
+        if header.get("alg") != "ES256":
+            raise InvalidToken("the token's alg is not ES256")
+        # RFC 9068 §4: only JWT access tokens, not agent tokens, ID tokens or other JWTs.
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in AT_JWT_TYPES:
+            raise InvalidToken("the token is not a JWT access token (typ at+jwt)")
+        key = yield from self._key_for(header.get("kid"))
+        try:
+            claims = jwt.decode(token, key, algorithms=["ES256"]).claims
+        except BadSignatureError:
+            raise InvalidToken("the token's signature does not verify") from None
+        except (JoseError, ValueError, TypeError):
+            raise InvalidToken("the token could not be read") from None
+        self._check_claims(claims)
+        return Principal.from_claims(claims)
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> None:
+        registry = jwt.JWTClaimsRegistry(
+            leeway=int(self.leeway),
+            iss={"essential": True, "value": self.issuer},
+            sub={"essential": True},
+            exp={"essential": True},
+            iat={"essential": True},
+        )
+        try:
+            registry.validate(dict(claims))
+        except ExpiredTokenError:
+            raise InvalidToken("the token has expired") from None
+        except MissingClaimError as e:
+            raise InvalidToken(f"the token lacks its {e.claim} claim") from None
+        except InvalidClaimError as e:
+            raise InvalidToken(f"the token's {e.claim} is not acceptable") from None
+        except (InvalidTokenError, JoseError) as e:
+            raise InvalidToken(f"the token is not valid ({e.error})") from None
+        self._check_audience(claims)
+
+    def _check_audience(self, claims: Mapping[str, Any]) -> None:
+        # RFC 9068 §4 / RFC 7519 §4.1.3: this server must be one of the token's audiences.
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if self.audience not in auds:
+            raise InvalidToken("the token is for another audience")
+
+    # Introspection mode ------------------------------------------------------------------
+
+    def _introspect(self, token: str) -> Op[Principal]:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None:
+            if hit[1] > now:
+                return hit[0]
+            del self._cache[key]
+        answer = yield from self._core.introspect(token)
+        if answer.get("active") is not True:
+            raise InvalidToken("the token is not active (expired, revoked or unknown)")
+        if "iss" in answer and answer["iss"] != self.issuer:
+            raise InvalidToken("the token is from another issuer")
+        self._check_audience(answer)
+        exp = answer.get("exp")
+        left = float(exp) - time.time() if isinstance(exp, (int, float)) else 0.0
+        if left <= -self.leeway:
+            raise InvalidToken("the token has expired")
+        principal = Principal.from_claims(answer)
+        ttl = min(self.cache_ttl, left)
+        if ttl > 0:
+            if len(self._cache) >= MAX_CACHED_TOKENS:
+                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+                while len(self._cache) >= MAX_CACHED_TOKENS:
+                    self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (principal, now + ttl)
+        return principal
+
+    # -- lifecycle --
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients this object made (not ones passed in)."""
+        if self._http is not None and self._own_http:
+            await self._http.aclose()
+        if self._sync_http is not None and self._own_sync_http:
+            self._sync_http.close()
