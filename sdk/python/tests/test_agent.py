@@ -101,7 +101,8 @@ async def test_act_for_rfc8693_delegates_a_narrowed_token(client: MandateClient,
     assert t.audience == ("orders-api",)
     assert t.session_id
     assert str(t.chain) == "alice → planner"
-    assert t.chain.agent is not None and t.chain.agent.attestation in ("software", None)
+    # mandate's `att`: how the acting agent proved itself (a software key here).
+    assert t.chain.agent is not None and t.chain.attestation == "software"
     assert not t.expired and 0 < t.expires_in() <= 600
     # RFC 8693 §4.1: act names the agent; the server agrees (RFC 7662 introspection).
     async with MandateClient(mandate.url, *ORDERS_RS) as rs:
@@ -118,6 +119,9 @@ async def test_delegate_to_a_sub_agent_nests_the_chain(client: MandateClient, ma
     assert str(sub.chain) == "alice → planner → payments-bot"
     assert str(read_chain(sub.access_token)) == "alice → planner → payments-bot"
     assert [a.name for a in sub.chain.actors] == ["planner", "payments-bot"]
+    assert read_chain(sub.access_token).attestation == "software"
+    # A human's own token has no actor, so no attestation.
+    assert read_chain(alice).actors == () and read_chain(alice).attestation is None
     assert sub.scope == ("orders:read",)
     assert sub.session_id != mine.session_id
 

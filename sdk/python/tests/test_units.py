@@ -50,10 +50,11 @@ def test_software_key_refuses_what_is_not_a_p256_private_key() -> None:
 
 def test_read_chain_reads_act_innermost_first_rfc8693_4_1() -> None:
     key = ECKey.generate_key("P-256", private=True)
-    claims = {"sub": "alice", "act": {"sub": "agent:payments-bot", "att": "software", "act": {"sub": "agent:planner", "att": "tpm"}}}
+    claims = {"sub": "alice", "att": "tpm", "act": {"sub": "agent:payments-bot", "act": {"sub": "agent:planner"}}}
     chain = read_chain(jwt.encode({"alg": "ES256"}, claims, key))
     assert str(chain) == "alice → planner → payments-bot"
-    assert [(a.name, a.attestation) for a in chain.actors] == [("planner", "tpm"), ("payments-bot", "software")]
+    assert [a.name for a in chain.actors] == ["planner", "payments-bot"]
+    assert chain.attestation == "tpm"  # the current actor's, from mandate's top-level `att`
     assert chain.agent is not None and chain.agent.subject == "agent:payments-bot" and chain.depth == 2
     with pytest.raises(ValueError):
         read_chain("not.a.jwt")

@@ -24,12 +24,9 @@ class Actor:
     """One hop of the chain.
 
     :ivar subject: the actor's ``sub`` as the token carries it (``"agent:planner"``).
-    :ivar attestation: how the agent proved what it is at that hop (``"software"``, ``"tpm"``),
-        or ``None`` when the token does not say (older tokens).
     """
 
     subject: str
-    attestation: str | None = None
 
     @property
     def name(self) -> str:
@@ -47,10 +44,15 @@ class Chain:
     """Who a token is for and who acts with it, in delegation order.
 
     ``str(chain)`` is ``"alice → planner → payments-bot"``.
+
+    :ivar attestation: how the current actor proved what it is at mandate (the token's ``att``
+        claim: ``"software"`` or ``"tpm"``), or ``None`` for a token without an actor or one
+        that does not say.
     """
 
     human: str | None
     actors: tuple[Actor, ...] = field(default_factory=tuple)
+    attestation: str | None = None
 
     @property
     def agent(self) -> Actor | None:
@@ -75,12 +77,14 @@ def chain_from_claims(claims: Mapping[str, Any]) -> Chain:
         sub = act.get("sub")
         if not isinstance(sub, str):
             break
-        att = act.get("att")
-        actors.append(Actor(sub, att if isinstance(att, str) else None))
+        actors.append(Actor(sub))
         act = act.get("act")
     actors.reverse()
     sub = claims.get("sub")
-    return Chain(sub if isinstance(sub, str) else None, tuple(actors))
+    # mandate's `att` speaks of the current actor, so only of a token that has one.
+    att = claims.get("att")
+    attestation = att if actors and isinstance(att, str) else None
+    return Chain(sub if isinstance(sub, str) else None, tuple(actors), attestation)
 
 
 def unverified_claims(token: str) -> dict[str, Any]:

@@ -158,7 +158,7 @@ class Principal:
 
     @property
     def actors(self) -> tuple[Actor, ...]:
-        """The agents, first delegated-to first, each with its attestation when the token says."""
+        """The agents, first delegated-to first."""
         return self.chain.actors
 
     @property
@@ -169,7 +169,7 @@ class Principal:
     @property
     def attestation(self) -> str | None:
         """How the acting agent was attested (``"software"``, ``"tpm"``), when the token says."""
-        return self.agent.attestation if self.agent else None
+        return self.chain.attestation
 
     def has_scopes(self, *scopes: str) -> bool:
         return all(s in self.scopes for s in scopes)
