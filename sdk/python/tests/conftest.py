@@ -155,18 +155,27 @@ class Mandate:
     process: subprocess.Popen[bytes]
 
 
-def start_mandate(d: Path, config: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_mandate(
+    d: Path, config: str | None, config_file: Path | None = None, overrides: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """mandate serving `config` (written to `d`), or the file `config_file` as it is, with
+    `overrides` (MANDATE_* variables) on top; its URL once it listens."""
     (d / "kek").write_text(base64.b64encode(bytes([7] * 32)).decode())
     (d / "policy.cedar").write_text(POLICY)
-    (d / "mandate.toml").write_text(config)
-    # mandate reads every MANDATE_* variable as a config override: pass none but its log filter.
+    if config_file is None:
+        assert config is not None
+        config_file = d / "mandate.toml"
+        config_file.write_text(config)
+    # mandate reads every MANDATE_* variable as a config override: pass none but its log
+    # filter and the caller's.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MANDATE_")}
     env["MANDATE_LOG"] = os.environ.get("MANDATE_TEST_LOG", "warn")
+    env.update(overrides or {})
     if not Path(MANDATE_BIN).exists():
         pytest.exit(f"no mandate binary at {MANDATE_BIN} (set MANDATE_BIN)", returncode=2)
     log = open(d / "mandate.log", "wb")
     proc = subprocess.Popen(
-        [MANDATE_BIN, "serve", "--config", str(d / "mandate.toml")],
+        [MANDATE_BIN, "serve", "--config", str(config_file)],
         stdout=subprocess.PIPE,
         stderr=log,
         env=env,
@@ -323,7 +332,15 @@ class Person:
             "scope": scope,
             **(extra or {}),
         }
-        url = f"{self.base}/authorize?{urlencode(q)}"
+        back = self.follow(f"{self.base}/authorize?{urlencode(q)}")
+        params = parse_qs(urlparse(back).query)
+        assert params.get("state") == [state], back
+        assert "code" in params, f"no code in the redirect: {back}"
+        return self._redeem(params["code"][0], verifier, client_id)
+
+    def follow(self, url: str) -> str:
+        """From an authorization URL: sign in, approve the consent page, and stop at the
+        redirect that leaves mandate (the client's redirect URI, returned, not fetched)."""
         method, data = "GET", None
         signed_in = approved = False
         for _ in range(12):
@@ -331,10 +348,7 @@ class Person:
             if 300 <= r.status_code < 400:
                 nxt = urljoin(url, r.headers["location"])
                 if not nxt.startswith(self.base):
-                    params = parse_qs(urlparse(nxt).query)
-                    assert params.get("state") == [state], nxt
-                    assert "code" in params, f"no code in the redirect: {nxt}"
-                    return self._redeem(params["code"][0], verifier, client_id)
+                    return nxt
                 url, method, data = nxt, "GET", None
                 continue
             all_forms = forms(r.text)
