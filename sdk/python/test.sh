@@ -22,5 +22,11 @@ fi
 .venv/bin/pip uninstall --quiet --yes mandate-sdk >/dev/null 2>&1 || true
 .venv/bin/pip install --quiet --disable-pip-version-check --no-build-isolation '.[fastapi,mcp]' >&2
 .venv/bin/pip check >&2
+# The API reference, from the docstrings (pdoc): sdk/python/api-docs/index.html. Built on every
+# run so a docstring that breaks it fails here.
+rm -rf api-docs
+.venv/bin/python -m pdoc --docformat restructuredtext --no-show-source -o api-docs \
+  mandate mandate.resource mandate.fastapi mandate.starlette mandate.mcp >&2
+test -s api-docs/mandate.html
 export MANDATE_BIN=${MANDATE_BIN:-/work/bin/mandate}
 exec .venv/bin/python -m pytest -q "$@"

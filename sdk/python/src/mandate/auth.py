@@ -151,7 +151,9 @@ class MandateAuth(_DelegatedTokenFlow, httpx.Auth):
     :param session: the acting agent's :class:`~mandate.AgentSession` (for an
         ``httpx.AsyncClient``) or :class:`~mandate.SyncAgentSession` (for an ``httpx.Client``).
     :param subject_token: the human's token (or one delegated to this agent) to exchange.
-    :param scope: / :param audience: / :param resource: what to ask for (only narrows).
+    :param scope: the scopes to ask for (only narrows).
+    :param audience: the audiences to ask for (only narrows).
+    :param resource: the resource URIs to ask for (RFC 8707; only narrows).
     :param source: instead of the above, a callable returning a fresh
         :class:`~mandate.DelegatedToken` (sync or async), e.g. a sub-agent's delegation.
     :param margin: exchange again when fewer seconds than this are left.
