@@ -273,7 +273,7 @@ describe('CIBA: the human in the loop (OpenID CIBA Core 1.0, poll mode)', () => 
     const e = await refused(planner.waitForApproval(req, { timeoutMs: 1500 }));
     assert.ok(e instanceof ApprovalTimeout, String(e));
     assert.equal(req.interval, 5, 'slow_down added 5 s to the interval');
-    assert.ok(Date.now() - t0 < 3000, 'the timeout holds even when the next poll would be later');
+    assert.ok(Date.now() - t0 < 4500, 'the timeout holds even when the next poll would be later');
   });
 
   test('an AbortSignal cancels the wait (ApprovalCancelled)', async () => {

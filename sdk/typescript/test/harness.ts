@@ -40,8 +40,10 @@ export interface MandateOptions {
   extra?: string;
   /** Cedar policy text; written to a file the config names. */
   policy?: string;
-  /** The top-level [tokens] table body. */
+  /** Lines added to the [tokens] table. */
   tokens?: string;
+  /** Lines added to the [ciba] table (interval is 1s). */
+  ciba?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -88,6 +90,7 @@ ${policyToml}
 
 [ciba]
 interval = "1s"
+${opts.ciba ?? ''}
 
 [[users]]
 username = "${USER}"

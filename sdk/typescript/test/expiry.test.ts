@@ -1,0 +1,71 @@
+// Expiry against a real mandate configured with short lifetimes (access tokens 6 s, agent
+// tokens 20 s, CIBA requests 2 s) instead of long sleeps: an expired subject token is refused,
+// the verifier refuses an expired token in both modes, an agent token close to expiry is
+// attested again, and a request the human never answered ends in ApprovalExpired.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AgentSession, ApprovalExpired, MandateError, type Attester, type DelegatedToken } from '@mandate/sdk';
+import { TokenError, Verifier } from '@mandate/sdk/resource';
+import { RS_ID, RS_SECRET, startMandate, type Mandate } from './harness.ts';
+
+let m: Mandate;
+let alice: string;
+let delegated: DelegatedToken;
+
+before(async () => {
+  m = await startMandate({ tokens: 'access_token_ttl = "6s"\nagent_token_ttl = "20s"', ciba: 'expiry = "2s"' });
+  alice = await m.humanToken();
+  delegated = await m.session('planner').actFor(alice, { scope: 'orders:read', audience: 'orders-api' });
+});
+after(() => m?.stop());
+
+const until = (d: Date) => new Promise((r) => setTimeout(r, Math.max(0, d.getTime() - Date.now()) + 1200));
+
+test('a delegated token never outlives its parent (RFC 8693 §2.2.1 expires_in; docs/protocol.md)', () => {
+  assert.ok(delegated.expiresIn() <= 6.5, `expires in ${delegated.expiresIn()} s`);
+});
+
+test('RFC 7519 §4.1.4: once expired, the verifier refuses the token with 401 invalid_token, in both modes', async () => {
+  const jwt = new Verifier({ issuer: m.issuer, audience: 'orders-api', clockToleranceSeconds: 0 });
+  const intro = new Verifier({ issuer: m.issuer, audience: 'orders-api', mode: 'introspection', clientId: RS_ID, clientSecret: RS_SECRET, clockToleranceSeconds: 0 });
+  assert.equal((await jwt.verify(delegated.accessToken)).subject, 'alice');
+  assert.equal((await intro.verify(delegated.accessToken)).subject, 'alice');
+  await until(delegated.expiresAt);
+  for (const v of [jwt, intro]) {
+    const e = await v.authenticate(`Bearer ${delegated.accessToken}`).then(() => undefined, (x: unknown) => x);
+    assert.ok(e instanceof TokenError, `${v.mode}: ${e}`);
+    assert.equal(e.status, 401);
+    assert.match(v.challenge(e), /error="invalid_token"/);
+  }
+  const e = await jwt.verify(delegated.accessToken).then(() => undefined, (x: unknown) => x);
+  assert.equal((e as TokenError).description, 'the token has expired');
+});
+
+test('an expired subject token is refused: invalid_grant (RFC 8693 §2.2.2)', async () => {
+  await until(delegated.expiresAt);
+  const e = await m.session('planner').actFor(alice, { scope: 'orders:read' }).then(() => undefined, (x: unknown) => x);
+  assert.ok(e instanceof MandateError);
+  assert.equal(e.error, 'invalid_grant');
+});
+
+test('token(): an agent token with less than 30 s left is attested again', async () => {
+  let attestations = 0;
+  const key = m.keys.planner!;
+  const counting: Attester = { evidence: (a, i, n) => (attestations++, key.evidence(a, i, n)) };
+  const s = new AgentSession(m.client(), 'planner', counting);
+  const first = await s.token();
+  const second = await s.token();
+  assert.equal(attestations, 2, 'a 20 s agent token is inside the 30 s margin at once');
+  assert.notEqual(first, second);
+});
+
+test('a request the human never answers ends in ApprovalExpired (expired_token, CIBA Core §11)', async () => {
+  const fresh = await m.humanToken();
+  const planner = m.session('planner');
+  const req = await planner.requestApproval(fresh, { scope: 'payments:write', audience: 'orders-api', bindingMessage: 'nobody answers' });
+  // ciba.expiry is 2 s here.
+  const e = await planner.waitForApproval(req, { timeoutMs: 20_000 }).then(() => undefined, (x: unknown) => x);
+  assert.ok(e instanceof ApprovalExpired, String(e));
+  assert.equal(e.error, 'expired_token');
+});
