@@ -81,6 +81,10 @@ export class DelegatedTokenSource {
   toString(): string {
     return 'DelegatedTokenSource(..)';
   }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
 }
 
 /** Whether a response is RFC 6750 §3.1 `invalid_token` (a 401 whose Bearer challenge says so). */

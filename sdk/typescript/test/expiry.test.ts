@@ -7,20 +7,48 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AgentSession, ApprovalExpired, MandateError, type Attester, type DelegatedToken } from '@mandate/sdk';
 import { TokenError, Verifier } from '@mandate/sdk/resource';
-import { RS_ID, RS_SECRET, startMandate, type Mandate } from './harness.ts';
+import { RS_ID, RS_SECRET, freePort, startMandate, type Mandate } from './harness.ts';
+import { startExpress, startHono, verifiers, type ResourceServer } from './servers.ts';
 
 let m: Mandate;
 let alice: string;
 let delegated: DelegatedToken;
+let servers: ResourceServer[] = [];
+const perServer = new Map<string, DelegatedToken>();
 
 before(async () => {
-  m = await startMandate({ tokens: 'access_token_ttl = "6s"\nagent_token_ttl = "20s"', ciba: 'expiry = "2s"' });
-  alice = await m.humanToken();
-  delegated = await m.session('planner').actFor(alice, { scope: 'orders:read', audience: 'orders-api' });
-});
-after(() => m?.stop());
+  const [honoPort, expressPort] = [await freePort(), await freePort()];
+  const resourceToml = (port: number, id: string) => `
+[[resources]]
+uri = "http://127.0.0.1:${port}/api"
 
-const until = (d: Date) => new Promise((r) => setTimeout(r, Math.max(0, d.getTime() - Date.now()) + 1200));
+[[clients]]
+client_id = "${id}"
+client_secret = "${id}-secret"
+introspect = true
+audience = "http://127.0.0.1:${port}/api"
+`;
+  m = await startMandate({
+    tokens: 'access_token_ttl = "6s"\nagent_token_ttl = "20s"',
+    ciba: 'expiry = "2s"',
+    extra: resourceToml(honoPort, 'hono-rs') + resourceToml(expressPort, 'express-rs'),
+  });
+  const noLeeway = { clockToleranceSeconds: 0, introspectionCacheSeconds: 0 };
+  servers = [
+    await startHono(honoPort, (r) => verifiers(m.issuer, r, { clientId: 'hono-rs', clientSecret: 'hono-rs-secret' }, noLeeway)),
+    await startExpress(expressPort, (r) => verifiers(m.issuer, r, { clientId: 'express-rs', clientSecret: 'express-rs-secret' }, noLeeway)),
+  ];
+  alice = await m.humanToken();
+  const planner = m.session('planner');
+  delegated = await planner.actFor(alice, { scope: 'orders:read', audience: 'orders-api' });
+  for (const s of servers) perServer.set(s.framework, await planner.actFor(alice, { scope: 'orders:read', resource: s.resource }));
+});
+after(async () => {
+  for (const s of servers) await s.close();
+  await m?.stop();
+});
+
+const until = (d: Date) => new Promise((r) => setTimeout(r, Math.max(0, d.getTime() + 1200 - Date.now())));
 
 test('a delegated token never outlives its parent (RFC 8693 §2.2.1 expires_in; docs/protocol.md)', () => {
   assert.ok(delegated.expiresIn() <= 6.5, `expires in ${delegated.expiresIn()} s`);
@@ -31,6 +59,13 @@ test('RFC 7519 §4.1.4: once expired, the verifier refuses the token with 401 in
   const intro = new Verifier({ issuer: m.issuer, audience: 'orders-api', mode: 'introspection', clientId: RS_ID, clientSecret: RS_SECRET, clockToleranceSeconds: 0 });
   assert.equal((await jwt.verify(delegated.accessToken)).subject, 'alice');
   assert.equal((await intro.verify(delegated.accessToken)).subject, 'alice');
+  // The middleware takes the same tokens while they are fresh.
+  for (const s of servers) {
+    for (const mode of ['jwt', 'introspection']) {
+      const resp = await fetch(`${s.url}/api/${mode}/orders`, { headers: { authorization: `Bearer ${perServer.get(s.framework)!.accessToken}` } });
+      assert.equal(resp.status, 200, `${s.framework} ${mode} before expiry`);
+    }
+  }
   await until(delegated.expiresAt);
   for (const v of [jwt, intro]) {
     const e = await v.authenticate(`Bearer ${delegated.accessToken}`).then(() => undefined, (x: unknown) => x);
@@ -40,6 +75,20 @@ test('RFC 7519 §4.1.4: once expired, the verifier refuses the token with 401 in
   }
   const e = await jwt.verify(delegated.accessToken).then(() => undefined, (x: unknown) => x);
   assert.equal((e as TokenError).description, 'the token has expired');
+});
+
+test('RFC 6750 §3.1: the Hono and Express middleware answer an expired token with 401 invalid_token, in both modes', async () => {
+  const get = (s: ResourceServer, mode: string) =>
+    fetch(`${s.url}/api/${mode}/orders`, { headers: { authorization: `Bearer ${perServer.get(s.framework)!.accessToken}` } });
+  // These tokens were issued with the others: expired by now (the test above waited).
+  await until(perServer.get('express')!.expiresAt);
+  for (const s of servers) {
+    for (const mode of ['jwt', 'introspection']) {
+      const resp = await get(s, mode);
+      assert.equal(resp.status, 401, `${s.framework} ${mode}`);
+      assert.match(resp.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+    }
+  }
 });
 
 test('an expired subject token is refused: invalid_grant (RFC 8693 §2.2.2)', async () => {

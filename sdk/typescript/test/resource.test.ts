@@ -153,6 +153,14 @@ for (const framework of ['hono', 'express'] as const) {
         assert.equal(challengeOf(resp).params.error, 'invalid_token');
       });
 
+      test('RFC 9068 §4: mandate\'s own agent token (signed by mandate, typ JWT, not an access token) is 401 invalid_token', async () => {
+        const resp = await call(await m.session('planner').token());
+        assert.equal(resp.status, 401);
+        const { params } = challengeOf(resp);
+        assert.equal(params.error, 'invalid_token');
+        if (mode === 'jwt') assert.match(params.error_description ?? '', /typ/);
+      });
+
       test('a token that is not a JWT at all is 401 invalid_token', async () => {
         const resp = await call('not-a-token');
         assert.equal(resp.status, 401);
