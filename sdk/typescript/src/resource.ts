@@ -102,11 +102,11 @@ export class TokenError extends MandateError {
     return this.error === 'unauthorized' ? undefined : this.error;
   }
 
-  /** The JSON body sent with the error. */
+  /** The JSON body sent with the error (no `error` member when no token was sent, like the header). */
   body(): Record<string, string> {
     return this.code
       ? { error: this.code, ...(this.description ? { error_description: this.description } : {}) }
-      : { error: 'unauthorized', error_description: 'a bearer token is required' };
+      : { error_description: 'a bearer token is required' };
   }
 }
 

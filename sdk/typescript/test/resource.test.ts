@@ -111,6 +111,7 @@ for (const framework of ['hono', 'express'] as const) {
         assert.equal(params.error, undefined);
         assert.equal(params.realm, 'orders');
         assert.equal(params.resource_metadata, metadataUrlFor(rs().resource));
+        assert.equal(((await resp.json()) as { error?: string }).error, undefined);
       });
 
       test('RFC 6750 §3.1: a malformed Authorization header is 400 invalid_request', async () => {
