@@ -16,9 +16,11 @@ import {
   MandateError,
   OAuthError,
   SoftwareKey,
+  Chain,
   readChain,
   type Attester,
 } from '@mandate/sdk';
+import { Principal } from '@mandate/sdk/resource';
 import { answerApproval } from './browser.ts';
 import { CLIENT_ID, CLIENT_SECRET, PASSWORD, RS_ID, RS_SECRET, USER, startMandate, type Mandate } from './harness.ts';
 
@@ -72,6 +74,31 @@ describe('SoftwareKey', () => {
     assert.equal(c.nonce, 'n1');
     assert.equal(c.exp! - c.iat!, 60);
     assert.notEqual(c.jti, decodeJwt(b).jti);
+  });
+});
+
+describe('Chain', () => {
+  test('RFC 8693 §4.1: act nests the newest actor outermost; the chain lists the first agent first, with att per hop', () => {
+    const claims = {
+      sub: 'alice',
+      act: { sub: 'agent:payments-bot', att: 'software', act: { sub: 'agent:planner', att: 'tpm' } },
+      scope: 'orders:read',
+      sid: 's1',
+    };
+    const chain = Chain.fromClaims(claims);
+    assert.equal(chain.toString(), 'alice → planner → payments-bot');
+    assert.deepEqual(chain.actors.map((a) => [a.name, a.attestation]), [['planner', 'tpm'], ['payments-bot', 'software']]);
+    const p = new Principal(claims);
+    assert.equal(p.agent?.name, 'payments-bot');
+    assert.equal(p.attestation, 'software');
+    assert.equal(String(p), 'alice → planner → payments-bot');
+    // A human's own token: no agent.
+    assert.equal(new Principal({ sub: 'alice' }).agent, undefined);
+    assert.equal(Chain.fromClaims({ sub: 'alice' }).toString(), 'alice');
+  });
+
+  test('readChain decodes without verifying, and refuses what is not a JWT', () => {
+    assert.throws(() => readChain('nope'), /not a JWT/);
   });
 });
 
