@@ -48,6 +48,7 @@ export function requireToken(verifier: Verifier, options: RequireTokenOptions = 
 
 /** Serves the RFC 9728 protected-resource metadata (mount it at `verifier.metadataPath`). */
 export function protectedResourceMetadata(verifier: Verifier): RequestHandler {
+  verifier.metadata(); // throws now, at setup, when the verifier has no resource URL
   return (_req, res) => {
     res.set('access-control-allow-origin', '*');
     res.json(verifier.metadata());

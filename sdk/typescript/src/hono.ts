@@ -43,6 +43,7 @@ export function requireToken(verifier: Verifier, options: RequireTokenOptions = 
 
 /** Serves the RFC 9728 protected-resource metadata (mount it at `verifier.metadataPath`). */
 export function protectedResourceMetadata(verifier: Verifier): Handler {
+  verifier.metadata(); // throws now, at setup, when the verifier has no resource URL
   return (c) => {
     c.header('access-control-allow-origin', '*');
     return c.json(verifier.metadata());

@@ -204,8 +204,11 @@ export class Verifier {
 
   /** The RFC 9728 §2 protected-resource metadata, naming mandate as the authorization server. */
   metadata(): Record<string, unknown> {
+    if (!this.resource) {
+      throw new TypeError('RFC 9728 metadata names the resource by its URL: set `resource` (or use the resource URI as `audience`)');
+    }
     const doc: Record<string, unknown> = {
-      resource: this.resource ?? this.audience,
+      resource: this.resource,
       authorization_servers: [this.issuer],
       bearer_methods_supported: ['header'],
     };

@@ -131,6 +131,9 @@ ${opts.extra ?? ''}
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Never outlive the test process, even when it ends without its after() hooks.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => {
     stderr += c.toString();
@@ -159,6 +162,7 @@ ${opts.extra ?? ''}
     humanToken: (scope = SCOPES.join(' ')) =>
       humanToken(issuer, { clientId: 'cli', redirectUri: REDIRECT, username: USER, password: PASSWORD, scope }),
     stop: async () => {
+      process.removeListener('exit', killOnExit);
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');

@@ -259,6 +259,19 @@ describe('Verifier', () => {
     assert.equal((await v.verify(before.accessToken)).subject, 'alice');
   });
 
+  test('RFC 9728 §2: the metadata needs the resource URL; a verifier with only an audience name refuses to serve it', async () => {
+    const v = new Verifier({ issuer: m.issuer, audience: 'orders-api' });
+    assert.throws(() => v.metadata(), /resource/);
+    const hono = await import('@mandate/sdk/hono');
+    const exp = await import('@mandate/sdk/express');
+    assert.throws(() => hono.protectedResourceMetadata(v), /resource/);
+    assert.throws(() => exp.protectedResourceMetadata(v), /resource/);
+    const named = new Verifier({ issuer: m.issuer, audience: 'orders-api', resource: 'https://api.example/orders' });
+    assert.equal(named.metadata().resource, 'https://api.example/orders');
+    assert.equal(named.metadataPath, '/.well-known/oauth-protected-resource/orders');
+    assert.equal(named.challenge(new TokenError(401, undefined)), 'Bearer resource_metadata="https://api.example/.well-known/oauth-protected-resource/orders"');
+  });
+
   test('refuses an introspection config without credentials', () => {
     assert.throws(() => new Verifier({ issuer: m.issuer, audience: 'x', mode: 'introspection' }), /clientId/);
   });
