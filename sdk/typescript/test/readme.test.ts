@@ -11,6 +11,7 @@ import { CLIENT_SECRET, startMandate, type Mandate } from './harness.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const SCRIPT = path.join(ROOT, 'test', '.readme-quickstart.ts');
+const MORE = path.join(ROOT, 'test', '.readme-more.ts');
 let m: Mandate;
 
 before(async () => {
@@ -18,6 +19,7 @@ before(async () => {
 });
 after(async () => {
   rmSync(SCRIPT, { force: true });
+  rmSync(MORE, { force: true });
   await m?.stop();
 });
 
@@ -42,4 +44,19 @@ test('README quick start: register a key, act for alice, delegate, protect a Hon
   assert.deepEqual(Object.keys(JSON.parse(lines[0]!)).sort(), ['crv', 'kty', 'x', 'y']);
   assert.equal(lines[1], 'alice → planner → payments-bot');
   assert.equal(lines[2], 'orders of alice, asked by alice → planner → payments-bot');
+});
+
+test('README: the quick start and the other snippets type-check against the package\'s declarations', async () => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const quick = [...readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((x) => x[1]).join('\n');
+  const more = [...readme.matchAll(/^```typescript\n([\s\S]*?)^```$/gm)].map((x) => x[1]).join('\n');
+  // The snippets after the quick start use its `planner` and an `aliceToken` and `signal` of the reader's.
+  writeFileSync(MORE, `${quick}\ndeclare const aliceToken: string;\ndeclare const signal: AbortSignal;\n${more}\nexport {};\n`);
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const args = ['--noEmit', '--strict', '--skipLibCheck', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--lib', 'es2023,dom', MORE];
+  const r = await promisify(execFile)(process.execPath, [tsc, ...args], { cwd: ROOT }).then(
+    () => '',
+    (e: { stdout?: string }) => e.stdout ?? String(e),
+  );
+  assert.equal(r, '', r);
 });
