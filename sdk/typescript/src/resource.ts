@@ -251,10 +251,17 @@ export class Verifier {
         algorithms: ['ES256'],
         typ: 'at+jwt',
         clockTolerance: this.#options.clockToleranceSeconds ?? 30,
-        requiredClaims: ['sub', 'exp', 'iat'],
+        // RFC 9068 §2.2: the claims every JWT access token carries.
+        requiredClaims: ['sub', 'exp', 'iat', 'jti', 'client_id'],
       });
+      // jose checks iat only against a maximum age: a token issued in the future is refused here.
+      const leeway = this.#options.clockToleranceSeconds ?? 30;
+      if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + leeway) {
+        throw new TokenError(401, 'invalid_token', 'the token was issued in the future');
+      }
       return new Principal(payload as Record<string, unknown>);
     } catch (e) {
+      if (e instanceof TokenError) throw e;
       throw new TokenError(401, 'invalid_token', describe(e));
     }
   }
