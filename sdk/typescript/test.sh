@@ -22,4 +22,6 @@ fi
 rm -rf dist
 npm run --silent build
 npm run --silent check
+# The API reference from the declarations and doc comments (api-docs/); a broken link fails.
+npm run --silent docs
 exec node --import tsx --test --test-concurrency=1 test/*.test.ts
