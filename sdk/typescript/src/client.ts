@@ -88,14 +88,17 @@ export class MandateClient {
     this.#options = { ...options, allowInsecureRequests: options.allowInsecureRequests ?? isLoopback(url) };
   }
 
-  /** The client secret, for adapters that hand it to another OAuth library (the MCP SDK). */
+  /**
+   * The client secret, for adapters that hand it to another OAuth library (the MCP SDK's
+   * token request). A secret: never log it; `toString()` and `console.log` of the client omit it.
+   */
   get clientSecret(): string | undefined {
     return this.#clientSecret;
   }
 
   /** oauth4webapi's request options: timeout, insecure HTTP where allowed, custom fetch. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  requestOptions(signal?: AbortSignal): oauth.HttpRequestOptions<any, any> {
+  #requestOptions(signal?: AbortSignal): oauth.HttpRequestOptions<any, any> {
     const timeout = AbortSignal.timeout(this.#options.timeoutMs ?? 30_000);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const opts: oauth.HttpRequestOptions<any, any> = {
@@ -115,7 +118,7 @@ export class MandateClient {
       const issuer = new URL(this.issuer);
       this.#metadata = (async () => {
         try {
-          const resp = await oauth.discoveryRequest(issuer, { ...this.requestOptions(), algorithm: 'oauth2' });
+          const resp = await oauth.discoveryRequest(issuer, { ...this.#requestOptions(), algorithm: 'oauth2' });
           return await oauth.processDiscoveryResponse(issuer, resp);
         } catch (e) {
           throw toMandateError(e, 'discovery (RFC 8414)');
@@ -183,7 +186,7 @@ export class MandateClient {
   async exchange(p: ExchangeParams, signal?: AbortSignal): Promise<DelegatedToken> {
     const as = await this.metadata();
     try {
-      const resp = await oauth.genericTokenEndpointRequest(as, this.#client, this.#auth, TOKEN_EXCHANGE, this.#exchangeParams(p), this.requestOptions(signal));
+      const resp = await oauth.genericTokenEndpointRequest(as, this.#client, this.#auth, TOKEN_EXCHANGE, this.#exchangeParams(p), this.#requestOptions(signal));
       return tokenOf(await oauth.processGenericTokenEndpointResponse(as, this.#client, resp));
     } catch (e) {
       throw toMandateError(e, 'token exchange (RFC 8693)');
@@ -197,7 +200,7 @@ export class MandateClient {
     if (p.bindingMessage !== undefined) form.set('binding_message', p.bindingMessage);
     if (p.requestedExpiry !== undefined) form.set('requested_expiry', String(p.requestedExpiry));
     try {
-      const resp = await oauth.backchannelAuthenticationRequest(as, this.#client, this.#auth, form, this.requestOptions(signal));
+      const resp = await oauth.backchannelAuthenticationRequest(as, this.#client, this.#auth, form, this.#requestOptions(signal));
       const r = await oauth.processBackchannelAuthenticationResponse(as, this.#client, resp);
       return new ApprovalRequest(r.auth_req_id, r.expires_in, r.interval);
     } catch (e) {
@@ -213,7 +216,7 @@ export class MandateClient {
     const as = await this.metadata();
     const id = typeof request === 'string' ? request : request.authReqId;
     try {
-      const resp = await oauth.backchannelAuthenticationGrantRequest(as, this.#client, this.#auth, id, this.requestOptions(signal));
+      const resp = await oauth.backchannelAuthenticationGrantRequest(as, this.#client, this.#auth, id, this.#requestOptions(signal));
       return tokenOf(await oauth.processBackchannelAuthenticationGrantResponse(as, this.#client, resp));
     } catch (e) {
       throw toMandateError(e, 'CIBA token request');
@@ -225,7 +228,7 @@ export class MandateClient {
     const as = await this.metadata();
     const value = typeof token === 'string' ? token : token.accessToken;
     try {
-      const resp = await oauth.revocationRequest(as, this.#client, this.#auth, value, this.requestOptions(signal));
+      const resp = await oauth.revocationRequest(as, this.#client, this.#auth, value, this.#requestOptions(signal));
       await oauth.processRevocationResponse(resp);
     } catch (e) {
       throw toMandateError(e, 'revocation (RFC 7009)');
@@ -236,7 +239,7 @@ export class MandateClient {
   async introspect(token: string, signal?: AbortSignal): Promise<oauth.IntrospectionResponse> {
     const as = await this.metadata();
     try {
-      const resp = await oauth.introspectionRequest(as, this.#client, this.#auth, token, this.requestOptions(signal));
+      const resp = await oauth.introspectionRequest(as, this.#client, this.#auth, token, this.#requestOptions(signal));
       return await oauth.processIntrospectionResponse(as, this.#client, resp);
     } catch (e) {
       throw toMandateError(e, 'introspection (RFC 7662)');
