@@ -56,7 +56,8 @@ test('a delegated token never outlives its parent (RFC 8693 §2.2.1 expires_in; 
 
 test('RFC 7519 §4.1.4: once expired, the verifier refuses the token with 401 invalid_token, in both modes', async () => {
   const jwt = new Verifier({ issuer: m.issuer, audience: 'orders-api', clockToleranceSeconds: 0 });
-  const intro = new Verifier({ issuer: m.issuer, audience: 'orders-api', mode: 'introspection', clientId: RS_ID, clientSecret: RS_SECRET, clockToleranceSeconds: 0 });
+  // Cached for up to 60 s, but never past the token's exp (RFC 7662 §4).
+  const intro = new Verifier({ issuer: m.issuer, audience: 'orders-api', mode: 'introspection', clientId: RS_ID, clientSecret: RS_SECRET, clockToleranceSeconds: 0, introspectionCacheSeconds: 60 });
   assert.equal((await jwt.verify(delegated.accessToken)).subject, 'alice');
   assert.equal((await intro.verify(delegated.accessToken)).subject, 'alice');
   // The middleware takes the same tokens while they are fresh.

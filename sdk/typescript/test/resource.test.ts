@@ -229,8 +229,11 @@ describe('Verifier', () => {
   test('key rotation: a token signed by a key the cached JWKS does not hold makes the verifier fetch the JWKS again (RFC 7517, RFC 8414 jwks_uri)', async () => {
     const rs = servers[0]!;
     const v = new Verifier({ issuer: m.issuer, audience: rs.resource, jwksCooldownSeconds: 0.5 });
+    // The default: an unknown kid fetches the JWKS again at most once per 30 s.
+    const patient = new Verifier({ issuer: m.issuer, audience: rs.resource });
     const before = await chainToken(rs.resource);
     await v.verify(before.accessToken);
+    await patient.verify(before.accessToken);
     const oldKid = decodeProtectedHeader(before.accessToken).kid;
     const jwksUri = (await m.client().metadata()).jwks_uri!;
     const kidsBefore = ((await (await fetch(jwksUri)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
@@ -255,6 +258,8 @@ describe('Verifier', () => {
     assert.notEqual(decodeProtectedHeader(after.accessToken).kid, oldKid);
     await new Promise((r) => setTimeout(r, 600));
     assert.equal((await v.verify(after.accessToken)).subject, 'alice');
+    // Within 30 s of its last fetch the default verifier does not fetch again: the new key is unknown to it.
+    await assert.rejects(patient.verify(after.accessToken), (e: unknown) => e instanceof TokenError && /not signed by a key of the issuer/.test(e.description ?? ''));
     // The old key is still published for tokens signed before the rotation.
     assert.equal((await v.verify(before.accessToken)).subject, 'alice');
   });
