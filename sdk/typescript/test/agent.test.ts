@@ -305,7 +305,9 @@ describe('CIBA: the human in the loop (OpenID CIBA Core 1.0, poll mode)', () => 
 
   test('an AbortSignal cancels the wait (ApprovalCancelled)', async () => {
     const planner = m.session('planner');
-    const req = await planner.requestApproval(alice, { scope: 'payments:write', audience: 'orders-api', bindingMessage: 'cancel me' });
+    // CIBA Core §7.1 requested_expiry: the server answers expires_in within it.
+    const req = await planner.requestApproval(alice, { scope: 'payments:write', audience: 'orders-api', bindingMessage: 'cancel me', requestedExpiry: 30 });
+    assert.ok(req.expiresAt.getTime() - Date.now() <= 30_000, `expires at ${req.expiresAt.toISOString()}`);
     const ctl = new AbortController();
     setTimeout(() => ctl.abort(), 300);
     const e = await refused(planner.waitForApproval(req, { signal: ctl.signal }));
