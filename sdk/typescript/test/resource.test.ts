@@ -103,6 +103,16 @@ for (const framework of ['hono', 'express'] as const) {
         assert.equal(await who.text(), 'alice → planner → payments-bot');
       });
 
+      test('alice\'s own token (no act claim): the principal has no agent', async () => {
+        const resp = await call(alice);
+        assert.equal(resp.status, 200);
+        const body = (await resp.json()) as Record<string, unknown>;
+        assert.equal(body.subject, 'alice');
+        assert.equal(body.agent, undefined);
+        assert.deepEqual(body.actors, []);
+        assert.equal(body.chain, 'alice');
+      });
+
       test('RFC 6750 §3.1: no token is 401 with a Bearer challenge without an error attribute, and resource_metadata (RFC 9728 §5.1)', async () => {
         const resp = await call(undefined);
         assert.equal(resp.status, 401);
