@@ -1,0 +1,56 @@
+// @mandate/sdk/express: Express middleware. `requireToken(verifier, { scopes })` guards a route
+// and hands the handler the principal (`principalOf(req)`, also `res.locals.principal`);
+// `protectedResourceMetadata(verifier)` serves RFC 9728's document.
+//
+//   app.get(verifier.metadataPath, protectedResourceMetadata(verifier));
+//   app.get('/orders', requireToken(verifier, { scopes: ['orders:read'] }), (req, res) => res.send(`${principalOf(req)}`));
+
+import type { Request, RequestHandler, Response } from 'express';
+import { Principal, TokenError, type Verifier } from './resource.js';
+
+export { Principal, TokenError, Verifier } from './resource.js';
+
+export interface RequireTokenOptions {
+  /** Scopes the route needs (all of them). */
+  scopes?: readonly string[];
+}
+
+const principals = new WeakMap<Request, Principal>();
+
+/** The principal `requireToken` verified for this request (throws on an unguarded route). */
+export function principalOf(req: Request): Principal {
+  const p = principals.get(req);
+  if (!p) throw new Error('no principal: the route is not guarded by requireToken');
+  return p;
+}
+
+/** Sends a refusal with its WWW-Authenticate header (RFC 6750 §3). */
+export function refuse(res: Response, verifier: Verifier, e: TokenError): void {
+  res.set('www-authenticate', verifier.challenge(e));
+  res.set('cache-control', 'no-store');
+  res.status(e.status).json(e.body());
+}
+
+/** Guards a route: a valid bearer token with `scopes`, or a 400/401/403 with WWW-Authenticate. */
+export function requireToken(verifier: Verifier, options: RequireTokenOptions = {}): RequestHandler {
+  const scopes = options.scopes ?? [];
+  return (req, res, next) => {
+    verifier.authenticate(req.get('authorization'), scopes).then(
+      (principal) => {
+        principals.set(req, principal);
+        res.locals.principal = principal;
+        next();
+      },
+      (e: unknown) => (e instanceof TokenError ? refuse(res, verifier, e) : next(e)),
+    );
+  };
+}
+
+/** Serves the RFC 9728 protected-resource metadata (mount it at `verifier.metadataPath`). */
+export function protectedResourceMetadata(verifier: Verifier): RequestHandler {
+  verifier.metadata(); // throws now, at setup, when the verifier has no resource URL
+  return (_req, res) => {
+    res.set('access-control-allow-origin', '*');
+    res.json(verifier.metadata());
+  };
+}

@@ -1,0 +1,51 @@
+// @mandate/sdk/hono: Hono middleware. `requireToken(verifier, { scopes })` guards a route and
+// sets `c.var.principal`; `protectedResourceMetadata(verifier)` serves RFC 9728's document.
+//
+//   const app = new Hono<MandateEnv>();
+//   app.get(verifier.metadataPath, protectedResourceMetadata(verifier));
+//   app.get('/orders', requireToken(verifier, { scopes: ['orders:read'] }), (c) => c.text(`${c.var.principal}`));
+
+import type { Context, Handler, MiddlewareHandler } from 'hono';
+import { Principal, TokenError, type Verifier } from './resource.js';
+
+export { Principal, TokenError, Verifier } from './resource.js';
+
+/** The Hono environment whose handlers read `c.var.principal`. */
+export type MandateEnv = { Variables: { principal: Principal } };
+
+export interface RequireTokenOptions {
+  /** Scopes the route needs (all of them). */
+  scopes?: readonly string[];
+}
+
+/** Sends a refusal with its WWW-Authenticate header (RFC 6750 §3). */
+export function refuse(c: Context, verifier: Verifier, e: TokenError): Response {
+  c.header('www-authenticate', verifier.challenge(e));
+  c.header('cache-control', 'no-store');
+  return c.json(e.body(), e.status);
+}
+
+/** Guards a route: a valid bearer token with `scopes`, or a 400/401/403 with WWW-Authenticate. */
+export function requireToken(verifier: Verifier, options: RequireTokenOptions = {}): MiddlewareHandler<MandateEnv> {
+  const scopes = options.scopes ?? [];
+  return async (c, next) => {
+    let principal: Principal;
+    try {
+      principal = await verifier.authenticate(c.req.header('authorization'), scopes);
+    } catch (e) {
+      if (e instanceof TokenError) return refuse(c, verifier, e);
+      throw e;
+    }
+    c.set('principal', principal);
+    await next();
+  };
+}
+
+/** Serves the RFC 9728 protected-resource metadata (mount it at `verifier.metadataPath`). */
+export function protectedResourceMetadata(verifier: Verifier): Handler {
+  verifier.metadata(); // throws now, at setup, when the verifier has no resource URL
+  return (c) => {
+    c.header('access-control-allow-origin', '*');
+    return c.json(verifier.metadata());
+  };
+}

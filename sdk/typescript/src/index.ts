@@ -1,0 +1,29 @@
+// @mandate/sdk: the agent side. Attest, act for a human (RFC 8693 token exchange), delegate to
+// a sub-agent, wait for the human's approval (CIBA), revoke, read a token's chain, and call
+// APIs with a delegated token kept fresh.
+
+export { SoftwareKey, type Attester } from './software-key.js';
+export {
+  MandateClient,
+  TOKEN_EXCHANGE,
+  TT_ACCESS_TOKEN,
+  TT_JWT,
+  CIBA_GRANT,
+  type MandateClientOptions,
+  type ExchangeParams,
+  type BackchannelParams,
+  type AgentToken,
+} from './client.js';
+export { AgentSession, type DelegationOptions, type ApprovalOptions, type WaitOptions } from './session.js';
+export { DelegatedToken, ApprovalRequest } from './tokens.js';
+export { Chain, readChain, type Actor } from './chain.js';
+export { DelegatedTokenSource, delegatedFetch, isInvalidToken, type TokenSourceOptions, type DelegatedFetchOptions } from './fetch.js';
+export {
+  MandateError,
+  OAuthError,
+  ApprovalDenied,
+  ApprovalExpired,
+  ApprovalTimeout,
+  ApprovalCancelled,
+  ProtocolError,
+} from './errors.js';

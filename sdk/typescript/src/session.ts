@@ -1,0 +1,170 @@
+// An agent's session with mandate: its agent token, attested again before it expires (callers
+// that ask at the same time share one attestation), and the delegations it makes with it.
+
+import { ApprovalCancelled, ApprovalTimeout, OAuthError } from './errors.js';
+import type { MandateClient } from './client.js';
+import type { Attester } from './software-key.js';
+import type { ApprovalRequest, DelegatedToken } from './tokens.js';
+
+/** What a delegation asks for; `scope` and `audience` only narrow the subject token's. */
+export interface DelegationOptions {
+  scope?: string | readonly string[];
+  audience?: string | readonly string[];
+  /** RFC 8707 resource URIs (mandate treats them as audiences). */
+  resource?: string | readonly string[];
+  signal?: AbortSignal;
+}
+
+export interface ApprovalOptions extends DelegationOptions {
+  /** Shown to the human with the request (CIBA Core §7.1). */
+  bindingMessage?: string;
+  /** Seconds the request may wait for the human. */
+  requestedExpiry?: number;
+}
+
+export interface WaitOptions {
+  /** Give up after this many milliseconds (ApprovalTimeout). Default: until the request expires. */
+  timeoutMs?: number;
+  /** Cancels the wait (ApprovalCancelled). */
+  signal?: AbortSignal;
+}
+
+interface Current {
+  token: string;
+  expiresAt: number;
+  lifetimeMs: number;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** An agent: its name, how it attests, and the client it uses at mandate. */
+export class AgentSession {
+  readonly client: MandateClient;
+  readonly agent: string;
+  readonly #attester: Attester;
+  #current: Current | undefined;
+  #pending: Promise<string> | undefined;
+
+  constructor(client: MandateClient, agent: string, attester: Attester) {
+    this.client = client;
+    this.agent = agent;
+    this.#attester = attester;
+  }
+
+  /** Challenge, evidence, `/attest`: a fresh agent token, whatever the current one. */
+  attest(): Promise<string> {
+    if (!this.#pending) {
+      this.#pending = (async () => {
+        const { nonce } = await this.client.challenge(this.agent);
+        const evidence = await this.#attester.evidence(this.agent, this.client.issuer, nonce);
+        const t = await this.client.attest(this.agent, nonce, evidence);
+        this.#current = { token: t.agentToken, expiresAt: Date.now() + t.expiresIn * 1000, lifetimeMs: t.expiresIn * 1000 };
+        return t.agentToken;
+      })();
+      const clear = () => (this.#pending = undefined);
+      this.#pending.then(clear, clear);
+    }
+    return this.#pending;
+  }
+
+  /**
+   * The agent token, attesting again first when it is missing or when less than a fifth of its
+   * lifetime or 30 s is left. Concurrent callers share one attestation.
+   */
+  async token(): Promise<string> {
+    const c = this.#current;
+    if (c) {
+      const margin = Math.max(c.lifetimeMs / 5, 30_000);
+      if (c.expiresAt - Date.now() > margin) return c.token;
+    }
+    return this.attest();
+  }
+
+  /**
+   * RFC 8693 delegation to this agent: `subjectToken` (a human's token, or one delegated to this
+   * agent) in, a token this agent acts with out.
+   */
+  async actFor(subjectToken: string | DelegatedToken, options: DelegationOptions = {}): Promise<DelegatedToken> {
+    const actorToken = await this.token();
+    return this.client.exchange({ ...options, subjectToken: tokenValue(subjectToken), actorToken }, options.signal);
+  }
+
+  /**
+   * A narrower token for a sub-agent: `myToken` (delegated to this agent) is the subject, the
+   * sub-agent's own agent token the actor. The sub-agent acts with the result.
+   */
+  delegate(myToken: string | DelegatedToken, subAgentToken: string, options: DelegationOptions = {}): Promise<DelegatedToken> {
+    return this.client.exchange({ ...options, subjectToken: tokenValue(myToken), actorToken: subAgentToken }, options.signal);
+  }
+
+  /** Asks the human to approve a delegation (CIBA poll mode); wait with `waitForApproval`. */
+  async requestApproval(subjectToken: string | DelegatedToken, options: ApprovalOptions = {}): Promise<ApprovalRequest> {
+    const actorToken = await this.token();
+    return this.client.backchannelAuthorize({ ...options, subjectToken: tokenValue(subjectToken), actorToken }, options.signal);
+  }
+
+  /**
+   * Polls until the human answers: the token once approved; ApprovalDenied, ApprovalExpired,
+   * ApprovalTimeout (after `timeoutMs`) or ApprovalCancelled (the signal). Polls every
+   * `interval` seconds, 5 s more after each `slow_down` (CIBA Core §7.3, §11).
+   */
+  async waitForApproval(request: ApprovalRequest, options: WaitOptions = {}): Promise<DelegatedToken> {
+    const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
+    const { signal } = options;
+    const cancelled = () => new ApprovalCancelled('cancelled', 'the wait for approval was cancelled');
+    for (;;) {
+      const wait = request.interval * 1000;
+      if (Date.now() + wait > deadline) {
+        const left = deadline - Date.now();
+        if (left > 0) await sleep(left, signal).catch(() => { throw cancelled(); });
+        throw new ApprovalTimeout('timeout', `no answer from the human within ${options.timeoutMs} ms`);
+      }
+      try {
+        await sleep(wait, signal);
+      } catch {
+        throw cancelled();
+      }
+      try {
+        return await this.client.poll(request, signal);
+      } catch (e) {
+        if (signal?.aborted) throw cancelled();
+        if (e instanceof OAuthError && e.error === 'authorization_pending') continue;
+        if (e instanceof OAuthError && e.error === 'slow_down') {
+          request.interval += 5;
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** RFC 7009: revokes a token and everything derived from it. */
+  revoke(token: string | DelegatedToken, signal?: AbortSignal): Promise<void> {
+    return this.client.revoke(token, signal);
+  }
+
+  toString(): string {
+    return `AgentSession(${this.agent} at ${this.client.issuer})`;
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+}
+
+function tokenValue(t: string | DelegatedToken): string {
+  return typeof t === 'string' ? t : t.accessToken;
+}
