@@ -10,8 +10,6 @@ export interface Actor {
   subject: string;
   /** The agent's name: `subject` without the `agent:` prefix. */
   name: string;
-  /** How the agent was attested at that hop (`software` or `tpm`), when the token says. */
-  attestation: string | undefined;
 }
 
 /** A human and the agents acting for them, first agent first. */
@@ -20,10 +18,16 @@ export class Chain {
   readonly subject: string;
   /** The agents in delegation order: the first agent the human delegated to first. */
   readonly actors: readonly Actor[];
+  /**
+   * How the current actor proved itself at mandate (the token's `att` claim: `software` or
+   * `tpm`); undefined for a token without an actor or one that does not say.
+   */
+  readonly attestation: string | undefined;
 
-  constructor(subject: string, actors: readonly Actor[]) {
+  constructor(subject: string, actors: readonly Actor[], attestation?: string) {
     this.subject = subject;
     this.actors = actors;
+    this.attestation = actors.length > 0 ? attestation : undefined;
   }
 
   /** The human (`sub`). */
@@ -55,11 +59,12 @@ export class Chain {
       newestFirst.push({
         subject,
         name: subject.startsWith('agent:') ? subject.slice('agent:'.length) : subject,
-        attestation: typeof act.att === 'string' ? act.att : undefined,
       });
       act = act.act as Record<string, unknown> | undefined;
     }
-    return new Chain(typeof claims.sub === 'string' ? claims.sub : '', newestFirst.reverse());
+    // mandate's `att` speaks of the current actor (the constructor drops it without one).
+    const att = typeof claims.att === 'string' ? claims.att : undefined;
+    return new Chain(typeof claims.sub === 'string' ? claims.sub : '', newestFirst.reverse(), att);
   }
 }
 

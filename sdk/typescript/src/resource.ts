@@ -50,9 +50,9 @@ export class Principal {
     return this.#chain.agent;
   }
 
-  /** How the acting agent was attested (`software`, `tpm`), when the token says. */
+  /** How the acting agent proved itself at mandate (`software`, `tpm`: its `att` claim), when the token says. */
   get attestation(): string | undefined {
-    return this.agent?.attestation;
+    return this.#chain.attestation;
   }
 
   /** Whether every scope of `scopes` was granted. */

@@ -78,22 +78,25 @@ describe('SoftwareKey', () => {
 });
 
 describe('Chain', () => {
-  test('RFC 8693 §4.1: act nests the newest actor outermost; the chain lists the first agent first, with att per hop', () => {
+  test('RFC 8693 §4.1: act nests the newest actor outermost; the chain lists the first agent first; att is the current actor\'s', () => {
     const claims = {
       sub: 'alice',
-      act: { sub: 'agent:payments-bot', att: 'software', act: { sub: 'agent:planner', att: 'tpm' } },
+      att: 'software',
+      act: { sub: 'agent:payments-bot', act: { sub: 'agent:planner' } },
       scope: 'orders:read',
       sid: 's1',
     };
     const chain = Chain.fromClaims(claims);
     assert.equal(chain.toString(), 'alice → planner → payments-bot');
-    assert.deepEqual(chain.actors.map((a) => [a.name, a.attestation]), [['planner', 'tpm'], ['payments-bot', 'software']]);
+    assert.deepEqual(chain.actors.map((a) => a.name), ['planner', 'payments-bot']);
+    assert.equal(chain.attestation, 'software');
     const p = new Principal(claims);
     assert.equal(p.agent?.name, 'payments-bot');
     assert.equal(p.attestation, 'software');
     assert.equal(String(p), 'alice → planner → payments-bot');
-    // A human's own token: no agent.
+    // A human's own token: no agent, so no attestation (an `att` without an actor speaks of nobody).
     assert.equal(new Principal({ sub: 'alice' }).agent, undefined);
+    assert.equal(new Principal({ sub: 'alice', att: 'tpm' }).attestation, undefined);
     assert.equal(Chain.fromClaims({ sub: 'alice' }).toString(), 'alice');
   });
 
@@ -196,8 +199,8 @@ describe('AgentSession', () => {
     const act = decodeJwt(sub.accessToken).act as { sub: string; act: { sub: string } };
     assert.equal(act.sub, 'agent:payments-bot');
     assert.equal(act.act.sub, 'agent:planner');
-    // att per hop is optional (older servers do not write it); when present it is read.
-    for (const a of chain.actors) assert.ok(a.attestation === undefined || a.attestation === 'software');
+    // mandate's `att`: how the acting agent proved itself (a software key here).
+    assert.equal(chain.attestation, 'software');
   });
 
   test('refused: a wider scope than the subject token is invalid_scope (RFC 8693 §2.2.2, RFC 6749 §5.2)', async () => {

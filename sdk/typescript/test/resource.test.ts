@@ -97,7 +97,7 @@ for (const framework of ['hono', 'express'] as const) {
         assert.equal(body.sessionId, t.sessionId);
         assert.deepEqual(body.scopes, ['orders:read']);
         assert.deepEqual(body.audience, [rs().resource]);
-        assert.ok(body.attestation === undefined || body.attestation === 'software');
+        assert.equal(body.attestation, 'software'); // mandate's `att`: how payments-bot proved itself
         assert.deepEqual((body.actors as { subject: string }[]).map((a) => a.subject), ['agent:planner', 'agent:payments-bot']);
         const who = await call(t.accessToken, { path: '/whoami' });
         assert.equal(await who.text(), 'alice → planner → payments-bot');
