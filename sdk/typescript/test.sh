@@ -24,4 +24,15 @@ npm run --silent build
 npm run --silent check
 # The API reference from the declarations and doc comments (api-docs/); a broken link fails.
 npm run --silent docs
+# The example (examples/typescript) depends on this folder (`file:`), so it is installed (its own
+# lock, the same stamp rule) and type-checked against the dist/ just built; test/examples.test.ts
+# runs it.
+examples=../../examples/typescript
+want=$(sha256sum "$examples/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$examples/node_modules/.mandate-lock" 2>/dev/null || true)" != "$want" ]; then
+  echo "examples/typescript: npm ci" >&2
+  (cd "$examples" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  echo "$want" > "$examples/node_modules/.mandate-lock"
+fi
+(cd "$examples" && npm run --silent check)
 exec node --import tsx --test --test-concurrency=1 test/*.test.ts

@@ -138,18 +138,27 @@ export async function humanToken(issuer: string, opts: { clientId: string; redir
     code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
   }).toString();
-  const browser = new Browser(new URL(issuer).origin);
-  let page = await browser.signInIfAsked(await browser.go(url), opts.username, opts.password);
+  const left = await followSignIn(url, opts.username, opts.password);
+  const params = oauth.validateAuthResponse(as, client, left.searchParams, state);
+  const resp = await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), params, opts.redirectUri, verifier, { [oauth.allowInsecureRequests]: true });
+  const tokens = await oauth.processAuthorizationCodeResponse(as, client, resp);
+  return tokens.access_token;
+}
+
+/**
+ * What a person's browser does with an authorization URL: sign in, press Approve on the consent
+ * page, and stop at the redirect that leaves mandate (returned, not loaded).
+ */
+export async function followSignIn(url: URL, username: string, password: string): Promise<URL> {
+  const browser = new Browser(url.origin);
+  let page = await browser.signInIfAsked(await browser.go(url), username, password);
   if (!page.left) {
     const consent = forms(page.html).find((f) => f.buttons.some((b) => b.text === 'Approve'));
     if (!consent) throw new Error(`no consent page: HTTP ${page.status} ${page.html.replace(/<[^>]*>/g, ' ').slice(0, 300)}`);
     page = await browser.submit(page.url, consent, [], consent.buttons.find((b) => b.text === 'Approve'));
   }
   if (!page.left) throw new Error(`no redirect back: HTTP ${page.status}`);
-  const params = oauth.validateAuthResponse(as, client, page.left.searchParams, state);
-  const resp = await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), params, opts.redirectUri, verifier, { [oauth.allowInsecureRequests]: true });
-  const tokens = await oauth.processAuthorizationCodeResponse(as, client, resp);
-  return tokens.access_token;
+  return page.left;
 }
 
 /** Signs in at /approvals and presses `decision` on the request whose binding message is `message`. */
