@@ -316,3 +316,29 @@ def test_sync_verification_for_wsgi_apps(mandate: Mandate, tokens: dict[str, str
         with pytest.raises(Exception) as e:
             rs.authenticate_sync(f"Bearer {tokens['other_audience']}")
         assert getattr(e.value, "status", None) == 401
+
+
+async def test_mandate_unreachable_or_refusing_the_rs_is_503_not_invalid_token(mandate: Mandate, tokens) -> None:  # type: ignore[no-untyped-def]
+    """When mandate cannot be asked, the token may be fine: 503 with Retry-After (RFC 9110
+    §10.2.3) and no Bearer challenge, so a client keeps its token instead of throwing it away
+    and asking the same unreachable server for another (RFC 6750 §3.1 `invalid_token` is for
+    tokens that are bad)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once closed
+    unreachable = [
+        ResourceServer(nowhere, "orders-api"),
+        ResourceServer(nowhere, "orders-api", mode="introspection", client_id="orders-api", client_secret="x"),
+        # mandate up, but refusing this resource server's introspection credentials.
+        resource_server(mandate, "introspection", creds=(ORDERS_RS[0], "not-the-secret")),
+    ]
+    for rs in unreachable:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(make_app(rs)), base_url="http://orders.test") as http:
+            r = await http.get("/orders", headers=bearer(tokens["chain"]))
+        await rs.aclose()
+        assert r.status_code == 503, (rs, r.text)
+        assert r.headers["retry-after"] == "5"
+        assert "www-authenticate" not in r.headers
+        assert tokens["chain"] not in r.text

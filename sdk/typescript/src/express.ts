@@ -26,8 +26,7 @@ export function principalOf(req: Request): Principal {
 
 /** Sends a refusal with its WWW-Authenticate header (RFC 6750 §3). */
 export function refuse(res: Response, verifier: Verifier, e: TokenError): void {
-  res.set('www-authenticate', verifier.challenge(e));
-  res.set('cache-control', 'no-store');
+  res.set(verifier.responseHeaders(e));
   res.status(e.status).json(e.body());
 }
 

@@ -20,8 +20,7 @@ export interface RequireTokenOptions {
 
 /** Sends a refusal with its WWW-Authenticate header (RFC 6750 §3). */
 export function refuse(c: Context, verifier: Verifier, e: TokenError): Response {
-  c.header('www-authenticate', verifier.challenge(e));
-  c.header('cache-control', 'no-store');
+  for (const [k, v] of Object.entries(verifier.responseHeaders(e))) c.header(k, v);
   return c.json(e.body(), e.status);
 }
 

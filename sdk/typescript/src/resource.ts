@@ -87,11 +87,16 @@ export class Principal {
  * `invalid_token`), 403 `insufficient_scope` with the `scope` needed, or 400 `invalid_request`.
  */
 export class TokenError extends MandateError {
-  override readonly status: 400 | 401 | 403;
+  /**
+   * 400, 401 or 403 as RFC 6750 §3 says; 503 (`temporarily_unavailable`) when mandate could not
+   * be asked — the token may be fine, so it is not called invalid (a client would throw it away
+   * and ask the same unreachable server for another).
+   */
+  override readonly status: 400 | 401 | 403 | 503;
   /** The scopes the request needed (insufficient_scope). */
   readonly scope: readonly string[] | undefined;
 
-  constructor(status: 400 | 401 | 403, error: string | undefined, description?: string, scope?: readonly string[]) {
+  constructor(status: 400 | 401 | 403 | 503, error: string | undefined, description?: string, scope?: readonly string[]) {
     super(error ?? 'unauthorized', description, status);
     this.status = status;
     this.scope = scope;
@@ -148,6 +153,13 @@ export interface VerifierOptions {
 }
 
 const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/** Seconds a client is asked to wait when mandate could not be asked. */
+const RETRY_AFTER_SECONDS = 5;
+
+function unavailable(description: string): TokenError {
+  return new TokenError(503, 'temporarily_unavailable', description);
+}
 
 /** Quoted-string content for a header parameter: no quotes, backslashes or control characters. */
 function quoted(s: string): string {
@@ -242,7 +254,7 @@ export class Verifier {
     try {
       jwks = await this.#keySet();
     } catch (e) {
-      throw new TokenError(401, 'invalid_token', `the issuer's keys could not be fetched`);
+      throw unavailable(`the issuer's keys could not be fetched`);
     }
     try {
       const { payload } = await jwtVerify(token, jwks, {
@@ -262,6 +274,11 @@ export class Verifier {
       return new Principal(payload as Record<string, unknown>);
     } catch (e) {
       if (e instanceof TokenError) throw e;
+      // The key set could not be fetched or read (jose fetches it inside jwtVerify): mandate's
+      // side, not the token's.
+      if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || !(e instanceof joseErrors.JOSEError)) {
+        throw unavailable(`the issuer's keys could not be fetched`);
+      }
       throw new TokenError(401, 'invalid_token', describe(e));
     }
   }
@@ -276,7 +293,7 @@ export class Verifier {
     try {
       info = await this.#client.introspect(token);
     } catch (e) {
-      throw new TokenError(401, 'invalid_token', 'the token could not be checked with the issuer');
+      throw unavailable('the token could not be checked with the issuer');
     }
     if (!info.active) throw new TokenError(401, 'invalid_token', 'the token is not active');
     if (info.iss !== undefined && info.iss !== this.issuer) throw new TokenError(401, 'invalid_token', 'the token was not issued by the expected issuer');
@@ -312,6 +329,15 @@ export class Verifier {
       throw new TokenError(403, 'insufficient_scope', `this needs the scope ${requiredScopes.join(' ')}`, requiredScopes);
     }
     return principal;
+  }
+
+  /**
+   * The headers of the answer to a refusal: the RFC 6750 §3 challenge, or for a 503 a
+   * `Retry-After` (RFC 9110 §10.2.3) and no challenge.
+   */
+  responseHeaders(error: TokenError): Record<string, string> {
+    if (error.status === 503) return { 'retry-after': String(RETRY_AFTER_SECONDS), 'cache-control': 'no-store' };
+    return { 'www-authenticate': this.challenge(error), 'cache-control': 'no-store' };
   }
 
   /** The WWW-Authenticate value for a refusal (RFC 6750 §3, with RFC 9728 §5.1 resource_metadata). */

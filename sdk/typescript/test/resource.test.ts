@@ -291,11 +291,40 @@ describe('Verifier', () => {
     assert.throws(() => new Verifier({ issuer: m.issuer, audience: 'x', mode: 'introspection' }), /clientId/);
   });
 
-  test('introspection with the wrong client secret fails closed (401 invalid_token)', async () => {
+  test('mandate unreachable, or refusing the introspection credentials: 503 with Retry-After, never invalid_token (RFC 9110 §10.2.3)', async () => {
+    // The token may be fine: calling it invalid would make a client throw it away and ask the
+    // same unreachable server for another.
     const rs = servers[0]!;
-    const v = new Verifier({ issuer: m.issuer, audience: rs.resource, mode: 'introspection', clientId: 'hono-rs', clientSecret: 'nope' });
     const t = await chainToken(rs.resource);
-    await assert.rejects(v.verify(t.accessToken), (e: unknown) => e instanceof TokenError && e.status === 401);
+    const nowhere = `http://127.0.0.1:${await freePort()}`; // nothing listens there
+    const cases = [
+      new Verifier({ issuer: m.issuer, audience: rs.resource, mode: 'introspection', clientId: 'hono-rs', clientSecret: 'nope' }),
+      new Verifier({ issuer: nowhere, audience: rs.resource }),
+      new Verifier({ issuer: nowhere, audience: rs.resource, mode: 'introspection', clientId: 'hono-rs', clientSecret: 'x' }),
+    ];
+    const { Hono } = await import('hono');
+    const { requireToken: honoRequire } = await import('@mandate/sdk/hono');
+    const express = (await import('express')).default;
+    const { requireToken: expressRequire } = await import('@mandate/sdk/express');
+    for (const v of cases) {
+      await assert.rejects(v.verify(t.accessToken), (e: unknown) => e instanceof TokenError && e.status === 503 && e.code === 'temporarily_unavailable');
+      const app = new Hono();
+      app.get('/x', honoRequire(v), (c) => c.text('reached'));
+      const viaHono = await app.request('/x', { headers: { authorization: `Bearer ${t.accessToken}` } });
+      const e = express();
+      e.get('/x', expressRequire(v), (_req, res) => void res.send('reached'));
+      const server = e.listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const port = (server.address() as { port: number }).port;
+      const viaExpress = await fetch(`http://127.0.0.1:${port}/x`, { headers: { authorization: `Bearer ${t.accessToken}` } });
+      server.close();
+      for (const resp of [viaHono, viaExpress]) {
+        assert.equal(resp.status, 503, String(v));
+        assert.equal(resp.headers.get('retry-after'), '5');
+        assert.equal(resp.headers.get('www-authenticate'), null, 'no challenge: the token was not judged');
+        assert.ok(!(await resp.text()).includes(t.accessToken));
+      }
+    }
     void MandateClient;
   });
 });

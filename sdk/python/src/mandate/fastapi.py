@@ -52,7 +52,7 @@ def require(resource_server: ResourceServer, *scopes: str) -> Callable[..., Awai
             raise HTTPException(
                 status_code=e.status,
                 detail=e.description or "a bearer token is required",
-                headers={"WWW-Authenticate": resource_server.www_authenticate(e), "Cache-Control": "no-store"},
+                headers=resource_server.response_headers(e),
             ) from None
 
     return dependency

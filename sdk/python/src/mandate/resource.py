@@ -55,6 +55,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidToken",
     "MissingToken",
+    "Unavailable",
     "Principal",
     "ResourceServer",
     "WELL_KNOWN",
@@ -123,6 +124,17 @@ class InsufficientScope(BearerError):
 
     status = 403
     error = "insufficient_scope"
+
+
+class Unavailable(BearerError):
+    """mandate could not be asked (unreachable, answering nonsense, or refusing this server's
+    introspection credentials): 503 with ``Retry-After`` and no challenge. The token may be
+    fine, so it is not called invalid: a client would otherwise throw it away and get another
+    from the same unreachable server."""
+
+    status = 503
+    error = "temporarily_unavailable"
+    retry_after = 5
 
 
 # --- who is calling -------------------------------------------------------------------------
@@ -310,6 +322,13 @@ class ResourceServer:
             doc["resource_name"] = self.resource_name
         return doc
 
+    def response_headers(self, error: BearerError) -> dict[str, str]:
+        """The headers of the answer to a refusal: the RFC 6750 §3 challenge, or for
+        :class:`Unavailable` a ``Retry-After`` (RFC 9110 §10.2.3) instead."""
+        if isinstance(error, Unavailable):
+            return {"Retry-After": str(error.retry_after), "Cache-Control": "no-store"}
+        return {"WWW-Authenticate": self.www_authenticate(error), "Cache-Control": "no-store"}
+
     def www_authenticate(self, error: BearerError) -> str:
         """The RFC 6750 §3 challenge for a refusal (RFC 9728 §5.1 ``resource_metadata`` too)."""
         parts = [f'realm="{_quoted(self.realm)}"']
@@ -371,7 +390,7 @@ class ResourceServer:
         try:
             return run_sync(self._verify(token), self._sync_http)
         except MandateError as e:
-            raise InvalidToken("the authorization server could not be asked") from e
+            raise Unavailable("the authorization server could not be asked") from e
 
     def _jwks_due(self) -> bool:
         return self.mode == "jwt" and (self._jwks is None or time.monotonic() >= self._jwks_expires)
@@ -380,7 +399,7 @@ class ResourceServer:
         """The key set could not be refreshed: keep the one we have a little longer (a token
         signed by a key in it still verifies), or fail if there is none."""
         if self._jwks is None:
-            raise InvalidToken("the authorization server's keys could not be fetched")
+            raise Unavailable("the authorization server's keys could not be fetched")
         self._jwks_expires = time.monotonic() + JWKS_REFETCH_INTERVAL
 
     async def _run_async(self, op: Op[Principal]) -> Principal:
@@ -389,7 +408,7 @@ class ResourceServer:
             return await run_async(op, self._http)
         except MandateError as e:
             # mandate unreachable or answering nonsense: the token cannot be accepted.
-            raise InvalidToken("the authorization server could not be asked") from e
+            raise Unavailable("the authorization server could not be asked") from e
 
     async def authenticate(self, authorization: str | None, scopes: Iterable[str] = ()) -> Principal:
         """The whole check of a request's ``Authorization`` header, with the scopes the route
@@ -423,11 +442,11 @@ class ResourceServer:
         resp = yield HttpRequest("GET", url, {"accept": "application/json"})
         assert resp is not None
         if resp.status != 200:
-            raise InvalidToken("the authorization server's keys could not be fetched")
+            raise Unavailable("the authorization server's keys could not be fetched")
         try:
             keys = KeySet.import_key_set(resp.json())
         except (JoseError, ValueError, KeyError, TypeError):
-            raise InvalidToken("the authorization server's keys could not be read") from None
+            raise Unavailable("the authorization server's keys could not be read") from None
         age = _max_age(resp.headers.get("cache-control"))
         self._jwks = keys
         self._jwks_expires = time.monotonic() + min(max(age if age is not None else 300.0, 30.0), 3600.0)

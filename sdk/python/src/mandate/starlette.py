@@ -38,7 +38,7 @@ def error_response(resource_server: ResourceServer, error: BearerError) -> JSONR
     return JSONResponse(
         body,
         status_code=error.status,
-        headers={"WWW-Authenticate": resource_server.www_authenticate(error), "Cache-Control": "no-store"},
+        headers=resource_server.response_headers(error),
     )
 
 
