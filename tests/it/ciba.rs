@@ -9,10 +9,7 @@ use crate::agents::TestAgent;
 use crate::flows::{Browser, Page, alice_token, parse_form, sign_in};
 use crate::helpers::*;
 
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
-const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
-const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 struct World {
     app: TestApp,

@@ -7,10 +7,6 @@ use crate::agents::TestAgent;
 use crate::flows::alice_token;
 use crate::helpers::*;
 
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
-const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-
 struct World {
     app: TestApp,
     a: TestAgent,
@@ -60,17 +56,6 @@ async fn exchange_as(
     form.extend_from_slice(extra);
     let resp = app.post_form("/token", Some(client), &form).await;
     (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 fn token(v: &Value) -> String {

@@ -17,6 +17,22 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// RFC 8693 §2.1 grant type and §3 token types, as the exchange tests send them.
+pub const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The claims of a JWT, read without verifying it (the tests' own view of what was issued).
+pub fn claims(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .expect("the payload is base64url"),
+    )
+    .expect("the payload is JSON")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

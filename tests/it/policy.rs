@@ -10,8 +10,6 @@ use crate::agents::TestAgent;
 use crate::flows::alice_token;
 use crate::helpers::*;
 
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-
 const POLICY_V1: &str = r#"
 @id("orders-read-only")
 @max_ttl("2m")

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::authorize::claims;
 use crate::flows::Pkce;
 use crate::helpers::*;
 

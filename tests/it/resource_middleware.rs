@@ -23,9 +23,6 @@ use crate::agents::TestAgent;
 use crate::flows::alice_token;
 use crate::helpers::*;
 
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
-const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// The audience of the resource server under test (mandate's `orders-api` client).
 const AUD: &str = "orders-api";
 
@@ -149,16 +146,6 @@ async fn with_token(rs: &Rs, method: &str, path: &str, token: &str) -> Answer {
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn claims(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 fn kid_of(token: &str) -> String {

@@ -7,9 +7,6 @@ use crate::agents::TestAgent;
 use crate::flows::sign_in;
 use crate::helpers::*;
 
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
-const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// The issuer the tests below fix, so a resource server can (mis)configure it as its audience.
 const ISSUER_TOP: &str = "issuer = \"http://mandate.test\"";
 

@@ -82,15 +82,6 @@ async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-fn claims(jwt: &str) -> Value {
-    serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(jwt.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 async fn refusals_since(app: &TestApp, after: i64) -> Vec<String> {
     let store = mandate::store::open(&app.db.url, 2).await.unwrap();
     let e = store.audit_entries(after, 1000).await.unwrap();
@@ -258,7 +249,6 @@ async fn bad_tpm_evidence_is_refused_coarsely_and_audited_precisely() {
     app.stop().await;
 }
 
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const TPM_ONLY: &str = r#"
 @id("tpm-agents-only")
 permit (principal, action == Mandate::Action::"delegate", resource)

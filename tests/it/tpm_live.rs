@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use mandate_agent::tpm::{EkKind, TpmAttester, TpmConfig};
 use mandate_agent::{AgentSession, Attester, Client, Error, SoftwareKey, pem_certificates};
 use serde_json::{Value, json};
@@ -16,8 +16,6 @@ use serde_json::{Value, json};
 use crate::flows::alice_token;
 use crate::helpers::*;
 use crate::swtpm::Swtpm;
-
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 fn server_config(roots: &[&std::path::Path], extra: &str) -> String {
     let roots: Vec<String> = roots
@@ -73,11 +71,6 @@ fn sdk(app: &TestApp) -> Client {
 
 fn chain(tpm: &Swtpm) -> Vec<Vec<u8>> {
     pem_certificates(&std::fs::read_to_string(tpm.intermediate()).unwrap()).unwrap()
-}
-
-fn claims(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
 /// (kind, subject, detail) of every audit entry, oldest first.

@@ -159,7 +159,7 @@ async fn a_self_registered_client_reaches_only_the_resources_named_by_url() {
             .send()
     };
     let t: Value = cc(None).await.unwrap().json().await.unwrap();
-    let c = crate::authorize::claims(t["access_token"].as_str().unwrap());
+    let c = crate::helpers::claims(t["access_token"].as_str().unwrap());
     assert_eq!(c["aud"], "https://a.example/mcp", "{c}");
     let r = cc(Some("orders-api")).await.unwrap();
     assert_eq!(r.status(), 400);
@@ -334,7 +334,7 @@ scopes = ["orders:write"]
         .json()
         .await
         .unwrap();
-    let c = crate::authorize::claims(t["access_token"].as_str().unwrap());
+    let c = crate::helpers::claims(t["access_token"].as_str().unwrap());
     assert_eq!(c["aud"], "https://a.example/mcp");
     assert_eq!(c["scope"], "orders:read", "{c}");
     assert_eq!(t["scope"], "orders:read");

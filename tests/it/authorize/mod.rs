@@ -14,15 +14,6 @@ use crate::helpers::*;
 
 pub const SCOPE: &str = "orders:read orders:write";
 
-pub fn claims(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
 pub async fn refresh(
     app: &TestApp,
     client_id: &str,

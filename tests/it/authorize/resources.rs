@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 
-use super::*;
 use crate::flows::*;
 use crate::helpers::*;
 

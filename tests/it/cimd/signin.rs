@@ -66,7 +66,7 @@ async fn cimd_a_client_by_metadata_document_signs_in_and_refreshes() {
             .await
             .unwrap();
         let at = t["access_token"].as_str().unwrap_or_else(|| panic!("{t}"));
-        let c = crate::authorize::claims(at);
+        let c = crate::helpers::claims(at);
         assert_eq!(c["client_id"], url.as_str(), "{}", app.label());
         assert_eq!(c["scope"], "orders:read");
         let (status, t) =
