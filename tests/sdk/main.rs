@@ -3,7 +3,9 @@
 //! (`sdk/python`), node's test runner for the TypeScript SDK (`sdk/typescript`) — runs against
 //! the `mandate` binary cargo built for this test. Each suite starts its own mandate servers
 //! (SQLite, port 0) and installs what it needs itself (`sdk/*/test.sh`: a venv, `npm ci`, each
-//! redone only when its lock file changed). `scripts/test` turns the feature on.
+//! redone only when its lock file changed). `scripts/test` turns the feature on. With the `tpm`
+//! feature too (as `scripts/test` has it), the suites also get the `mandate-agent` command line
+//! (`MANDATE_AGENT_BIN`) for the Python SDK's live TPM test against swtpm.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,10 +13,20 @@ use std::process::Command;
 fn run_suite(sdk: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk").join(sdk);
     let script = dir.join("test.sh");
-    let status = Command::new(&script)
-        .current_dir(&dir)
-        .env("MANDATE_BIN", env!("CARGO_BIN_EXE_mandate"))
-        .status();
+    let mut cmd = Command::new(&script);
+    cmd.current_dir(&dir)
+        .env("MANDATE_BIN", env!("CARGO_BIN_EXE_mandate"));
+    if cfg!(feature = "tpm") {
+        // `cargo test --workspace --features mandate/tpm` built it beside `mandate`.
+        let agent = Path::new(env!("CARGO_BIN_EXE_mandate")).with_file_name("mandate-agent");
+        assert!(
+            agent.exists(),
+            "{} is missing: build with `cargo test --workspace --features mandate/tpm`",
+            agent.display()
+        );
+        cmd.env("MANDATE_AGENT_BIN", agent);
+    }
+    let status = cmd.status();
     match status {
         Ok(s) => assert!(
             s.success(),

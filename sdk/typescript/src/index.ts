@@ -3,6 +3,7 @@
 // APIs with a delegated token kept fresh.
 
 export { SoftwareKey, type Attester } from './software-key.js';
+export { CommandAttester, type AgentTokenSource, type CommandAttesterOptions } from './command-attester.js';
 export {
   MandateClient,
   TOKEN_EXCHANGE,

@@ -4,6 +4,8 @@
 import { ApprovalCancelled, ApprovalTimeout, OAuthError } from './errors.js';
 import type { MandateClient } from './client.js';
 import type { Attester } from './software-key.js';
+import type { AgentTokenSource } from './command-attester.js';
+import { decodeJwt } from 'jose';
 import type { ApprovalRequest, DelegatedToken } from './tokens.js';
 
 /** What a delegation asks for; `scope` and `audience` only narrow the subject token's. */
@@ -54,11 +56,15 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export class AgentSession {
   readonly client: MandateClient;
   readonly agent: string;
-  readonly #attester: Attester;
+  readonly #attester: Attester | AgentTokenSource;
   #current: Current | undefined;
   #pending: Promise<string> | undefined;
 
-  constructor(client: MandateClient, agent: string, attester: Attester) {
+  /**
+   * `attester`: evidence over the server's nonce (a `SoftwareKey`), or something that attests by
+   * itself and hands over the agent token (a `CommandAttester` running `mandate-agent` for a TPM).
+   */
+  constructor(client: MandateClient, agent: string, attester: Attester | AgentTokenSource) {
     this.client = client;
     this.agent = agent;
     this.#attester = attester;
@@ -68,8 +74,17 @@ export class AgentSession {
   attest(): Promise<string> {
     if (!this.#pending) {
       this.#pending = (async () => {
+        const a = this.#attester;
+        if ('agentToken' in a) {
+          // It attested by itself: the token's own `exp` says how long it lives.
+          const token = await a.agentToken();
+          const exp = decodeJwt(token).exp;
+          const lifetimeMs = typeof exp === 'number' ? Math.max(0, exp * 1000 - Date.now()) : 0;
+          this.#current = { token, expiresAt: Date.now() + lifetimeMs, lifetimeMs };
+          return token;
+        }
         const { nonce } = await this.client.challenge(this.agent);
-        const evidence = await this.#attester.evidence(this.agent, this.client.issuer, nonce);
+        const evidence = await a.evidence(this.agent, this.client.issuer, nonce);
         const t = await this.client.attest(this.agent, nonce, evidence);
         this.#current = { token: t.agentToken, expiresAt: Date.now() + t.expiresIn * 1000, lifetimeMs: t.expiresIn * 1000 };
         return t.agentToken;
