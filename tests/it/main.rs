@@ -2,6 +2,9 @@
 //! database and talks HTTP to it, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[cfg(feature = "tpm")]
+#[path = "../common/agent_cli.rs"]
+mod agent_cli;
 mod agents;
 mod attest;
 mod audit;

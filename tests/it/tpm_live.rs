@@ -429,39 +429,9 @@ async fn tampered_replayed_and_wrong_pcr_quotes_are_refused() {
     app.stop().await;
 }
 
-/// The agent crate's `mandate-agent` binary, with its TPM support. Cargo builds only this
-/// package's binaries for its tests, so the first test that needs it builds it (a no-op when
-/// `cargo test --workspace --features mandate/tpm` already did), next to `mandate`.
-fn agent_cli() -> std::path::PathBuf {
-    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-                "build",
-                "--locked",
-                "--quiet",
-                "--package",
-                "mandate-agent",
-                "--bin",
-                "mandate-agent",
-                "--features",
-                "cli,tpm",
-            ]);
-            if !cfg!(debug_assertions) {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().unwrap();
-            assert!(status.success(), "cannot build mandate-agent");
-            std::path::Path::new(env!("CARGO_BIN_EXE_mandate")).with_file_name("mandate-agent")
-        })
-        .clone()
-}
-
 /// Runs `mandate-agent` as an agent would, its client secret in the environment.
 fn run_cli(args: Vec<String>) -> std::process::Output {
-    std::process::Command::new(agent_cli())
+    std::process::Command::new(crate::agent_cli::agent_cli())
         .args(&args)
         .env("MANDATE_AGENT_CLIENT_SECRET", "sdk-secret")
         .env("MANDATE_LOG", "warn")

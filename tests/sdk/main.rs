@@ -5,10 +5,14 @@
 //! (SQLite, port 0) and installs what it needs itself (`sdk/*/test.sh`: a venv, `npm ci`, each
 //! redone only when its lock file changed). `scripts/test` turns the feature on. With the `tpm`
 //! feature too (as `scripts/test` has it), the suites also get the `mandate-agent` command line
-//! (`MANDATE_AGENT_BIN`) for the Python SDK's live TPM test against swtpm.
+//! (`MANDATE_AGENT_BIN`, built if missing) for both SDKs' live TPM tests against swtpm.
 
 use std::path::Path;
 use std::process::Command;
+
+#[cfg(feature = "tpm")]
+#[path = "../common/agent_cli.rs"]
+mod agent_cli;
 
 fn run_suite(sdk: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk").join(sdk);
@@ -16,16 +20,8 @@ fn run_suite(sdk: &str) {
     let mut cmd = Command::new(&script);
     cmd.current_dir(&dir)
         .env("MANDATE_BIN", env!("CARGO_BIN_EXE_mandate"));
-    if cfg!(feature = "tpm") {
-        // `cargo test --workspace --features mandate/tpm` built it beside `mandate`.
-        let agent = Path::new(env!("CARGO_BIN_EXE_mandate")).with_file_name("mandate-agent");
-        assert!(
-            agent.exists(),
-            "{} is missing: build with `cargo test --workspace --features mandate/tpm`",
-            agent.display()
-        );
-        cmd.env("MANDATE_AGENT_BIN", agent);
-    }
+    #[cfg(feature = "tpm")]
+    cmd.env("MANDATE_AGENT_BIN", agent_cli::agent_cli());
     let status = cmd.status();
     match status {
         Ok(s) => assert!(
