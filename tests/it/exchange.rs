@@ -35,27 +35,7 @@ async fn exchange(
     actor: Option<&str>,
     extra: &[(&str, &str)],
 ) -> (u16, Value) {
-    exchange_as(app, ("agent-host", "host-secret"), subject, actor, extra).await
-}
-
-async fn exchange_as(
-    app: &TestApp,
-    client: (&str, &str),
-    subject: &str,
-    actor: Option<&str>,
-    extra: &[(&str, &str)],
-) -> (u16, Value) {
-    let mut form = vec![
-        ("grant_type", TE),
-        ("subject_token", subject),
-        ("subject_token_type", AT),
-    ];
-    if let Some(a) = actor {
-        form.extend([("actor_token", a), ("actor_token_type", JWT)]);
-    }
-    form.extend_from_slice(extra);
-    let resp = app.post_form("/token", Some(client), &form).await;
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    token_exchange(app, AGENT_HOST, subject, actor, extra).await
 }
 
 fn token(v: &Value) -> String {
@@ -249,7 +229,7 @@ async fn rfc8693_s2_2_2_each_rule_refuses_with_its_own_error() {
                 "client without the grant (RFC 6749 §5.2)",
                 400,
                 "unauthorized_client",
-                exchange_as(&app, ("agent-runtime", "s3cret"), &alice, Some(&actor), &[])
+                token_exchange(&app, ("agent-runtime", "s3cret"), &alice, Some(&actor), &[])
                     .await
                     .1,
             ),

@@ -22,6 +22,31 @@ pub const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
+/// The confidential client of the default test config that may exchange tokens.
+pub const AGENT_HOST: (&str, &str) = ("agent-host", "host-secret");
+
+/// RFC 8693 §2.1 token exchange at `/token` by `client`: `subject` acted on by the agent whose
+/// agent token is `actor` (none: impersonation, which mandate refuses), plus `extra` parameters.
+pub async fn token_exchange(
+    app: &TestApp,
+    client: (&str, &str),
+    subject: &str,
+    actor: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", TE),
+        ("subject_token", subject),
+        ("subject_token_type", AT),
+    ];
+    if let Some(a) = actor {
+        form.extend([("actor_token", a), ("actor_token_type", JWT)]);
+    }
+    form.extend_from_slice(extra);
+    let resp = app.post_form("/token", Some(client), &form).await;
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
 /// The claims of a JWT, read without verifying it (the tests' own view of what was issued).
 pub fn claims(token: &str) -> Value {
     let part = token.split('.').nth(1).expect("a JWT has a payload");

@@ -38,21 +38,7 @@ fn extra(a: &TestAgent, b: &TestAgent, policy_file: &std::path::Path) -> String 
 }
 
 async fn exchange(app: &TestApp, subject: &str, actor: &str, scope: &str) -> (u16, Value) {
-    let form = [
-        ("grant_type", TE),
-        ("subject_token", subject),
-        (
-            "subject_token_type",
-            "urn:ietf:params:oauth:token-type:access_token",
-        ),
-        ("actor_token", actor),
-        ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-        ("scope", scope),
-    ];
-    let resp = app
-        .post_form("/token", Some(("agent-host", "host-secret")), &form)
-        .await;
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    token_exchange(app, AGENT_HOST, subject, Some(actor), &[("scope", scope)]).await
 }
 
 async fn audit_since(app: &TestApp, after: i64) -> Vec<mandate::audit::AuditEntry> {

@@ -174,18 +174,7 @@ async fn mandate_with_agents(planner: &TestAgent, bot: &TestAgent) -> TestApp {
 
 /// RFC 8693 §2.1 token exchange by `agent-host`: `subject` acted on by the agent of `actor`.
 async fn exchange(app: &TestApp, subject: &str, actor: &str, extra: &[(&str, &str)]) -> String {
-    let mut form = vec![
-        ("grant_type", TE),
-        ("subject_token", subject),
-        ("subject_token_type", AT),
-        ("actor_token", actor),
-        ("actor_token_type", JWT),
-    ];
-    form.extend_from_slice(extra);
-    let resp = app
-        .post_form("/token", Some(("agent-host", "host-secret")), &form)
-        .await;
-    let v: Value = resp.json().await.unwrap();
+    let (_, v) = token_exchange(app, AGENT_HOST, subject, Some(actor), extra).await;
     v["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("exchange failed: {v}"))

@@ -24,18 +24,7 @@ async fn exchange(
     actor: &str,
     extra: &[(&str, &str)],
 ) -> (u16, Value) {
-    let mut form = vec![
-        ("grant_type", TE),
-        ("subject_token", subject),
-        ("subject_token_type", AT),
-        ("actor_token", actor),
-        ("actor_token_type", JWT),
-    ];
-    form.extend_from_slice(extra);
-    let resp = app
-        .post_form("/token", Some(("agent-host", "host-secret")), &form)
-        .await;
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    token_exchange(app, AGENT_HOST, subject, Some(actor), extra).await
 }
 
 fn s(v: &Value, key: &str) -> String {

@@ -280,21 +280,14 @@ async fn a_cedar_policy_can_require_tpm_attestation() {
         let exchange = |actor: String| {
             let (app, alice) = (&app, alice.clone());
             async move {
-                let form = [
-                    ("grant_type", TE),
-                    ("subject_token", alice.as_str()),
-                    (
-                        "subject_token_type",
-                        "urn:ietf:params:oauth:token-type:access_token",
-                    ),
-                    ("actor_token", actor.as_str()),
-                    ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                    ("scope", "orders:read"),
-                ];
-                let resp = app
-                    .post_form("/token", Some(("agent-host", "host-secret")), &form)
-                    .await;
-                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+                token_exchange(
+                    app,
+                    AGENT_HOST,
+                    &alice,
+                    Some(&actor),
+                    &[("scope", "orders:read")],
+                )
+                .await
             }
         };
         let (status, v) = exchange(sw_token).await;
