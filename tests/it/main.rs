@@ -23,6 +23,7 @@ mod exchange;
 mod flows;
 mod helpers;
 mod keys;
+mod logs;
 mod malformed;
 mod policy;
 mod raw;
