@@ -333,6 +333,24 @@ pub fn mandate_cli(args: &[&str], kek_b64: Option<&str>) -> std::process::Output
     cmd.output().unwrap()
 }
 
+/// `mandate keys rotate` against `app`'s config, as an operator runs it; panics if it fails.
+pub fn rotate_keys(app: &TestApp) {
+    let out = mandate_cli(
+        &[
+            "keys",
+            "rotate",
+            "--config",
+            app.config_path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A `mandate serve` child process and its address.
 pub struct ServerProcess {
     pub child: tokio::process::Child,

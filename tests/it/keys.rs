@@ -33,20 +33,7 @@ async fn cli_rotation_promotes_the_published_key_and_keeps_the_retired_one() {
         let before = kids(&app.get_json("/jwks.json").await.2);
         let next = before.iter().find(|k| **k != old).unwrap().clone();
 
-        let out = mandate_cli(
-            &[
-                "keys",
-                "rotate",
-                "--config",
-                app.config_path.to_str().unwrap(),
-            ],
-            None,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        rotate_keys(&app);
         // The running server picks the rotation up on its next check (1s in tests).
         let mut after = before.clone();
         for _ in 0..50 {

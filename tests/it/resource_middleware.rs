@@ -551,23 +551,6 @@ async fn wait_for_signing_kid_change(app: &TestApp, from: &str) -> String {
     panic!("the signing key did not change");
 }
 
-fn rotate(app: &TestApp) {
-    let out = mandate_cli(
-        &[
-            "keys",
-            "rotate",
-            "--config",
-            app.config_path.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc7517_a_rotated_key_is_fetched_once_and_unknown_kids_cannot_force_refetches() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -608,9 +591,9 @@ async fn rfc7517_a_rotated_key_is_fetched_once_and_unknown_kids_cannot_force_ref
 
     // Two rotations: the key signing now was not even published when the verifiers fetched.
     let k1 = kid_of(&t1);
-    rotate(&app);
+    rotate_keys(&app);
     let k2 = wait_for_signing_kid_change(&app, &k1).await;
-    rotate(&app);
+    rotate_keys(&app);
     let k3 = wait_for_signing_kid_change(&app, &k2).await;
     assert!(
         !published_before.contains(&k3),
