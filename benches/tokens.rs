@@ -28,6 +28,7 @@ fn claims() -> AccessClaims {
         sid: Some("sid-1".into()),
         act: Some(mandate::oauth::act::Actor::nest("agent:build-bot", None)),
         att: Some("software".into()),
+        cnf: None,
     }
 }
 

@@ -27,6 +27,7 @@ const TABLES: &[&str] = &[
     "attestation",
     "registration",
     "cimd",
+    "dpop",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +66,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     #[serde(default)]
     pub cimd: CimdConfig,
+    #[serde(default)]
+    pub dpop: DpopConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -211,6 +214,10 @@ pub struct ClientConfig {
     pub audience: Option<String>,
     /// Resource servers this client may get tokens for (default: all).
     pub audiences: Option<Vec<String>>,
+    /// RFC 9449 DPoP for this client's tokens: `off`, `allowed` (bound when the request
+    /// carries a proof) or `required`.
+    #[serde(default)]
+    pub dpop: crate::oauth::dpop::Mode,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -277,6 +284,31 @@ impl Default for CibaConfig {
         Self {
             interval: Duration::from_secs(5),
             expiry: Duration::from_secs(300),
+        }
+    }
+}
+
+/// RFC 9449 DPoP proofs: how old one may be, and whether it must carry a server nonce.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopConfig {
+    /// How old a proof's `iat` may be (RFC 9449 §4.3 check 11); its `jti` is kept this long.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_proof_age: Duration,
+    /// Every proof must carry a `nonce` this server sent in a `DPoP-Nonce` header (RFC 9449
+    /// §8), so a proof cannot be made ahead of time.
+    pub require_nonce: bool,
+    /// How long a nonce is current; one stays accepted for one more period after.
+    #[serde(deserialize_with = "de_duration")]
+    pub nonce_period: Duration,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            max_proof_age: Duration::from_secs(60),
+            require_nonce: false,
+            nonce_period: Duration::from_secs(300),
         }
     }
 }

@@ -58,11 +58,23 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// HMAC-SHA256 under a process-local key; used to remember verified client secrets
 /// without keeping the secret itself in memory.
+#[derive(Clone)]
 pub struct Keyed(hmac::Key);
 
 impl Keyed {
     pub fn random() -> Self {
         Self(hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()))
+    }
+    /// A key derived from `secret` under `label` (HKDF-SHA256, RFC 5869, empty salt: the
+    /// secret is already uniformly random), the same in every process holding `secret`.
+    pub fn derive(secret: &[u8], label: &[u8]) -> Self {
+        let prk = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, &[]).extract(secret);
+        let labels = [label];
+        match prk.expand(&labels, hmac::HMAC_SHA256) {
+            Ok(okm) => Self(hmac::Key::from(okm)),
+            // Expanding to one hash length is always within HKDF's 255 * HashLen bound.
+            Err(_) => unreachable!("HKDF-Expand of 32 bytes cannot fail"),
+        }
     }
     pub fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut ctx = hmac::Context::with_key(&self.0);
@@ -100,6 +112,11 @@ pub fn read_certificates(
 
 pub fn b64url(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 #[cfg(test)]

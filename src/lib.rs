@@ -195,6 +195,14 @@ impl App {
         let version = policy_version(&policies);
         let kek = resolve_kek(&config)?;
         let chain_key = kek.audit_chain_key().clone();
+        let dpop = Arc::new(oauth::dpop::Dpop {
+            nonces: oauth::dpop::Nonces::new(
+                kek.dpop_nonce_key(),
+                config.dpop.nonce_period.as_secs() as i64,
+            ),
+            require_nonce: config.dpop.require_nonce,
+            max_age: config.dpop.max_proof_age.as_secs() as i64,
+        });
         remove_gone(
             &config,
             store.as_ref(),
@@ -284,6 +292,7 @@ impl App {
             auth,
             throttle: Default::default(),
             secret_checks,
+            dpop,
             registry,
         });
         Ok(Self {

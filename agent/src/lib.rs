@@ -12,12 +12,14 @@
 //! - [`Client`]: the HTTP calls; token-endpoint calls go through the `oauth2` crate.
 
 pub mod client;
+pub mod dpop;
 pub mod session;
 pub mod software;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 
 pub use client::{Client, Exchange, ExchangeResponse};
+pub use dpop::DpopKey;
 /// The `oauth2` crate the token-endpoint calls go through (for `TokenResponse` and friends).
 pub use oauth2;
 pub use session::{AgentSession, Attester};

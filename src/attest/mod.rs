@@ -89,7 +89,15 @@ pub(crate) fn refused(reason: impl Into<String>) -> OAuthError {
     .because(reason)
 }
 
-pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError> {
+/// Verifies the agent's proof or quote and mints its agent token. When the request carried a
+/// DPoP proof (RFC 9449), the token is bound to its key, and then exchanges only in requests
+/// that key signs. The proof is checked (and its `jti` recorded) only once the attestation
+/// passed, so no caller that is not an enrolled agent makes this server store anything.
+pub async fn attest(
+    ctx: &Ctx,
+    req: AttestRequest,
+    dpop: Option<&str>,
+) -> Result<Minted, OAuthError> {
     let now = ctx.clock.now();
     if !valid_agent_name(&req.agent) {
         return Err(bad_agent_name());
@@ -106,7 +114,16 @@ pub async fn attest(ctx: &Ctx, req: AttestRequest) -> Result<Minted, OAuthError>
     let result = verify(ctx, agent, &req, now).await;
     let mut minted = match result {
         Ok(a) => {
-            let minted = token::mint_agent_with(ctx, &req.agent, a.att, a.claims)?;
+            let htu = ctx.endpoint("/attest");
+            let target = crate::oauth::dpop::Target {
+                htm: "POST",
+                htu: &htu,
+                access_token: None,
+            };
+            let jkt = (ctx.dpop)
+                .binding(ctx, crate::oauth::dpop::Mode::Allowed, dpop, &target, now)
+                .await?;
+            let minted = token::mint_agent_with(ctx, &req.agent, a.att, a.claims, jkt)?;
             if let Some((before, after)) = a.firmware_change {
                 // tpm.md: a firmware change is not a refusal, but operators must see it.
                 let mut ev = AuditEvent::new("agent.tpm_firmware_changed");

@@ -31,6 +31,19 @@ pub async fn challenge(
 
 pub async fn attest(
     State(ctx): State<Arc<Ctx>>,
+    headers: axum::http::HeaderMap,
+    body: JsonBody<AttestRequest>,
+) -> Response {
+    let resp = match answer(&ctx, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    super::dpop::with_nonce(&ctx, resp)
+}
+
+async fn answer(
+    ctx: &Arc<Ctx>,
+    headers: &axum::http::HeaderMap,
     body: JsonBody<AttestRequest>,
 ) -> Result<Response, OAuthError> {
     let req = body.0.ok_or_else(|| {
@@ -38,7 +51,8 @@ pub async fn attest(
     })?;
     agent_name(&req.agent)?;
     input::identifier(|| Field::named("nonce"), &req.nonce).map_err(bad_input)?;
-    let minted = attest::attest(&ctx, req).await?;
+    let proof = super::dpop::proof(headers)?;
+    let minted = attest::attest(ctx, req, proof).await?;
     Ok(no_store(json!({
         "agent_token": minted.token,
         "token_type": TT_JWT,

@@ -70,7 +70,13 @@ pub fn layer(origins: Arc<Origins>, methods: &[Method]) -> CorsLayer {
             o.to_str().is_ok_and(|o| origins.allows(o))
         }))
         .allow_methods(methods.to_vec())
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // RFC 9449: a browser client sends its proof in `DPoP` and reads the next nonce.
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            super::dpop::DPOP,
+        ])
+        .expose_headers([super::dpop::DPOP_NONCE])
         .max_age(Duration::from_secs(600))
 }
 

@@ -61,6 +61,8 @@ pub fn metadata_document(ctx: &Ctx) -> Value {
         "introspection_endpoint_auth_signing_alg_values_supported": signing,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": signing,
+        // RFC 9449 §5.1: proofs are accepted at /token, /bc-authorize and /attest.
+        "dpop_signing_alg_values_supported": crate::oauth::dpop::ALGS,
     });
     // RFC 8414 §2 / RFC 7591 §3: only when registration is on.
     if let (Some(_), Some(o)) = (&ctx.registry, doc.as_object_mut()) {

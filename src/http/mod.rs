@@ -6,6 +6,7 @@ mod audit;
 mod bc_authorize;
 pub mod cors;
 mod discovery;
+mod dpop;
 mod error;
 pub mod extract;
 mod health;

@@ -13,11 +13,24 @@ use crate::oauth::request::TokenRequest;
 use crate::oauth::token::Issued;
 use crate::oauth::{Ctx, OAuthError};
 
-pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, OAuthError> {
+pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Response {
+    let resp = match answer(&ctx, form).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    super::dpop::with_nonce(&ctx, resp)
+}
+
+async fn answer(ctx: &Arc<Ctx>, form: Form) -> Result<Response, OAuthError> {
     let presented = form.client_credentials()?;
     let request = TokenRequest::parse(&form.params)?;
     let client = ctx.auth.authenticate(presented).await?.client;
-    let issued = grant::token(ctx.as_ref(), &ctx.grant_env(), &client, request).await?;
+    let jkt = super::dpop::binding(ctx, &form.headers, "/token", client.dpop).await?;
+    let env = crate::oauth::grant::Env {
+        jkt: jkt.as_deref(),
+        ..ctx.grant_env()
+    };
+    let issued = grant::token(ctx.as_ref(), &env, &client, request).await?;
     if let (true, Some(registry)) = (client.is_registered(), &ctx.registry) {
         // A registration is kept alive by tokens issued to it, nothing less.
         if let Err(e) = registry.used(&client.client_id).await {
@@ -31,7 +44,8 @@ pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Result<Response, 
 fn token_response(issued: Issued) -> Response {
     let mut body = json!({
         "access_token": issued.access_token,
-        "token_type": "Bearer",
+        // RFC 9449 §5: a bound token says so; RFC 6750 otherwise.
+        "token_type": if issued.bound { "DPoP" } else { "Bearer" },
         "expires_in": issued.expires_in,
     });
     if let Some(o) = body.as_object_mut() {

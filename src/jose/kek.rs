@@ -18,6 +18,8 @@ pub struct Kek {
     aead: LessSafeKey,
     /// Derived once here, so that the raw KEK bytes are not kept around for it.
     chain: ChainKey,
+    /// The key of DPoP nonces (`oauth::dpop::Nonces`): every replica derives the same one.
+    dpop_nonce: crate::crypto::Keyed,
 }
 
 impl std::fmt::Debug for Kek {
@@ -53,10 +55,16 @@ impl Kek {
             Ok(k) => Self {
                 aead: LessSafeKey::new(k),
                 chain: ChainKey::derive(bytes),
+                dpop_nonce: crate::crypto::Keyed::derive(bytes, b"mandate dpop nonce v1"),
             },
             // A 32-byte key is always valid for AES-256-GCM.
             Err(_) => unreachable!("AES-256-GCM accepts 32-byte keys"),
         }
+    }
+
+    /// The key of DPoP nonces, derived from this KEK under its own label.
+    pub fn dpop_nonce_key(&self) -> crate::crypto::Keyed {
+        self.dpop_nonce.clone()
     }
 
     /// The key that chains audit entries, derived from this KEK under its own label.

@@ -72,6 +72,9 @@ pub struct Client {
     /// port (RFC 8252 §7.3).
     #[serde(default)]
     pub application_type: Option<ApplicationType>,
+    /// RFC 9449: whether this client's tokens are bound to the key of its DPoP proofs.
+    #[serde(default)]
+    pub dpop: crate::oauth::dpop::Mode,
 }
 
 impl std::fmt::Debug for Client {
@@ -104,6 +107,7 @@ impl Client {
             provenance: Provenance::Config,
             client_name: None,
             application_type: None,
+            dpop: c.dpop,
         })
     }
 
@@ -367,6 +371,7 @@ mod tests {
             provenance: Provenance::Registered,
             client_name: None,
             application_type: Some(ApplicationType::Native),
+            dpop: Default::default(),
         }
     }
 

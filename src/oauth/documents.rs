@@ -62,6 +62,7 @@ pub fn client_of(doc: &ClientMetadata, allowed: &ScopeSet, resources: &[String])
         // Loopback redirect URIs match with any port (RFC 8252 §7.3), as the document's
         // native-app redirects are meant; the rest compare exactly.
         application_type: Some(ApplicationType::Native),
+        dpop: Default::default(),
     }
 }
 

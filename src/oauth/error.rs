@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-/// RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8693 §2.2.2 and RFC 7591 §3.2.2 error codes.
+/// RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8693 §2.2.2, RFC 7591 §3.2.2 and RFC 9449 §5 error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -31,6 +31,10 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     /// RFC 6750 §3.1 (for RFC 7592): the registration access token is missing or wrong.
     InvalidToken,
+    /// RFC 9449 §5: the `DPoP` proof is missing a part, malformed, replayed or does not match.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the nonce sent in the `DPoP-Nonce` header.
+    UseDpopNonce,
     NotFound,
     MethodNotAllowed,
     ServerError,
@@ -56,6 +60,8 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ServerError => "server_error",

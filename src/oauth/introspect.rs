@@ -43,6 +43,9 @@ pub struct ActiveToken {
     /// How the current actor proved itself (`software` or `tpm`), as in the token.
     #[serde(skip_serializing_if = "Option::is_none")]
     att: Option<String>,
+    /// RFC 9449 §6.2: the DPoP key a bound token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<crate::oauth::token::Confirmation>,
 }
 
 fn inactive() -> Introspection {
@@ -105,7 +108,9 @@ fn active_response(ctx: &Ctx, r: TokenRecord) -> Introspection {
         exp: r.exp,
         iat: r.iat,
         jti: r.jti,
-        token_type: "Bearer",
+        // RFC 9449 §6.2: a bound token is a DPoP token, and says which key it is bound to.
+        token_type: if r.jkt.is_some() { "DPoP" } else { "Bearer" },
+        cnf: crate::oauth::token::Confirmation::of(r.jkt.as_ref()),
         sid: r.sid,
         act: r.act,
         att: r.att,

@@ -14,6 +14,7 @@ pub mod client;
 pub mod client_auth;
 pub mod delegation;
 pub mod documents;
+pub mod dpop;
 pub mod error;
 pub mod grant;
 pub mod introspect;
@@ -58,6 +59,8 @@ pub struct Ctx {
     pub throttle: crate::throttle::Throttles,
     /// The one bound on argon2 checks (client secrets and passwords).
     pub secret_checks: Arc<secret_check::SecretChecks>,
+    /// RFC 9449 DPoP: nonces and the proof settings.
+    pub dpop: Arc<dpop::Dpop>,
     /// Dynamic client registration (RFC 7591), when `registration.enabled`.
     pub registry: Option<Arc<registration::Registry>>,
 }
@@ -86,6 +89,7 @@ impl Ctx {
             audiences: self.clients.resource_audiences(),
             policies: &self.policies,
             resources: &self.resources,
+            jkt: None,
         }
     }
 }

@@ -66,6 +66,22 @@ pub struct AccessClaims {
     /// token's `att` said: what a resource server reads to require a TPM-attested agent.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub att: Option<String>,
+    /// RFC 9449 §6.1: the DPoP key the token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 §3.1 `cnf`, with RFC 9449 §6.1's `jkt`: the thumbprint of the key a token is bound
+/// to, which a resource server compares with the key of the DPoP proof sent with the token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+impl Confirmation {
+    pub fn of(jkt: Option<&String>) -> Option<Self> {
+        jkt.map(|j| Self { jkt: j.clone() })
+    }
 }
 
 pub mod one_or_many {
@@ -107,6 +123,8 @@ pub struct AccessSpec {
     pub may_act: Option<MayAct>,
     pub parent_hash: Option<Vec<u8>>,
     pub grant: &'static str,
+    /// RFC 9449 §6: bind the token to the DPoP key with this thumbprint.
+    pub jkt: Option<String>,
 }
 
 /// A signed (or, for refresh tokens, random) token with its record and audit entry, not yet
@@ -120,6 +138,8 @@ pub struct Minted {
 /// What `/token` answers (RFC 6749 §5.1, RFC 8693 §2.2.1).
 pub struct Issued {
     pub access_token: String,
+    /// RFC 9449 §5: `DPoP` for a token bound to a key, else `Bearer`.
+    pub bound: bool,
     pub expires_in: i64,
     pub scope: String,
     pub refresh_token: Option<String>,
@@ -181,6 +201,7 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
         // Only a token with an actor says how that actor was attested.
         att: spec.act.as_ref().and(spec.att),
         act: spec.act,
+        cnf: Confirmation::of(spec.jkt.as_ref()),
     };
     let mut signed = serde_json::to_value(&claims).map_err(OAuthError::internal)?;
     if let (Some(m), Some(o)) = (&spec.may_act, signed.as_object_mut()) {
@@ -217,6 +238,7 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
         act: claims.act,
         may_act: spec.may_act,
         att: claims.att,
+        jkt: spec.jkt,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
@@ -228,8 +250,16 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
     })
 }
 
-/// An opaque refresh token (256 random bits) bound to the session `sid` of its access token.
-pub fn mint_refresh(mint: &Mint, access: &TokenRecord, ttl: i64, grant: &'static str) -> Minted {
+/// An opaque refresh token (256 random bits) bound to the session `sid` of its access token,
+/// and to the DPoP key `jkt` when given: RFC 9449 §5 binds the refresh tokens of public
+/// clients, whose refresh requests no client authentication constrains.
+pub fn mint_refresh(
+    mint: &Mint,
+    access: &TokenRecord,
+    ttl: i64,
+    grant: &'static str,
+    jkt: Option<String>,
+) -> Minted {
     let now = mint.clock.now();
     let token = crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
     let mut record = access.clone();
@@ -239,6 +269,7 @@ pub fn mint_refresh(mint: &Mint, access: &TokenRecord, ttl: i64, grant: &'static
     record.iat = now;
     record.exp = now + ttl;
     record.parent_hash = None;
+    record.jkt = jkt;
     let mut event = AuditEvent::new("token.issued");
     event.subject = Some(record.sub.clone());
     event.client_id = Some(record.client_id.clone());
@@ -255,7 +286,7 @@ pub fn mint_refresh(mint: &Mint, access: &TokenRecord, ttl: i64, grant: &'static
 /// An agent token (SPEC "Agent attestation"): `sub` = `agent:<name>`, `att` = how it proved
 /// itself, `aud` = this server (it is only good as an `actor_token`, never at a resource server).
 pub fn mint_agent(ctx: &Ctx, agent: &str, att: &str) -> Result<Minted, OAuthError> {
-    mint_agent_with(ctx, agent, att, serde_json::Map::new())
+    mint_agent_with(ctx, agent, att, serde_json::Map::new(), None)
 }
 
 /// [`mint_agent`] with claims that say more about the attestation (the TPM path adds the AK
@@ -265,18 +296,21 @@ pub fn mint_agent_with(
     agent: &str,
     att: &str,
     extra: serde_json::Map<String, serde_json::Value>,
+    jkt: Option<String>,
 ) -> Result<Minted, OAuthError> {
     let ttl = ctx.config.tokens.agent_token_ttl.as_secs() as i64;
-    mint_agent_for(&ctx.mint(), ttl, agent, att, extra)
+    mint_agent_for(&ctx.mint(), ttl, agent, att, extra, jkt)
 }
 
-/// [`mint_agent_with`] over its environment alone: lives `ttl` seconds.
+/// [`mint_agent_with`] over its environment alone: lives `ttl` seconds, bound to the DPoP key
+/// `jkt` when the attestation came with a proof (then only that key's proofs can exchange it).
 pub fn mint_agent_for(
     mint: &Mint,
     ttl: i64,
     agent: &str,
     att: &str,
     extra: serde_json::Map<String, serde_json::Value>,
+    jkt: Option<String>,
 ) -> Result<Minted, OAuthError> {
     let now = mint.clock.now();
     let sub = format!("agent:{agent}");
@@ -285,6 +319,12 @@ pub fn mint_agent_for(
         "iss": mint.issuer, "sub": sub, "aud": mint.issuer, "iat": now, "exp": now + ttl, "jti": jti, "att": att,
     });
     if let Some(c) = claims.as_object_mut() {
+        if let Some(cnf) = Confirmation::of(jkt.as_ref()) {
+            c.insert(
+                "cnf".into(),
+                serde_json::to_value(cnf).map_err(OAuthError::internal)?,
+            );
+        }
         for (k, v) in extra {
             c.entry(k).or_insert(v);
         }
@@ -313,6 +353,7 @@ pub fn mint_agent_for(
         act: None,
         may_act: None,
         att: None,
+        jkt,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
@@ -354,6 +395,7 @@ pub async fn issue_access_token<S: IssueStorage + ?Sized>(
     let mut minted = mint_access(mint, spec)?;
     persist(storage, &mut [&mut minted]).await?;
     Ok(Issued {
+        bound: minted.record.jkt.is_some(),
         access_token: minted.token,
         expires_in: ttl,
         scope: minted.record.scope,
@@ -409,6 +451,7 @@ mod tests {
             sid: None,
             act: None,
             att: None,
+            cnf: None,
         };
         assert_eq!(serde_json::to_value(&c).unwrap()["aud"], "a");
         c.aud.push("b".into());

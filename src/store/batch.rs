@@ -172,6 +172,7 @@ mod tests {
             act: None,
             may_act: None,
             att: None,
+            jkt: None,
             revoked_at: None,
             consumed_at: None,
             last_used_at: None,

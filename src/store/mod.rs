@@ -121,6 +121,8 @@ pub struct TokenRecord {
     /// How the current actor (`act.sub`) proved itself at `/attest` (`software` or `tpm`), for
     /// tokens with an actor: the access token's `att` claim and introspection's.
     pub att: Option<String>,
+    /// RFC 9449 §6: the thumbprint of the DPoP key the token is bound to (`cnf.jkt`).
+    pub jkt: Option<String>,
     pub revoked_at: Option<i64>,
     /// Set when a single-use token (refresh token) was used.
     pub consumed_at: Option<i64>,

@@ -29,6 +29,7 @@ pub struct TokenRow {
     pub consumed_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub att: Option<String>,
+    pub jkt: Option<String>,
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -57,6 +58,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             sid: r.sid,
             parent_hash: r.parent_hash,
             att: r.att,
+            jkt: r.jkt,
             revoked_at: r.revoked_at,
             consumed_at: r.consumed_at,
             last_used_at: r.last_used_at,

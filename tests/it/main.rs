@@ -17,6 +17,7 @@ mod config_docs;
 mod conformance;
 mod connections;
 mod cors;
+mod dpop;
 mod durability;
 mod endpoints;
 mod exchange;

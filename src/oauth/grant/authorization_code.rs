@@ -160,6 +160,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             may_act: None,
             parent_hash: None,
             grant: AUTHORIZATION_CODE,
+            jkt: env.bind(),
         },
     )?;
     // OpenID Connect Core §3.1.3.3: an ID Token beside the access token when `openid` was granted.
@@ -179,6 +180,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             &access.record,
             env.tokens.refresh_token_ttl.as_secs() as i64,
             AUTHORIZATION_CODE,
+            super::refresh_token::refresh_binding(client, env),
         );
         // The grant stays for every resource the code was for (RFC 8707 §2.2).
         r.record.aud = rec.aud.clone();
@@ -190,6 +192,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
     }
     revoke_if_replayed(storage, &hash).await?;
     Ok(Issued {
+        bound: access.record.jkt.is_some(),
         access_token: access.token,
         expires_in: access_ttl,
         scope: access.record.scope,

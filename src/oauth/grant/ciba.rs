@@ -229,7 +229,31 @@ pub async fn grant<S: CibaStorage + ?Sized>(
             ErrorCode::AuthorizationPending,
             "the human has not decided yet",
         )),
-        CibaStatus::Approved => issue_approved(storage, env, &id_hash).await,
+        CibaStatus::Approved => {
+            check_poll_binding(storage, env, &record).await?;
+            issue_approved(storage, env, &id_hash).await
+        }
+    }
+}
+
+/// RFC 9449: when the agent token the request was made with is bound to a DPoP key, only a
+/// poll whose proof that key signed gets the approved token. Checked before the approval is
+/// claimed, so a poll with a copied `auth_req_id` cannot use up the human's approval.
+async fn check_poll_binding<S: CibaStorage + ?Sized>(
+    storage: &S,
+    env: &Env<'_>,
+    r: &CibaRecord,
+) -> Result<(), OAuthError> {
+    let Some(h) = &r.actor_hash else {
+        return Ok(());
+    };
+    let bound = storage.find_token(h).await?.and_then(|a| a.jkt);
+    match bound {
+        Some(jkt) if env.jkt != Some(jkt.as_str()) => Err(ciba_error(
+            ErrorCode::InvalidGrant,
+            "the agent token this request was made with is bound to a DPoP key: poll with a DPoP proof signed by that key (RFC 9449)",
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn grant<S: ClientCredentialsStorage + ?Sized>(
             may_act: None,
             parent_hash: None,
             grant: CLIENT_CREDENTIALS,
+            jkt: env.bind(),
         },
     )
     .await

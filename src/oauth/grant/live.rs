@@ -133,3 +133,10 @@ impl CibaStorage for Ctx {
         self.agents.fresh(self.store.as_ref(), name).await
     }
 }
+
+#[async_trait]
+impl crate::oauth::dpop::ProofReplay for Ctx {
+    async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        self.store.use_once(key, expires_at, now).await
+    }
+}

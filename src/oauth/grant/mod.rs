@@ -62,6 +62,10 @@ pub struct Env<'a> {
     pub policies: &'a Policies,
     /// Resource servers named by URL, with the scopes each means something at.
     pub resources: &'a crate::oauth::resource::Resources,
+    /// RFC 9449: the thumbprint of the key that signed this request's DPoP proof, when the
+    /// client's tokens are to be bound to it (`oauth::dpop::binding`). Every access token the
+    /// request gets is bound to it.
+    pub jkt: Option<&'a str>,
 }
 
 impl Env<'_> {
@@ -71,6 +75,11 @@ impl Env<'_> {
 
     pub fn access_ttl(&self) -> i64 {
         self.tokens.access_token_ttl.as_secs() as i64
+    }
+
+    /// The key this request's tokens are bound to, owned for a token's spec.
+    pub fn bind(&self) -> Option<String> {
+        self.jkt.map(str::to_string)
     }
 
     pub fn is_high_risk(&self, scope: &str) -> bool {

@@ -83,6 +83,15 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
         ));
     }
     check_live(&found, env.now())?;
+    // RFC 9449 §5: a refresh token bound to a key is good only with a proof by that key.
+    // Checked before consuming, so whoever copied the token cannot burn the session with it.
+    if let Some(bound) = &found.jkt
+        && env.jkt != Some(bound.as_str())
+    {
+        return Err(bad_grant(
+            "the refresh token is bound to a DPoP key: send a DPoP proof signed by that key (RFC 9449 §5)",
+        ));
+    }
     let granted = ScopeSet::parse(&found.scope).unwrap_or_default();
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
     let scope = match scope {
@@ -125,6 +134,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
             may_act: None,
             parent_hash: Some(hash.clone()),
             grant: REFRESH_TOKEN,
+            jkt: env.bind(),
         },
     )?;
     // The family keeps its original expiry: rotation does not extend a session forever.
@@ -133,6 +143,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
         &access.record,
         (rec.exp - now).max(1),
         REFRESH_TOKEN,
+        refresh_binding(client, env),
     );
     // RFC 6749 §6: the new refresh token's scope is identical to the one presented.
     refresh.record.scope = rec.scope.clone();
@@ -148,6 +159,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
             }
         })?;
     Ok(Issued {
+        bound: access.record.jkt.is_some(),
         access_token: access.token,
         expires_in: ttl,
         scope: access.record.scope,
@@ -155,6 +167,13 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
         issued_token_type: None,
         id_token: None,
     })
+}
+
+/// RFC 9449 §5: the key a new refresh token is bound to. A public client's refresh tokens are
+/// bound to the key of the request's proof, since nothing else constrains who presents them; a
+/// confidential client's are not (its authentication does), so it may change keys.
+pub fn refresh_binding(client: &Client, env: &Env<'_>) -> Option<String> {
+    client.public.then(|| env.bind()).flatten()
 }
 
 fn check_live(r: &TokenRecord, now: i64) -> Result<(), OAuthError> {

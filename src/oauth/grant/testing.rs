@@ -97,6 +97,15 @@ impl Fixture {
             audiences: &self.audiences,
             policies: &self.policies,
             resources: &self.resources,
+            jkt: None,
+        }
+    }
+
+    /// [`Self::env`] for a request whose DPoP proof was signed by the key `jkt` (RFC 9449).
+    pub fn env_bound<'a>(&'a self, jkt: &'a str) -> Env<'a> {
+        Env {
+            jkt: Some(jkt),
+            ..self.env()
         }
     }
 }
@@ -117,6 +126,7 @@ pub fn client(id: &str, grants: &[&str], scopes: &[&str]) -> Client {
         provenance: crate::oauth::client::Provenance::Config,
         client_name: None,
         application_type: None,
+        dpop: Default::default(),
     }
 }
 
@@ -151,6 +161,7 @@ pub fn record(
         act: None,
         may_act: None,
         att: None,
+        jkt: None,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,

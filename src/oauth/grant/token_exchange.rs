@@ -175,6 +175,7 @@ pub async fn plan<S: TokenExchangeStorage + ?Sized>(
         .agent_by_subject(&actor.sub)
         .await?
         .ok_or_else(|| invalid_grant(format!("`{}` is no longer an enrolled agent", actor.sub)))?;
+    check_bindings(&subject, &actor, client, env)?;
 
     let parent = Parent {
         scope: ScopeSet::parse(&subject.scope).unwrap_or_default(),
@@ -254,6 +255,33 @@ pub async fn plan<S: TokenExchangeStorage + ?Sized>(
     })
 }
 
+/// RFC 9449 through a delegation chain. An actor token bound to a key (its agent attested with
+/// a DPoP proof) is good only in a request whose proof that key signed, so a copied agent token
+/// cannot act. A subject token bound to a key can be exchanged only by the client it was issued
+/// to, or for the actor its `may_act` names (which `narrow` then checks), so a token copied out
+/// of any hop cannot become a new delegation elsewhere, whatever agent token the copier holds.
+/// An unbound subject token keeps the rules it had.
+pub fn check_bindings(
+    subject: &TokenRecord,
+    actor: &TokenRecord,
+    client: &Client,
+    env: &Env<'_>,
+) -> Result<(), OAuthError> {
+    if let Some(bound) = &actor.jkt
+        && env.jkt != Some(bound.as_str())
+    {
+        return Err(invalid_grant(
+            "actor_token is bound to a DPoP key: the request's DPoP proof must be signed by that key (RFC 9449)",
+        ));
+    }
+    if subject.jkt.is_some() && subject.client_id != client.client_id && subject.may_act.is_none() {
+        return Err(invalid_grant(
+            "subject_token is bound to a DPoP key and was issued to another client: only that client may exchange it",
+        ));
+    }
+    Ok(())
+}
+
 /// What policy says of `child`, which `agent` (attested as `attestation`) would hold for `user`
 /// through `client_id` (SPEC "Policy"). Asked when an exchange is planned, and again when an
 /// approved CIBA request is finally issued: a decision taken earlier is taken again.
@@ -317,6 +345,7 @@ pub async fn issue<S: TokenExchangeStorage + ?Sized>(
             may_act: None,
             parent_hash: Some(plan.subject.token_hash.clone()),
             grant: TOKEN_EXCHANGE,
+            jkt: env.bind(),
         },
     )?;
     if let Some(o) = minted.event.detail.as_object_mut() {
@@ -329,6 +358,7 @@ pub async fn issue<S: TokenExchangeStorage + ?Sized>(
     }
     persist(storage, &mut [&mut minted]).await?;
     Ok(Issued {
+        bound: minted.record.jkt.is_some(),
         access_token: minted.token,
         expires_in: exp - now,
         scope: minted.record.scope,

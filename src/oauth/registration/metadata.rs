@@ -398,6 +398,7 @@ impl Policy {
             provenance: Provenance::Registered,
             client_name,
             application_type: Some(app_type),
+            dpop: Default::default(),
         };
         Ok(Accepted { client, metadata })
     }

@@ -252,7 +252,8 @@ fn push_tokens<'q>(q: &mut QueryBuilder<'q, Postgres>, rows: &'q [&TokenRecord])
             .push_bind(act)
             .push_bind(may_act)
             .push_bind(actor)
-            .push_bind(&t.att);
+            .push_bind(&t.att)
+            .push_bind(&t.jkt);
     });
 }
 

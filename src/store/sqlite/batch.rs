@@ -99,7 +99,7 @@ fn commit(
     let mut live =
         tx.prepare_cached("SELECT 1 FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL")?;
     let mut insert = tx.prepare_cached(&format!(
-        "{}VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        "{}VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         sql::INSERT_TOKEN_COLUMNS
     ))?;
     for run in batch::runs(items) {
@@ -128,6 +128,7 @@ fn commit(
                 may_act,
                 actor,
                 t.att,
+                t.jkt,
             ])?;
         }
         outcomes.extend(decided.outcomes);

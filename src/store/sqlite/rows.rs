@@ -25,6 +25,7 @@ pub fn token(r: &Row<'_>) -> Result<TokenRow> {
         consumed_at: r.get(14)?,
         last_used_at: r.get(15)?,
         att: r.get(16)?,
+        jkt: r.get(17)?,
     })
 }
 

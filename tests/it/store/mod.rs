@@ -33,6 +33,7 @@ pub(super) fn token(name: &str, parent: Option<&str>) -> TokenRecord {
         act: None,
         may_act: None,
         att: None,
+        jkt: None,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,

@@ -383,6 +383,7 @@ mod tests {
             provenance: crate::oauth::client::Provenance::Config,
             client_name: None,
             application_type: None,
+            dpop: Default::default(),
         };
         let orders = Client {
             introspect: true,

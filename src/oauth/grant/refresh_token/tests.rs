@@ -204,3 +204,43 @@ async fn rfc9700_s4_14_2_reuse_of_a_token_without_a_session_revokes_it() {
     assert!(m.issued(AT).revoked_at.is_none(), "no session to end");
     assert_eq!(m.audited(), ["token.reuse_detected"]);
 }
+
+/// RFC 9449 §5: a public client's refresh token is bound to the key of its proof. Presented
+/// without a proof by that key it is refused before it is consumed, so a copy cannot burn the
+/// session; with the key it rotates, and the new refresh token stays bound.
+#[tokio::test]
+async fn rfc9449_s5_a_public_clients_bound_refresh_token_needs_its_key() {
+    let (fx, m) = (Fixture::new(), session());
+    m.state().tokens.get_mut(&hash(RT)).unwrap().jkt = Some("key-of-app".into());
+    let public = Client {
+        public: true,
+        ..app()
+    };
+    for env in [fx.env(), fx.env_bound("key-of-thief")] {
+        let r = grant(&m, &env, &public, RT, None, &[]).await;
+        assert_eq!(code_of(&r), "invalid_grant");
+        assert!(m.issued(RT).consumed_at.is_none(), "not consumed");
+    }
+    let issued = grant(&m, &fx.env_bound("key-of-app"), &public, RT, None, &[])
+        .await
+        .unwrap();
+    assert!(issued.bound);
+    assert_eq!(
+        m.issued(&issued.access_token).jkt.as_deref(),
+        Some("key-of-app")
+    );
+    let next = issued.refresh_token.unwrap();
+    assert_eq!(m.issued(&next).jkt.as_deref(), Some("key-of-app"));
+}
+
+/// RFC 9449 §5: a confidential client's refresh tokens are not bound (its authentication
+/// constrains them); its new access token is bound to whichever key the request proved.
+#[tokio::test]
+async fn rfc9449_s5_a_confidential_clients_refresh_token_is_not_bound() {
+    let (fx, m) = (Fixture::new(), session());
+    let issued = grant(&m, &fx.env_bound("key-1"), &app(), RT, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(m.issued(&issued.access_token).jkt.as_deref(), Some("key-1"));
+    assert!(m.issued(&issued.refresh_token.unwrap()).jkt.is_none());
+}

@@ -350,3 +350,89 @@ async fn spec_policy_decides_after_the_protocol_rules_and_refusals_are_audited()
     let issued = grant(&m, &fx.env(), &exchanger(), req).await.unwrap();
     assert_eq!(issued.expires_in, 120);
 }
+
+fn actor(m: &Memory, change: impl FnOnce(&mut TokenRecord)) {
+    change(m.state().tokens.get_mut(&hash(AGENT)).unwrap());
+}
+
+/// RFC 9449 through the chain: the delegated token is bound to the key of the request's proof.
+#[tokio::test]
+async fn rfc9449_s6_the_delegated_token_is_bound_to_the_requests_proof_key() {
+    let (fx, m) = (Fixture::new(), stored());
+    let issued = grant(&m, &fx.env_bound("key-of-bot"), &exchanger(), request())
+        .await
+        .unwrap();
+    assert!(issued.bound);
+    assert_eq!(
+        m.issued(&issued.access_token).jkt.as_deref(),
+        Some("key-of-bot")
+    );
+    let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode(&issued.access_token)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["cnf"]["jkt"], "key-of-bot");
+    let bearer = grant(&m, &fx.env(), &exchanger(), request()).await.unwrap();
+    assert!(!bearer.bound && m.issued(&bearer.access_token).jkt.is_none());
+}
+
+/// RFC 9449: an agent token bound to a key acts only in a request that key signed; a copy of
+/// it, with another key's proof or none, is `invalid_grant` and issues nothing.
+#[tokio::test]
+async fn rfc9449_a_bound_actor_token_needs_a_proof_by_its_own_key() {
+    let (fx, m) = (Fixture::new(), stored());
+    actor(&m, |a| a.jkt = Some("key-of-bot".into()));
+    for env in [fx.env(), fx.env_bound("key-of-thief")] {
+        let r = grant(&m, &env, &exchanger(), request()).await;
+        assert_eq!(code_of(&r), "invalid_grant");
+        assert!(
+            r.err()
+                .unwrap()
+                .description
+                .contains("actor_token is bound")
+        );
+    }
+    assert!(
+        grant(&m, &fx.env_bound("key-of-bot"), &exchanger(), request())
+            .await
+            .is_ok()
+    );
+}
+
+/// RFC 9449 through the chain: a bound subject token becomes a delegation only through the
+/// client it was issued to, or for the actor its `may_act` names.
+#[tokio::test]
+async fn rfc9449_a_bound_subject_token_is_exchanged_only_by_its_client_or_for_may_act() {
+    let (fx, m) = (Fixture::new(), stored());
+    subject(&m, |s| s.jkt = Some("key-of-app".into()));
+    let env = fx.env_bound("key-of-bot");
+    let r = grant(&m, &env, &exchanger(), request()).await;
+    assert_eq!(code_of(&r), "invalid_grant");
+    assert!(
+        r.err()
+            .unwrap()
+            .description
+            .contains("issued to another client")
+    );
+    // The client the subject token was issued to ("app") may.
+    let app = client("app", &[TOKEN_EXCHANGE], &[]);
+    assert!(grant(&m, &env, &app, request()).await.is_ok());
+    // So may anyone, for the actor `may_act` names (and only for it: `narrow` checks that).
+    subject(&m, |s| {
+        s.may_act = Some(MayAct {
+            sub: "agent:bot".into(),
+        })
+    });
+    assert!(grant(&m, &env, &exchanger(), request()).await.is_ok());
+    subject(&m, |s| {
+        s.may_act = Some(MayAct {
+            sub: "agent:rogue".into(),
+        })
+    });
+    assert_eq!(
+        code_of(&grant(&m, &env, &exchanger(), request()).await),
+        "invalid_grant"
+    );
+    // An unbound subject token keeps today's rules.
+    subject(&m, |s| (s.jkt, s.may_act) = (None, None));
+    assert!(grant(&m, &env, &exchanger(), request()).await.is_ok());
+}
