@@ -216,8 +216,7 @@ pub struct ClientConfig {
     pub audiences: Option<Vec<String>>,
     /// RFC 9449 DPoP for this client's tokens: `off`, `allowed` (bound when the request
     /// carries a proof) or `required`.
-    #[serde(default)]
-    pub dpop: crate::oauth::dpop::Mode,
+    pub dpop: Option<String>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -655,6 +654,18 @@ impl Config {
         }
         if self.server.db_max_connections == 0 {
             return Err("key `server.db_max_connections`: must be at least 1".into());
+        }
+        for c in &self.clients {
+            if let Some(m) = &c.dpop {
+                crate::oauth::dpop::Mode::try_from(m.clone())
+                    .map_err(|e| format!("client `{}`, key `dpop`: {e}", c.client_id))?;
+            }
+        }
+        if self.dpop.max_proof_age.as_secs() == 0 || self.dpop.nonce_period.as_secs() == 0 {
+            return Err(
+                "keys `dpop.max_proof_age`, `dpop.nonce_period`: must be at least one second"
+                    .into(),
+            );
         }
         if self.server.header_read_timeout.is_zero() {
             return Err("key `server.header_read_timeout`: must be more than zero".into());

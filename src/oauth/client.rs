@@ -107,7 +107,10 @@ impl Client {
             provenance: Provenance::Config,
             client_name: None,
             application_type: None,
-            dpop: c.dpop,
+            // Validated at load; anything else fails closed.
+            dpop: (c.dpop.clone())
+                .map_or(Ok(Default::default()), crate::oauth::dpop::Mode::try_from)
+                .unwrap_or(crate::oauth::dpop::Mode::Required),
         })
     }
 

@@ -44,7 +44,7 @@ const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 
 /// Per client (and, later, per resource server): whether tokens are bound.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Mode {
     /// A `DPoP` header is ignored: tokens are bearer tokens.
     Off,
@@ -53,6 +53,21 @@ pub enum Mode {
     Allowed,
     /// Every token request must carry a proof (RFC 9449 §5.2 `dpop_bound_access_tokens`).
     Required,
+}
+
+impl TryFrom<String> for Mode {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "off" => Ok(Mode::Off),
+            "allowed" => Ok(Mode::Allowed),
+            "required" => Ok(Mode::Required),
+            _ => Err(format!(
+                "unknown DPoP mode `{s}`: expected `off`, `allowed` or `required`"
+            )),
+        }
+    }
 }
 
 /// What a request is, for the proof to match (RFC 9449 §4.3 checks 8, 9, 12).
