@@ -15,6 +15,8 @@ use serde::{Deserialize, Deserializer};
 
 /// Environment variables that are not config keys.
 const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG", "MANDATE_AGENT_CLIENT_SECRET"];
+/// The values of `clients[].dpop` (`oauth::dpop::Mode`).
+const DPOP_MODES: [&str; 3] = ["off", "allowed", "required"];
 /// The smallest `server.max_header_bytes`: a request line with a modest query and a few headers.
 pub const MIN_HEADER_BYTES: usize = 1024;
 /// Tables whose keys can be overridden as `MANDATE_<TABLE>_<KEY>`.
@@ -656,9 +658,11 @@ impl Config {
             return Err("key `server.db_max_connections`: must be at least 1".into());
         }
         for c in &self.clients {
-            if let Some(m) = &c.dpop {
-                crate::oauth::dpop::Mode::try_from(m.clone())
-                    .map_err(|e| format!("client `{}`, key `dpop`: {e}", c.client_id))?;
+            if let Some(m) = c.dpop.as_deref().filter(|m| !DPOP_MODES.contains(m)) {
+                return Err(format!(
+                    "client `{}`, key `dpop`: `{m}` is none of `off`, `allowed`, `required`",
+                    c.client_id
+                ));
             }
         }
         if self.dpop.max_proof_age.as_secs() == 0 || self.dpop.nonce_period.as_secs() == 0 {
@@ -1115,6 +1119,32 @@ mod tests {
     }
 
     /// A registration policy that could only be wrong stops the server at start.
+    /// RFC 9449: a mistyped DPoP mode stops the server naming the client, never reads as
+    /// some default.
+    #[test]
+    fn rfc9449_dpop_settings_that_can_only_be_wrong_are_refused() {
+        for (text, says) in [
+            (
+                "[[clients]]\nclient_id = \"c\"\ndpop = \"requird\"\n",
+                "client `c`, key `dpop`: `requird`",
+            ),
+            ("[dpop]\nmax_proof_age = \"0s\"\n", "dpop.max_proof_age"),
+            ("[dpop]\nnonce_period = \"0s\"\n", "dpop.nonce_period"),
+        ] {
+            let e = Config::from_toml(text, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let ok = "[[clients]]\nclient_id = \"c\"\npublic = true\ndpop = \"required\"\n[dpop]\nrequire_nonce = true\n";
+        assert!(
+            Config::from_toml(ok, "c.toml", env(&[]))
+                .unwrap()
+                .dpop
+                .require_nonce
+        );
+    }
+
     #[test]
     fn rfc7591_registration_policies_that_can_only_be_wrong_are_refused() {
         for (text, says) in [
