@@ -10,6 +10,7 @@ fn request(agent: &str, scopes: &[&str]) -> DelegateRequest {
     DelegateRequest {
         agent: agent.into(),
         attestation: "tpm".into(),
+        dpop: "none".into(),
         user: "alice".into(),
         user_scopes: vec![
             "orders:read".into(),

@@ -29,6 +29,7 @@ fn claims() -> AccessClaims {
         act: Some(mandate::oauth::act::Actor::nest("agent:build-bot", None)),
         att: Some("software".into()),
         cnf: None,
+        dpop_key: None,
     }
 }
 

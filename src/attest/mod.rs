@@ -34,6 +34,17 @@ pub struct AttestRequest {
     pub quote: Option<String>,
     pub signature: Option<String>,
     pub pcrs: Option<serde_json::Value>,
+    /// With a TPM quote: a DPoP key the TPM holds, certified by the AK (docs/dpop.md).
+    pub dpop_key: Option<TpmKeyEvidence>,
+}
+
+/// A TPM-held DPoP key: its TPM2B_PUBLIC, and TPM2_Certify of it by the agent's AK
+/// (TPMS_ATTEST and TPMT_SIGNATURE), each base64.
+#[derive(Deserialize)]
+pub struct TpmKeyEvidence {
+    pub public: String,
+    pub certify: String,
+    pub signature: String,
 }
 
 pub struct Challenge {
@@ -111,19 +122,22 @@ pub async fn attest(
         tracing::info!(reason = e.reason(), "attestation refused");
         return Err(e);
     };
+    // RFC 9449: the proof is checked (and a missing nonce answered) before the attestation
+    // uses up the agent's challenge; it is spent only once the attestation passed.
+    let htu = ctx.endpoint("/attest");
+    let target = crate::oauth::dpop::Target {
+        htm: "POST",
+        htu: &htu,
+        access_token: None,
+    };
+    let proof = dpop
+        .map(|p| ctx.dpop.precheck(p, &target, now))
+        .transpose()?;
     let result = verify(ctx, agent, &req, now).await;
     let mut minted = match result {
         Ok(a) => {
-            let htu = ctx.endpoint("/attest");
-            let target = crate::oauth::dpop::Target {
-                htm: "POST",
-                htu: &htu,
-                access_token: None,
-            };
-            let jkt = (ctx.dpop)
-                .binding(ctx, crate::oauth::dpop::Mode::Allowed, dpop, &target, now)
-                .await?;
-            let minted = token::mint_agent_with(ctx, &req.agent, a.att, a.claims, jkt)?;
+            let binding = bind(ctx, proof.as_ref(), a.tpm_key.as_deref(), now).await?;
+            let minted = token::mint_agent_with(ctx, &req.agent, a.att, a.claims, binding)?;
             if let Some((before, after)) = a.firmware_change {
                 // tpm.md: a firmware change is not a refusal, but operators must see it.
                 let mut ev = AuditEvent::new("agent.tpm_firmware_changed");
@@ -150,8 +164,32 @@ pub async fn attest(
     Ok(minted)
 }
 
+/// The key the agent token is bound to: the key of the request's DPoP proof, if it sent one
+/// (RFC 9449). When the agent also sent a key its TPM holds (certified, `tpm_key` its
+/// thumbprint), the proof must be signed by that very key, and the binding says so.
+async fn bind(
+    ctx: &Ctx,
+    proof: Option<&crate::oauth::dpop::Proof>,
+    tpm_key: Option<&str>,
+    now: i64,
+) -> Result<Option<token::KeyBinding>, OAuthError> {
+    if let Some(p) = proof {
+        ctx.dpop.spend(ctx, p, now).await?;
+    }
+    match (proof.map(|p| p.jkt.clone()), tpm_key) {
+        (Some(jkt), Some(tpm)) if jkt == tpm => Ok(Some(token::KeyBinding { jkt, in_tpm: true })),
+        (_, Some(_)) => Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "with a TPM-held `dpop_key`, send a DPoP proof signed by that key",
+        )),
+        (jkt, None) => Ok(jkt.map(|jkt| token::KeyBinding { jkt, in_tpm: false })),
+    }
+}
+
 /// A passing attestation: how, and what the agent token says about it besides `att`.
 struct Attestation {
+    /// The thumbprint of a DPoP key the agent's TPM was shown to hold.
+    tpm_key: Option<String>,
     att: &'static str,
     claims: serde_json::Map<String, serde_json::Value>,
     firmware_change: Option<(String, String)>,
@@ -176,6 +214,10 @@ async fn verify(
             pcrs: req.pcrs.as_ref(),
         };
         let attested = tpm::attest(ctx, &agent, &evidence, now).await?;
+        let tpm_key = match &req.dpop_key {
+            Some(k) => Some(tpm::certified_key(&agent, k)?),
+            None => None,
+        };
         allowed(ctx, &agent.name, "tpm", now)?;
         let mut claims = serde_json::Map::new();
         claims.insert("ak_thumbprint".into(), attested.ak_thumbprint.into());
@@ -183,6 +225,7 @@ async fn verify(
             claims.insert("pcr_policy".into(), p);
         }
         return Ok(Attestation {
+            tpm_key,
             att: "tpm",
             claims,
             firmware_change: attested.firmware_change,
@@ -191,6 +234,11 @@ async fn verify(
     let proof = req.proof.as_deref().ok_or(OAuthError::invalid_request(
         "send `proof` (a JWT signed with the agent's registered key)",
     ))?;
+    if req.dpop_key.is_some() {
+        return Err(OAuthError::invalid_request(
+            "`dpop_key` (a TPM-held key) comes with a TPM quote, not a software proof",
+        ));
+    }
     let jwk = agent
         .public_jwk
         .as_ref()
@@ -212,6 +260,7 @@ async fn verify(
     }
     allowed(ctx, &agent.name, "software", now)?;
     Ok(Attestation {
+        tpm_key: None,
         att: "software",
         claims: serde_json::Map::new(),
         firmware_change: None,

@@ -24,8 +24,10 @@ pub async fn challenge(
         agent_name(agent)?;
     }
     let c = attest::challenge(&ctx, req).await?;
-    Ok(no_store(
-        json!({ "nonce": c.nonce, "expires_in": c.expires_in }),
+    // RFC 9449 §8: an agent that will attest with a DPoP proof gets the nonce for it here.
+    Ok(super::dpop::with_nonce(
+        &ctx,
+        no_store(json!({ "nonce": c.nonce, "expires_in": c.expires_in })),
     ))
 }
 

@@ -70,6 +70,39 @@ impl TryFrom<String> for Mode {
     }
 }
 
+/// How a delegation request is bound, as policy sees it (`context.dpop`): not at all, to a key
+/// in memory somewhere, or to a key the acting agent's TPM was shown to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    None,
+    Software,
+    Tpm,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::None => "none",
+            KeyKind::Software => "software",
+            KeyKind::Tpm => "tpm",
+        }
+    }
+
+    /// The binding of a request whose proof `jkt` signed, acting with `actor`'s agent token:
+    /// `tpm` only when it is the very key the agent's TPM was shown to hold at `/attest`.
+    pub fn of(jkt: Option<&str>, actor: &crate::store::TokenRecord) -> Self {
+        match jkt {
+            None => KeyKind::None,
+            Some(j)
+                if actor.jkt.as_deref() == Some(j) && actor.dpop_key.as_deref() == Some("tpm") =>
+            {
+                KeyKind::Tpm
+            }
+            Some(_) => KeyKind::Software,
+        }
+    }
+}
+
 /// What a request is, for the proof to match (RFC 9449 §4.3 checks 8, 9, 12).
 pub struct Target<'a> {
     /// The HTTP method, as sent (methods are case-sensitive, RFC 9110 §9.1).
@@ -277,6 +310,12 @@ fn thumbprint_for(jwk: &Map<String, Value>, alg: Algorithm) -> Option<String> {
     Some(b64url(&sha256(canonical.as_bytes())))
 }
 
+/// The RFC 7638 thumbprint of the P-256 public key with these base64url coordinates.
+pub fn p256_thumbprint(x: &str, y: &str) -> Option<String> {
+    let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
+    thumbprint_for(jwk.as_object()?, Algorithm::ES256)
+}
+
 /// Records a proof's `jti` once, in storage every replica shares (RFC 9449 §11.1).
 #[async_trait]
 pub trait ProofReplay: Send + Sync {
@@ -376,6 +415,20 @@ impl Dpop {
         target: &Target<'_>,
         now: i64,
     ) -> Result<Proof, OAuthError> {
+        let p = self.precheck(proof, target, now)?;
+        self.spend(replay, &p, now).await?;
+        Ok(p)
+    }
+
+    /// [`Self::check`] without single use: what needs no write. `/attest` runs it before the
+    /// attestation (so a missing nonce does not use up the agent's challenge) and spends the
+    /// proof only after it (so no caller that is not an enrolled agent makes us store anything).
+    pub fn precheck(
+        &self,
+        proof: &str,
+        target: &Target<'_>,
+        now: i64,
+    ) -> Result<Proof, OAuthError> {
         let p = check_proof(proof, target, now, self.max_age)?;
         let nonce_ok = match &p.nonce {
             Some(n) => self.nonces.valid(n, now),
@@ -387,6 +440,16 @@ impl Dpop {
                 "the DPoP proof must carry the nonce this server sent in the DPoP-Nonce header (RFC 9449 §8)",
             ));
         }
+        Ok(p)
+    }
+
+    /// Records a checked proof's `jti` (RFC 9449 §11.1): a second use is `invalid_dpop_proof`.
+    pub async fn spend<R: ProofReplay + ?Sized>(
+        &self,
+        replay: &R,
+        p: &Proof,
+        now: i64,
+    ) -> Result<(), OAuthError> {
         let key = format!(
             "dpop:{}",
             b64url(&sha256(format!("{}\n{}", p.jkt, p.jti).as_bytes()))
@@ -396,7 +459,7 @@ impl Dpop {
         if !replay.use_once(&key, keep_until, now).await? {
             return Err(Refusal::Replayed.into());
         }
-        Ok(p)
+        Ok(())
     }
 }
 

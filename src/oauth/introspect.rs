@@ -46,6 +46,9 @@ pub struct ActiveToken {
     /// RFC 9449 §6.2: the DPoP key a bound token is bound to.
     #[serde(skip_serializing_if = "Option::is_none")]
     cnf: Option<crate::oauth::token::Confirmation>,
+    /// Where that key lives: `tpm` or `software`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
 }
 
 fn inactive() -> Introspection {
@@ -111,6 +114,7 @@ fn active_response(ctx: &Ctx, r: TokenRecord) -> Introspection {
         // RFC 9449 §6.2: a bound token is a DPoP token, and says which key it is bound to.
         token_type: if r.jkt.is_some() { "DPoP" } else { "Bearer" },
         cnf: crate::oauth::token::Confirmation::of(r.jkt.as_ref()),
+        dpop_key: r.dpop_key,
         sid: r.sid,
         act: r.act,
         att: r.att,

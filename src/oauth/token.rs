@@ -69,6 +69,10 @@ pub struct AccessClaims {
     /// RFC 9449 §6.1: the DPoP key the token is bound to.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cnf: Option<Confirmation>,
+    /// Where the key of `cnf` lives, for a bound token: `tpm` when the acting agent's TPM was
+    /// shown to hold it (TPM2_Certify by its enrolled attestation key), else `software`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dpop_key: Option<String>,
 }
 
 /// RFC 7800 §3.1 `cnf`, with RFC 9449 §6.1's `jkt`: the thumbprint of the key a token is bound
@@ -125,6 +129,13 @@ pub struct AccessSpec {
     pub grant: &'static str,
     /// RFC 9449 §6: bind the token to the DPoP key with this thumbprint.
     pub jkt: Option<String>,
+    /// That key was shown to live in the acting agent's TPM.
+    pub key_in_tpm: bool,
+}
+
+/// The `dpop_key` of a token bound to `jkt` (none for a bearer token).
+pub fn dpop_key(jkt: Option<&String>, in_tpm: bool) -> Option<String> {
+    jkt.map(|_| if in_tpm { "tpm" } else { "software" }.to_string())
 }
 
 /// A signed (or, for refresh tokens, random) token with its record and audit entry, not yet
@@ -202,6 +213,7 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
         att: spec.act.as_ref().and(spec.att),
         act: spec.act,
         cnf: Confirmation::of(spec.jkt.as_ref()),
+        dpop_key: dpop_key(spec.jkt.as_ref(), spec.key_in_tpm),
     };
     let mut signed = serde_json::to_value(&claims).map_err(OAuthError::internal)?;
     if let (Some(m), Some(o)) = (&spec.may_act, signed.as_object_mut()) {
@@ -239,6 +251,7 @@ pub fn mint_access(mint: &Mint, spec: AccessSpec) -> Result<Minted, OAuthError> 
         may_act: spec.may_act,
         att: claims.att,
         jkt: spec.jkt,
+        dpop_key: claims.dpop_key,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
@@ -269,6 +282,7 @@ pub fn mint_refresh(
     record.iat = now;
     record.exp = now + ttl;
     record.parent_hash = None;
+    record.dpop_key = dpop_key(jkt.as_ref(), false);
     record.jkt = jkt;
     let mut event = AuditEvent::new("token.issued");
     event.subject = Some(record.sub.clone());
@@ -289,6 +303,14 @@ pub fn mint_agent(ctx: &Ctx, agent: &str, att: &str) -> Result<Minted, OAuthErro
     mint_agent_with(ctx, agent, att, serde_json::Map::new(), None)
 }
 
+/// The DPoP key an agent token is bound to: its thumbprint, and whether the agent's TPM was
+/// shown to hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBinding {
+    pub jkt: String,
+    pub in_tpm: bool,
+}
+
 /// [`mint_agent`] with claims that say more about the attestation (the TPM path adds the AK
 /// thumbprint and the PCR policy met); they never replace a registered claim.
 pub fn mint_agent_with(
@@ -296,10 +318,10 @@ pub fn mint_agent_with(
     agent: &str,
     att: &str,
     extra: serde_json::Map<String, serde_json::Value>,
-    jkt: Option<String>,
+    binding: Option<KeyBinding>,
 ) -> Result<Minted, OAuthError> {
     let ttl = ctx.config.tokens.agent_token_ttl.as_secs() as i64;
-    mint_agent_for(&ctx.mint(), ttl, agent, att, extra, jkt)
+    mint_agent_for(&ctx.mint(), ttl, agent, att, extra, binding)
 }
 
 /// [`mint_agent_with`] over its environment alone: lives `ttl` seconds, bound to the DPoP key
@@ -310,8 +332,10 @@ pub fn mint_agent_for(
     agent: &str,
     att: &str,
     extra: serde_json::Map<String, serde_json::Value>,
-    jkt: Option<String>,
+    binding: Option<KeyBinding>,
 ) -> Result<Minted, OAuthError> {
+    let jkt = binding.as_ref().map(|b| b.jkt.clone());
+    let key = dpop_key(jkt.as_ref(), binding.as_ref().is_some_and(|b| b.in_tpm));
     let now = mint.clock.now();
     let sub = format!("agent:{agent}");
     let jti = time_ordered_id(mint.clock);
@@ -324,6 +348,9 @@ pub fn mint_agent_for(
                 "cnf".into(),
                 serde_json::to_value(cnf).map_err(OAuthError::internal)?,
             );
+        }
+        if let Some(k) = &key {
+            c.insert("dpop_key".into(), k.clone().into());
         }
         for (k, v) in extra {
             c.entry(k).or_insert(v);
@@ -354,6 +381,7 @@ pub fn mint_agent_for(
         may_act: None,
         att: None,
         jkt,
+        dpop_key: key,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,
@@ -452,6 +480,7 @@ mod tests {
             act: None,
             att: None,
             cnf: None,
+            dpop_key: None,
         };
         assert_eq!(serde_json::to_value(&c).unwrap()["aud"], "a");
         c.aud.push("b".into());

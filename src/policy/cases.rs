@@ -19,6 +19,9 @@ pub struct Case {
     pub agent: String,
     #[serde(default = "software")]
     pub attestation: String,
+    /// How the request is DPoP-bound: `none` (the default), `software` or `tpm`.
+    #[serde(default = "unbound")]
+    pub dpop: String,
     pub user: String,
     /// The user's own scopes (default: the requested scopes).
     pub user_scopes: Option<Vec<String>>,
@@ -45,6 +48,9 @@ pub struct Case {
 fn software() -> String {
     "software".into()
 }
+fn unbound() -> String {
+    "none".into()
+}
 fn one() -> i64 {
     1
 }
@@ -63,6 +69,7 @@ pub fn run(loaded: &Loaded, file: &CaseFile, now: i64) -> (Vec<String>, bool) {
         let req = DelegateRequest {
             agent: c.agent.clone(),
             attestation: c.attestation.clone(),
+            dpop: c.dpop.clone(),
             user: c.user.clone(),
             user_scopes: c.user_scopes.clone().unwrap_or_else(|| c.scopes.clone()),
             scopes: c.scopes.clone(),

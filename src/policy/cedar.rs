@@ -392,6 +392,10 @@ impl Loaded {
                 RestrictedExpression::new_string(r.attestation.clone()),
             ),
             (
+                "dpop".to_string(),
+                RestrictedExpression::new_string(r.dpop.clone()),
+            ),
+            (
                 "client".to_string(),
                 RestrictedExpression::new_entity_uid(client.clone()),
             ),

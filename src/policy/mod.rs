@@ -23,6 +23,8 @@ use crate::config::PolicyConfig;
 pub struct DelegateRequest {
     pub agent: String,
     pub attestation: String,
+    /// How the request is DPoP-bound (RFC 9449): `none`, `software` or `tpm`.
+    pub dpop: String,
     pub user: String,
     pub user_scopes: Vec<String>,
     pub scopes: Vec<String>,
@@ -169,6 +171,7 @@ mod tests {
         DelegateRequest {
             agent: agent.into(),
             attestation: att.into(),
+            dpop: "none".into(),
             user: "alice".into(),
             user_scopes: vec![],
             scopes: scopes.iter().map(|s| s.to_string()).collect(),

@@ -173,6 +173,7 @@ mod tests {
             may_act: None,
             att: None,
             jkt: None,
+            dpop_key: None,
             revoked_at: None,
             consumed_at: None,
             last_used_at: None,

@@ -123,6 +123,9 @@ pub struct TokenRecord {
     pub att: Option<String>,
     /// RFC 9449 §6: the thumbprint of the DPoP key the token is bound to (`cnf.jkt`).
     pub jkt: Option<String>,
+    /// Where the key of `jkt` lives: `tpm` (certified by the agent's attestation key) or
+    /// `software`; the `dpop_key` claim.
+    pub dpop_key: Option<String>,
     pub revoked_at: Option<i64>,
     /// Set when a single-use token (refresh token) was used.
     pub consumed_at: Option<i64>,

@@ -30,6 +30,7 @@ pub struct TokenRow {
     pub last_used_at: Option<i64>,
     pub att: Option<String>,
     pub jkt: Option<String>,
+    pub dpop_key: Option<String>,
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -59,6 +60,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             parent_hash: r.parent_hash,
             att: r.att,
             jkt: r.jkt,
+            dpop_key: r.dpop_key,
             revoked_at: r.revoked_at,
             consumed_at: r.consumed_at,
             last_used_at: r.last_used_at,

@@ -15,7 +15,7 @@ fn built(cell: &'static OnceLock<String>, columns: &str, from_where: &str) -> &'
 }
 
 pub const TOKEN_COLUMNS: &str = "token_hash, jti, kind, sub, client_id, scope, aud, iat, exp, sid, \
-     parent_hash, act, may_act, revoked_at, consumed_at, last_used_at, att, jkt";
+     parent_hash, act, may_act, revoked_at, consumed_at, last_used_at, att, jkt, dpop_key";
 
 /// The token with hash `$1`.
 pub fn token_by_hash() -> &'static str {
@@ -40,7 +40,7 @@ pub fn live_tokens_of() -> &'static str {
 }
 
 pub const INSERT_TOKEN_COLUMNS: &str = "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, \
-     scope, aud, iat, exp, sid, parent_hash, act, may_act, actor, att, jkt) ";
+     scope, aud, iat, exp, sid, parent_hash, act, may_act, actor, att, jkt, dpop_key) ";
 pub const CONSUME_TOKEN: &str =
     "UPDATE tokens SET consumed_at = $1 WHERE token_hash = $2 AND consumed_at IS NULL";
 pub const FORGET_USED_KEYS: &str = "DELETE FROM used_assertions WHERE expires_at < $1";

@@ -4,6 +4,7 @@
 //! adds what needs the store: the nonce's single use and the per-agent TPM clock, so a replayed
 //! or older quote is refused.
 
+pub mod certify;
 pub mod credential;
 pub mod ek;
 pub mod parse;
@@ -52,6 +53,29 @@ pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
     [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
         .find_map(|e| e.decode(s).ok())
+}
+
+/// The thumbprint of the DPoP key `k` names, once the agent's enrolled AK is shown to have
+/// certified it as a key its TPM holds ([`certify::verify_key`]).
+pub fn certified_key(agent: &Agent, k: &super::TpmKeyEvidence) -> Result<String, OAuthError> {
+    let ak = agent
+        .ak_public
+        .as_deref()
+        .and_then(decode_b64)
+        .ok_or_else(|| refused("agent has no usable enrolled ak_public"))?;
+    let (Some(public), Some(certify), Some(signature)) = (
+        decode_b64(&k.public),
+        decode_b64(&k.certify),
+        decode_b64(&k.signature),
+    ) else {
+        return Err(OAuthError::invalid_request(
+            "`dpop_key` needs `public`, `certify` and `signature`, each base64",
+        ));
+    };
+    let key = certify::verify_key(&ak, &public, &certify, &signature)
+        .map_err(|r| refused(format!("dpop_key: {r}")))?;
+    crate::oauth::dpop::p256_thumbprint(&key.x, &key.y)
+        .ok_or_else(|| refused("dpop_key: not a P-256 point"))
 }
 
 pub async fn attest(

@@ -38,6 +38,8 @@ pub enum ParseError {
     BadMagic,
     #[error("type is not TPM_ST_ATTEST_QUOTE")]
     NotAQuote,
+    #[error("type is not TPM_ST_ATTEST_CERTIFY")]
+    NotACertify,
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
     #[error("invalid: {0}")]
@@ -47,16 +49,16 @@ pub enum ParseError {
 type Result<T> = std::result::Result<T, ParseError>;
 
 /// A big-endian cursor that never reads past its end.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
         Self { rest: bytes }
     }
 
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
         let (head, tail) = self
             .rest
             .split_at_checked(n)
@@ -65,7 +67,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
+    pub(super) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
         let (head, tail) = self
             .rest
             .split_first_chunk::<N>()
@@ -74,21 +76,21 @@ impl<'a> Reader<'a> {
         Ok(*head)
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8> {
+    pub(super) fn u8(&mut self, what: &'static str) -> Result<u8> {
         Ok(u8::from_be_bytes(self.array(what)?))
     }
-    fn u16(&mut self, what: &'static str) -> Result<u16> {
+    pub(super) fn u16(&mut self, what: &'static str) -> Result<u16> {
         Ok(u16::from_be_bytes(self.array(what)?))
     }
-    fn u32(&mut self, what: &'static str) -> Result<u32> {
+    pub(super) fn u32(&mut self, what: &'static str) -> Result<u32> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
-    fn u64(&mut self, what: &'static str) -> Result<u64> {
+    pub(super) fn u64(&mut self, what: &'static str) -> Result<u64> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 
     /// A TPM2B: u16 size, then that many bytes, at most `max`.
-    fn tpm2b(&mut self, max: usize, what: &'static str) -> Result<&'a [u8]> {
+    pub(super) fn tpm2b(&mut self, max: usize, what: &'static str) -> Result<&'a [u8]> {
         let n = usize::from(self.u16(what)?);
         if n > max {
             return Err(ParseError::Invalid(what));
@@ -96,7 +98,7 @@ impl<'a> Reader<'a> {
         self.take(n, what)
     }
 
-    fn finish(self) -> Result<()> {
+    pub(super) fn finish(self) -> Result<()> {
         if self.rest.is_empty() {
             Ok(())
         } else {

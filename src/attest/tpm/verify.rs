@@ -147,7 +147,7 @@ pub fn verify(input: &Input<'_>) -> Result<Verified, Refusal> {
     })
 }
 
-fn check_signature(
+pub(super) fn check_signature(
     key: &PublicKey,
     alg: SigAlg,
     hash: HashAlg,

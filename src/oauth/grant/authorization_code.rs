@@ -161,6 +161,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
             parent_hash: None,
             grant: AUTHORIZATION_CODE,
             jkt: env.bind(),
+            key_in_tpm: false,
         },
     )?;
     // OpenID Connect Core §3.1.3.3: an ID Token beside the access token when `openid` was granted.

@@ -21,6 +21,7 @@ use crate::crypto::{b64url, random_bytes, random_id, sha256};
 use crate::oauth::agent::Agent;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::Child;
+use crate::oauth::dpop::KeyKind as DpopKind;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::request::{CIBA, ExchangeRequest};
@@ -208,6 +209,9 @@ pub async fn grant<S: CibaStorage + ?Sized>(
             "auth_req_id was issued to another client",
         ));
     }
+    // Before anything about the request is told: a poll without the bound key learns nothing,
+    // and cannot use up the human's approval.
+    check_poll_binding(storage, env, &record).await?;
     match record.status {
         CibaStatus::Issued => Err(ciba_error(
             ErrorCode::InvalidGrant,
@@ -229,10 +233,7 @@ pub async fn grant<S: CibaStorage + ?Sized>(
             ErrorCode::AuthorizationPending,
             "the human has not decided yet",
         )),
-        CibaStatus::Approved => {
-            check_poll_binding(storage, env, &record).await?;
-            issue_approved(storage, env, &id_hash).await
-        }
+        CibaStatus::Approved => issue_approved(storage, env, &id_hash).await,
     }
 }
 
@@ -319,9 +320,10 @@ async fn recheck<S: CibaStorage + ?Sized>(
     if storage.user(&subject.sub).is_none() {
         return Err(refuse(format!("{} is no longer a user", subject.sub)).await);
     }
+    let mut actor = None;
     if let Some(h) = &r.actor_hash {
-        let actor = storage.find_token(h).await?;
-        if actor.is_none_or(|a| a.revoked_at.is_some()) {
+        actor = storage.find_token(h).await?;
+        if actor.as_ref().is_none_or(|a| a.revoked_at.is_some()) {
             return Err(refuse("the agent token it was asked with was revoked".into()).await);
         }
     }
@@ -336,15 +338,25 @@ async fn recheck<S: CibaStorage + ?Sized>(
         act: r.act.clone(),
         depth: u32::try_from(r.depth).map_err(|_| corrupt("depth"))?,
     };
+    // RFC 9449: bound as the poll is, to the agent token's key when it was bound (checked
+    // before the approval was claimed).
+    let dpop = match &actor {
+        Some(a) => DpopKind::of(env.jkt, a),
+        None if env.jkt.is_some() => DpopKind::Software,
+        None => DpopKind::None,
+    };
     let decision = token_exchange::decide(
         storage,
         env,
-        name,
-        &r.attestation,
-        &subject.sub,
-        &child,
-        &r.client_id,
-        now,
+        &token_exchange::Decide {
+            agent: name,
+            attestation: &r.attestation,
+            dpop,
+            user: &subject.sub,
+            child: &child,
+            client_id: &r.client_id,
+            now,
+        },
     );
     if let Outcome::Deny { .. } = decision.outcome {
         return Err(refuse(format!("policy now refuses it: {}", decision.refusal())).await);
@@ -363,6 +375,7 @@ async fn recheck<S: CibaStorage + ?Sized>(
         exp,
         decision,
         client_id: r.client_id.clone(),
+        dpop,
     })
 }
 

@@ -76,6 +76,7 @@ pub async fn grant<S: ClientCredentialsStorage + ?Sized>(
             parent_hash: None,
             grant: CLIENT_CREDENTIALS,
             jkt: env.bind(),
+            key_in_tpm: false,
         },
     )
     .await

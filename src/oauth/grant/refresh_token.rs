@@ -135,6 +135,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
             parent_hash: Some(hash.clone()),
             grant: REFRESH_TOKEN,
             jkt: env.bind(),
+            key_in_tpm: false,
         },
     )?;
     // The family keeps its original expiry: rotation does not extend a session forever.

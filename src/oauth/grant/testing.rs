@@ -162,6 +162,7 @@ pub fn record(
         may_act: None,
         att: None,
         jkt: None,
+        dpop_key: None,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,

@@ -20,6 +20,7 @@ use crate::audit::AuditEvent;
 use crate::oauth::agent::Agent;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::{Ask, Child, Limits, Parent, narrow};
+use crate::oauth::dpop::KeyKind as DpopKind;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::request::{ExchangeRequest, TOKEN_EXCHANGE, TT_ACCESS_TOKEN, TT_JWT};
 use crate::oauth::scope::ScopeSet;
@@ -60,6 +61,9 @@ pub struct Plan {
     pub exp: i64,
     pub decision: Decision,
     pub client_id: String,
+    /// How the request is bound (RFC 9449): the new token's `dpop_key` and policy's
+    /// `context.dpop`.
+    pub dpop: DpopKind,
 }
 
 impl Plan {
@@ -204,15 +208,19 @@ pub async fn plan<S: TokenExchangeStorage + ?Sized>(
         &limits,
     )?;
     let attestation = agent_attestation(actor_token);
+    let dpop = DpopKind::of(env.jkt, &actor);
     let decision = decide(
         storage,
         env,
-        &agent.name,
-        &attestation,
-        &subject.sub,
-        &child,
-        &client.client_id,
-        now,
+        &Decide {
+            agent: &agent.name,
+            attestation: &attestation,
+            dpop,
+            user: &subject.sub,
+            child: &child,
+            client_id: &client.client_id,
+            now,
+        },
     );
     if let Outcome::Deny { scopes_only } = decision.outcome {
         let description = format!(
@@ -252,6 +260,7 @@ pub async fn plan<S: TokenExchangeStorage + ?Sized>(
         exp,
         decision,
         client_id: client.client_id.clone(),
+        dpop,
     })
 }
 
@@ -282,23 +291,35 @@ pub fn check_bindings(
     Ok(())
 }
 
-/// What policy says of `child`, which `agent` (attested as `attestation`) would hold for `user`
-/// through `client_id` (SPEC "Policy"). Asked when an exchange is planned, and again when an
-/// approved CIBA request is finally issued: a decision taken earlier is taken again.
-#[allow(clippy::too_many_arguments)]
-pub fn decide<S: UserStorage + ?Sized>(
-    users: &S,
-    env: &Env<'_>,
-    agent: &str,
-    attestation: &str,
-    user: &str,
-    child: &Child,
-    client_id: &str,
-    now: i64,
-) -> Decision {
+/// What a delegation decision is about: `child`, which `agent` (attested as `attestation`,
+/// bound as `dpop`) would hold for `user` through `client_id`.
+pub struct Decide<'a> {
+    pub agent: &'a str,
+    pub attestation: &'a str,
+    pub dpop: DpopKind,
+    pub user: &'a str,
+    pub child: &'a Child,
+    pub client_id: &'a str,
+    pub now: i64,
+}
+
+/// What policy says of a delegation (SPEC "Policy"). Asked when an exchange is planned, and
+/// again when an approved CIBA request is finally issued: a decision taken earlier is taken
+/// again.
+pub fn decide<S: UserStorage + ?Sized>(users: &S, env: &Env<'_>, d: &Decide<'_>) -> Decision {
+    let Decide {
+        agent,
+        attestation,
+        dpop,
+        user,
+        child,
+        client_id,
+        now,
+    } = *d;
     env.policies.delegate(&DelegateRequest {
         agent: agent.to_string(),
         attestation: attestation.to_string(),
+        dpop: dpop.as_str().to_string(),
         user: user.to_string(),
         user_scopes: users
             .user(user)
@@ -346,6 +367,7 @@ pub async fn issue<S: TokenExchangeStorage + ?Sized>(
             parent_hash: Some(plan.subject.token_hash.clone()),
             grant: TOKEN_EXCHANGE,
             jkt: env.bind(),
+            key_in_tpm: plan.dpop == DpopKind::Tpm,
         },
     )?;
     if let Some(o) = minted.event.detail.as_object_mut() {

@@ -253,7 +253,8 @@ fn push_tokens<'q>(q: &mut QueryBuilder<'q, Postgres>, rows: &'q [&TokenRecord])
             .push_bind(may_act)
             .push_bind(actor)
             .push_bind(&t.att)
-            .push_bind(&t.jkt);
+            .push_bind(&t.jkt)
+            .push_bind(&t.dpop_key);
     });
 }
 

@@ -99,7 +99,7 @@ fn commit(
     let mut live =
         tx.prepare_cached("SELECT 1 FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL")?;
     let mut insert = tx.prepare_cached(&format!(
-        "{}VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        "{}VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         sql::INSERT_TOKEN_COLUMNS
     ))?;
     for run in batch::runs(items) {
@@ -129,6 +129,7 @@ fn commit(
                 actor,
                 t.att,
                 t.jkt,
+                t.dpop_key,
             ])?;
         }
         outcomes.extend(decided.outcomes);

@@ -26,6 +26,7 @@ pub fn token(r: &Row<'_>) -> Result<TokenRow> {
         last_used_at: r.get(15)?,
         att: r.get(16)?,
         jkt: r.get(17)?,
+        dpop_key: r.get(18)?,
     })
 }
 

@@ -34,6 +34,7 @@ pub(super) fn token(name: &str, parent: Option<&str>) -> TokenRecord {
         may_act: None,
         att: None,
         jkt: None,
+        dpop_key: None,
         revoked_at: None,
         consumed_at: None,
         last_used_at: None,

@@ -436,3 +436,46 @@ async fn rfc9449_a_bound_subject_token_is_exchanged_only_by_its_client_or_for_ma
     subject(&m, |s| (s.jkt, s.may_act) = (None, None));
     assert!(grant(&m, &env, &exchanger(), request()).await.is_ok());
 }
+
+/// A key the agent's TPM was shown to hold at `/attest` stays known as one through the
+/// exchange (`dpop_key: tpm`), and policy can require it (`context.dpop == "tpm"`).
+#[tokio::test]
+async fn rfc9449_a_tpm_held_key_carries_through_and_policy_can_require_it() {
+    let cedar = r#"@id("write-needs-tpm-key")
+        permit(principal, action == Mandate::Action::"delegate", resource)
+        when { context.dpop == "tpm" || !context.scopes.contains("write") };"#;
+    let fx = Fixture::with_policy(Some(cedar));
+    let m = stored();
+    actor(&m, |a| {
+        a.jkt = Some("key-in-tpm".into());
+        a.dpop_key = Some("tpm".into());
+    });
+    let issued = grant(&m, &fx.env_bound("key-in-tpm"), &exchanger(), request())
+        .await
+        .unwrap();
+    assert_eq!(
+        m.issued(&issued.access_token).dpop_key.as_deref(),
+        Some("tpm")
+    );
+    let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode(&issued.access_token)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["dpop_key"], "tpm");
+    // An agent bound to a key in memory, or not bound at all, gets no `write`.
+    actor(&m, |a| a.dpop_key = Some("software".into()));
+    let r = grant(&m, &fx.env_bound("key-in-tpm"), &exchanger(), request()).await;
+    // Cedar's default deny: no permit matched.
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.description.contains("no policy permits it")),
+        "{:?}",
+        r.err()
+    );
+    actor(&m, |a| (a.jkt, a.dpop_key) = (None, None));
+    let r = grant(&m, &fx.env(), &exchanger(), request()).await;
+    assert!(r.is_err());
+    let mut narrower = request();
+    narrower.scope = Some(ScopeSet::parse("read").unwrap());
+    let bearer = grant(&m, &fx.env(), &exchanger(), narrower).await.unwrap();
+    assert!(m.issued(&bearer.access_token).dpop_key.is_none());
+}
