@@ -334,11 +334,11 @@ class ClientCore:
         self.metadata = md
         return md
 
-    def send(self, req: HttpRequest, dpop: DPoPKey | None = None) -> Op[HttpResponse]:
+    def send(self, req: HttpRequest, dpop: DPoPKey | None = None, retry: bool = True) -> Op[HttpResponse]:
         """Send ``req``; with ``dpop``, with a fresh proof (RFC 9449 §4) carrying the latest
-        nonce the server sent, and once more with the new one when it answers
+        nonce the server sent, and (``retry``) once more with the new one when it answers
         ``use_dpop_nonce`` (§8). Every ``DPoP-Nonce`` answered is remembered."""
-        retried = False
+        retried = not retry
         while True:
             if dpop is not None:
                 req.headers["dpop"] = dpop.proof(req.method, req.url, nonce=self.nonces.get(req.url))
@@ -371,9 +371,13 @@ class ClientCore:
 
     def attest(self, agent: str, nonce: str, evidence: Mapping[str, Any], dpop: DPoPKey | None = None) -> Op[AgentToken]:
         """``POST /attest`` with the evidence (a software ``proof``): an agent token, bound to
-        ``dpop`` (its ``cnf.jkt``) when given."""
+        ``dpop`` (its ``cnf.jkt``) when given.
+
+        Not retried on ``use_dpop_nonce``: mandate has spent the challenge ``nonce`` by then,
+        so the retry needs a new challenge (the new DPoP nonce is remembered; the session's
+        attestation does both)."""
         req = json_request(f"{self.issuer}/attest", {"agent": agent, "nonce": nonce, **evidence})
-        resp = yield from self.send(req, dpop)
+        resp = yield from self.send(req, dpop, retry=False)
         if resp.status != 200:
             raise error_from(resp, "/attest")
         v = json_body(resp, "/attest")
@@ -567,6 +571,14 @@ def agent_token_from(token: str) -> AgentToken:
 
 
 def attest_op(core: ClientCore, agent: str, attester: Any, dpop: DPoPKey | None = None) -> Op[AgentToken]:
-    nonce = yield from core.challenge(agent)
-    evidence = attester.evidence(agent, core.issuer, nonce)
-    return (yield from core.attest(agent, nonce, evidence, dpop))
+    for attempt in range(2):
+        nonce = yield from core.challenge(agent)
+        evidence = attester.evidence(agent, core.issuer, nonce)
+        try:
+            return (yield from core.attest(agent, nonce, evidence, dpop))
+        except OAuthError as e:
+            # RFC 9449 §8 use_dpop_nonce: mandate spent the challenge; a new one, and the DPoP
+            # nonce it sent (now remembered), once.
+            if attempt or dpop is None or e.error != "use_dpop_nonce":
+                raise
+    raise AssertionError("unreachable")
