@@ -392,3 +392,25 @@ async def test_rfc9449_s9_mandate_auth_retries_once_on_a_resource_servers_nonce_
         # The nonce of the last answer goes in the next proof: no challenge this time.
         assert (await http.get("/orders")).status_code == 200
     assert calls == [None, "n-1", "n-2"]
+
+
+def test_rfc9449_s8_use_dpop_nonce_is_retried_once_only_sans_io() -> None:
+    """The sans-IO core: a second use_dpop_nonce is the answer (no loop), each try has a fresh
+    proof with the nonce the server last sent, and that nonce is kept for the next call."""
+    from mandate._core import ClientCore, HttpRequest, HttpResponse
+
+    core = ClientCore("https://as.example", "c", "s")
+    key = DPoPKey.generate()
+    op = core.send(HttpRequest("POST", "https://as.example/token", {}, b""), key)
+    first = next(op)
+    assert isinstance(first, HttpRequest) and "nonce" not in unverified_claims(first.headers["dpop"])
+    jti1 = unverified_claims(first.headers["dpop"])["jti"]
+    nonce_answer = b'{"error":"use_dpop_nonce"}'
+    second = op.send(HttpResponse(400, {"dpop-nonce": "n1"}, nonce_answer))
+    assert isinstance(second, HttpRequest)
+    claims = unverified_claims(second.headers["dpop"])
+    assert claims["nonce"] == "n1" and claims["jti"] != jti1
+    with pytest.raises(StopIteration) as done:
+        op.send(HttpResponse(400, {"dpop-nonce": "n2"}, nonce_answer))
+    assert done.value.value.status == 400
+    assert core.nonces.get("https://as.example/attest") == "n2"
