@@ -67,7 +67,7 @@ def toml_jwk(jwk: dict[str, str]) -> str:
     return "{ " + ", ".join(f'{k} = "{v}"' for k, v in jwk.items()) + " }"
 
 
-def config_text(d: Path, keys: dict[str, SoftwareKey], mcp_url: str, ciba_expiry: str = "5m") -> str:
+def config_text(d: Path, keys: dict[str, SoftwareKey], mcp_url: str, ciba_expiry: str = "5m", extra: str = "") -> str:
     agents = "".join(
         f'\n[[agents]]\nname = "{name}"\npublic_jwk = {toml_jwk(key.public_jwk())}\n' for name, key in keys.items()
     )
@@ -142,7 +142,8 @@ uri = "{mcp_url}"
 name = "SDK test MCP server"
 scopes = ["mcp:tools"]
 tools = [{{ name = "whoami", scope = "mcp:tools", description = "Say who the token was issued to" }}]
-{agents}"""
+{agents}
+{extra}"""
 
 
 @dataclass
@@ -212,7 +213,13 @@ def mandate_quick_ciba() -> Iterator[Mandate]:
     yield from world(ciba_expiry="2s")
 
 
-def world(ciba_expiry: str = "5m") -> Iterator[Mandate]:
+@pytest.fixture(scope="session")
+def mandate_dpop_nonce() -> Iterator[Mandate]:
+    """A third server that requires DPoP nonces (RFC 9449 §8): `[dpop] require_nonce = true`."""
+    yield from world(extra="[dpop]\nrequire_nonce = true\n")
+
+
+def world(ciba_expiry: str = "5m", extra: str = "") -> Iterator[Mandate]:
     keys = {name: SoftwareKey.generate() for name in AGENTS}
     # The MCP server's socket is bound now so its URL can be a configured resource.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -221,7 +228,7 @@ def world(ciba_expiry: str = "5m") -> Iterator[Mandate]:
     mcp_url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
     with tempfile.TemporaryDirectory(prefix="mandate-sdk-py-") as tmp:
         d = Path(tmp)
-        proc, url = start_mandate(d, config_text(d, keys, mcp_url, ciba_expiry))
+        proc, url = start_mandate(d, config_text(d, keys, mcp_url, ciba_expiry, extra))
         try:
             yield Mandate(url, d, keys, mcp_url, sock, proc)
         finally:

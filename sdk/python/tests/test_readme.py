@@ -28,7 +28,7 @@ async def test_the_readme_quick_start_runs(
     mandate: Mandate, alice_person: Person, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mcp_server: str
 ) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 7
+    assert len(blocks) == 8
 
     # 1. A new key and its JWK (in a folder of its own: it is not a registered key).
     (tmp_path / "new").mkdir()
@@ -68,9 +68,13 @@ async def test_the_readme_quick_start_runs(
         served = Served(ns["app"], sock)  # type: ignore[arg-type]
         try:
             await ns["call_orders"](planner, alice)  # type: ignore[operator]
+            # RFC 9449: the sub-agent's DPoP-bound token, with its proofs, at the same route.
+            await ns["call_orders_dpop"](alice)  # type: ignore[operator]
         finally:
             served.stop()
-        assert "{'caller': 'alice → planner'}" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "{'caller': 'alice → planner'}" in out
+        assert "DPoP\n{'caller': 'alice → planner → payments-bot'}" in out
         await ns["use_mcp"](planner, alice, mcp_server)  # type: ignore[operator]
         tpm = ns["tpm_planner"](client, RUNTIME[1])  # type: ignore[operator]
         assert tpm.agent == "planner" and "mandate-agent" in repr(tpm._attester)

@@ -1,7 +1,8 @@
 """mandate: agents that act for humans, with proof of what they are and the human's say.
 
 Agent side: :class:`SoftwareKey`, :class:`MandateClient`, :class:`AgentSession` (async) and
-their sync twins :class:`SyncMandateClient`, :class:`SyncAgentSession`; :func:`read_chain`.
+their sync twins :class:`SyncMandateClient`, :class:`SyncAgentSession`; :func:`read_chain`;
+:class:`DPoPKey` for RFC 9449 sender-constrained tokens.
 Resource-server side: :mod:`mandate.resource`, :mod:`mandate.fastapi`.
 """
 
@@ -9,6 +10,7 @@ from ._core import AgentToken, ApprovalPending, ApprovalRequest, DelegatedToken
 from .auth import MandateAuth
 from .chain import Actor, Chain, read_chain
 from .client import MandateClient, SyncMandateClient
+from .dpop import DPoPKey
 from .errors import (
     ApprovalCancelled,
     ApprovalDenied,
@@ -35,6 +37,7 @@ __all__ = [
     "Attester",
     "Chain",
     "CommandAttester",
+    "DPoPKey",
     "MandateAuth",
     "DelegatedToken",
     "MandateClient",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from .chain import Chain, chain_from_claims, unverified_claims
+from .dpop import DPoPKey, NonceCache
 from .errors import (
     ApprovalDenied,
     ApprovalExpired,
@@ -110,6 +111,15 @@ def json_body(resp: HttpResponse, what: str) -> dict[str, Any]:
     return v
 
 
+def error_code(resp: HttpResponse) -> str | None:
+    """The ``error`` member of a JSON error answer, if it has one."""
+    try:
+        v = resp.json()
+    except ValueError:
+        return None
+    return v.get("error") if isinstance(v, dict) and isinstance(v.get("error"), str) else None
+
+
 def error_from(resp: HttpResponse, what: str) -> MandateError:
     """An RFC 6749 §5.2 error answer as the matching exception."""
     try:
@@ -165,6 +175,9 @@ class DelegatedToken:
     :ivar audience: its ``aud`` values.
     :ivar session_id: its ``sid`` (the delegated session revocation acts on), if any.
     :ivar chain: the human and the agents acting for them, in delegation order.
+    :ivar token_type: ``"DPoP"`` for a token bound to a key (RFC 9449 §5), else ``"Bearer"``.
+    :ivar dpop_key: the :class:`~mandate.dpop.DPoPKey` a DPoP-bound token is bound to (the
+        acting agent's), else ``None``.
     """
 
     access_token: str
@@ -175,6 +188,25 @@ class DelegatedToken:
     chain: Chain
     token_type: str = "Bearer"
     issued_token_type: str | None = None
+    dpop_key: DPoPKey | None = field(default=None, compare=False)
+
+    @property
+    def dpop_bound(self) -> bool:
+        """Whether the token is bound to :attr:`dpop_key` (RFC 9449 §5 ``token_type`` DPoP):
+        it then goes with ``Authorization: DPoP`` and a proof by that key, never as Bearer."""
+        return self.dpop_key is not None
+
+    def headers(self, method: str, url: str, *, nonce: str | None = None) -> dict[str, str]:
+        """The headers of a request to a resource server with this token: ``Authorization:
+        Bearer <token>``, or for a bound token ``Authorization: DPoP <token>`` and a fresh
+        ``DPoP`` proof for this ``method`` and ``url`` with ``ath`` (RFC 9449 §7.1) and the
+        resource server's ``nonce`` when it asked for one (§9)."""
+        if self.dpop_key is None:
+            return {"Authorization": f"Bearer {self.access_token}"}
+        return {
+            "Authorization": f"DPoP {self.access_token}",
+            "DPoP": self.dpop_key.proof(method, url, access_token=self.access_token, nonce=nonce),
+        }
 
     def expires_in(self, now: float | None = None) -> float:
         """Seconds left (negative once expired)."""
@@ -193,7 +225,7 @@ class DelegatedToken:
     __str__ = __repr__
 
 
-def delegated_token_from(v: Mapping[str, Any], status: int) -> DelegatedToken:
+def delegated_token_from(v: Mapping[str, Any], status: int, dpop: DPoPKey | None = None) -> DelegatedToken:
     token = v.get("access_token")
     if not isinstance(token, str) or not token:
         raise ProtocolError("invalid_response", "the token endpoint answered without an access_token", status)
@@ -212,6 +244,16 @@ def delegated_token_from(v: Mapping[str, Any], status: int) -> DelegatedToken:
     scope = v.get("scope") if isinstance(v.get("scope"), str) else claims.get("scope")
     aud = claims.get("aud")
     sid = claims.get("sid")
+    token_type = str(v.get("token_type") or "Bearer")
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    bound = token_type.lower() == "dpop" or jkt is not None
+    if bound:
+        # RFC 9449 §5: a DPoP token is bound to the key of the proof sent with the request.
+        if dpop is None:
+            raise ProtocolError("invalid_response", "the server issued a DPoP-bound token to a request without a proof", status)
+        if jkt is not None and jkt != dpop.jkt:
+            raise ProtocolError("invalid_response", "the token is bound to another key than the proof's (cnf.jkt)", status)
     return DelegatedToken(
         access_token=token,
         expires_at=datetime.fromtimestamp(expires, tz=timezone.utc),
@@ -219,8 +261,9 @@ def delegated_token_from(v: Mapping[str, Any], status: int) -> DelegatedToken:
         audience=tuple(_listify(aud if isinstance(aud, (str, list)) else None)),
         session_id=sid if isinstance(sid, str) else None,
         chain=chain_from_claims(claims),
-        token_type=str(v.get("token_type") or "Bearer"),
+        token_type=token_type,
         issued_token_type=v.get("issued_token_type") if isinstance(v.get("issued_token_type"), str) else None,
+        dpop_key=dpop if bound else None,
     )
 
 
@@ -265,6 +308,8 @@ class ClientCore:
         self.client_id = client_id
         self._secret = client_secret
         self.metadata: dict[str, Any] | None = None
+        #: The latest ``DPoP-Nonce`` the server sent (RFC 9449 §8).
+        self.nonces = NonceCache()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(issuer={self.issuer!r}, client_id={self.client_id!r})"
@@ -289,6 +334,23 @@ class ClientCore:
         self.metadata = md
         return md
 
+    def send(self, req: HttpRequest, dpop: DPoPKey | None = None, retry: bool = True) -> Op[HttpResponse]:
+        """Send ``req``; with ``dpop``, with a fresh proof (RFC 9449 §4) carrying the latest
+        nonce the server sent, and (``retry``) once more with the new one when it answers
+        ``use_dpop_nonce`` (§8). Every ``DPoP-Nonce`` answered is remembered."""
+        retried = not retry
+        while True:
+            if dpop is not None:
+                req.headers["dpop"] = dpop.proof(req.method, req.url, nonce=self.nonces.get(req.url))
+            resp = yield req
+            assert resp is not None
+            fresh = self.nonces.update(req.url, resp.headers)
+            if dpop is None or retried or fresh is None or resp.status not in (400, 401):
+                return resp
+            if error_code(resp) != "use_dpop_nonce":
+                return resp
+            retried = True
+
     def endpoint(self, name: str) -> Op[str]:
         md = yield from self.discover()
         url = md.get(name)
@@ -307,10 +369,15 @@ class ClientCore:
             raise ProtocolError("invalid_response", "/attest/challenge answered without a nonce", resp.status)
         return nonce
 
-    def attest(self, agent: str, nonce: str, evidence: Mapping[str, Any]) -> Op[AgentToken]:
-        """``POST /attest`` with the evidence (a software ``proof``): an agent token."""
-        resp = yield json_request(f"{self.issuer}/attest", {"agent": agent, "nonce": nonce, **evidence})
-        assert resp is not None
+    def attest(self, agent: str, nonce: str, evidence: Mapping[str, Any], dpop: DPoPKey | None = None) -> Op[AgentToken]:
+        """``POST /attest`` with the evidence (a software ``proof``): an agent token, bound to
+        ``dpop`` (its ``cnf.jkt``) when given.
+
+        Not retried on ``use_dpop_nonce``: mandate has spent the challenge ``nonce`` by then,
+        so the retry needs a new challenge (the new DPoP nonce is remembered; the session's
+        attestation does both)."""
+        req = json_request(f"{self.issuer}/attest", {"agent": agent, "nonce": nonce, **evidence})
+        resp = yield from self.send(req, dpop, retry=False)
         if resp.status != 200:
             raise error_from(resp, "/attest")
         v = json_body(resp, "/attest")
@@ -346,13 +413,12 @@ class ClientCore:
         fields += [("resource", r) for r in _listify(resource)]
         return fields
 
-    def _token_call(self, fields: list[tuple[str, str]], what: str) -> Op[DelegatedToken]:
+    def _token_call(self, fields: list[tuple[str, str]], what: str, dpop: DPoPKey | None = None) -> Op[DelegatedToken]:
         url = yield from self.endpoint("token_endpoint")
-        resp = yield form_request(url, fields, self._basic)
-        assert resp is not None
+        resp = yield from self.send(form_request(url, fields, self._basic), dpop)
         if resp.status != 200:
             raise error_from(resp, what)
-        return delegated_token_from(json_body(resp, what), resp.status)
+        return delegated_token_from(json_body(resp, what), resp.status, dpop)
 
     def exchange(
         self,
@@ -361,10 +427,12 @@ class ClientCore:
         scope: str | Iterable[str] | None = None,
         audience: str | Iterable[str] | None = None,
         resource: str | Iterable[str] | None = None,
+        dpop: DPoPKey | None = None,
     ) -> Op[DelegatedToken]:
-        """RFC 8693 §2.1 token exchange: ``subject_token`` handed to ``actor_token``'s agent."""
+        """RFC 8693 §2.1 token exchange: ``subject_token`` handed to ``actor_token``'s agent.
+        With ``dpop`` (the actor's key: a bound agent token needs it) the token is bound to it."""
         fields = [("grant_type", TOKEN_EXCHANGE)] + self.exchange_fields(subject_token, actor_token, scope, audience, resource)
-        return (yield from self._token_call(fields, "the token exchange"))
+        return (yield from self._token_call(fields, "the token exchange", dpop))
 
     def backchannel_authorize(
         self,
@@ -375,6 +443,7 @@ class ClientCore:
         resource: str | Iterable[str] | None = None,
         binding_message: str | None = None,
         requested_expiry: int | None = None,
+        dpop: DPoPKey | None = None,
     ) -> Op[ApprovalRequest]:
         """CIBA Core §7.1 (poll mode): ask the human to approve this exchange."""
         url = yield from self.endpoint("backchannel_authentication_endpoint")
@@ -383,8 +452,7 @@ class ClientCore:
             fields.append(("binding_message", binding_message))
         if requested_expiry is not None:
             fields.append(("requested_expiry", str(int(requested_expiry))))
-        resp = yield form_request(url, fields, self._basic)
-        assert resp is not None
+        resp = yield from self.send(form_request(url, fields, self._basic), dpop)
         if resp.status != 200:
             raise error_from(resp, "the backchannel authentication request")
         v = json_body(resp, "the backchannel authentication request")
@@ -399,14 +467,15 @@ class ClientCore:
             binding_message=binding_message,
         )
 
-    def poll(self, request: ApprovalRequest | str) -> Op[DelegatedToken]:
+    def poll(self, request: ApprovalRequest | str, dpop: DPoPKey | None = None) -> Op[DelegatedToken]:
         """CIBA Core §10.1: one poll. Raises :class:`ApprovalPending` while the human has not
-        decided, :class:`ApprovalDenied` / :class:`ApprovalExpired` when it is over."""
+        decided, :class:`ApprovalDenied` / :class:`ApprovalExpired` when it is over. A request
+        made with a bound agent token is polled with proofs by its key (``dpop``)."""
         rid = request.auth_req_id if isinstance(request, ApprovalRequest) else request
-        return (yield from self._token_call([("grant_type", CIBA_GRANT), ("auth_req_id", rid)], "the CIBA poll"))
+        return (yield from self._token_call([("grant_type", CIBA_GRANT), ("auth_req_id", rid)], "the CIBA poll", dpop))
 
     def wait_for_approval(
-        self, request: ApprovalRequest, timeout: float | None, clock: Any = time.monotonic
+        self, request: ApprovalRequest, timeout: float | None, clock: Any = time.monotonic, dpop: DPoPKey | None = None
     ) -> Op[DelegatedToken]:
         """Poll every ``interval`` (plus 5 s after each ``slow_down``, CIBA Core §11) until
         the token, a refusal, the request's expiry or ``timeout`` seconds."""
@@ -424,7 +493,7 @@ class ClientCore:
                 raise ApprovalTimeout("timeout", f"no decision within {timeout:g} s")
             yield Sleep(wait)
             try:
-                return (yield from self.poll(request))
+                return (yield from self.poll(request, dpop))
             except ApprovalPending as p:
                 if p.error == "slow_down":
                     interval += SLOW_DOWN_STEP
@@ -501,7 +570,15 @@ def agent_token_from(token: str) -> AgentToken:
     return AgentToken(token, float(exp) - time.time(), att if isinstance(att, str) else None)
 
 
-def attest_op(core: ClientCore, agent: str, attester: Any) -> Op[AgentToken]:
-    nonce = yield from core.challenge(agent)
-    evidence = attester.evidence(agent, core.issuer, nonce)
-    return (yield from core.attest(agent, nonce, evidence))
+def attest_op(core: ClientCore, agent: str, attester: Any, dpop: DPoPKey | None = None) -> Op[AgentToken]:
+    for attempt in range(2):
+        nonce = yield from core.challenge(agent)
+        evidence = attester.evidence(agent, core.issuer, nonce)
+        try:
+            return (yield from core.attest(agent, nonce, evidence, dpop))
+        except OAuthError as e:
+            # RFC 9449 §8 use_dpop_nonce: mandate spent the challenge; a new one, and the DPoP
+            # nonce it sent (now remembered), once.
+            if attempt or dpop is None or e.error != "use_dpop_nonce":
+                raise
+    raise AssertionError("unreachable")

@@ -12,6 +12,11 @@ when the resource server answers 401 with ``error="invalid_token"`` (RFC 6750 §
 revoked); the request is then sent again, once. A failed exchange raises its
 :class:`~mandate.OAuthError` (e.g. ``invalid_grant`` once the human's token is revoked).
 
+A DPoP-bound token (the session has a ``dpop`` key, RFC 9449) goes as ``Authorization: DPoP``
+with a fresh ``DPoP`` proof for each request's method and URL (with ``ath``). A resource
+server's ``DPoP-Nonce`` is remembered and put in later proofs, and a 401 ``use_dpop_nonce``
+challenge (RFC 9449 §9) is answered by sending the request again, once, with the new nonce.
+
 The same logic serves :class:`mandate.mcp.MandateMCPAuth` (for the MCP SDK's ``httpx2``).
 """
 
@@ -27,6 +32,7 @@ import anyio
 import httpx
 
 from ._core import DelegatedToken
+from .dpop import NonceCache
 from .session import AgentSession, SyncAgentSession
 
 __all__ = ["MandateAuth", "TokenSource"]
@@ -37,13 +43,20 @@ TokenSource = Callable[[], Union[DelegatedToken, Awaitable[DelegatedToken]]]
 _ERROR = re.compile(r'(?:^|[\s,])error\s*=\s*"?([A-Za-z_]+)"?', re.I)
 
 
-def _invalid_token(response: Any) -> bool:
-    """RFC 6750 §3: a 401 whose Bearer challenge says ``error="invalid_token"``."""
+def _challenge_error(response: Any) -> str | None:
+    """The ``error`` of a 401's Bearer (RFC 6750 §3) or DPoP (RFC 9449 §7.1) challenge."""
     if response.status_code != 401:
-        return False
+        return None
     challenge = response.headers.get("www-authenticate", "")
     m = _ERROR.search(challenge)
-    return bool(challenge.lower().startswith("bearer") and m and m.group(1) == "invalid_token")
+    if m and challenge.lower().lstrip().startswith(("bearer", "dpop")):
+        return m.group(1)
+    return None
+
+
+def _invalid_token(response: Any) -> bool:
+    """RFC 6750 §3: a 401 whose challenge says ``error="invalid_token"``."""
+    return _challenge_error(response) == "invalid_token"
 
 
 class _DelegatedTokenFlow:
@@ -84,6 +97,7 @@ class _DelegatedTokenFlow:
         self._token: DelegatedToken | None = None
         self._async_lock = anyio.Lock()
         self._sync_lock = threading.Lock()
+        self._nonces = NonceCache()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(token={self._token!r})"
@@ -120,28 +134,47 @@ class _DelegatedTokenFlow:
                 t = self._token = got
             return t
 
-    @staticmethod
-    def _authorize(request: Any, token: DelegatedToken) -> None:
-        request.headers["Authorization"] = f"Bearer {token.access_token}"
+    def _authorize(self, request: Any, token: DelegatedToken) -> None:
+        url = str(request.url)
+        for name, value in token.headers(request.method, url, nonce=self._nonces.get(url)).items():
+            request.headers[name] = value
+        if not token.dpop_bound and "dpop" in request.headers:
+            del request.headers["dpop"]
+
+    def _nonce_retry(self, request: Any, token: DelegatedToken, response: Any) -> bool:
+        """Remember the resource server's ``DPoP-Nonce``; whether the answer is RFC 9449 §9's
+        401 ``use_dpop_nonce`` challenge with a nonce to retry with."""
+        fresh = self._nonces.update(str(request.url), response.headers)
+        return token.dpop_bound and fresh is not None and _challenge_error(response) == "use_dpop_nonce"
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         request.read()  # so that the retry can send the body again
         token = self._sync_current()
         self._authorize(request, token)
         response = yield request
+        if self._nonce_retry(request, token, response):
+            self._authorize(request, token)
+            response = yield request
+            self._nonces.update(str(request.url), response.headers)
         if _invalid_token(response):
             # Expired early or revoked: one new exchange, one retry.
             self._authorize(request, self._sync_current(stale=token))
-            yield request
+            response = yield request
+            self._nonces.update(str(request.url), response.headers)
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         await request.aread()
         token = await self._async_current()
         self._authorize(request, token)
         response = yield request
+        if self._nonce_retry(request, token, response):
+            self._authorize(request, token)
+            response = yield request
+            self._nonces.update(str(request.url), response.headers)
         if _invalid_token(response):
             self._authorize(request, await self._async_current(stale=token))
-            yield request
+            response = yield request
+            self._nonces.update(str(request.url), response.headers)
 
 
 class MandateAuth(_DelegatedTokenFlow, httpx.Auth):
@@ -157,4 +190,8 @@ class MandateAuth(_DelegatedTokenFlow, httpx.Auth):
     :param source: instead of the above, a callable returning a fresh
         :class:`~mandate.DelegatedToken` (sync or async), e.g. a sub-agent's delegation.
     :param margin: exchange again when fewer seconds than this are left.
+
+    With a DPoP-bound token (RFC 9449) each request carries ``Authorization: DPoP`` and a fresh
+    proof by the token's key for its method and URL; a 401 ``use_dpop_nonce`` with a
+    ``DPoP-Nonce`` is retried once with that nonce.
     """

@@ -11,6 +11,7 @@ import httpx
 
 from ._core import AgentToken, ApprovalRequest, ClientCore, DelegatedToken, Op, T, token_string
 from ._transport import DEFAULT_TIMEOUT, AsyncEvent, run_async, run_sync
+from .dpop import DPoPKey
 
 __all__ = ["MandateClient", "SyncMandateClient"]
 
@@ -39,6 +40,10 @@ class MandateClient(_Base):
     """An async client of the mandate server at ``issuer``, authenticating at the token,
     revocation, introspection and backchannel endpoints as ``client_id`` with HTTP Basic
     (RFC 6749 §2.3.1). Endpoints come from the RFC 8414 metadata, fetched once.
+
+    ``dpop=`` (a :class:`~mandate.DPoPKey`) on :meth:`attest`, :meth:`exchange`,
+    :meth:`backchannel_authorize` and :meth:`poll` sends an RFC 9449 proof by that key (the
+    server then binds the token to it); :class:`~mandate.AgentSession` does this for you.
 
     Pass ``http`` to use your own ``httpx.AsyncClient`` (proxies, TLS settings); otherwise
     the client makes one, closed by :meth:`aclose` or ``async with``.
@@ -76,8 +81,8 @@ class MandateClient(_Base):
     async def challenge(self, agent: str) -> str:
         return await self.run(self._core.challenge(agent))
 
-    async def attest(self, agent: str, nonce: str, evidence: dict[str, Any]) -> AgentToken:
-        return await self.run(self._core.attest(agent, nonce, evidence))
+    async def attest(self, agent: str, nonce: str, evidence: dict[str, Any], *, dpop: DPoPKey | None = None) -> AgentToken:
+        return await self.run(self._core.attest(agent, nonce, evidence, dpop))
 
     async def exchange(
         self,
@@ -87,8 +92,9 @@ class MandateClient(_Base):
         scope: str | Iterable[str] | None = None,
         audience: str | Iterable[str] | None = None,
         resource: str | Iterable[str] | None = None,
+        dpop: DPoPKey | None = None,
     ) -> DelegatedToken:
-        return await self.run(self._core.exchange(token_string(subject_token), actor_token, scope, audience, resource))
+        return await self.run(self._core.exchange(token_string(subject_token), actor_token, scope, audience, resource, dpop))
 
     async def backchannel_authorize(
         self,
@@ -100,15 +106,16 @@ class MandateClient(_Base):
         resource: str | Iterable[str] | None = None,
         binding_message: str | None = None,
         requested_expiry: int | None = None,
+        dpop: DPoPKey | None = None,
     ) -> ApprovalRequest:
         return await self.run(
             self._core.backchannel_authorize(
-                token_string(subject_token), actor_token, scope, audience, resource, binding_message, requested_expiry
+                token_string(subject_token), actor_token, scope, audience, resource, binding_message, requested_expiry, dpop
             )
         )
 
-    async def poll(self, request: ApprovalRequest | str) -> DelegatedToken:
-        return await self.run(self._core.poll(request))
+    async def poll(self, request: ApprovalRequest | str, *, dpop: DPoPKey | None = None) -> DelegatedToken:
+        return await self.run(self._core.poll(request, dpop))
 
     async def revoke(self, token: str | DelegatedToken) -> None:
         await self.run(self._core.revoke(token_string(token)))
@@ -151,8 +158,8 @@ class SyncMandateClient(_Base):
     def challenge(self, agent: str) -> str:
         return self.run(self._core.challenge(agent))
 
-    def attest(self, agent: str, nonce: str, evidence: dict[str, Any]) -> AgentToken:
-        return self.run(self._core.attest(agent, nonce, evidence))
+    def attest(self, agent: str, nonce: str, evidence: dict[str, Any], *, dpop: DPoPKey | None = None) -> AgentToken:
+        return self.run(self._core.attest(agent, nonce, evidence, dpop))
 
     def exchange(
         self,
@@ -162,8 +169,9 @@ class SyncMandateClient(_Base):
         scope: str | Iterable[str] | None = None,
         audience: str | Iterable[str] | None = None,
         resource: str | Iterable[str] | None = None,
+        dpop: DPoPKey | None = None,
     ) -> DelegatedToken:
-        return self.run(self._core.exchange(token_string(subject_token), actor_token, scope, audience, resource))
+        return self.run(self._core.exchange(token_string(subject_token), actor_token, scope, audience, resource, dpop))
 
     def backchannel_authorize(
         self,
@@ -175,15 +183,16 @@ class SyncMandateClient(_Base):
         resource: str | Iterable[str] | None = None,
         binding_message: str | None = None,
         requested_expiry: int | None = None,
+        dpop: DPoPKey | None = None,
     ) -> ApprovalRequest:
         return self.run(
             self._core.backchannel_authorize(
-                token_string(subject_token), actor_token, scope, audience, resource, binding_message, requested_expiry
+                token_string(subject_token), actor_token, scope, audience, resource, binding_message, requested_expiry, dpop
             )
         )
 
-    def poll(self, request: ApprovalRequest | str) -> DelegatedToken:
-        return self.run(self._core.poll(request))
+    def poll(self, request: ApprovalRequest | str, *, dpop: DPoPKey | None = None) -> DelegatedToken:
+        return self.run(self._core.poll(request, dpop))
 
     def revoke(self, token: str | DelegatedToken) -> None:
         self.run(self._core.revoke(token_string(token)))

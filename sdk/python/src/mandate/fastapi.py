@@ -15,6 +15,8 @@
         return {"for": who.subject, "chain": str(who)}
 
 Refusals are ``HTTPException``s with the RFC 6750 §3 status and ``WWW-Authenticate`` header.
+DPoP-bound tokens (RFC 9449) are checked against the request's method and URL; behind a reverse
+proxy give the :class:`~mandate.resource.ResourceServer` its ``external_url``.
 The Starlette pieces (:class:`~mandate.starlette.MandateMiddleware`, ...) work in FastAPI too.
 """
 
@@ -39,15 +41,22 @@ _bearer_scheme = HTTPBearer(auto_error=False, description="An access token issue
 
 
 def require(resource_server: ResourceServer, *scopes: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the request's :class:`Principal`, once its bearer token is verified and
-    carries every one of ``scopes``; else 401/403/400 as RFC 6750 §3 says."""
+    """A dependency: the request's :class:`Principal`, once its token is verified (with its
+    DPoP proof when it is bound, RFC 9449 §7) and carries every one of ``scopes``; else
+    401/403/400 as RFC 6750 §3 and RFC 9449 §7.1 say."""
 
     async def dependency(
         request: Request,
         _: HTTPAuthorizationCredentials | None = Security(_bearer_scheme),
     ) -> Principal:
         try:
-            return await resource_server.authenticate(request.headers.get("authorization"), scopes)
+            return await resource_server.authenticate(
+                request.headers.get("authorization"),
+                scopes,
+                method=request.method,
+                url=str(request.url),
+                dpop=request.headers.getlist("dpop"),
+            )
         except BearerError as e:
             raise HTTPException(
                 status_code=e.status,

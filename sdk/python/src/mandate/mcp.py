@@ -104,6 +104,10 @@ class MandateTokenVerifier:
             p = await self.resource_server.verify(token)
         except BearerError:
             return None
+        if p.dpop_jkt is not None:
+            # The MCP SDK's middleware only takes Bearer: a DPoP-bound token (RFC 9449 §7.1)
+            # without its proof is refused. Use MandateMiddleware for DPoP.
+            return None
         return AccessToken(
             token=token,
             client_id=p.client_id or "",

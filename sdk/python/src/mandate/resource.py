@@ -16,11 +16,22 @@
 A refusal is a :class:`BearerError` carrying the RFC 6750 §3 status and
 ``WWW-Authenticate`` challenge (with the RFC 9728 §5.1 ``resource_metadata`` URL), and
 :meth:`ResourceServer.metadata` is the RFC 9728 protected-resource metadata document.
+
+DPoP (RFC 9449): a token that carries ``cnf.jkt`` (in its claims or its introspection answer)
+is bound to a key. :meth:`ResourceServer.authenticate` then takes it only as ``Authorization:
+DPoP <token>`` with exactly one ``DPoP`` proof header signed by that key, for this request's
+method and URL (the URL clients reach this server at: pass ``external_url`` behind a proxy),
+fresh (``iat``), with the token's ``ath``, and never seen before (a bounded in-memory cache of
+``jti``). Refusals are 401 with a ``WWW-Authenticate: DPoP`` challenge (§7.1) naming the
+accepted ``algs``: ``invalid_token`` (bound token sent as Bearer, no proof, a proof by another
+key, an unbound token sent as DPoP) or ``invalid_dpop_proof`` (a bad proof).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import re
 import threading
 import time
@@ -41,17 +52,20 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
-from joserfc.jwk import KeySet
+from joserfc import jws
+from joserfc.jwk import JWKRegistry, KeySet
 from joserfc.jws import extract_compact
 
 from ._core import ClientCore, HttpRequest, Op
 from ._transport import DEFAULT_TIMEOUT, run_async, run_sync
 from .chain import Actor, Chain, chain_from_claims
+from .dpop import PROOF_TYPE, access_token_hash, htu_of
 from .errors import MandateError
 
 __all__ = [
     "BearerError",
     "InsufficientScope",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidToken",
     "MissingToken",
@@ -71,6 +85,12 @@ JWKS_REFETCH_INTERVAL = 30.0
 MAX_LEEWAY = 30.0
 MAX_CACHE_TTL = 30.0
 MAX_CACHED_TOKENS = 10_000
+#: RFC 9449 §7.1 ``algs``: the proof algorithms accepted by default (asymmetric only).
+DPOP_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
+#: RFC 9449 §4.2: members of a private JWK, never allowed in a proof's ``jwk``.
+_PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+#: How many proofs' ``jti`` are remembered at most (RFC 9449 §11.1).
+MAX_SEEN_PROOFS = 100_000
 # RFC 6749 §3.3 scope-token / RFC 6750 §2.1 b64token.
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 
@@ -85,10 +105,14 @@ class BearerError(Exception):
 
     status = 401
     error: str | None = None
+    #: Whether the challenge is RFC 9449 §7.1's ``DPoP`` scheme rather than ``Bearer``.
+    dpop = False
 
-    def __init__(self, description: str | None = None, scope: Iterable[str] | None = None) -> None:
+    def __init__(self, description: str | None = None, scope: Iterable[str] | None = None, *, dpop: bool | None = None) -> None:
         self.description = description
         self.scope = tuple(scope or ())
+        if dpop is not None:
+            self.dpop = dpop
         super().__init__(self.error, description)
 
     def __str__(self) -> str:
@@ -117,6 +141,15 @@ class InvalidToken(BearerError):
 
     status = 401
     error = "invalid_token"
+
+
+class InvalidDPoPProof(BearerError):
+    """A DPoP proof that is malformed, mis-signed, for another request, stale or replayed
+    (RFC 9449 §4.3, §7.1): 401 with ``WWW-Authenticate: DPoP error="invalid_dpop_proof"``."""
+
+    status = 401
+    error = "invalid_dpop_proof"
+    dpop = True
 
 
 class InsufficientScope(BearerError):
@@ -183,6 +216,14 @@ class Principal:
         """How the acting agent was attested (``"software"``, ``"tpm"``), when the token says."""
         return self.chain.attestation
 
+    @property
+    def dpop_jkt(self) -> str | None:
+        """The RFC 7638 thumbprint of the key the token is bound to (RFC 9449 §6 ``cnf.jkt``),
+        or ``None`` for a bearer token."""
+        cnf = self.claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+        return jkt if isinstance(jkt, str) else None
+
     def has_scopes(self, *scopes: str) -> bool:
         return all(s in self.scopes for s in scopes)
 
@@ -245,6 +286,12 @@ class ResourceServer:
     :param leeway: seconds of clock skew allowed on ``exp``/``nbf``/``iat`` (0–30).
     :param cache_ttl: introspection cache lifetime in seconds (0–30).
     :param realm: the ``realm`` of challenges (default: the audience).
+    :param external_url: the base URL clients reach this server at (scheme, host, port and any
+        path prefix a proxy strips), when it differs from what the app sees (behind a reverse
+        proxy): DPoP proofs' ``htu`` is checked against it plus the request's path.
+    :param dpop_algs: the DPoP proof algorithms accepted (RFC 9449 §7.1 ``algs``).
+    :param dpop_max_age: how old a proof's ``iat`` may be, in seconds.
+    :param dpop_max_ahead: how far in the future a proof's ``iat`` may be, in seconds.
     """
 
     def __init__(
@@ -264,6 +311,10 @@ class ResourceServer:
         realm: str | None = None,
         http: httpx.AsyncClient | None = None,
         sync_http: httpx.Client | None = None,
+        external_url: str | None = None,
+        dpop_algs: Iterable[str] = DPOP_ALGS,
+        dpop_max_age: float = 60.0,
+        dpop_max_ahead: float = 10.0,
     ) -> None:
         if mode not in ("jwt", "introspection"):
             raise ValueError('mode is "jwt" or "introspection"')
@@ -303,6 +354,22 @@ class ResourceServer:
         self._jwks_expires = 0.0
         self._jwks_forced = -JWKS_REFETCH_INTERVAL
         self._cache: dict[str, tuple[Principal, float]] = {}
+        if external_url is not None:
+            ext = urlsplit(external_url)
+            if ext.scheme not in ("http", "https") or not ext.netloc or ext.query or ext.fragment:
+                raise ValueError("external_url is an http(s) URL without query or fragment")
+            external_url = external_url.rstrip("/")
+        self.external_url = external_url
+        algs = tuple(dpop_algs)
+        if not algs or any(a not in DPOP_ALGS for a in algs):
+            raise ValueError(f"dpop_algs are some of {' '.join(DPOP_ALGS)}")
+        if not (0 < dpop_max_age <= 300 and 0 <= dpop_max_ahead <= 60):
+            raise ValueError("dpop_max_age is in (0, 300] seconds and dpop_max_ahead in [0, 60]")
+        self.dpop_algs = algs
+        self.dpop_max_age = dpop_max_age
+        self.dpop_max_ahead = dpop_max_ahead
+        self._seen_proofs: dict[str, float] = {}
+        self._seen_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ResourceServer(issuer={self.issuer!r}, audience={self.audience!r}, mode={self.mode!r})"
@@ -330,7 +397,8 @@ class ResourceServer:
         return {"WWW-Authenticate": self.www_authenticate(error), "Cache-Control": "no-store"}
 
     def www_authenticate(self, error: BearerError) -> str:
-        """The RFC 6750 §3 challenge for a refusal (RFC 9728 §5.1 ``resource_metadata`` too)."""
+        """The RFC 6750 §3 challenge for a refusal (RFC 9728 §5.1 ``resource_metadata`` too);
+        for a DPoP refusal, RFC 9449 §7.1's ``DPoP`` challenge with the accepted ``algs``."""
         parts = [f'realm="{_quoted(self.realm)}"']
         if error.error:
             parts.append(f'error="{error.error}"')
@@ -340,7 +408,30 @@ class ResourceServer:
             parts.append(f'scope="{_quoted(" ".join(error.scope))}"')
         if self.resource_metadata_url:
             parts.append(f'resource_metadata="{_quoted(self.resource_metadata_url)}"')
+        if error.dpop:
+            parts.append(f'algs="{" ".join(self.dpop_algs)}"')
+            return "DPoP " + ", ".join(parts)
         return "Bearer " + ", ".join(parts)
+
+    @staticmethod
+    def credentials(authorization: str | None) -> tuple[str, str]:
+        """The scheme (``"bearer"`` or ``"dpop"``) and token of an ``Authorization`` header
+        (RFC 6750 §2.1, RFC 9449 §7.1).
+
+        :raises MissingToken: no header, or another scheme.
+        :raises InvalidRequest: not ``<scheme> <b64token>``.
+        """
+        if authorization is None or not authorization.strip():
+            raise MissingToken()
+        scheme, _, rest = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme not in ("bearer", "dpop"):
+            raise MissingToken()
+        token = rest.strip(" ")
+        if not token or not _B64TOKEN.match(token):
+            which = "DPoP" if scheme == "dpop" else "Bearer"
+            raise InvalidRequest(f"the Authorization header is not `{which} <token>`", dpop=scheme == "dpop")
+        return scheme, token
 
     @staticmethod
     def bearer_token(authorization: str | None) -> str:
@@ -410,18 +501,154 @@ class ResourceServer:
             # mandate unreachable or answering nonsense: the token cannot be accepted.
             raise Unavailable("the authorization server could not be asked") from e
 
-    async def authenticate(self, authorization: str | None, scopes: Iterable[str] = ()) -> Principal:
+    async def authenticate(
+        self,
+        authorization: str | None,
+        scopes: Iterable[str] = (),
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        dpop: str | Iterable[str] | None = None,
+    ) -> Principal:
         """The whole check of a request's ``Authorization`` header, with the scopes the route
         needs; raises a :class:`BearerError` (``MissingToken``, ``InvalidRequest``,
-        ``InvalidToken``, ``InsufficientScope``)."""
-        principal = await self.verify(self.bearer_token(authorization))
+        ``InvalidToken``, ``InvalidDPoPProof``, ``InsufficientScope``).
+
+        For DPoP-bound tokens (RFC 9449 §7) give the request's ``method``, its ``url`` as the
+        app sees it (mapped onto ``external_url`` when set) and its ``DPoP`` header values
+        (``dpop``: every one, so that two are refused); without them a bound token is refused.
+        """
+        scheme, token = self.credentials(authorization)
+        try:
+            principal = await self.verify(token)
+        except BearerError as e:
+            if scheme == "dpop" and not isinstance(e, Unavailable):
+                e.dpop = True
+            raise
+        self.check_dpop(principal, token, scheme, method=method, url=url, dpop=dpop)
         self.check_scopes(principal, scopes)
         return principal
 
-    def authenticate_sync(self, authorization: str | None, scopes: Iterable[str] = ()) -> Principal:
-        principal = self.verify_sync(self.bearer_token(authorization))
+    def authenticate_sync(
+        self,
+        authorization: str | None,
+        scopes: Iterable[str] = (),
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        dpop: str | Iterable[str] | None = None,
+    ) -> Principal:
+        """The blocking twin of :meth:`authenticate`."""
+        scheme, token = self.credentials(authorization)
+        try:
+            principal = self.verify_sync(token)
+        except BearerError as e:
+            if scheme == "dpop" and not isinstance(e, Unavailable):
+                e.dpop = True
+            raise
+        self.check_dpop(principal, token, scheme, method=method, url=url, dpop=dpop)
         self.check_scopes(principal, scopes)
         return principal
+
+    # -- DPoP (RFC 9449 §7) --
+
+    def request_url(self, url: str) -> str:
+        """The URL a request was sent to, as a client names it: ``url`` (as the app sees it)
+        with its scheme, host and port replaced by ``external_url``'s (and that URL's path in
+        front of its own), when ``external_url`` is set."""
+        if self.external_url is None:
+            return url
+        return self.external_url + (urlsplit(url).path or "/")
+
+    def check_dpop(
+        self,
+        principal: Principal,
+        token: str,
+        scheme: str,
+        *,
+        method: str | None,
+        url: str | None,
+        dpop: str | Iterable[str] | None,
+    ) -> None:
+        """RFC 9449 §7.1: a bound token (``cnf.jkt``) only with the DPoP scheme and a valid
+        proof by its key for this request; an unbound token only as Bearer."""
+        jkt = principal.dpop_jkt
+        if scheme != "dpop":
+            if jkt is not None:
+                raise InvalidToken("the token is DPoP-bound: send it as `Authorization: DPoP` with a proof", dpop=True)
+            return
+        if jkt is None:
+            raise InvalidToken("the token is not DPoP-bound: send it as `Authorization: Bearer`", dpop=True)
+        proofs = [dpop] if isinstance(dpop, str) else list(dpop or ())
+        if not proofs:
+            raise InvalidToken("a DPoP-bound token needs a DPoP proof", dpop=True)
+        if len(proofs) != 1 or "," in proofs[0]:
+            raise InvalidDPoPProof("the request must carry exactly one DPoP header")
+        if method is None or url is None:
+            raise InvalidToken("this resource server was not given the request's method and URL to check DPoP proofs", dpop=True)
+        self._check_proof(proofs[0].strip(), token, jkt, method, self.request_url(url))
+
+    def _check_proof(self, proof: str, token: str, jkt: str, method: str, url: str) -> None:
+        # RFC 9449 §4.3, in order.
+        try:
+            obj = extract_compact(proof.encode("ascii"))
+            header = obj.headers()
+            claims = json.loads(obj.payload)
+        except (JoseError, ValueError, UnicodeError, TypeError):
+            raise InvalidDPoPProof("the DPoP proof is not a JWT") from None
+        if not isinstance(claims, dict):
+            raise InvalidDPoPProof("the DPoP proof's payload is not a JSON object")
+        if header.get("typ") != PROOF_TYPE:
+            raise InvalidDPoPProof("the DPoP proof's typ is not dpop+jwt")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.dpop_algs:
+            raise InvalidDPoPProof("the DPoP proof's alg is not accepted here")
+        jwk = header.get("jwk")
+        if not isinstance(jwk, dict):
+            raise InvalidDPoPProof("the DPoP proof has no jwk")
+        if any(m in jwk for m in _PRIVATE_JWK_MEMBERS):
+            raise InvalidDPoPProof("the DPoP proof's jwk is not a public key")
+        try:
+            key = JWKRegistry.import_key(jwk)
+            jws.deserialize_compact(proof, key, algorithms=[alg])
+        except BadSignatureError:
+            raise InvalidDPoPProof("the DPoP proof's signature does not verify") from None
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise InvalidDPoPProof("the DPoP proof's key or signature could not be read") from None
+        # RFC 9449 §7.1 / §6.1: the proof is by the key the token is bound to.
+        if not hmac.compare_digest(key.thumbprint(), jkt):
+            raise InvalidToken("the DPoP proof is not signed by the key the token is bound to", dpop=True)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            raise InvalidDPoPProof("the DPoP proof has no usable jti")
+        if claims.get("htm") != method.upper():
+            raise InvalidDPoPProof("the DPoP proof is for another HTTP method (htm)")
+        htu = claims.get("htu")
+        if not isinstance(htu, str) or htu_of(htu) != htu_of(url):
+            raise InvalidDPoPProof("the DPoP proof is for another URL (htu)")
+        iat = claims.get("iat")
+        now = time.time()
+        if not isinstance(iat, (int, float)) or isinstance(iat, bool):
+            raise InvalidDPoPProof("the DPoP proof has no iat")
+        if iat < now - self.dpop_max_age or iat > now + self.dpop_max_ahead:
+            raise InvalidDPoPProof("the DPoP proof's iat is outside the accepted window")
+        ath = claims.get("ath")
+        if not isinstance(ath, str) or not hmac.compare_digest(ath, access_token_hash(token)):
+            raise InvalidDPoPProof("the DPoP proof's ath is not the hash of this access token")
+        # RFC 9449 §11.1: each proof once. Remembered until its iat leaves the window.
+        self._remember_proof(f"{jkt} {jti}", float(iat) + self.dpop_max_age, now)
+
+    def _remember_proof(self, key: str, until: float, now: float) -> None:
+        with self._seen_lock:
+            seen = self._seen_proofs
+            if key in seen and seen[key] >= now:
+                raise InvalidDPoPProof("the DPoP proof was used before")
+            if len(seen) >= MAX_SEEN_PROOFS:
+                self._seen_proofs = seen = {k: v for k, v in seen.items() if v >= now}
+                # Still full: forget the oldest ones (the nearest to leaving the window anyway).
+                while len(seen) >= MAX_SEEN_PROOFS:
+                    seen.pop(next(iter(seen)))
+            seen[key] = until
 
     @staticmethod
     def check_scopes(principal: Principal, scopes: Iterable[str]) -> None:

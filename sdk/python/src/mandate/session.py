@@ -7,13 +7,27 @@ import threading
 from collections.abc import Iterable
 
 import anyio
+from joserfc.jwk import ECKey
 
 from ._core import AgentToken, AgentTokenState, ApprovalRequest, DelegatedToken, agent_token_from, attest_op
 from ._transport import AsyncEvent
 from .client import MandateClient, SyncMandateClient
+from .dpop import DPoPKey
 from .keys import AgentTokenSource, Attester
 
 __all__ = ["AgentSession", "SyncAgentSession"]
+
+
+def _dpop_key(dpop: DPoPKey | ECKey | bool | None) -> DPoPKey | None:
+    if dpop is None or dpop is False:
+        return None
+    if dpop is True:
+        return DPoPKey.generate()
+    if isinstance(dpop, DPoPKey):
+        return dpop
+    if isinstance(dpop, ECKey):
+        return DPoPKey(dpop)
+    raise TypeError("dpop is a DPoPKey (or a P-256 joserfc ECKey), True to make one, or None")
 
 
 class AgentSession:
@@ -23,14 +37,29 @@ class AgentSession:
 
     :meth:`token` returns the agent token, attesting again when less than a fifth of its
     lifetime (or 30 s) is left; callers that ask at the same time share one attestation.
+
+    ``dpop`` (RFC 9449, opt-in): a :class:`~mandate.DPoPKey` of this agent's, or ``True`` to
+    generate one (:attr:`dpop_key`). Then ``/attest``, the token exchanges and the CIBA
+    request and polls carry a fresh proof by it, the agent token and every token this agent
+    receives are bound to it (``cnf.jkt``), and a server's ``use_dpop_nonce`` is answered by
+    one retry with its ``DPoP-Nonce``. Each agent keeps its own key: never share one between
+    sessions of different agents.
     """
 
-    def __init__(self, client: MandateClient, agent: str, attester: Attester | AgentTokenSource) -> None:
+    def __init__(
+        self,
+        client: MandateClient,
+        agent: str,
+        attester: Attester | AgentTokenSource,
+        *,
+        dpop: DPoPKey | ECKey | bool | None = None,
+    ) -> None:
         self.client = client
         self.agent = agent
         self._attester = attester
         self._state = AgentTokenState()
         self._lock = anyio.Lock()
+        self.dpop_key = _dpop_key(dpop)
 
     def __repr__(self) -> str:
         return f"AgentSession(agent={self.agent!r}, issuer={self.client.issuer!r})"
@@ -56,7 +85,7 @@ class AgentSession:
     async def _attest(self) -> AgentToken:
         if isinstance(self._attester, AgentTokenSource):
             return agent_token_from(await anyio.to_thread.run_sync(self._attester.agent_token))
-        return await self.client.run(attest_op(self.client.core, self.agent, self._attester))
+        return await self.client.run(attest_op(self.client.core, self.agent, self._attester, self.dpop_key))
 
     async def act_for(
         self,
@@ -71,20 +100,32 @@ class AgentSession:
         and ``resource`` (RFC 8707) only narrow; a wider scope raises ``OAuthError``
         ``invalid_scope``, a high-risk one too (use :meth:`request_approval`)."""
         actor = await self.token()
-        return await self.client.exchange(subject_token, actor, scope=scope, audience=audience, resource=resource)
+        return await self.client.exchange(
+            subject_token, actor, scope=scope, audience=audience, resource=resource, dpop=self.dpop_key
+        )
 
     async def delegate(
         self,
         my_token: str | DelegatedToken,
-        sub_agent_token: str,
+        sub_agent: AgentSession | str,
         *,
         scope: str | Iterable[str] | None = None,
         audience: str | Iterable[str] | None = None,
         resource: str | Iterable[str] | None = None,
+        dpop: DPoPKey | None = None,
     ) -> DelegatedToken:
         """A narrower token for a sub-agent: ``my_token`` (delegated to this agent) as the
-        subject, the sub-agent's own agent token as the actor (the sub-agent's ``token()``)."""
-        return await self.client.exchange(my_token, sub_agent_token, scope=scope, audience=audience, resource=resource)
+        subject, the sub-agent's own agent token as the actor.
+
+        ``sub_agent`` is the sub-agent's :class:`AgentSession` (its ``token()`` is the actor,
+        and with its own ``dpop_key`` the exchange is signed by that key, so the new token is
+        bound to the sub-agent, not to this agent), or its agent token as a string (then
+        ``dpop`` is the sub-agent's key, if its agent token is bound)."""
+        if isinstance(sub_agent, AgentSession):
+            actor, dpop = await sub_agent.token(), sub_agent.dpop_key
+        else:
+            actor = sub_agent
+        return await self.client.exchange(my_token, actor, scope=scope, audience=audience, resource=resource, dpop=dpop)
 
     async def request_approval(
         self,
@@ -107,6 +148,7 @@ class AgentSession:
             resource=resource,
             binding_message=binding_message,
             requested_expiry=requested_expiry,
+            dpop=self.dpop_key,
         )
 
     async def wait_for_approval(
@@ -120,7 +162,7 @@ class AgentSession:
         ``ApprovalExpired``, ``ApprovalTimeout`` (after ``timeout`` seconds) or
         ``ApprovalCancelled`` (when ``cancel`` is set). Polls every ``interval`` seconds and 5 s
         slower after each ``slow_down`` (CIBA Core §11). Cancelling the task works too."""
-        return await self.client.run(self.client.core.wait_for_approval(request, timeout), cancel)
+        return await self.client.run(self.client.core.wait_for_approval(request, timeout, dpop=self.dpop_key), cancel)
 
     async def revoke(self, token: str | DelegatedToken) -> None:
         """Revoke a token and everything derived from it (RFC 7009)."""
@@ -131,12 +173,20 @@ class SyncAgentSession:
     """The blocking twin of :class:`AgentSession`. ``wait_for_approval`` takes a
     ``threading.Event`` as ``cancel``."""
 
-    def __init__(self, client: SyncMandateClient, agent: str, attester: Attester | AgentTokenSource) -> None:
+    def __init__(
+        self,
+        client: SyncMandateClient,
+        agent: str,
+        attester: Attester | AgentTokenSource,
+        *,
+        dpop: DPoPKey | ECKey | bool | None = None,
+    ) -> None:
         self.client = client
         self.agent = agent
         self._attester = attester
         self._state = AgentTokenState()
         self._lock = threading.Lock()
+        self.dpop_key = _dpop_key(dpop)
 
     def __repr__(self) -> str:
         return f"SyncAgentSession(agent={self.agent!r}, issuer={self.client.issuer!r})"
@@ -159,7 +209,7 @@ class SyncAgentSession:
     def _attest(self) -> AgentToken:
         if isinstance(self._attester, AgentTokenSource):
             return agent_token_from(self._attester.agent_token())
-        return self.client.run(attest_op(self.client.core, self.agent, self._attester))
+        return self.client.run(attest_op(self.client.core, self.agent, self._attester, self.dpop_key))
 
     def act_for(
         self,
@@ -170,18 +220,23 @@ class SyncAgentSession:
         resource: str | Iterable[str] | None = None,
     ) -> DelegatedToken:
         actor = self.token()
-        return self.client.exchange(subject_token, actor, scope=scope, audience=audience, resource=resource)
+        return self.client.exchange(subject_token, actor, scope=scope, audience=audience, resource=resource, dpop=self.dpop_key)
 
     def delegate(
         self,
         my_token: str | DelegatedToken,
-        sub_agent_token: str,
+        sub_agent: SyncAgentSession | str,
         *,
         scope: str | Iterable[str] | None = None,
         audience: str | Iterable[str] | None = None,
         resource: str | Iterable[str] | None = None,
+        dpop: DPoPKey | None = None,
     ) -> DelegatedToken:
-        return self.client.exchange(my_token, sub_agent_token, scope=scope, audience=audience, resource=resource)
+        if isinstance(sub_agent, SyncAgentSession):
+            actor, dpop = sub_agent.token(), sub_agent.dpop_key
+        else:
+            actor = sub_agent
+        return self.client.exchange(my_token, actor, scope=scope, audience=audience, resource=resource, dpop=dpop)
 
     def request_approval(
         self,
@@ -202,6 +257,7 @@ class SyncAgentSession:
             resource=resource,
             binding_message=binding_message,
             requested_expiry=requested_expiry,
+            dpop=self.dpop_key,
         )
 
     def wait_for_approval(
@@ -211,7 +267,7 @@ class SyncAgentSession:
         timeout: float | None = None,
         cancel: threading.Event | None = None,
     ) -> DelegatedToken:
-        return self.client.run(self.client.core.wait_for_approval(request, timeout), cancel)
+        return self.client.run(self.client.core.wait_for_approval(request, timeout, dpop=self.dpop_key), cancel)
 
     def revoke(self, token: str | DelegatedToken) -> None:
         self.client.revoke(token)

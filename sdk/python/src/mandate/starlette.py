@@ -8,6 +8,9 @@
 
 Refusals follow RFC 6750 §3: 401 with ``WWW-Authenticate: Bearer ...`` (no ``error`` when there
 was no token), 403 ``insufficient_scope`` with the ``scope`` needed, 400 ``invalid_request``.
+A DPoP-bound token (RFC 9449) must come as ``Authorization: DPoP`` with a proof for the request's
+method and URL (``ResourceServer(external_url=...)`` behind a reverse proxy); refusals are then
+401 with a ``WWW-Authenticate: DPoP`` challenge.
 """
 
 from __future__ import annotations
@@ -108,7 +111,13 @@ class MandateMiddleware:
             await metadata_response(rs)(scope, receive, send)
             return
         try:
-            principal = await rs.authenticate(conn.headers.get("authorization"), self.scopes)
+            principal = await rs.authenticate(
+                conn.headers.get("authorization"),
+                self.scopes,
+                method=scope.get("method", "GET"),
+                url=str(conn.url),
+                dpop=conn.headers.getlist("dpop"),
+            )
         except BearerError as e:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
@@ -128,7 +137,13 @@ def requires(
         @functools.wraps(endpoint)
         async def inner(request: Request) -> Response:
             try:
-                principal = await resource_server.authenticate(request.headers.get("authorization"), scopes)
+                principal = await resource_server.authenticate(
+                    request.headers.get("authorization"),
+                    scopes,
+                    method=request.method,
+                    url=str(request.url),
+                    dpop=request.headers.getlist("dpop"),
+                )
             except BearerError as e:
                 return error_response(resource_server, e)
             request.scope["state"] = {**request.scope.get("state", {}), STATE_KEY: principal}
