@@ -172,11 +172,12 @@ export class MandateClient {
   /**
    * `POST /attest` with the evidence (a software `proof`): an agent token. With `dpop`, the
    * request carries a DPoP proof (htu = issuer + "/attest") and the agent token is bound to that
-   * key (`cnf.jkt`); a `use_dpop_nonce` refusal is retried once with the server's nonce.
+   * key (`cnf.jkt`). A `use_dpop_nonce` refusal (OAuthError) is not retried here: mandate has
+   * used up the challenge by then, so the caller starts again with a fresh challenge (the key
+   * remembered the server's DPoP nonce; AgentSession does this).
    */
   async attest(agent: string, nonce: string, evidence: Record<string, unknown>, dpop?: DpopKey): Promise<AgentToken> {
-    const body = { ...evidence, agent, nonce };
-    const v = await retryOnNonce(() => this.#postJson('/attest', body, dpop), dpop);
+    const v = await this.#postJson('/attest', { ...evidence, agent, nonce }, dpop);
     if (typeof v.agent_token !== 'string' || typeof v.expires_in !== 'number') {
       throw new ProtocolError('protocol_error', '/attest answered without agent_token and expires_in');
     }

@@ -1,7 +1,7 @@
 // An agent's session with mandate: its agent token, attested again before it expires (callers
 // that ask at the same time share one attestation), and the delegations it makes with it.
 
-import { ApprovalCancelled, ApprovalTimeout, OAuthError } from './errors.js';
+import { ApprovalCancelled, ApprovalTimeout, MandateError, OAuthError } from './errors.js';
 import type { MandateClient } from './client.js';
 import type { Attester } from './software-key.js';
 import type { AgentTokenSource } from './command-attester.js';
@@ -115,9 +115,21 @@ export class AgentSession {
           this.#current = { token, expiresAt: Date.now() + lifetimeMs, lifetimeMs };
           return token;
         }
-        const { nonce } = await this.client.challenge(this.agent);
-        const evidence = await a.evidence(this.agent, this.client.issuer, nonce);
-        const t = await this.client.attest(this.agent, nonce, evidence, await this.dpopKey());
+        const dpop = await this.dpopKey();
+        const once = async () => {
+          const { nonce } = await this.client.challenge(this.agent);
+          const evidence = await a.evidence(this.agent, this.client.issuer, nonce);
+          return this.client.attest(this.agent, nonce, evidence, dpop);
+        };
+        let t: Awaited<ReturnType<typeof once>>;
+        try {
+          t = await once();
+        } catch (e) {
+          // RFC 9449 §8: the server wants its DPoP nonce (now remembered by the key). mandate
+          // used up the attestation challenge with the refused request: a fresh one, once.
+          if (!dpop || !(e instanceof MandateError) || e.error !== 'use_dpop_nonce') throw e;
+          t = await once();
+        }
         this.#current = { token: t.agentToken, expiresAt: Date.now() + t.expiresIn * 1000, lifetimeMs: t.expiresIn * 1000 };
         return t.agentToken;
       })();
