@@ -268,7 +268,7 @@ describe('resource side: the sub-agent\'s call is accepted with its proof, the c
         'invalid_dpop_proof',
         'private jwk',
       );
-      const hs = await new SignJWT({ ...good, jti: 'x', iat: now }).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: 'AAAA' } }).sign(new Uint8Array(32));
+      const hs = await new SignJWT({ ...good, jti: 'x', iat: now }).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: 'AAAA' } as never }).sign(new Uint8Array(32));
       await assertDpopRefusal(await send({ authorization: auth, dpop: hs }), 'invalid_dpop_proof', 'HS256');
       await assertDpopRefusal(await send({ authorization: auth, dpop: await handProof(botKp, { ...good, iat: now - 300 }) }), 'invalid_dpop_proof', 'stale');
       await assertDpopRefusal(await send({ authorization: auth, dpop: await handProof(botKp, { ...good, iat: now + 300 }) }), 'invalid_dpop_proof', 'future');
