@@ -97,6 +97,11 @@ export class AgentSession {
     }
   }
 
+  /** Whether this session uses DPoP (its tokens are bound to its key). */
+  get usesDpop(): boolean {
+    return this.#dpop !== undefined;
+  }
+
   /** This agent's DPoP key, or undefined without DPoP. */
   dpopKey(): Promise<DpopKey | undefined> {
     return this.#dpop ?? Promise.resolve(undefined);

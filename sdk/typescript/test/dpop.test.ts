@@ -354,16 +354,24 @@ describe('RFC 9449 §8: mandate asks for nonces, the SDK answers once', () => {
     assert.equal(sub.jkt, await (await b.dpopKey())!.jkt());
     // Each endpoint first refused the proof without a nonce (400), then took the retry with one.
     // mandate uses up the attestation challenge with the refused /attest, so the SDK asks a
-    // fresh one for the retry (two challenges for one agent token).
-    assert.equal(seen.filter((s) => s.path === '/attest/challenge').length, 2);
+    // fresh one for the retry: two challenges and two /attest per agent (planner, then the bot).
+    assert.equal(seen.filter((s) => s.path === '/attest/challenge').length, 4);
     const attest = seen.filter((s) => s.path === '/attest');
-    assert.equal(attest.length, 2);
-    assert.equal(attest[0]?.status, 400);
+    assert.deepEqual(attest.map((s) => s.status), [400, 200, 400, 200]);
     assert.equal(attest[0]?.nonce, undefined);
-    assert.equal(attest.at(-1)?.status, 200);
-    assert.equal(typeof attest.at(-1)?.nonce, 'string');
+    assert.equal(typeof attest[1]?.nonce, 'string');
     const token = seen.filter((s) => s.path === '/token');
     assert.ok(token.some((s) => s.status === 400 && s.nonce === undefined), JSON.stringify(token));
     assert.ok(token.every((s) => s.status !== 400 || s.nonce === undefined), `a proof with the server's nonce was refused: ${JSON.stringify(token)}`);
+  });
+
+  test('CIBA with nonces: /bc-authorize and the poll carry the server\'s nonce; the approved token is bound to the agent\'s key', async () => {
+    const p = new AgentSession(n.client(), 'planner', n.keys.planner!, { dpop: true });
+    const req = await p.requestApproval(human, { scope: 'orders:read', audience: 'orders-api', bindingMessage: 'nonce order 7' });
+    const [token] = await Promise.all([
+      p.waitForApproval(req, { timeoutMs: 20_000 }),
+      answerApproval(n.issuer, { username: USER, password: PASSWORD, bindingMessage: 'nonce order 7', decision: 'Approve' }),
+    ]);
+    assert.equal(token.jkt, await (await p.dpopKey())!.jkt());
   });
 });
