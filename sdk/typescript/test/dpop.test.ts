@@ -304,6 +304,35 @@ describe('resource side: the sub-agent\'s call is accepted with its proof, the c
     await assertDpopRefusal(await fetch(url, { headers: wrong }), 'invalid_dpop_proof', 'other URL');
   });
 
+  test('delegatedFetch answers a resource server\'s use_dpop_nonce once (RFC 9449 §9), and a DPoP invalid_token with a new token (RFC 9449 §7.1)', async () => {
+    // A resource server that asks for a nonce first, then refuses the first token it sees.
+    const calls: { auth: string; nonce: unknown; ath: unknown }[] = [];
+    const rs: typeof fetch = async (input, init) => {
+      const r = new Request(input, init);
+      const proof = r.headers.get('dpop')!;
+      const c = decodeJwt(proof);
+      calls.push({ auth: r.headers.get('authorization')!, nonce: c.nonce, ath: c.ath });
+      if (c.nonce !== 'rs-nonce-1') {
+        return new Response(null, { status: 401, headers: { 'www-authenticate': 'DPoP error="use_dpop_nonce", algs="ES256"', 'dpop-nonce': 'rs-nonce-1' } });
+      }
+      if (calls.length === 2) return new Response(null, { status: 401, headers: { 'www-authenticate': 'DPoP error="invalid_token", algs="ES256"' } });
+      return new Response('ok');
+    };
+    const fresh = (await chain(hono.resource)).sub;
+    let n = 0;
+    const source = new DelegatedTokenSource(async () => (n++ === 0 ? sub : fresh));
+    const resp = await delegatedFetch(source, { fetch: rs })('https://rs.example/orders');
+    assert.equal(await resp.text(), 'ok');
+    assert.equal(calls.length, 3);
+    assert.equal(calls[0]!.nonce, undefined);
+    assert.equal(calls[1]!.nonce, 'rs-nonce-1', 'the retry carries the nonce the resource server asked for');
+    assert.equal(calls[1]!.auth, `DPoP ${sub.accessToken}`);
+    assert.equal(calls[2]!.auth, `DPoP ${fresh.accessToken}`, 'after invalid_token: a new token');
+    assert.equal(calls[2]!.ath, await athOf(fresh.accessToken));
+    assert.equal(calls[2]!.nonce, 'rs-nonce-1', 'the same key remembers the nonce for that origin');
+    assert.equal(source.exchanges, 2);
+  });
+
   test('RFC 9449 §4.3 item 9 behind a proxy: with externalUrl the proof must name the external URL, not the one the server saw', async () => {
     const external = 'https://orders.example.com/svc';
     const v = new Verifier({ issuer: m.issuer, audience: hono.resource, externalUrl: external });
