@@ -3,8 +3,9 @@
 // client authentication, its response checks).
 
 import * as oauth from 'oauth4webapi';
-import { ProtocolError, errorOf, toMandateError } from './errors.js';
+import { MandateError, ProtocolError, errorOf, toMandateError } from './errors.js';
 import { ApprovalRequest, DelegatedToken } from './tokens.js';
+import { DpopKey } from './dpop.js';
 
 /** RFC 8693 §2.1 grant type. */
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -38,6 +39,11 @@ export interface ExchangeParams {
   audience?: string | readonly string[];
   /** `resource` values (RFC 8707): absolute URIs of resource servers mandate knows. */
   resource?: string | readonly string[];
+  /**
+   * Sign the request with this DPoP key (RFC 9449): the token is bound to it (`cnf.jkt`). When the
+   * actor token is bound (attested with a proof), this must be the actor's key.
+   */
+  dpop?: DpopKey;
 }
 
 export interface BackchannelParams extends ExchangeParams {
@@ -129,13 +135,16 @@ export class MandateClient {
     return this.#metadata;
   }
 
-  async #postJson(path: string, body: unknown): Promise<Record<string, unknown>> {
+  async #postJson(path: string, body: unknown, dpop?: DpopKey): Promise<Record<string, unknown>> {
     const f = this.#options.fetch ?? fetch;
+    const url = `${this.issuer}${path}`;
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (dpop) headers.dpop = await dpop.proof({ method: 'POST', url });
     let resp: Response;
     try {
-      resp = await f(`${this.issuer}${path}`, {
+      resp = await f(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        headers,
         body: JSON.stringify(body),
         redirect: 'manual',
         signal: AbortSignal.timeout(this.#options.timeoutMs ?? 30_000),
@@ -143,6 +152,7 @@ export class MandateClient {
     } catch (e) {
       throw new ProtocolError('network_error', `${path}: ${e instanceof Error ? e.message : String(e)}`);
     }
+    dpop?.rememberNonce(url, resp);
     const json = (await resp.json().catch(() => undefined)) as Record<string, unknown> | undefined;
     if (!resp.ok || !json || typeof json !== 'object') {
       const error = typeof json?.error === 'string' ? json.error : 'http_error';
@@ -159,9 +169,15 @@ export class MandateClient {
     return { nonce: v.nonce, expiresIn: typeof v.expires_in === 'number' ? v.expires_in : 0 };
   }
 
-  /** `POST /attest` with the evidence (a software `proof`): an agent token. */
-  async attest(agent: string, nonce: string, evidence: Record<string, unknown>): Promise<AgentToken> {
-    const v = await this.#postJson('/attest', { ...evidence, agent, nonce });
+  /**
+   * `POST /attest` with the evidence (a software `proof`): an agent token. With `dpop`, the
+   * request carries a DPoP proof (htu = issuer + "/attest") and the agent token is bound to that
+   * key (`cnf.jkt`). A `use_dpop_nonce` refusal (OAuthError) is not retried here: mandate has
+   * used up the challenge by then, so the caller starts again with a fresh challenge (the key
+   * remembered the server's DPoP nonce; AgentSession does this).
+   */
+  async attest(agent: string, nonce: string, evidence: Record<string, unknown>, dpop?: DpopKey): Promise<AgentToken> {
+    const v = await this.#postJson('/attest', { ...evidence, agent, nonce }, dpop);
     if (typeof v.agent_token !== 'string' || typeof v.expires_in !== 'number') {
       throw new ProtocolError('protocol_error', '/attest answered without agent_token and expires_in');
     }
@@ -185,12 +201,24 @@ export class MandateClient {
   /** RFC 8693 token exchange: a delegated token (errors: invalid_scope, invalid_target, invalid_grant, ...). */
   async exchange(p: ExchangeParams, signal?: AbortSignal): Promise<DelegatedToken> {
     const as = await this.metadata();
+    const form = this.#exchangeParams(p);
     try {
-      const resp = await oauth.genericTokenEndpointRequest(as, this.#client, this.#auth, TOKEN_EXCHANGE, this.#exchangeParams(p), this.#requestOptions(signal));
-      return tokenOf(await oauth.processGenericTokenEndpointResponse(as, this.#client, resp));
+      return await retryOnNonce(async () => {
+        const resp = await oauth.genericTokenEndpointRequest(as, this.#client, this.#auth, TOKEN_EXCHANGE, form, this.#dpopOptions(p.dpop, signal));
+        if (p.dpop && as.token_endpoint) p.dpop.rememberNonce(as.token_endpoint, resp);
+        return tokenOf(await oauth.processGenericTokenEndpointResponse(as, this.#client, resp), p.dpop);
+      }, p.dpop);
     } catch (e) {
       throw toMandateError(e, 'token exchange (RFC 8693)');
     }
+  }
+
+  /** Request options with oauth4webapi's DPoP handle of `dpop` (it signs the proof and keeps nonces). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  #dpopOptions(dpop: DpopKey | undefined, signal?: AbortSignal): oauth.TokenEndpointRequestOptions {
+    const opts = this.#requestOptions(signal) as oauth.TokenEndpointRequestOptions;
+    if (dpop) opts.DPoP = dpop.handle();
+    return opts;
   }
 
   /** CIBA poll mode: asks the human to approve this exchange (CIBA Core §7.1). */
@@ -199,10 +227,19 @@ export class MandateClient {
     const form = this.#exchangeParams(p);
     if (p.bindingMessage !== undefined) form.set('binding_message', p.bindingMessage);
     if (p.requestedExpiry !== undefined) form.set('requested_expiry', String(p.requestedExpiry));
+    const { dpop } = p;
     try {
-      const resp = await oauth.backchannelAuthenticationRequest(as, this.#client, this.#auth, form, this.#requestOptions(signal));
-      const r = await oauth.processBackchannelAuthenticationResponse(as, this.#client, resp);
-      return new ApprovalRequest(r.auth_req_id, r.expires_in, r.interval);
+      return await retryOnNonce(async () => {
+        const opts = this.#requestOptions(signal);
+        const url = as.backchannel_authentication_endpoint;
+        // oauth4webapi's CIBA request takes no DPoP handle: the proof is signed here (jose) and
+        // sent as a header; the poll at the token endpoint uses the handle.
+        if (dpop && url) opts.headers = { dpop: await dpop.proof({ method: 'POST', url }) };
+        const resp = await oauth.backchannelAuthenticationRequest(as, this.#client, this.#auth, form, opts);
+        if (dpop && url) dpop.rememberNonce(url, resp);
+        const r = await oauth.processBackchannelAuthenticationResponse(as, this.#client, resp);
+        return new ApprovalRequest(r.auth_req_id, r.expires_in, r.interval, dpop);
+      }, dpop);
     } catch (e) {
       throw toMandateError(e, 'backchannel authentication (CIBA)');
     }
@@ -210,14 +247,20 @@ export class MandateClient {
 
   /**
    * One poll of a CIBA request (CIBA Core §10.1): the token once approved; otherwise throws
-   * OAuthError `authorization_pending` / `slow_down`, ApprovalDenied or ApprovalExpired.
+   * OAuthError `authorization_pending` / `slow_down`, ApprovalDenied or ApprovalExpired. A
+   * request made with a DPoP key is polled with a proof of the same key (RFC 9449), and the
+   * token is bound to it.
    */
   async poll(request: ApprovalRequest | string, signal?: AbortSignal): Promise<DelegatedToken> {
     const as = await this.metadata();
     const id = typeof request === 'string' ? request : request.authReqId;
+    const dpop = typeof request === 'string' ? undefined : request.dpop;
     try {
-      const resp = await oauth.backchannelAuthenticationGrantRequest(as, this.#client, this.#auth, id, this.#requestOptions(signal));
-      return tokenOf(await oauth.processBackchannelAuthenticationGrantResponse(as, this.#client, resp));
+      return await retryOnNonce(async () => {
+        const resp = await oauth.backchannelAuthenticationGrantRequest(as, this.#client, this.#auth, id, this.#dpopOptions(dpop, signal));
+        if (dpop && as.token_endpoint) dpop.rememberNonce(as.token_endpoint, resp);
+        return tokenOf(await oauth.processBackchannelAuthenticationGrantResponse(as, this.#client, resp), dpop);
+      }, dpop);
     } catch (e) {
       throw toMandateError(e, 'CIBA token request');
     }
@@ -255,6 +298,23 @@ export class MandateClient {
   }
 }
 
-function tokenOf(r: oauth.TokenEndpointResponse): DelegatedToken {
-  return new DelegatedToken(r.access_token, { expiresIn: r.expires_in, scope: r.scope, tokenType: r.token_type });
+function tokenOf(r: oauth.TokenEndpointResponse, dpop: DpopKey | undefined): DelegatedToken {
+  // A token the server bound (token_type DPoP, RFC 9449 §5) keeps the key that proves it; an
+  // unbound one does not (the server may have ignored the proof for a client with dpop = "off").
+  const bound = r.token_type === 'dpop';
+  return new DelegatedToken(r.access_token, { expiresIn: r.expires_in, scope: r.scope, tokenType: r.token_type, dpop: bound ? dpop : undefined });
+}
+
+/**
+ * Runs `f`, and once more when the server answered `use_dpop_nonce` (RFC 9449 §8): the nonce
+ * of that answer was remembered (oauth4webapi's handle, or the DpopKey) and goes in the retry.
+ */
+async function retryOnNonce<T>(f: () => Promise<T>, dpop: DpopKey | undefined): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    const nonceError = oauth.isDPoPNonceError(e) || (e instanceof MandateError && e.error === 'use_dpop_nonce');
+    if (!dpop || !nonceError) throw e;
+    return f();
+  }
 }

@@ -8,7 +8,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { Principal, TokenError, type Verifier } from './resource.js';
 
-export { Principal, TokenError, Verifier } from './resource.js';
+export { Principal, TokenError, Verifier, type RequestInfo } from './resource.js';
 
 export interface RequireTokenOptions {
   /** Scopes the route needs (all of them). */
@@ -30,11 +30,18 @@ export function refuse(res: Response, verifier: Verifier, e: TokenError): void {
   res.status(e.status).json(e.body());
 }
 
-/** Guards a route: a valid bearer token with `scopes`, or a 400/401/403 with WWW-Authenticate. */
+/**
+ * Guards a route: a valid token with `scopes` (a DPoP-bound one with its proof, RFC 9449), or a
+ * 400/401/403 with WWW-Authenticate. Behind a proxy, set the Verifier's `externalUrl`.
+ */
 export function requireToken(verifier: Verifier, options: RequireTokenOptions = {}): RequestHandler {
   const scopes = options.scopes ?? [];
   return (req, res, next) => {
-    verifier.authenticate(req.get('authorization'), scopes).then(
+    // Method, URL and DPoP header: what a DPoP-bound token's proof is checked against (RFC 9449
+    // §4.3). The URL from req.protocol and Host (Express's `trust proxy` decides what they say);
+    // the Verifier's `externalUrl` overrides it.
+    const request = { method: req.method, url: `${req.protocol}://${req.get('host') ?? 'localhost'}${req.originalUrl}`, dpop: req.headers['dpop'] };
+    verifier.authenticate(req.get('authorization'), scopes, request).then(
       (principal) => {
         principals.set(req, principal);
         res.locals.principal = principal;

@@ -87,11 +87,25 @@ export class DelegatedTokenSource {
   }
 }
 
-/** Whether a response is RFC 6750 §3.1 `invalid_token` (a 401 whose Bearer challenge says so). */
+/**
+ * Whether a response is `invalid_token`: a 401 whose Bearer (RFC 6750 §3.1) or DPoP (RFC 9449
+ * §7.1) challenge says so.
+ */
 export function isInvalidToken(resp: Response): boolean {
   if (resp.status !== 401) return false;
   const www = resp.headers.get('www-authenticate') ?? '';
-  return /^\s*Bearer\b/i.test(www) && /\berror\s*=\s*"?invalid_token"?/i.test(www);
+  return /^\s*(Bearer|DPoP)\b/i.test(www) && /\berror\s*=\s*"?invalid_token"?/i.test(www);
+}
+
+/**
+ * The nonce a resource server asks for (RFC 9449 §9: 401 with a DPoP challenge
+ * `error="use_dpop_nonce"` and a `DPoP-Nonce` header), or undefined.
+ */
+export function dpopNonceRequested(resp: Response): string | undefined {
+  if (resp.status !== 401) return undefined;
+  const www = resp.headers.get('www-authenticate') ?? '';
+  if (!/^\s*DPoP\b/i.test(www) || !/\berror\s*=\s*"?use_dpop_nonce"?/i.test(www)) return undefined;
+  return resp.headers.get('dpop-nonce') ?? undefined;
 }
 
 export interface DelegatedFetchOptions {
@@ -100,26 +114,37 @@ export interface DelegatedFetchOptions {
 }
 
 /**
- * A `fetch` that sends `Authorization: Bearer <delegated token>` from `source`, gets a new token
- * before the current one expires, and on a 401 `invalid_token` gets a new one and sends the
- * request once more. An `Authorization` header already set by the caller is replaced.
+ * A `fetch` that sends the delegated token from `source` — `Authorization: Bearer <token>`, or for
+ * a DPoP-bound token `Authorization: DPoP <token>` with a fresh `DPoP` proof of its key for this
+ * request's method and URL (RFC 9449 §7.1) — gets a new token before the current one expires,
+ * and on a 401 `invalid_token` gets a new one and sends the request once more. A resource
+ * server's `use_dpop_nonce` (RFC 9449 §9) is answered once with a proof carrying its nonce. An
+ * `Authorization` or `DPoP` header already set by the caller is replaced.
  */
 export function delegatedFetch(source: DelegatedTokenSource, options: DelegatedFetchOptions = {}): typeof fetch {
   const base = options.fetch ?? fetch;
   return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const request = new Request(input, init);
-    // A copy for the retry, taken before the body is read.
-    const retry = request.clone();
-    const send = (req: Request, token: DelegatedToken) => {
+    // Copies for the retries, taken before the body is read.
+    const copies = [request.clone(), request.clone()];
+    const send = async (req: Request, token: DelegatedToken, nonce?: string) => {
       const headers = new Headers(req.headers);
-      headers.set('authorization', `Bearer ${token.accessToken}`);
+      headers.delete('dpop');
+      for (const [k, v] of Object.entries(await token.authorizationHeaders(req.method, req.url, nonce))) headers.set(k, v);
       return base(new Request(req, { headers }));
     };
-    const token = await source.get();
-    const resp = await send(request, token);
+    let token = await source.get();
+    let resp = await send(request, token);
+    const nonce = token.dpopBound ? dpopNonceRequested(resp) : undefined;
+    if (nonce !== undefined) {
+      token.dpopKey?.rememberNonce(request.url, resp);
+      await resp.body?.cancel().catch(() => undefined);
+      resp = await send(copies.pop()!, token, nonce);
+    }
     if (!isInvalidToken(resp)) return resp;
     source.invalidate(token);
     await resp.body?.cancel().catch(() => undefined);
-    return send(retry, await source.refresh());
+    token = await source.refresh();
+    return send(copies.pop()!, token);
   };
 }

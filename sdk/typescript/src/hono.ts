@@ -8,7 +8,7 @@
 import type { Context, Handler, MiddlewareHandler } from 'hono';
 import { Principal, TokenError, type Verifier } from './resource.js';
 
-export { Principal, TokenError, Verifier } from './resource.js';
+export { Principal, TokenError, Verifier, type RequestInfo } from './resource.js';
 
 /** The Hono environment whose handlers read `c.var.principal`. */
 export type MandateEnv = { Variables: { principal: Principal } };
@@ -24,13 +24,21 @@ export function refuse(c: Context, verifier: Verifier, e: TokenError): Response 
   return c.json(e.body(), e.status);
 }
 
-/** Guards a route: a valid bearer token with `scopes`, or a 400/401/403 with WWW-Authenticate. */
+/**
+ * Guards a route: a valid token with `scopes` (a DPoP-bound one with its proof, RFC 9449), or a
+ * 400/401/403 with WWW-Authenticate. Behind a proxy, set the Verifier's `externalUrl`.
+ */
 export function requireToken(verifier: Verifier, options: RequireTokenOptions = {}): MiddlewareHandler<MandateEnv> {
   const scopes = options.scopes ?? [];
   return async (c, next) => {
     let principal: Principal;
     try {
-      principal = await verifier.authenticate(c.req.header('authorization'), scopes);
+      // Method, URL and DPoP header: what a DPoP-bound token's proof is checked against (RFC 9449 §4.3).
+      principal = await verifier.authenticate(c.req.header('authorization'), scopes, {
+        method: c.req.method,
+        url: c.req.url,
+        dpop: c.req.raw.headers.get('dpop'),
+      });
     } catch (e) {
       if (e instanceof TokenError) return refuse(c, verifier, e);
       throw e;

@@ -15,10 +15,11 @@ export {
   type BackchannelParams,
   type AgentToken,
 } from './client.js';
-export { AgentSession, type DelegationOptions, type ApprovalOptions, type WaitOptions } from './session.js';
+export { AgentSession, type AgentSessionOptions, type DelegationOptions, type DelegateOptions, type ApprovalOptions, type WaitOptions } from './session.js';
+export { DpopKey, htuOf, athOf, type ProofParams } from './dpop.js';
 export { DelegatedToken, ApprovalRequest } from './tokens.js';
 export { Chain, readChain, type Actor } from './chain.js';
-export { DelegatedTokenSource, delegatedFetch, isInvalidToken, type TokenSourceOptions, type DelegatedFetchOptions } from './fetch.js';
+export { DelegatedTokenSource, delegatedFetch, isInvalidToken, dpopNonceRequested, type TokenSourceOptions, type DelegatedFetchOptions } from './fetch.js';
 export {
   MandateError,
   OAuthError,

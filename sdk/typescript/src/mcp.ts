@@ -42,6 +42,8 @@ export class MandateOAuthProvider implements OAuthClientProvider {
   readonly source: DelegatedTokenSource;
 
   constructor(options: MandateOAuthProviderOptions) {
+    // The MCP SDK sends its tokens as Bearer: a DPoP-bound one would be refused (RFC 9449 §7.1).
+    if (options.session.usesDpop) throw new TypeError('MandateOAuthProvider needs an AgentSession without DPoP (the MCP SDK sends Bearer tokens)');
     this.#session = options.session;
     const subject = options.subjectToken;
     this.#subject = async () => {

@@ -4,10 +4,23 @@
 // short cache) — and answers a Principal (the human, the agents acting for them, the session,
 // the attestation), or an RFC 6750 §3 error ready to be sent with its WWW-Authenticate header.
 // It also writes the RFC 9728 protected-resource metadata document that points at mandate.
+// A DPoP-bound token (RFC 9449: `cnf.jkt` in the JWT or the introspection answer) is accepted
+// only as `Authorization: DPoP` with a fresh proof of its key for this request (RFC 9449 §4.3,
+// §7.1), each proof once (an in-memory replay cache, bounded).
 
 import { createHash } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import {
+  calculateJwkThumbprint,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  importJWK,
+  jwtVerify,
+  type JWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
 import { Chain, type Actor } from './chain.js';
 import { MandateClient } from './client.js';
 import { MandateError } from './errors.js';
@@ -28,6 +41,8 @@ export class Principal {
   readonly expiresAt: Date | undefined;
   /** `jti`. */
   readonly tokenId: string | undefined;
+  /** The thumbprint of the key the token is bound to (`cnf.jkt`, RFC 9449 §6), if DPoP-bound. */
+  readonly jkt: string | undefined;
   /** Every claim, as verified (JWT) or as introspection answered. */
   readonly claims: Readonly<Record<string, unknown>>;
   readonly #chain: Chain;
@@ -43,6 +58,8 @@ export class Principal {
     this.clientId = typeof claims.client_id === 'string' ? claims.client_id : undefined;
     this.expiresAt = typeof claims.exp === 'number' ? new Date(claims.exp * 1000) : undefined;
     this.tokenId = typeof claims.jti === 'string' ? claims.jti : undefined;
+    const cnf = claims.cnf as { jkt?: unknown } | undefined;
+    this.jkt = cnf && typeof cnf === 'object' && typeof cnf.jkt === 'string' ? cnf.jkt : undefined;
   }
 
   /** The agent acting now (the outermost `act`), or undefined for a human's own token. */
@@ -77,6 +94,7 @@ export class Principal {
       clientId: this.clientId,
       expiresAt: this.expiresAt?.toISOString(),
       tokenId: this.tokenId,
+      ...(this.jkt ? { jkt: this.jkt } : {}),
       chain: this.toString(),
     };
   }
@@ -95,11 +113,14 @@ export class TokenError extends MandateError {
   override readonly status: 400 | 401 | 403 | 503;
   /** The scopes the request needed (insufficient_scope). */
   readonly scope: readonly string[] | undefined;
+  /** Whether the challenge is a DPoP one (RFC 9449 §7.1): the request used DPoP or the token is bound. */
+  readonly dpop: boolean;
 
-  constructor(status: 400 | 401 | 403 | 503, error: string | undefined, description?: string, scope?: readonly string[]) {
+  constructor(status: 400 | 401 | 403 | 503, error: string | undefined, description?: string, scope?: readonly string[], options: { dpop?: boolean } = {}) {
     super(error ?? 'unauthorized', description, status);
     this.status = status;
     this.scope = scope;
+    this.dpop = options.dpop ?? false;
   }
 
   /** The RFC 6750 error code, undefined when no token was sent. */
@@ -150,6 +171,80 @@ export interface VerifierOptions {
   introspectionCacheSeconds?: number;
   /** Allow plain http to mandate (default: only on loopback). */
   allowInsecureRequests?: boolean;
+  /**
+   * DPoP: the URL clients reach this server at (scheme, host, port, and a path prefix a proxy
+   * strips), e.g. `https://api.example.com`; a request's path is appended to it to get the `htu`
+   * its proof must name (RFC 9449 §4.3). Default: the URL the framework saw, which is wrong
+   * behind a TLS-terminating or path-rewriting proxy.
+   */
+  externalUrl?: string;
+  /** DPoP: proof algorithms accepted (default ES256, ES384, PS256, RS256, EdDSA; asymmetric only). */
+  dpopAlgorithms?: readonly string[];
+  /** DPoP: a proof's `iat` may be this many seconds old (default 60)... */
+  dpopMaxAgeSeconds?: number;
+  /** ...and this many seconds ahead (default 10). */
+  dpopFutureSeconds?: number;
+  /** DPoP: how many proof `jti`s the replay cache holds at most (default 10 000; oldest dropped first). */
+  dpopReplayCacheSize?: number;
+}
+
+/** What DPoP checks need of the request (RFC 9449 §4.3): the frameworks' middleware passes it. */
+export interface RequestInfo {
+  /** The HTTP method. */
+  method: string;
+  /** The request URL (absolute; with `externalUrl` set only its path counts). */
+  url: string | URL;
+  /** The `DPoP` header(s) as received. */
+  dpop?: string | readonly string[] | null;
+}
+
+const DPOP_ALGS = ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA'];
+/** JWK members of private or symmetric keys (RFC 7518 §6): never in a proof's `jwk` (RFC 9449 §4.3). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/** Proof `jti`s seen recently, each kept until its proof's `iat` is out of the window; bounded. */
+class ReplayCache {
+  readonly #seen = new Map<string, number>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = Math.max(1, max);
+  }
+
+  /** Records `key` until `until` (ms); false when it was already there. */
+  add(key: string, until: number, now = Date.now()): boolean {
+    for (const [k, t] of this.#seen) {
+      if (t > now) break;
+      this.#seen.delete(k);
+    }
+    const t = this.#seen.get(key);
+    if (t !== undefined && t > now) return false;
+    while (this.#seen.size >= this.#max) this.#seen.delete(this.#seen.keys().next().value!);
+    this.#seen.set(key, until);
+    return true;
+  }
+
+  get size(): number {
+    return this.#seen.size;
+  }
+}
+
+function invalidProof(description: string): TokenError {
+  return new TokenError(401, 'invalid_dpop_proof', description, undefined, { dpop: true });
+}
+
+function invalidDpopToken(description: string): TokenError {
+  return new TokenError(401, 'invalid_token', description, undefined, { dpop: true });
+}
+
+/** `htu` comparison form (RFC 9449 §4.3 item 9): scheme, host, port and path; no query or fragment. */
+function htuForm(url: string | URL): string | undefined {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return undefined;
+  }
 }
 
 const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -193,6 +288,9 @@ export class Verifier {
   readonly #client: MandateClient;
   #jwks: Promise<JWTVerifyGetKey> | undefined;
   readonly #cache = new Map<string, { principal: Principal; until: number }>();
+  readonly #replay: ReplayCache;
+  /** DPoP proof algorithms accepted. */
+  readonly dpopAlgorithms: readonly string[];
 
   constructor(options: VerifierOptions) {
     this.#options = options;
@@ -207,6 +305,14 @@ export class Verifier {
     });
     this.resource = options.resource ?? (/^https?:\/\//i.test(options.audience) ? options.audience : undefined);
     this.resourceMetadataUrl = options.resourceMetadataUrl ?? (this.resource ? metadataUrlFor(this.resource) : undefined);
+    this.dpopAlgorithms = [...(options.dpopAlgorithms ?? DPOP_ALGS)];
+    if (this.dpopAlgorithms.some((a) => !DPOP_ALGS.includes(a))) {
+      throw new TypeError(`DPoP proof algorithms must be among ${DPOP_ALGS.join(', ')}`);
+    }
+    if (options.externalUrl !== undefined && !/^https?:\/\//i.test(options.externalUrl)) {
+      throw new TypeError('externalUrl must be an http(s) URL');
+    }
+    this.#replay = new ReplayCache(options.dpopReplayCacheSize ?? 10_000);
   }
 
   /** The path the RFC 9728 document is served at (RFC 9728 §3.1: the well-known name before the resource's path). */
@@ -226,6 +332,8 @@ export class Verifier {
     };
     if (this.#options.scopesSupported) doc.scopes_supported = [...this.#options.scopesSupported];
     if (this.#options.resourceName) doc.resource_name = this.#options.resourceName;
+    // RFC 9728 §2: the algorithms this resource server accepts for DPoP proofs.
+    doc.dpop_signing_alg_values_supported = [...this.dpopAlgorithms];
     return doc;
   }
 
@@ -313,22 +421,120 @@ export class Verifier {
 
   /**
    * Checks a request's `Authorization` header and the route's scopes: the Principal, or a
-   * TokenError — 401 without an error code when no bearer token was sent (RFC 6750 §3.1), 400
+   * TokenError — 401 without an error code when no token was sent (RFC 6750 §3.1), 400
    * invalid_request for a malformed header, 401 invalid_token, 403 insufficient_scope.
+   *
+   * DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) must come as `Authorization: DPoP` with
+   * one `DPoP` proof for this request — `request` gives its method, URL and DPoP header (the
+   * Hono and Express middleware pass them). Without `request` a bound token is refused. A bound
+   * token sent as Bearer, a proof by another key, or none: 401 `invalid_token`; a malformed,
+   * stale, replayed proof or one for another method, URL or token: 401 `invalid_dpop_proof`;
+   * both with a DPoP challenge (RFC 9449 §7.1). An unbound token sent as DPoP is refused too.
    */
-  async authenticate(authorization: string | null | undefined, requiredScopes: readonly string[] = []): Promise<Principal> {
-    if (!authorization || !/^bearer(\s|$)/i.test(authorization.trimStart())) {
-      throw new TokenError(401, undefined);
-    }
-    const value = authorization.trim().slice('bearer'.length).trim();
+  async authenticate(authorization: string | null | undefined, requiredScopes: readonly string[] = [], request?: RequestInfo): Promise<Principal> {
+    const m = /^(bearer|dpop)(?:\s+(.*))?$/is.exec((authorization ?? '').trim());
+    if (!m) throw new TokenError(401, undefined);
+    const dpop = m[1]!.toLowerCase() === 'dpop';
+    const value = (m[2] ?? '').trim();
     if (!value || !TOKEN68.test(value)) {
-      throw new TokenError(400, 'invalid_request', 'the Authorization header is not "Bearer" and one token (RFC 6750 §2.1)');
+      const scheme = dpop ? 'DPoP' : 'Bearer';
+      throw new TokenError(400, 'invalid_request', `the Authorization header is not "${scheme}" and one token (RFC 6750 §2.1, RFC 9449 §7.1)`, undefined, { dpop });
     }
-    const principal = await this.verify(value);
+    let principal: Principal;
+    try {
+      principal = await this.verify(value);
+    } catch (e) {
+      // The same refusal, with a DPoP challenge when the request used DPoP.
+      if (dpop && e instanceof TokenError && e.status !== 503) throw new TokenError(e.status, e.code, e.description, e.scope, { dpop: true });
+      throw e;
+    }
+    if (principal.jkt !== undefined) {
+      if (!dpop) throw invalidDpopToken('the token is DPoP-bound: send it as "Authorization: DPoP" with a DPoP proof (RFC 9449 §7.1)');
+      await this.#checkProof(value, principal.jkt, request);
+    } else if (dpop) {
+      throw invalidDpopToken('the token is not DPoP-bound: send it as "Authorization: Bearer" (RFC 9449 §7.2)');
+    }
     if (!principal.hasScopes(requiredScopes)) {
-      throw new TokenError(403, 'insufficient_scope', `this needs the scope ${requiredScopes.join(' ')}`, requiredScopes);
+      throw new TokenError(403, 'insufficient_scope', `this needs the scope ${requiredScopes.join(' ')}`, requiredScopes, { dpop });
     }
     return principal;
+  }
+
+  /** The `htu` a proof for `url` must name: `externalUrl` + the path, or the URL itself. */
+  #expectedHtu(url: string | URL): string | undefined {
+    const ext = this.#options.externalUrl;
+    if (ext === undefined) return htuForm(url);
+    let path: string;
+    try {
+      path = new URL(url, 'http://relative.invalid').pathname;
+    } catch {
+      return undefined;
+    }
+    return htuForm(`${ext.replace(/\/+$/, '')}${path}`);
+  }
+
+  /** RFC 9449 §4.3 (and §7.1 ath, key binding): the proof of the request, against the token. */
+  async #checkProof(token: string, jkt: string, request: RequestInfo | undefined): Promise<void> {
+    if (!request) throw invalidDpopToken('the token is DPoP-bound and the request could not be checked');
+    const raw = request.dpop;
+    const values = raw === undefined || raw === null ? [] : typeof raw === 'string' ? [raw] : [...raw];
+    if (values.length === 0 || values.every((v) => v.trim() === '')) throw invalidDpopToken('a DPoP proof is required with a DPoP-bound token (RFC 9449 §7.1)');
+    // Item 1: exactly one DPoP header (two headers reach us as one value joined by a comma).
+    const proof = values.length === 1 ? values[0]!.trim() : '';
+    if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(proof)) {
+      throw invalidProof('there must be exactly one DPoP header holding one JWT (RFC 9449 §4.3)');
+    }
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(proof);
+    } catch {
+      throw invalidProof('the DPoP proof is not a well-formed JWT');
+    }
+    // Items 4-6: typ, an accepted asymmetric alg, a public jwk.
+    if (header.typ !== 'dpop+jwt') throw invalidProof('the DPoP proof typ must be dpop+jwt');
+    if (typeof header.alg !== 'string' || !this.dpopAlgorithms.includes(header.alg)) {
+      throw invalidProof(`the DPoP proof alg must be one of ${this.dpopAlgorithms.join(' ')}`);
+    }
+    const jwk = header.jwk as JWK | undefined;
+    if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk) || typeof jwk.kty !== 'string') {
+      throw invalidProof('the DPoP proof has no jwk header');
+    }
+    if (jwk.kty === 'oct' || PRIVATE_JWK_MEMBERS.some((k) => k in jwk)) throw invalidProof('the DPoP proof jwk must be a public key');
+    // Item 7: the signature, by the key in the header.
+    let claims: JWTPayload;
+    try {
+      const key = await importJWK(jwk, header.alg);
+      if (!(key instanceof CryptoKey) || key.type !== 'public') throw new TypeError('not a public key');
+      ({ payload: claims } = await jwtVerify(proof, key, { algorithms: [header.alg], typ: 'dpop+jwt' }));
+    } catch {
+      throw invalidProof('the DPoP proof signature does not verify with its jwk');
+    }
+    // Item 8-11: htm, htu, iat, jti.
+    const { jti, htm, htu, iat, ath } = claims as Record<string, unknown>;
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw invalidProof('the DPoP proof needs a jti');
+    if (typeof htm !== 'string' || htm !== request.method.toUpperCase()) throw invalidProof('the DPoP proof htm is not the method of this request');
+    const expected = this.#expectedHtu(request.url);
+    if (expected === undefined) throw new TypeError('DPoP: the request URL is not absolute: set the Verifier\'s externalUrl');
+    if (typeof htu !== 'string' || htuForm(htu) !== expected) throw invalidProof('the DPoP proof htu is not the URL of this request');
+    const now = Date.now() / 1000;
+    const maxAge = this.#options.dpopMaxAgeSeconds ?? 60;
+    const ahead = this.#options.dpopFutureSeconds ?? 10;
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) throw invalidProof('the DPoP proof needs an iat');
+    if (iat < now - maxAge) throw invalidProof('the DPoP proof is too old');
+    if (iat > now + ahead) throw invalidProof('the DPoP proof was issued in the future');
+    // §4.3 item 12 / §7.1: ath is the hash of this very token.
+    const want = createHash('sha256').update(token, 'ascii').digest('base64url');
+    if (typeof ath !== 'string' || ath !== want) throw invalidProof('the DPoP proof ath is not the hash of this access token');
+    // §7.1 / §6: the proof's key is the one the token is bound to.
+    let thumb: string;
+    try {
+      thumb = await calculateJwkThumbprint(jwk, 'sha256');
+    } catch {
+      throw invalidProof('the DPoP proof jwk has no RFC 7638 thumbprint');
+    }
+    if (thumb !== jkt) throw invalidDpopToken('the DPoP proof is not signed by the key the token is bound to');
+    // §11.1: each proof once. Kept until its iat leaves the window.
+    if (!this.#replay.add(`${jkt}:${jti}`, (iat + maxAge + 1) * 1000)) throw invalidProof('the DPoP proof was used before');
   }
 
   /**
@@ -340,15 +546,21 @@ export class Verifier {
     return { 'www-authenticate': this.challenge(error), 'cache-control': 'no-store' };
   }
 
-  /** The WWW-Authenticate value for a refusal (RFC 6750 §3, with RFC 9728 §5.1 resource_metadata). */
+  /**
+   * The WWW-Authenticate value for a refusal (RFC 6750 §3, with RFC 9728 §5.1 resource_metadata),
+   * a `DPoP` challenge with `algs` when the request used DPoP or the token is bound (RFC 9449 §7.1).
+   */
   challenge(error: TokenError): string {
     const params: string[] = [];
+    const scheme = error.dpop ? 'DPoP' : 'Bearer';
     if (this.#options.realm) params.push(`realm="${quoted(this.#options.realm)}"`);
     if (error.code) params.push(`error="${error.code}"`);
     if (error.code && error.description) params.push(`error_description="${quoted(error.description)}"`);
     if (error.scope?.length) params.push(`scope="${quoted(error.scope.join(' '))}"`);
     if (this.resourceMetadataUrl) params.push(`resource_metadata="${quoted(this.resourceMetadataUrl)}"`);
-    return params.length ? `Bearer ${params.join(', ')}` : 'Bearer';
+    // RFC 9449 §7.1: a DPoP challenge names the proof algorithms accepted.
+    if (error.dpop) params.push(`algs="${this.dpopAlgorithms.join(' ')}"`);
+    return params.length ? `${scheme} ${params.join(', ')}` : scheme;
   }
 
   toString(): string {

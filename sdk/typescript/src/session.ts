@@ -1,12 +1,13 @@
 // An agent's session with mandate: its agent token, attested again before it expires (callers
 // that ask at the same time share one attestation), and the delegations it makes with it.
 
-import { ApprovalCancelled, ApprovalTimeout, OAuthError } from './errors.js';
+import { ApprovalCancelled, ApprovalTimeout, MandateError, OAuthError } from './errors.js';
 import type { MandateClient } from './client.js';
 import type { Attester } from './software-key.js';
 import type { AgentTokenSource } from './command-attester.js';
 import { decodeJwt } from 'jose';
 import type { ApprovalRequest, DelegatedToken } from './tokens.js';
+import { DpopKey } from './dpop.js';
 
 /** What a delegation asks for; `scope` and `audience` only narrow the subject token's. */
 export interface DelegationOptions {
@@ -15,6 +16,24 @@ export interface DelegationOptions {
   /** RFC 8707 resource URIs (mandate treats them as audiences). */
   resource?: string | readonly string[];
   signal?: AbortSignal;
+}
+
+export interface DelegateOptions extends DelegationOptions {
+  /**
+   * The SUB-AGENT's DPoP key, when `subAgent` is a token bound to it (RFC 9449: the exchange is
+   * signed by the actor's key and the new token bound to it). Not needed when `subAgent` is an
+   * AgentSession (its own key is used).
+   */
+  dpop?: DpopKey | CryptoKeyPair;
+}
+
+export interface AgentSessionOptions {
+  /**
+   * Opt in to DPoP (RFC 9449): a WebCrypto P-256 key pair (best non-extractable), a DpopKey, or
+   * `true` to generate one. The agent token (/attest), the delegated tokens (exchange, CIBA) are
+   * then bound to it, and `delegatedFetch` proves possession on each request.
+   */
+  dpop?: DpopKey | CryptoKeyPair | true;
 }
 
 export interface ApprovalOptions extends DelegationOptions {
@@ -59,15 +78,33 @@ export class AgentSession {
   readonly #attester: Attester | AgentTokenSource;
   #current: Current | undefined;
   #pending: Promise<string> | undefined;
+  readonly #dpop: Promise<DpopKey> | undefined;
 
   /**
    * `attester`: evidence over the server's nonce (a `SoftwareKey`), or something that attests by
-   * itself and hands over the agent token (a `CommandAttester` running `mandate-agent` for a TPM).
+   * itself and hands over the agent token (a `CommandAttester` running `mandate-agent` for a TPM;
+   * that token is not DPoP-bound, but with `options.dpop` the delegated tokens still are).
    */
-  constructor(client: MandateClient, agent: string, attester: Attester | AgentTokenSource) {
+  constructor(client: MandateClient, agent: string, attester: Attester | AgentTokenSource, options: AgentSessionOptions = {}) {
     this.client = client;
     this.agent = agent;
     this.#attester = attester;
+    const { dpop } = options;
+    if (dpop === true) {
+      this.#dpop = DpopKey.generate();
+    } else if (dpop !== undefined) {
+      this.#dpop = Promise.resolve(DpopKey.from(dpop)); // throws now for a key of the wrong kind
+    }
+  }
+
+  /** Whether this session uses DPoP (its tokens are bound to its key). */
+  get usesDpop(): boolean {
+    return this.#dpop !== undefined;
+  }
+
+  /** This agent's DPoP key, or undefined without DPoP. */
+  dpopKey(): Promise<DpopKey | undefined> {
+    return this.#dpop ?? Promise.resolve(undefined);
   }
 
   /** Challenge, evidence, `/attest`: a fresh agent token, whatever the current one. */
@@ -83,9 +120,21 @@ export class AgentSession {
           this.#current = { token, expiresAt: Date.now() + lifetimeMs, lifetimeMs };
           return token;
         }
-        const { nonce } = await this.client.challenge(this.agent);
-        const evidence = await a.evidence(this.agent, this.client.issuer, nonce);
-        const t = await this.client.attest(this.agent, nonce, evidence);
+        const dpop = await this.dpopKey();
+        const once = async () => {
+          const { nonce } = await this.client.challenge(this.agent);
+          const evidence = await a.evidence(this.agent, this.client.issuer, nonce);
+          return this.client.attest(this.agent, nonce, evidence, dpop);
+        };
+        let t: Awaited<ReturnType<typeof once>>;
+        try {
+          t = await once();
+        } catch (e) {
+          // RFC 9449 §8: the server wants its DPoP nonce (now remembered by the key). mandate
+          // used up the attestation challenge with the refused request: a fresh one, once.
+          if (!dpop || !(e instanceof MandateError) || e.error !== 'use_dpop_nonce') throw e;
+          t = await once();
+        }
         this.#current = { token: t.agentToken, expiresAt: Date.now() + t.expiresIn * 1000, lifetimeMs: t.expiresIn * 1000 };
         return t.agentToken;
       })();
@@ -114,21 +163,38 @@ export class AgentSession {
    */
   async actFor(subjectToken: string | DelegatedToken, options: DelegationOptions = {}): Promise<DelegatedToken> {
     const actorToken = await this.token();
-    return this.client.exchange({ ...options, subjectToken: tokenValue(subjectToken), actorToken }, options.signal);
+    const dpop = await this.dpopKey();
+    return this.client.exchange({ ...options, subjectToken: tokenValue(subjectToken), actorToken, dpop }, options.signal);
   }
 
   /**
    * A narrower token for a sub-agent: `myToken` (delegated to this agent) is the subject, the
-   * sub-agent's own agent token the actor. The sub-agent acts with the result.
+   * sub-agent's own agent token the actor. The sub-agent acts with the result. `subAgent`: its
+   * session (its agent token and, with DPoP, its own key sign the exchange), or its agent token
+   * (then a DPoP-bound one needs the sub-agent's key as `options.dpop`). This agent's own DPoP
+   * key is never used: the result is bound to the sub-agent's key.
    */
-  delegate(myToken: string | DelegatedToken, subAgentToken: string, options: DelegationOptions = {}): Promise<DelegatedToken> {
-    return this.client.exchange({ ...options, subjectToken: tokenValue(myToken), actorToken: subAgentToken }, options.signal);
+  async delegate(myToken: string | DelegatedToken, subAgent: string | AgentSession, options: DelegateOptions = {}): Promise<DelegatedToken> {
+    const { dpop: given, ...rest } = options;
+    let actorToken: string;
+    let dpop: DpopKey | undefined = given === undefined ? undefined : DpopKey.from(given);
+    if (typeof subAgent === 'string') {
+      actorToken = subAgent;
+      if (!dpop && boundKeyOf(actorToken)) {
+        throw new TypeError(`the sub-agent's token is DPoP-bound: pass the sub-agent's key as options.dpop`);
+      }
+    } else {
+      actorToken = await subAgent.token();
+      dpop ??= await subAgent.dpopKey();
+    }
+    return this.client.exchange({ ...rest, subjectToken: tokenValue(myToken), actorToken, dpop }, options.signal);
   }
 
   /** Asks the human to approve a delegation (CIBA poll mode); wait with `waitForApproval`. */
   async requestApproval(subjectToken: string | DelegatedToken, options: ApprovalOptions = {}): Promise<ApprovalRequest> {
     const actorToken = await this.token();
-    return this.client.backchannelAuthorize({ ...options, subjectToken: tokenValue(subjectToken), actorToken }, options.signal);
+    const dpop = await this.dpopKey();
+    return this.client.backchannelAuthorize({ ...options, subjectToken: tokenValue(subjectToken), actorToken, dpop }, options.signal);
   }
 
   /**
@@ -177,6 +243,16 @@ export class AgentSession {
 
   [Symbol.for('nodejs.util.inspect.custom')](): string {
     return this.toString();
+  }
+}
+
+/** The `cnf.jkt` of a JWT (decoded, not verified), if any. */
+function boundKeyOf(token: string): string | undefined {
+  try {
+    const cnf = decodeJwt(token).cnf as { jkt?: unknown } | undefined;
+    return typeof cnf?.jkt === 'string' ? cnf.jkt : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -3,6 +3,7 @@
 
 import { decodeJwt, type JWTPayload } from 'jose';
 import { Chain } from './chain.js';
+import type { DpopKey } from './dpop.js';
 
 const inspect = Symbol.for('nodejs.util.inspect.custom');
 
@@ -27,11 +28,18 @@ export class DelegatedToken {
   readonly sessionId: string | undefined;
   /** The human and the agents acting for them (decoded, not verified: mandate issued it). */
   readonly chain: Chain;
-  /** The token type the server named (`bearer`). */
+  /** The token type the server named (`bearer`, or `dpop` for a DPoP-bound token; lowercase). */
   readonly tokenType: string;
+  /**
+   * The RFC 7638 thumbprint of the key the token is bound to (its `cnf.jkt`, RFC 9449 §6.1), or
+   * undefined for a bearer token.
+   */
+  readonly jkt: string | undefined;
+  readonly #dpop: DpopKey | undefined;
 
-  constructor(accessToken: string, options: { expiresIn?: number; scope?: string; tokenType?: string } = {}) {
+  constructor(accessToken: string, options: { expiresIn?: number; scope?: string; tokenType?: string; dpop?: DpopKey } = {}) {
     this.#accessToken = accessToken;
+    this.#dpop = options.dpop;
     const claims = claimsOf(accessToken);
     const exp = typeof claims.exp === 'number' ? claims.exp * 1000 : undefined;
     this.expiresAt = new Date(
@@ -42,7 +50,31 @@ export class DelegatedToken {
     this.audience = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? [...claims.aud] : [];
     this.sessionId = typeof claims.sid === 'string' ? claims.sid : undefined;
     this.chain = Chain.fromClaims(claims);
-    this.tokenType = options.tokenType ?? 'bearer';
+    this.tokenType = (options.tokenType ?? 'bearer').toLowerCase();
+    const cnf = claims.cnf as { jkt?: unknown } | undefined;
+    this.jkt = typeof cnf?.jkt === 'string' ? cnf.jkt : undefined;
+  }
+
+  /** Whether the token is DPoP-bound (RFC 9449): sent as `Authorization: DPoP` with a proof of its key. */
+  get dpopBound(): boolean {
+    return this.tokenType === 'dpop' || this.jkt !== undefined;
+  }
+
+  /** The key that proves possession of a DPoP-bound token (undefined for a bearer token). */
+  get dpopKey(): DpopKey | undefined {
+    return this.#dpop;
+  }
+
+  /**
+   * The headers that present this token on a request to `url` with `method`: `Authorization:
+   * Bearer <token>`, or for a DPoP-bound token `Authorization: DPoP <token>` and a fresh `DPoP`
+   * proof (htm, htu, ath; RFC 9449 §7.1). `nonce`: one the resource server asked for.
+   */
+  async authorizationHeaders(method: string, url: string | URL, nonce?: string): Promise<Record<string, string>> {
+    if (!this.dpopBound) return { authorization: `Bearer ${this.#accessToken}` };
+    if (!this.#dpop) throw new TypeError('the token is DPoP-bound but its key is not known here');
+    const proof = await this.#dpop.proof({ method, url, accessToken: this.#accessToken, nonce });
+    return { authorization: `DPoP ${this.#accessToken}`, dpop: proof };
   }
 
   /** The token itself, for an `Authorization: Bearer` header. A secret: never log it. */
@@ -71,6 +103,8 @@ export class DelegatedToken {
       audience: this.audience,
       sessionId: this.sessionId,
       chain: this.chain.toString(),
+      tokenType: this.tokenType,
+      ...(this.jkt ? { jkt: this.jkt } : {}),
     };
   }
 
@@ -86,9 +120,12 @@ export class ApprovalRequest {
   readonly expiresAt: Date;
   /** The least number of seconds between two polls. */
   interval: number;
+  /** The DPoP key the request was made with: the polls are signed with it (RFC 9449). */
+  readonly dpop: DpopKey | undefined;
 
-  constructor(authReqId: string, expiresIn: number, interval: number | undefined) {
+  constructor(authReqId: string, expiresIn: number, interval: number | undefined, dpop?: DpopKey) {
     this.#authReqId = authReqId;
+    this.dpop = dpop;
     this.expiresAt = new Date(Date.now() + expiresIn * 1000);
     this.interval = interval ?? 5;
   }

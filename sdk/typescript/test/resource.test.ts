@@ -190,6 +190,8 @@ for (const framework of ['hono', 'express'] as const) {
       bearer_methods_supported: ['header'],
       scopes_supported: SCOPES_SUPPORTED,
       resource_name: 'Orders',
+      // RFC 9728 §2 / RFC 9449: the DPoP proof algorithms the Verifier accepts.
+      dpop_signing_alg_values_supported: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA'],
     });
   });
 }
