@@ -43,6 +43,10 @@ pub struct Exchange<'a> {
     pub scope: Option<&'a str>,
     /// `audience` values (RFC 8693 §2.1), each sent as its own parameter.
     pub audience: &'a [&'a str],
+    /// A DPoP proof for `POST {issuer}/token` (RFC 9449), signed by the key the new token is to
+    /// be bound to ([`crate::DpopKey::proof`], [`crate::tpm::TpmAttester::dpop_proof`]); a
+    /// bound `actor_token` needs its own key's proof.
+    pub dpop: Option<&'a str>,
 }
 
 /// The agent token `/attest` answers with.
@@ -144,11 +148,39 @@ impl Client {
         nonce: &str,
         evidence: Value,
     ) -> Result<AgentToken, Error> {
+        self.attest_bound(agent, nonce, evidence, None).await
+    }
+
+    /// [`Self::attest`] with a DPoP proof for `POST {issuer}/attest` (RFC 9449): the agent
+    /// token is bound to the proof's key, and then acts only in requests that key signs.
+    pub async fn attest_bound(
+        &self,
+        agent: &str,
+        nonce: &str,
+        evidence: Value,
+        dpop: Option<&str>,
+    ) -> Result<AgentToken, Error> {
         let mut body = json!({ "agent": agent, "nonce": nonce });
         if let (Some(b), Value::Object(e)) = (body.as_object_mut(), evidence) {
             b.extend(e);
         }
-        self.post_json("/attest", &body).await
+        let mut req = self.http.post(self.endpoint("/attest")).json(&body);
+        if let Some(p) = dpop {
+            req = req.header("DPoP", p);
+        }
+        let resp = req.send().await.map_err(|e| Error::Http(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| Error::Http(e.to_string()))?;
+        if !status.is_success() {
+            return Err(server_error(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("/attest: {e}")))
+    }
+
+    /// The URL of one of the server's endpoints (`/token`, `/attest`): what a DPoP proof's
+    /// `htu` names.
+    pub fn endpoint_url(&self, path: &str) -> String {
+        self.endpoint(path)
     }
 
     /// `POST /attest/enroll`: EK, its certificate chain and the AK in, a challenge out.
@@ -205,6 +237,9 @@ impl Client {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             );
+        if let Some(p) = x.dpop {
+            req = req.header("DPoP", p);
+        }
         match &self.client_secret {
             Some(secret) => {
                 // RFC 6749 §2.3.1: each part form-urlencoded before Basic.

@@ -34,16 +34,10 @@ impl DpopKey {
 
     pub fn from_signing_key(key: SigningKey) -> Self {
         let point = key.verifying_key().to_encoded_point(false);
-        let b64 = |b: Option<&p256::FieldBytes>| b.map(|b| URL_SAFE_NO_PAD.encode(b));
-        let (x, y) = (b64(point.x()), b64(point.y()));
-        // RFC 7638 §3.2: the required members, in lexicographic order, without whitespace.
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            x.clone().unwrap_or_default(),
-            y.clone().unwrap_or_default()
+        let (jwk, jkt) = p256_jwk(
+            point.x().map(|x| x.as_slice()).unwrap_or_default(),
+            point.y().map(|y| y.as_slice()).unwrap_or_default(),
         );
-        let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
-        let jwk = json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y });
         Self { key, jwk, jkt }
     }
 
@@ -66,31 +60,53 @@ impl DpopKey {
         access_token: Option<&str>,
         nonce: Option<&str>,
     ) -> Result<String, Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| Error::Config("the system clock is before 1970".into()))?
-            .as_secs();
-        let mut jti = [0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut jti);
-        let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk });
-        let mut claims = json!({
-            "jti": URL_SAFE_NO_PAD.encode(jti), "htm": htm, "htu": htu, "iat": now,
-        });
-        if let Some(t) = access_token {
-            claims["ath"] = URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())).into();
-        }
-        if let Some(n) = nonce {
-            claims["nonce"] = n.into();
-        }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let sig: Signature = self.key.sign(signing_input.as_bytes());
+        let input = signing_input(&self.jwk, htm, htu, access_token, nonce)?;
+        let sig: Signature = self.key.sign(input.as_bytes());
         Ok(format!(
-            "{signing_input}.{}",
+            "{input}.{}",
             URL_SAFE_NO_PAD.encode(sig.to_bytes())
         ))
     }
+}
+
+/// The public JWK of a P-256 key with these SEC1 coordinates, and its RFC 7638 thumbprint.
+pub(crate) fn p256_jwk(x: &[u8], y: &[u8]) -> (Value, String) {
+    let (x, y) = (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y));
+    // RFC 7638 §3.2: the required members, in lexicographic order, without whitespace.
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    (json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y }), jkt)
+}
+
+/// The ES256 signing input (`header.claims`, base64url) of a proof by the key `jwk` for one
+/// `htm` request to `htu` (RFC 9449 §4.2): a fresh random `jti`, `iat` now, `ath` when it goes
+/// with an access token, the server's `nonce` when it sent one (§8).
+pub(crate) fn signing_input(
+    jwk: &Value,
+    htm: &str,
+    htu: &str,
+    access_token: Option<&str>,
+    nonce: Option<&str>,
+) -> Result<String, Error> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Error::Config("the system clock is before 1970".into()))?
+        .as_secs();
+    let mut jti = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut jti);
+    let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": jwk });
+    let mut claims = json!({
+        "jti": URL_SAFE_NO_PAD.encode(jti), "htm": htm, "htu": htu, "iat": now,
+    });
+    if let Some(t) = access_token {
+        claims["ath"] = URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())).into();
+    }
+    if let Some(n) = nonce {
+        claims["nonce"] = n.into();
+    }
+    Ok(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    ))
 }

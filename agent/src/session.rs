@@ -111,6 +111,7 @@ impl<A: Attester> AgentSession<A> {
                 actor_token: &actor,
                 scope,
                 audience,
+                dpop: None,
             })
             .await
     }
@@ -130,6 +131,7 @@ impl<A: Attester> AgentSession<A> {
                 actor_token: sub_agent_token,
                 scope,
                 audience,
+                dpop: None,
             })
             .await
     }

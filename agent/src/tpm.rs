@@ -30,6 +30,17 @@ use tss_esapi::structures::{
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 
+use sha2::{Digest as _, Sha256};
+use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
+use tss_esapi::interface_types::algorithm::PublicAlgorithm;
+use tss_esapi::interface_types::resource_handles::Hierarchy;
+use tss_esapi::structures::{
+    Digest, EccParameter, EccPoint, EccScheme, HashScheme, HashcheckTicket, PublicBuilder,
+    PublicEccParametersBuilder, Signature,
+};
+use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
+
 use crate::Error;
 use crate::client::Client;
 use crate::session::Attester;
@@ -105,6 +116,15 @@ struct Tpm {
     /// TPM2B_PUBLIC of the AK.
     ak_public: Vec<u8>,
     pcrs: Vec<u8>,
+    /// The DPoP key, once made: its handle, TPM2B_PUBLIC, JWK and thumbprint.
+    dpop: Option<TpmDpop>,
+}
+
+struct TpmDpop {
+    handle: KeyHandle,
+    public: Vec<u8>,
+    jwk: Value,
+    jkt: String,
 }
 
 impl Tpm {
@@ -125,7 +145,135 @@ impl Tpm {
             ak,
             ak_public,
             pcrs: cfg.pcrs.clone(),
+            dpop: None,
         })
+    }
+
+    /// The DPoP key: a P-256 ECDSA SHA-256 signing key the TPM derives in the owner hierarchy
+    /// (a primary key, so the same `label` gives the same key after a restart, and nothing
+    /// needs saving) with the attributes the server requires of a TPM-held key: fixedTPM,
+    /// fixedParent, sensitiveDataOrigin, sign, not restricted, not decrypt.
+    fn dpop_key(&mut self, label: &str) -> Result<&TpmDpop, Error> {
+        if self.dpop.is_none() {
+            let attributes = ObjectAttributesBuilder::new()
+                .with_fixed_tpm(true)
+                .with_fixed_parent(true)
+                .with_sensitive_data_origin(true)
+                .with_user_with_auth(true)
+                .with_sign_encrypt(true)
+                .with_decrypt(false)
+                .with_restricted(false)
+                .build()
+                .map_err(tpm_err("DPoP key attributes"))?;
+            // The template's `unique` makes one key per label (agent) on a shared TPM.
+            let seed = Sha256::digest(format!("mandate dpop {label}").as_bytes()).to_vec();
+            let unique = EccPoint::new(
+                EccParameter::try_from(seed.clone()).map_err(tpm_err("DPoP key unique"))?,
+                EccParameter::try_from(seed).map_err(tpm_err("DPoP key unique"))?,
+            );
+            let template = PublicBuilder::new()
+                .with_public_algorithm(PublicAlgorithm::Ecc)
+                .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+                .with_object_attributes(attributes)
+                .with_ecc_parameters(
+                    PublicEccParametersBuilder::new_unrestricted_signing_key(
+                        EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
+                        EccCurve::NistP256,
+                    )
+                    .build()
+                    .map_err(tpm_err("DPoP key parameters"))?,
+                )
+                .with_ecc_unique_identifier(unique)
+                .build()
+                .map_err(tpm_err("DPoP key template"))?;
+            let created = self
+                .ctx
+                .execute_with_nullauth_session(|c| {
+                    c.create_primary(Hierarchy::Owner, template, None, None, None, None)
+                })
+                .map_err(tpm_err("creating the DPoP key"))?;
+            let public = tpm2b(
+                &created
+                    .out_public
+                    .marshall()
+                    .map_err(tpm_err("DPoP public"))?,
+            )?;
+            let Public::Ecc { unique, .. } = &created.out_public else {
+                return Err(Error::Tpm("the DPoP key is not an ECC key".into()));
+            };
+            let (jwk, jkt) = crate::dpop::p256_jwk(unique.x().value(), unique.y().value());
+            self.dpop = Some(TpmDpop {
+                handle: created.key_handle,
+                public,
+                jwk,
+                jkt,
+            });
+        }
+        self.dpop
+            .as_ref()
+            .ok_or_else(|| Error::Tpm("the DPoP key was not made".into()))
+    }
+
+    /// TPM2_Certify of the DPoP key by the AK: what `/attest` takes as `dpop_key`.
+    fn dpop_certify(&mut self, label: &str) -> Result<Value, Error> {
+        let (key, public) = {
+            let k = self.dpop_key(label)?;
+            (k.handle, k.public.clone())
+        };
+        let ak = self.ak;
+        let (attest, signature) = self
+            .ctx
+            .execute_with_sessions(
+                (
+                    Some(AuthSession::Password),
+                    Some(AuthSession::Password),
+                    None,
+                ),
+                |c| c.certify(key.into(), ak, Data::default(), SignatureScheme::Null),
+            )
+            .map_err(tpm_err("TPM2_Certify"))?;
+        Ok(json!({
+            "public": STANDARD.encode(public),
+            "certify": STANDARD.encode(attest.marshall().map_err(tpm_err("TPMS_ATTEST"))?),
+            "signature": STANDARD.encode(signature.marshall().map_err(tpm_err("TPMT_SIGNATURE"))?),
+        }))
+    }
+
+    /// ES256 over `message` by the DPoP key (TPM2_Sign of its SHA-256): JWS's r‖s.
+    fn dpop_sign(&mut self, label: &str, message: &[u8]) -> Result<Vec<u8>, Error> {
+        let key = self.dpop_key(label)?.handle;
+        let digest =
+            Digest::try_from(Sha256::digest(message).to_vec()).map_err(tpm_err("DPoP digest"))?;
+        let validation = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
+            tag: TPM2_ST_HASHCHECK,
+            hierarchy: TPM2_RH_NULL,
+            digest: Default::default(),
+        })
+        .map_err(tpm_err("hashcheck ticket"))?;
+        let scheme = SignatureScheme::EcDsa {
+            hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+        };
+        let sig = self
+            .ctx
+            .execute_with_nullauth_session(|c| c.sign(key, digest, scheme, validation))
+            .map_err(tpm_err("TPM2_Sign"))?;
+        let Signature::EcDsa(ecc) = sig else {
+            return Err(Error::Tpm("TPM2_Sign gave no ECDSA signature".into()));
+        };
+        let mut out = vec![0u8; 64];
+        for (part, at) in [
+            (ecc.signature_r().value(), 0usize),
+            (ecc.signature_s().value(), 32),
+        ] {
+            let start = (at + 32)
+                .checked_sub(part.len())
+                .filter(|s| *s >= at)
+                .ok_or_else(|| Error::Tpm("ECDSA signature part too long".into()))?;
+            out.get_mut(start..at + 32)
+                .ok_or_else(|| Error::Tpm("ECDSA signature part too long".into()))?
+                .copy_from_slice(part);
+        }
+        Ok(out)
     }
 
     /// TPM2B_PUBLIC of the EK.
@@ -455,6 +603,49 @@ impl TpmAttester {
             .map_err(|_| Error::Protocol("encrypted_secret is not base64".into()))?;
         let recovered = self.run(move |t| t.activate(blob, secret)).await?;
         client.activate(&challenge.enrollment_id, &recovered).await
+    }
+}
+
+impl TpmAttester {
+    /// The thumbprint (RFC 7638) of this agent's TPM-held DPoP key, made on first use; `label`
+    /// (the agent's name) picks the key, so agents sharing a TPM have their own.
+    pub async fn dpop_jkt(&self, label: &str) -> Result<String, Error> {
+        let label = label.to_string();
+        self.run(move |t| Ok(t.dpop_key(&label)?.jkt.clone())).await
+    }
+
+    /// TPM2_Certify of the DPoP key by the AK, as `/attest` takes it beside a quote
+    /// (`{"public", "certify", "signature"}`): the server then knows the key cannot leave
+    /// this TPM, and tokens bound to it say `dpop_key: tpm`.
+    pub async fn dpop_certification(&self, label: &str) -> Result<Value, Error> {
+        let label = label.to_string();
+        self.run(move |t| t.dpop_certify(&label)).await
+    }
+
+    /// A DPoP proof (RFC 9449 §4.2) signed inside the TPM by the DPoP key: for one `htm`
+    /// request to `htu`, with `ath` when it carries `access_token` and the server's `nonce`.
+    pub async fn dpop_proof(
+        &self,
+        label: &str,
+        htm: &str,
+        htu: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<String, Error> {
+        let label = label.to_string();
+        let jwk = self
+            .run({
+                let label = label.clone();
+                move |t| Ok(t.dpop_key(&label)?.jwk.clone())
+            })
+            .await?;
+        let input = crate::dpop::signing_input(&jwk, htm, htu, access_token, nonce)?;
+        let signed = input.clone();
+        let sig = self
+            .run(move |t| t.dpop_sign(&label, signed.as_bytes()))
+            .await?;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
     }
 }
 

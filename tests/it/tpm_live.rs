@@ -567,3 +567,181 @@ async fn an_allowlisted_ek_enrolls_without_any_ek_root() {
         app.stop().await;
     }
 }
+
+/// Issue 20's chain, live: human → TPM agent → software sub-agent, each hop DPoP-bound to its
+/// own key, the TPM agent's key held in swtpm and proven by TPM2_Certify with its AK
+/// (`dpop_key: tpm`); the sub-agent's key is in memory (`software`). A proof by any other key
+/// gets nothing, and policy can require a TPM-held key (`context.dpop == "tpm"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9449_a_dpop_chain_whose_first_hop_key_is_held_in_the_tpm() {
+    use mandate_agent::DpopKey;
+    use mandate_agent::client::Exchange;
+    use mandate_agent::oauth2::TokenResponse;
+    for backend in backends() {
+        let tpm = Swtpm::start();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tpm.cedar"),
+            "@id(\"write-needs-a-tpm-key\")\npermit(principal, action == Mandate::Action::\"delegate\", resource)\n\
+             when { context.dpop == \"tpm\" || !context.scopes.contains(\"orders:write\") };\n",
+        )
+        .unwrap();
+        let policy = format!(
+            "{}\n[policy]\nfiles = [{:?}]\n",
+            sub_agent_toml(),
+            dir.path().join("tpm.cedar").display().to_string()
+        );
+        let app = spawn_app_with(backend, &server_config(&[&tpm.root()], &policy)).await;
+        let client = sdk(&app);
+        let attester = attester(&tpm, EkKind::Rsa2048, "agent").await;
+        attester
+            .enroll(&client, "tpm-bot", &chain(&tpm))
+            .await
+            .unwrap();
+        let (attest_url, token_url) = (
+            client.endpoint_url("/attest"),
+            client.endpoint_url("/token"),
+        );
+        let tpm_proof = |url: String| {
+            let a = &attester;
+            async move {
+                a.dpop_proof("tpm-bot", "POST", &url, None, None)
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // The TPM agent attests with its quote, the certification of its DPoP key, and a proof
+        // that key signed inside the TPM.
+        let (nonce, mut evidence) = fresh_quote(&client, &attester, &app).await;
+        evidence["dpop_key"] = attester.dpop_certification("tpm-bot").await.unwrap();
+        let jkt = attester.dpop_jkt("tpm-bot").await.unwrap();
+        let agent = client
+            .attest_bound(
+                "tpm-bot",
+                &nonce,
+                evidence.clone(),
+                Some(&tpm_proof(attest_url.clone()).await),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"))
+            .agent_token;
+        let c = claims(&agent);
+        assert_eq!(c["cnf"]["jkt"], jkt.as_str(), "{backend:?}: RFC 9449 §6.1");
+        assert_eq!(
+            c["dpop_key"], "tpm",
+            "the key was proven to live in the TPM"
+        );
+
+        // The certified key with a proof by another key is refused, and so is a certification
+        // of the key posted beside a software proof.
+        let (nonce2, mut evidence2) = fresh_quote(&client, &attester, &app).await;
+        evidence2["dpop_key"] = evidence["dpop_key"].clone();
+        let other = DpopKey::generate();
+        let e = client
+            .attest_bound(
+                "tpm-bot",
+                &nonce2,
+                evidence2,
+                Some(&other.proof("POST", &attest_url, None, None).unwrap()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(server_refused(e).1, "invalid_dpop_proof");
+
+        // alice → tpm-bot, signed by the TPM key: bound to it, and `orders:write` is allowed
+        // because the key is in the TPM.
+        let alice = alice_token(&app, "orders:read orders:write").await;
+        let exchange = |subject: String, actor: String, scope: &'static str, proof: String| {
+            let client = client.clone();
+            async move {
+                client
+                    .exchange(&Exchange {
+                        subject_token: &subject,
+                        actor_token: &actor,
+                        scope: Some(scope),
+                        audience: &[],
+                        dpop: Some(&proof),
+                    })
+                    .await
+            }
+        };
+        let delegated = exchange(
+            alice.clone(),
+            agent.clone(),
+            "orders:read orders:write",
+            tpm_proof(token_url.clone()).await,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let token = delegated.access_token().secret().to_string();
+        let v = app.introspect(&token).await;
+        assert_eq!(
+            (v["token_type"].as_str(), v["cnf"]["jkt"].as_str()),
+            (Some("DPoP"), Some(jkt.as_str())),
+            "{v}"
+        );
+        assert_eq!(v["dpop_key"], "tpm", "{backend:?}: {v}");
+
+        // The agent token with a proof by another key acts for nobody.
+        let e = exchange(
+            alice.clone(),
+            agent.clone(),
+            "orders:read",
+            other.proof("POST", &token_url, None, None).unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(server_refused(e).1, "invalid_grant");
+
+        // tpm-bot → sub-bot (software key): bound to the sub-agent's own key.
+        let sub_dpop = DpopKey::generate();
+        let sub_nonce = client.challenge("sub-bot").await.unwrap();
+        let sub_proof = sub_key().proof("sub-bot", &app.url, &sub_nonce).unwrap();
+        let sub_agent = client
+            .attest_bound(
+                "sub-bot",
+                &sub_nonce,
+                json!({ "proof": sub_proof }),
+                Some(&sub_dpop.proof("POST", &attest_url, None, None).unwrap()),
+            )
+            .await
+            .unwrap()
+            .agent_token;
+        assert_eq!(claims(&sub_agent)["dpop_key"], "software");
+        let narrower = exchange(
+            token.clone(),
+            sub_agent.clone(),
+            "orders:read",
+            sub_dpop.proof("POST", &token_url, None, None).unwrap(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let v = app.introspect(narrower.access_token().secret()).await;
+        assert_eq!(
+            v["cnf"]["jkt"],
+            sub_dpop.jkt(),
+            "each hop is bound to its own key"
+        );
+        assert_eq!(v["dpop_key"], "software");
+        assert_eq!(
+            v["act"],
+            json!({"sub": "agent:sub-bot", "act": {"sub": "agent:tpm-bot"}})
+        );
+        // Policy: `orders:write` only with a TPM-held key; the sub-agent's is not.
+        let e = exchange(
+            alice.clone(),
+            sub_agent.clone(),
+            "orders:write",
+            sub_dpop.proof("POST", &token_url, None, None).unwrap(),
+        )
+        .await
+        .unwrap_err();
+        let (_, error, _) = server_refused(e);
+        assert!(
+            error == "invalid_scope" || error == "invalid_grant",
+            "{error}"
+        );
+        app.stop().await;
+    }
+}
