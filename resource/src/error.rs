@@ -32,6 +32,10 @@ pub enum AuthError {
     /// answered 503, since the client's token may well be good.
     #[error("the authorization server is unavailable: {0}")]
     Unavailable(String),
+    /// The DPoP proof sent with a DPoP-bound token is missing a part, malformed, replayed, or
+    /// made for another request (RFC 9449 §7.1 `invalid_dpop_proof`, 401).
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(String),
     /// The middleware is wired wrongly (for example a [`crate::Principal`] extractor or
     /// [`crate::RequireScopes`] without a [`crate::BearerAuthLayer`] in front): answered 500.
     #[error("resource server misconfigured: {0}")]
@@ -42,7 +46,9 @@ impl AuthError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            AuthError::MissingToken | AuthError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            AuthError::MissingToken
+            | AuthError::InvalidToken(_)
+            | AuthError::InvalidDpopProof(_) => StatusCode::UNAUTHORIZED,
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -56,6 +62,7 @@ impl AuthError {
             AuthError::MissingToken => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken(_) => Some("invalid_token"),
+            AuthError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
             AuthError::Unavailable(_) => Some("temporarily_unavailable"),
             AuthError::Misconfigured(_) => Some("server_error"),
@@ -68,6 +75,7 @@ impl AuthError {
             AuthError::MissingToken => "the request carries no bearer token".into(),
             AuthError::InvalidRequest(d)
             | AuthError::InvalidToken(d)
+            | AuthError::InvalidDpopProof(d)
             | AuthError::Unavailable(d)
             | AuthError::Misconfigured(d) => d.clone(),
             AuthError::InsufficientScope { required } => {
@@ -87,14 +95,16 @@ pub(crate) struct Challenge {
 impl Challenge {
     /// The `WWW-Authenticate` value for `error` (RFC 6750 §3), with `resource_metadata`
     /// (RFC 9728 §5.1). `None` for errors that are not about the token (503, 500).
-    pub(crate) fn www_authenticate(&self, error: &AuthError) -> Option<String> {
+    pub(crate) fn www_authenticate(&self, error: &AuthError, dpop: bool) -> Option<String> {
         let mut params: Vec<String> = Vec::new();
         if let Some(realm) = &self.realm {
             params.push(format!("realm=\"{}\"", quoted(realm)));
         }
         match error {
             AuthError::MissingToken => {}
-            AuthError::InvalidRequest(_) | AuthError::InvalidToken(_) => {
+            AuthError::InvalidRequest(_)
+            | AuthError::InvalidToken(_)
+            | AuthError::InvalidDpopProof(_) => {
                 params.push(format!(
                     "error=\"{}\"",
                     error.error_code().unwrap_or_default()
@@ -117,10 +127,17 @@ impl Challenge {
         if let Some(url) = &self.resource_metadata {
             params.push(format!("resource_metadata=\"{}\"", quoted(url)));
         }
-        Some(if params.is_empty() {
-            "Bearer".to_string()
+        // RFC 9449 §7.1: a DPoP challenge names the algorithms proofs may use.
+        let scheme = if dpop {
+            params.push(format!("algs=\"{}\"", mandate_dpop::ALGS.join(" ")));
+            "DPoP"
         } else {
-            format!("Bearer {}", params.join(", "))
+            "Bearer"
+        };
+        Some(if params.is_empty() {
+            scheme.to_string()
+        } else {
+            format!("{scheme} {}", params.join(", "))
         })
     }
 }
@@ -145,11 +162,23 @@ fn quoted(s: &str) -> String {
 pub struct AuthRejection {
     error: AuthError,
     challenge: Arc<Challenge>,
+    /// Answered with a `DPoP` challenge (RFC 9449 §7.1) rather than `Bearer`.
+    dpop: bool,
 }
 
 impl AuthRejection {
     pub(crate) fn new(error: AuthError, challenge: Arc<Challenge>) -> Self {
-        Self { error, challenge }
+        Self {
+            error,
+            challenge,
+            dpop: false,
+        }
+    }
+
+    /// The same refusal answered with a `DPoP` challenge: the request or its token was DPoP.
+    pub(crate) fn dpop(mut self, dpop: bool) -> Self {
+        self.dpop = dpop;
+        self
     }
 
     /// Why the request was refused.
@@ -160,7 +189,7 @@ impl AuthRejection {
     /// The `WWW-Authenticate` header value this refusal is answered with, if any (none for
     /// 500 and 503).
     pub fn www_authenticate(&self) -> Option<String> {
-        self.challenge.www_authenticate(&self.error)
+        self.challenge.www_authenticate(&self.error, self.dpop)
     }
 }
 
@@ -236,13 +265,13 @@ mod tests {
     fn rfc6750_s3_1_missing_token_challenge_has_no_error_attribute() {
         assert_eq!(
             challenge()
-                .www_authenticate(&AuthError::MissingToken)
+                .www_authenticate(&AuthError::MissingToken, false)
                 .unwrap(),
             "Bearer realm=\"orders\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\""
         );
         assert_eq!(
             Challenge::default()
-                .www_authenticate(&AuthError::MissingToken)
+                .www_authenticate(&AuthError::MissingToken, false)
                 .unwrap(),
             "Bearer"
         );
@@ -251,9 +280,12 @@ mod tests {
     #[test]
     fn rfc6750_s3_insufficient_scope_names_the_scope() {
         let v = Challenge::default()
-            .www_authenticate(&AuthError::InsufficientScope {
-                required: vec!["orders:read".into(), "orders:write".into()],
-            })
+            .www_authenticate(
+                &AuthError::InsufficientScope {
+                    required: vec!["orders:read".into(), "orders:write".into()],
+                },
+                false,
+            )
             .unwrap();
         assert!(
             v.starts_with("Bearer error=\"insufficient_scope\", "),
@@ -265,7 +297,10 @@ mod tests {
     #[test]
     fn rfc6750_s3_error_description_stays_inside_its_quoted_string() {
         let v = Challenge::default()
-            .www_authenticate(&AuthError::InvalidToken("a \"quoted\" \\ é\n".into()))
+            .www_authenticate(
+                &AuthError::InvalidToken("a \"quoted\" \\ é\n".into()),
+                false,
+            )
             .unwrap();
         assert_eq!(
             v,
@@ -277,6 +312,6 @@ mod tests {
     fn unavailable_is_503_without_a_challenge() {
         let e = AuthError::Unavailable("down".into());
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(challenge().www_authenticate(&e).is_none());
+        assert!(challenge().www_authenticate(&e, false).is_none());
     }
 }

@@ -83,18 +83,22 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         Box::pin(async move {
-            match verifier.authenticate(req.headers()).await {
+            let checked = verifier
+                .authenticate_request(req.method(), req.uri(), req.headers())
+                .await;
+            match checked {
                 Ok(principal) => {
                     req.extensions_mut().insert(principal);
                     inner.call(req).await.map(IntoResponse::into_response)
                 }
-                Err(error) => {
+                Err(rejection) => {
+                    let error = rejection.error();
                     if matches!(error, AuthError::Unavailable(_)) {
                         tracing::warn!(%error, "token not checked");
                     } else {
                         tracing::debug!(%error, "request refused");
                     }
-                    Ok(AuthRejection::new(error, verifier.challenge().clone()).into_response())
+                    Ok(rejection.into_response())
                 }
             }
         })

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod dpop;
 mod error;
 mod layer;
 mod metadata;

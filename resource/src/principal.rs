@@ -156,7 +156,8 @@ impl Principal {
             Err(AuthRejection::new(
                 AuthError::InsufficientScope { required },
                 self.challenge.clone(),
-            ))
+            )
+            .dpop(self.dpop_jkt().is_some()))
         }
     }
 
@@ -178,6 +179,18 @@ impl Principal {
     /// The token's id (`jti`).
     pub fn token_id(&self) -> Option<&str> {
         self.token_id.as_deref()
+    }
+
+    /// The RFC 7638 thumbprint of the key a DPoP-bound token is bound to (`cnf.jkt`, RFC 9449
+    /// §6); `None` for a bearer token.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.claims.get("cnf")?.get("jkt")?.as_str()
+    }
+
+    /// Where that key lives, as mandate says: `tpm` when the acting agent's TPM was shown to
+    /// hold it, else `software`.
+    pub fn dpop_key(&self) -> Option<&str> {
+        self.claims.get("dpop_key")?.as_str()
     }
 
     /// Every claim as the token (or the introspection answer) carried it.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::error::{AuthError, Challenge};
+use crate::error::{AuthError, AuthRejection, Challenge};
 use crate::principal::{Principal, audience_of, numeric_date};
 
 /// Longest token looked at; anything longer is refused before any parsing.
@@ -63,6 +63,7 @@ pub struct VerifierBuilder {
     realm: Option<String>,
     resource_metadata_url: Option<String>,
     http: Option<reqwest::Client>,
+    public_url: Option<String>,
 }
 
 impl VerifierBuilder {
@@ -141,6 +142,14 @@ impl VerifierBuilder {
         self
     }
 
+    /// The URL this resource server is reached at from outside (`https://api.example.com`, or
+    /// with a path prefix), when a proxy in front changes scheme, host or port: a DPoP proof's
+    /// `htu` must name it (RFC 9449 §4.3). Default: `http://` and the request's `Host`.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
+    }
+
     /// The HTTP client used to reach the issuer (default: a new one with a 10 s timeout).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
@@ -179,6 +188,7 @@ impl VerifierBuilder {
                 .map_err(|e| ConfigError(format!("cannot build the HTTP client: {e}")))?,
         };
         let metadata_url = well_known(&issuer_url, "oauth-authorization-server");
+        let dpop = crate::dpop::DpopCheck::new(self.public_url.as_deref(), self.leeway)?;
         Ok(Verifier {
             inner: Arc::new(Inner {
                 issuer: self.issuer,
@@ -199,6 +209,7 @@ impl VerifierBuilder {
                     max_age: self.jwks_max_age,
                 },
                 cache: Mutex::new(IntrospectionCache::new(self.cache_capacity, self.cache_ttl)),
+                dpop,
             }),
         })
     }
@@ -252,6 +263,7 @@ struct Inner {
     metadata: OnceCell<ServerMetadata>,
     jwks: Jwks,
     cache: Mutex<IntrospectionCache>,
+    dpop: crate::dpop::DpopCheck,
 }
 
 /// The parts of the issuer's RFC 8414 metadata used here.
@@ -279,6 +291,7 @@ impl Verifier {
             realm: None,
             resource_metadata_url: None,
             http: None,
+            public_url: None,
         }
     }
 
@@ -309,9 +322,43 @@ impl Verifier {
     /// `Authorization` header, an empty token, characters outside `b64token`) is
     /// [`AuthError::InvalidRequest`]. An `Authorization` header with another scheme counts as
     /// no bearer token.
+    /// A DPoP-bound token (one with `cnf.jkt`) is refused here: checking its proof needs the
+    /// request's method and URL ([`Self::authenticate_request`]).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         let token = bearer_token(headers)?;
-        self.verify(token).await
+        let principal = self.verify(token).await?;
+        if principal.dpop_jkt().is_some() {
+            return Err(AuthError::InvalidToken(
+                "the token is DPoP-bound: send it as `Authorization: DPoP` with a DPoP proof (RFC 9449 §7.1)"
+                    .into(),
+            ));
+        }
+        Ok(principal)
+    }
+
+    /// Verifies the token of a request as [`Self::authenticate`] does, and for a DPoP-bound
+    /// token (RFC 9449) its proof too: `Authorization: DPoP <token>` with one `DPoP` header
+    /// whose proof is for this `method` and URL (the request's path under
+    /// [`VerifierBuilder::public_url`], else under its `Host`), hashes the token (`ath`), is
+    /// signed by the key the token is bound to, and is new. A bound token sent as `Bearer` is
+    /// refused, as is an unbound one sent as `DPoP`. The refusal carries the challenge the
+    /// request gets (`DPoP` or `Bearer`).
+    pub async fn authenticate_request(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Result<Principal, AuthRejection> {
+        let reject = |e: AuthError, dpop: bool| {
+            AuthRejection::new(e, self.inner.challenge.clone()).dpop(dpop)
+        };
+        let (scheme, token) = credentials(headers).map_err(|e| reject(e, false))?;
+        let is_dpop = scheme == crate::dpop::Scheme::Dpop;
+        let principal = self.verify(token).await.map_err(|e| reject(e, is_dpop))?;
+        (self.inner.dpop)
+            .check(&principal, scheme, token, method, uri, headers)
+            .map_err(|e| reject(e, true))?;
+        Ok(principal)
     }
 
     /// Verifies one access token and reads its claims.
@@ -329,10 +376,6 @@ impl Verifier {
             }
         };
         Principal::from_claims(claims, self.inner.challenge.clone())
-    }
-
-    pub(crate) fn challenge(&self) -> &Arc<Challenge> {
-        &self.inner.challenge
     }
 
     async fn metadata(&self) -> Result<&ServerMetadata, AuthError> {
@@ -586,6 +629,15 @@ fn jose_header(token: &str) -> Result<Map<String, Value>, AuthError> {
 
 /// RFC 6750 §2.1: `Authorization: Bearer b64token`.
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    match credentials(headers)? {
+        (crate::dpop::Scheme::Bearer, token) => Ok(token),
+        (crate::dpop::Scheme::Dpop, _) => Err(AuthError::MissingToken),
+    }
+}
+
+/// RFC 6750 §2.1 `Authorization: Bearer b64token`, or RFC 9449 §7.1 `Authorization: DPoP
+/// b64token`; any other scheme counts as no token.
+pub(crate) fn credentials(headers: &HeaderMap) -> Result<(crate::dpop::Scheme, &str), AuthError> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthError::MissingToken);
@@ -599,13 +651,17 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
         AuthError::InvalidRequest("the Authorization header is not visible ASCII".into())
     })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        crate::dpop::Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        crate::dpop::Scheme::Dpop
+    } else {
         return Err(AuthError::MissingToken);
-    }
+    };
     let token = rest.trim_matches(' ');
     if token.is_empty() {
         return Err(AuthError::InvalidRequest(
-            "the Bearer credentials hold no token".into(),
+            "the Authorization credentials hold no token".into(),
         ));
     }
     // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
@@ -619,7 +675,7 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
             "the bearer token is not a b64token (RFC 6750 §2.1)".into(),
         ));
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 /// The issuer's signing keys, cached.

@@ -537,3 +537,226 @@ async fn exchange(
     let (status, _, v) = post(app, &app.url, "/token", Some(client), &form, &refs).await;
     (status, v)
 }
+
+/// The Rust resource-server middleware on 127.0.0.1:0, `GET /whoami` behind it, checking
+/// tokens by JWT (`jwt`) or by introspection as `orders-api`.
+async fn resource_server(app: &TestApp, jwt: bool) -> String {
+    use axum::Router;
+    use axum::routing::get;
+    use mandate_resource::{BearerAuthLayer, Principal, Verifier};
+    let builder = Verifier::builder(&app.url, "orders-api");
+    let builder = if jwt {
+        builder.jwt()
+    } else {
+        builder.introspection("orders-api", "rs-secret")
+    };
+    let verifier = builder.build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new()
+        .route(
+            "/whoami",
+            get(|p: Principal| async move {
+                axum::Json(json!({"who": p.to_string(), "jkt": p.dpop_jkt(), "key": p.dpop_key()}))
+            }),
+        )
+        .layer(BearerAuthLayer::new(verifier));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// RFC 9449 §7 at a resource server (the `mandate-resource` middleware, both modes): the
+/// sub-agent's bound token works only with a fresh proof by the sub-agent's key for this very
+/// request; copied out and sent any other way, it is refused with a DPoP challenge.
+#[tokio::test]
+async fn rfc9449_s7_a_copied_bound_token_is_refused_at_the_resource_server() {
+    let (a, b) = (TestAgent::new("planner"), TestAgent::new("sub-bot"));
+    let cfg = format!(
+        "[[clients]]\nclient_id = \"agent-host\"\nclient_secret = \"host-secret\"\n\
+         grant_types = [\"{TE}\"]\n{}{}",
+        a.toml(),
+        b.toml()
+    );
+    let app = spawn_app_with(Backend::Sqlite, &cfg).await;
+    let (ka, kb) = (DpopKey::generate(), DpopKey::generate());
+    let alice = alice_token(&app, "orders:read orders:write").await;
+    let a_agent = attest_bound(&app, &a, &ka).await;
+    let (_, v) = exchange(&app, AGENT_HOST, &alice, &a_agent, "orders:read", Some(&ka)).await;
+    let a_token = v["access_token"].as_str().unwrap().to_string();
+    let b_agent = attest_bound(&app, &b, &kb).await;
+    let (_, v) = exchange(
+        &app,
+        AGENT_HOST,
+        &a_token,
+        &b_agent,
+        "orders:read",
+        Some(&kb),
+    )
+    .await;
+    let token = v["access_token"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    for jwt in [true, false] {
+        let rs = resource_server(&app, jwt).await;
+        let whoami = format!("{rs}/whoami");
+        let call = |auth: String, proofs: Vec<String>| {
+            let (http, whoami) = (http.clone(), whoami.clone());
+            async move {
+                let mut req = http.get(&whoami).header("Authorization", auth);
+                for p in proofs {
+                    req = req.header("DPoP", p);
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                let challenge = resp
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                (
+                    status,
+                    challenge,
+                    resp.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+        let dpop = format!("DPoP {token}");
+        let good = kb.proof("GET", &whoami, Some(&token), None).unwrap();
+        let (status, _, v) = call(dpop.clone(), vec![good.clone()]).await;
+        assert_eq!(status, 200, "jwt={jwt}: {v}");
+        assert_eq!(v["who"], "alice → planner → sub-bot");
+        assert_eq!(
+            (v["jkt"].as_str(), v["key"].as_str()),
+            (Some(kb.jkt()), Some("software"))
+        );
+        let rows: Vec<(&str, String, Vec<String>, &str)> = vec![
+            (
+                "sent as Bearer",
+                format!("Bearer {token}"),
+                vec![],
+                "invalid_token",
+            ),
+            (
+                "sent as Bearer with a proof",
+                format!("Bearer {token}"),
+                vec![kb.proof("GET", &whoami, Some(&token), None).unwrap()],
+                "invalid_token",
+            ),
+            ("no proof", dpop.clone(), vec![], "invalid_dpop_proof"),
+            (
+                "the parent agent's key",
+                dpop.clone(),
+                vec![ka.proof("GET", &whoami, Some(&token), None).unwrap()],
+                "invalid_token",
+            ),
+            (
+                "another URL",
+                dpop.clone(),
+                vec![
+                    kb.proof("GET", &format!("{rs}/other"), Some(&token), None)
+                        .unwrap(),
+                ],
+                "invalid_dpop_proof",
+            ),
+            (
+                "another method",
+                dpop.clone(),
+                vec![kb.proof("POST", &whoami, Some(&token), None).unwrap()],
+                "invalid_dpop_proof",
+            ),
+            (
+                "ath of another token",
+                dpop.clone(),
+                vec![kb.proof("GET", &whoami, Some(&a_token), None).unwrap()],
+                "invalid_dpop_proof",
+            ),
+            (
+                "replayed",
+                dpop.clone(),
+                vec![good.clone()],
+                "invalid_dpop_proof",
+            ),
+        ];
+        for (why, auth, proofs, error) in rows {
+            let (status, challenge, v) = call(auth, proofs).await;
+            assert_eq!(status, 401, "jwt={jwt} {why}: {v}");
+            assert_eq!(v["error"], error, "jwt={jwt} {why}: {v}");
+            assert!(
+                challenge.starts_with("DPoP ") && challenge.contains("algs=\""),
+                "RFC 9449 §7.1: {challenge}"
+            );
+        }
+        // An unbound token still works as Bearer, and is refused as DPoP.
+        let bearer = app.cc_token(&[("audience", "orders-api")]).await;
+        assert_eq!(
+            call(format!("Bearer {bearer}"), vec![]).await.0,
+            200,
+            "jwt={jwt}"
+        );
+        let p = kb.proof("GET", &whoami, Some(&bearer), None).unwrap();
+        assert_eq!(
+            call(format!("DPoP {bearer}"), vec![p]).await.0,
+            401,
+            "jwt={jwt}"
+        );
+    }
+}
+
+/// RFC 9449 §8 at `/attest`: the challenge already carries the DPoP nonce, and a proof without
+/// it is answered `use_dpop_nonce` without spending the agent's challenge, so the plain retry
+/// the RFC describes succeeds.
+#[tokio::test]
+async fn rfc9449_s8_a_use_dpop_nonce_at_attest_leaves_the_challenge_usable() {
+    let agent = TestAgent::new("planner");
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &format!("[dpop]\nrequire_nonce = true\n{}", agent.toml()),
+    )
+    .await;
+    let resp = app
+        .http
+        .post(format!("{}/attest/challenge", app.url))
+        .json(&json!({"agent": "planner"}))
+        .send()
+        .await
+        .unwrap();
+    let nonce = resp
+        .headers()
+        .get("dpop-nonce")
+        .expect("DPoP-Nonce on the challenge")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let challenge = resp.json::<Value>().await.unwrap()["nonce"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"agent": "planner", "nonce": challenge, "proof": agent.proof(&app, &challenge, None)});
+    let key = DpopKey::generate();
+    let attest = |proof: String| {
+        let (app, body) = (&app, body.clone());
+        async move {
+            let resp = app
+                .http
+                .post(format!("{}/attest", app.url))
+                .header("DPoP", proof)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let htu = format!("{}/attest", app.url);
+    let (status, v) = attest(key.proof("POST", &htu, None, None).unwrap()).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("use_dpop_nonce")),
+        "{v}"
+    );
+    let (status, v) = attest(key.proof("POST", &htu, None, Some(&nonce)).unwrap()).await;
+    assert_eq!(status, 200, "the same challenge still works: {v}");
+    assert_eq!(
+        claims(v["agent_token"].as_str().unwrap())["cnf"]["jkt"],
+        key.jkt()
+    );
+}
