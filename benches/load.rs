@@ -64,7 +64,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cc,exchange,subexchange,introspect-hot,introspect-random,attest,revoke-mixed"
+        default_value = "cc,exchange,exchange-dpop,subexchange,introspect-hot,introspect-random,attest,revoke-mixed"
     )]
     scenarios: Vec<String>,
     /// Live tokens minted before the runs (introspect-random picks among them,
@@ -256,12 +256,13 @@ async fn main() -> anyhow::Result<()> {
         revoke_pool: RwLock::new(Arc::new(Vec::new())),
         revoke_cursor: AtomicUsize::new(0),
         agent: a,
+        dpop_key: mandate_agent::DpopKey::generate(),
     });
 
     let mut outcomes = Vec::new();
     for &k in &kinds {
         let seeded = match k {
-            Kind::Exchange => world.exchange_body.is_some(),
+            Kind::Exchange | Kind::ExchangeDpop => world.exchange_body.is_some(),
             Kind::SubExchange => world.subexchange_body.is_some(),
             _ => true,
         };

@@ -100,6 +100,18 @@ impl Conn {
         auth: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<Answer, String> {
+        self.post_with(path, content_type, auth, None, body).await
+    }
+
+    /// [`Self::post`] with a `DPoP` proof header (RFC 9449).
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        content_type: &'static str,
+        auth: Option<&HeaderValue>,
+        dpop: Option<String>,
+        body: Bytes,
+    ) -> Result<Answer, String> {
         let host = self.host.clone();
         let result = async {
             let sender = self.connect().await?;
@@ -111,6 +123,9 @@ impl Conn {
                 .header(CONTENT_TYPE, content_type);
             if let Some(a) = auth {
                 req = req.header(AUTHORIZATION, a.clone());
+            }
+            if let Some(p) = dpop {
+                req = req.header("DPoP", p);
             }
             let req = req
                 .body(Full::new(body))

@@ -18,6 +18,9 @@ use crate::seed::{Agent, CC_BODY};
 pub enum Kind {
     Cc,
     Exchange,
+    /// `exchange` with a fresh DPoP proof per request (RFC 9449), signed by the load
+    /// generator: the cost of binding, beside `exchange` in the same run.
+    ExchangeDpop,
     SubExchange,
     IntrospectHot,
     IntrospectRandom,
@@ -28,9 +31,10 @@ pub enum Kind {
 
 impl Kind {
     /// The order scenarios run in.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Cc,
         Kind::Exchange,
+        Kind::ExchangeDpop,
         Kind::SubExchange,
         Kind::IntrospectHot,
         Kind::IntrospectRandom,
@@ -42,6 +46,7 @@ impl Kind {
         match self {
             Kind::Cc => "cc",
             Kind::Exchange => "exchange",
+            Kind::ExchangeDpop => "exchange-dpop",
             Kind::SubExchange => "subexchange",
             Kind::IntrospectHot => "introspect-hot",
             Kind::IntrospectRandom => "introspect-random",
@@ -81,6 +86,8 @@ pub struct World {
     /// Next `revoke_pool` index to revoke; past the end it wraps (repeat revocations).
     pub revoke_cursor: AtomicUsize,
     pub agent: Agent,
+    /// The key `exchange-dpop` proofs are signed with.
+    pub dpop_key: mandate_agent::DpopKey,
 }
 
 /// One run's measurements.
@@ -169,6 +176,23 @@ async fn one(
             };
             let r = post(conn, "/token", &w.host_auth, body).await;
             (0, check(r, &ok_token))
+        }
+        Kind::ExchangeDpop => {
+            let Some(body) = w.exchange_body.clone() else {
+                return (0, Err("not seeded".into()));
+            };
+            let htu = format!("{}/token", w.issuer);
+            let proof = match w.dpop_key.proof("POST", &htu, None, None) {
+                Ok(p) => p,
+                Err(e) => return (0, Err(e.to_string())),
+            };
+            let r = conn
+                .post_with("/token", FORM, Some(&w.host_auth), Some(proof), body)
+                .await;
+            let bound = |a: &crate::http::Answer| {
+                ok_token(a) && json_str(&a.body, "token_type") == Some("DPoP")
+            };
+            (0, check(r, &bound))
         }
         Kind::IntrospectHot | Kind::IntrospectRandom => {
             let body = if kind == Kind::IntrospectHot || w.pool.is_empty() {

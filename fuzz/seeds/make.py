@@ -166,3 +166,17 @@ for name, doc in {
     write("cimd_document", name, CIMD_URL + "\n" + json.dumps(doc, indent=1))
 write("cimd_document", "headers", "https://[::1]:8443/c\nmax-age=600, no-store\n"
       "Wed, 21 Oct 2026 07:28:00 GMT\nWed, 21 Oct 2026 07:00:00 GMT\n30")
+
+# A TPM-held DPoP key's certification, and the AK certifying itself (tests/vectors/tpm/dpop).
+dpop_vectors = VECTORS / "dpop"
+write("tpm_certify", "certify", (dpop_vectors / "certify.msg").read_bytes())
+write("tpm_certify", "ak-certify", (dpop_vectors / "ak-certify.msg").read_bytes())
+
+# DPoP proofs (RFC 9449 §4.2): the RFC's example key, and an RSA key, for the target's request.
+DPOP_CLAIMS = {"jti": "-BwC3ESc6acc2lTc", "htm": "POST", "htu": "https://as.example/token",
+               "iat": 1800000000, "ath": "x"}
+write("dpop_proof", "es256", jwt({"typ": "dpop+jwt", "alg": "ES256", "jwk": {
+    "kty": "EC", "crv": "P-256", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+    "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"}}, DPOP_CLAIMS))
+write("dpop_proof", "rs256", jwt({"typ": "dpop+jwt", "alg": "RS256", "jwk": {
+    "kty": "RSA", "n": b64url(b"\xc5" * 256), "e": "AQAB"}}, DPOP_CLAIMS, b"\x01" * 256))
