@@ -242,6 +242,9 @@ pub struct Clients {
     /// The audiences of every resource server (clients with `introspect = true`; only config
     /// clients can be one).
     resource_audiences: Vec<String>,
+    /// The audiences of resource servers configured with `dpop = "required"`: every token
+    /// for one of them must be DPoP-bound.
+    dpop_audiences: Vec<String>,
     /// Clients that registered themselves (RFC 7591), when registration is enabled.
     registered: Option<Arc<dyn ClientSource>>,
     /// Clients whose id is an https URL naming their metadata document
@@ -268,7 +271,13 @@ impl Clients {
             .collect();
         resource_audiences.sort();
         resource_audiences.dedup();
+        let dpop_audiences = list
+            .iter()
+            .filter(|c| c.introspect && c.dpop == crate::oauth::dpop::Mode::Required)
+            .map(|c| c.audience().to_string())
+            .collect();
         Self {
+            dpop_audiences,
             by_id: list
                 .into_iter()
                 .map(|c| (c.client_id.clone(), Arc::new(c)))
@@ -324,6 +333,11 @@ impl Clients {
 
     pub fn resource_audiences(&self) -> &[String] {
         &self.resource_audiences
+    }
+
+    /// The audiences every token for which must be DPoP-bound (RFC 9449).
+    pub fn dpop_audiences(&self) -> &[String] {
+        &self.dpop_audiences
     }
 
     pub fn is_resource_audience(&self, aud: &str) -> bool {

@@ -90,6 +90,7 @@ impl Ctx {
             policies: &self.policies,
             resources: &self.resources,
             jkt: None,
+            dpop_audiences: self.clients.dpop_audiences(),
         }
     }
 }

@@ -760,3 +760,67 @@ async fn rfc9449_s8_a_use_dpop_nonce_at_attest_leaves_the_challenge_usable() {
         key.jkt()
     );
 }
+
+/// Per resource server: `dpop = "required"` on a resource server's client means every token
+/// for its audience is DPoP-bound; a request without a proof gets nothing for it, and other
+/// audiences keep bearer tokens.
+#[tokio::test]
+async fn rfc9449_a_resource_server_can_require_every_token_for_it_to_be_bound() {
+    for backend in backends() {
+        let extra = "[[clients]]\nclient_id = \"secure-api\"\nclient_secret = \"secure-secret\"\n\
+                     introspect = true\ndpop = \"required\"\n";
+        let app = spawn_app_with(backend, extra).await;
+        let form = |aud: &'static str| [("grant_type", "client_credentials"), ("audience", aud)];
+        let (status, _, v) = post(
+            &app,
+            &app.url,
+            "/token",
+            Some(RUNTIME),
+            &form("secure-api"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{backend:?}: {v}"
+        );
+        assert!(
+            v["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("secure-api"),
+            "{v}"
+        );
+        let key = DpopKey::generate();
+        let p = proof(&key, &app, "/token");
+        let (status, _, v) = post(
+            &app,
+            &app.url,
+            "/token",
+            Some(RUNTIME),
+            &form("secure-api"),
+            &[&p],
+        )
+        .await;
+        assert_eq!(
+            (status, v["token_type"].as_str()),
+            (200, Some("DPoP")),
+            "{backend:?}: {v}"
+        );
+        let (status, _, v) = post(
+            &app,
+            &app.url,
+            "/token",
+            Some(RUNTIME),
+            &form("orders-api"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, v["token_type"].as_str()),
+            (200, Some("Bearer")),
+            "{backend:?}: {v}"
+        );
+    }
+}

@@ -136,6 +136,7 @@ pub async fn grant<S: AuthorizationCodeStorage + ?Sized>(
         ));
     }
     let aud = super::narrow_audiences(&rec.aud, targets)?;
+    env.require_bound(&aud)?;
     let scope = super::scope_at(env, &rec.scope, &aud);
     if scope.is_empty() && !rec.scope.is_empty() {
         return Err(OAuthError::invalid_scope(

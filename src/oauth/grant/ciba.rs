@@ -233,7 +233,10 @@ pub async fn grant<S: CibaStorage + ?Sized>(
             ErrorCode::AuthorizationPending,
             "the human has not decided yet",
         )),
-        CibaStatus::Approved => issue_approved(storage, env, &id_hash).await,
+        CibaStatus::Approved => {
+            env.require_bound(&record.aud)?;
+            issue_approved(storage, env, &id_hash).await
+        }
     }
 }
 

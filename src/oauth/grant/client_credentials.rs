@@ -60,6 +60,7 @@ pub async fn grant<S: ClientCredentialsStorage + ?Sized>(
         )));
     }
     let aud = super::resolve_audiences(env.audiences, env.mint.issuer, client, targets)?;
+    env.require_bound(&aud)?;
     issue_access_token(
         storage,
         &env.mint,

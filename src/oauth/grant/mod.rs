@@ -66,6 +66,8 @@ pub struct Env<'a> {
     /// client's tokens are to be bound to it (`oauth::dpop::binding`). Every access token the
     /// request gets is bound to it.
     pub jkt: Option<&'a str>,
+    /// Resource servers whose tokens must be DPoP-bound (`dpop = "required"` on them).
+    pub dpop_audiences: &'a [String],
 }
 
 impl Env<'_> {
@@ -75,6 +77,21 @@ impl Env<'_> {
 
     pub fn access_ttl(&self) -> i64 {
         self.tokens.access_token_ttl.as_secs() as i64
+    }
+
+    /// RFC 9449 per resource server: a token for an audience that requires DPoP is issued only
+    /// to a request with a proof. Checked before anything is spent (a code, a refresh token, an
+    /// approval).
+    pub fn require_bound(&self, aud: &[String]) -> Result<(), OAuthError> {
+        match aud.iter().find(|a| self.dpop_audiences.contains(a)) {
+            Some(a) if self.jkt.is_none() => Err(OAuthError::new(
+                super::ErrorCode::InvalidDpopProof,
+                format!(
+                    "tokens for `{a}` must be DPoP-bound: send a DPoP proof with the request (RFC 9449)"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The key this request's tokens are bound to, owned for a token's spec.

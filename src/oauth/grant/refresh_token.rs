@@ -106,6 +106,7 @@ pub async fn grant<S: RefreshTokenStorage + ?Sized>(
     };
     // Also checked before consuming: a wrong `resource` must not burn the refresh token.
     let aud = super::narrow_audiences(&found.aud, targets)?;
+    env.require_bound(&aud)?;
     let narrowed = super::scope_at(env, &scope.to_string(), &aud);
     if narrowed.is_empty() && !scope.is_empty() {
         return Err(OAuthError::invalid_scope(

@@ -41,6 +41,8 @@ pub struct Fixture {
     audiences: Vec<String>,
     policies: Policies,
     pub resources: crate::oauth::resource::Resources,
+    /// Audiences whose tokens must be DPoP-bound.
+    pub dpop_audiences: Vec<String>,
 }
 
 impl Fixture {
@@ -81,6 +83,7 @@ impl Fixture {
             audiences,
             policies,
             resources: Default::default(),
+            dpop_audiences: Vec::new(),
         }
     }
 
@@ -98,6 +101,7 @@ impl Fixture {
             policies: &self.policies,
             resources: &self.resources,
             jkt: None,
+            dpop_audiences: &self.dpop_audiences,
         }
     }
 

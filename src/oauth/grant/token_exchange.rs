@@ -207,6 +207,7 @@ pub async fn plan<S: TokenExchangeStorage + ?Sized>(
         },
         &limits,
     )?;
+    env.require_bound(&child.aud)?;
     let attestation = agent_attestation(actor_token);
     let dpop = DpopKind::of(env.jkt, &actor);
     let decision = decide(

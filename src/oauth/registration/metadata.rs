@@ -370,6 +370,16 @@ impl Policy {
                 "client_name may not contain line breaks, tabs, or invisible or bidirectional formatting characters",
             ));
         }
+        // RFC 9449 §5.2: a client that asks for DPoP-bound tokens gets only those.
+        let dpop_bound = match o.get("dpop_bound_access_tokens") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(metadata_error(
+                    "dpop_bound_access_tokens must be true or false (RFC 9449 section 5.2)",
+                ));
+            }
+        };
         let grant_types: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
         let redirect_uris: Vec<String> = redirect_uris.iter().map(|u| u.to_string()).collect();
         let mut metadata = Map::new();
@@ -383,6 +393,9 @@ impl Policy {
         }
         if let Some(n) = &client_name {
             metadata.insert("client_name".into(), n.clone().into());
+        }
+        if dpop_bound {
+            metadata.insert("dpop_bound_access_tokens".into(), true.into());
         }
         let client = Client {
             client_id: String::new(),
@@ -398,7 +411,11 @@ impl Policy {
             provenance: Provenance::Registered,
             client_name,
             application_type: Some(app_type),
-            dpop: Default::default(),
+            dpop: if dpop_bound {
+                crate::oauth::dpop::Mode::Required
+            } else {
+                crate::oauth::dpop::Mode::Allowed
+            },
         };
         Ok(Accepted { client, metadata })
     }

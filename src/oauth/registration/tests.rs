@@ -323,3 +323,21 @@ fn ipv6_callers_are_counted_by_their_64() {
     assert_eq!(k("2001:db8:1:2:ffff::1"), k("2001:db8:1:2::9"));
     assert_ne!(k("2001:db8:1:3::1"), k("2001:db8:1:2::1"));
 }
+
+/// RFC 9449 §5.2: `dpop_bound_access_tokens: true` registers a client whose token requests must
+/// carry a proof, and the answer says so; anything but a boolean is refused.
+#[test]
+fn rfc9449_s5_2_dpop_bound_access_tokens_makes_dpop_required() {
+    let p = policy(|_| {});
+    let body = |v: Value| {
+        json!({"redirect_uris": [NATIVE], "token_endpoint_auth_method": "none",
+               "dpop_bound_access_tokens": v})
+    };
+    let bound = p.accept(&body(json!(true))).unwrap();
+    assert_eq!(bound.client.dpop, crate::oauth::dpop::Mode::Required);
+    assert_eq!(bound.metadata["dpop_bound_access_tokens"], true);
+    let plain = p.accept(&body(json!(false))).unwrap();
+    assert_eq!(plain.client.dpop, crate::oauth::dpop::Mode::Allowed);
+    assert!(!plain.metadata.contains_key("dpop_bound_access_tokens"));
+    assert_eq!(outcome(&p, body(json!("yes"))), "invalid_client_metadata");
+}
