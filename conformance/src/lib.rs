@@ -11,6 +11,7 @@ mod authcode;
 pub mod browser;
 mod crypto;
 mod discovery;
+mod dpop;
 mod exchange;
 mod http;
 mod introspect;
@@ -219,6 +220,7 @@ pub async fn run(target: &Target) -> Vec<Check> {
     out.extend(introspect::run(&ctx).await);
     out.extend(authcode::run(&ctx).await);
     out.extend(exchange::run(&ctx).await);
+    out.extend(dpop::run(&ctx).await);
     out
 }
 
