@@ -11,8 +11,10 @@
 //!
 //! Protocol — no HTTP or SQL types, never names [`http`] or [`web`]:
 //! - [`oauth`]: grants (each with the narrow storage trait it needs), delegation rules, client
-//!   authentication, introspection, revocation, `OAuthError`.
-//! - [`attest`]: agent attestation (software proofs, TPM quotes) and zero-touch enrollment.
+//!   authentication, DPoP binding (RFC 9449; the proof checks are the `mandate-dpop` crate's),
+//!   introspection, revocation, `OAuthError`.
+//! - [`attest`]: agent attestation (software proofs, TPM quotes, TPM-held DPoP keys) and
+//!   zero-touch enrollment.
 //! - [`policy`]: Cedar policies: loading, validation, decisions, reload.
 //!
 //! Services — used by the protocol and the edge:

@@ -4,3 +4,7 @@
 -- issued before these columns.
 ALTER TABLE tokens ADD COLUMN jkt TEXT;
 ALTER TABLE tokens ADD COLUMN dpop_key TEXT;
+
+-- Every DPoP proof's `jti` is recorded in used_assertions until it expires (RFC 9449 §11.1), and
+-- each insert first forgets the expired ones: by this index, not by reading the whole table.
+CREATE INDEX used_assertions_by_expiry ON used_assertions (expires_at);
