@@ -275,5 +275,7 @@ pub fn p256_thumbprint(x: &str, y: &str) -> Option<String> {
     thumbprint_for(jwk.as_object()?, Algorithm::ES256)
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,53 +1,9 @@
 //! RFC 9449 §4.3, one test per check, over proofs built by hand so each can be wrong in one way.
 
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{Value, json};
 
+use super::testing::*;
 use super::*;
-
-const NOW: i64 = 1_800_000_000;
-const HTU: &str = "https://as.example/token";
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32].into()).unwrap()
-}
-
-fn jwk_of(k: &SigningKey) -> Value {
-    let p = k.verifying_key().to_encoded_point(false);
-    json!({"kty": "EC", "crv": "P-256", "x": b64url(p.x().unwrap()), "y": b64url(p.y().unwrap())})
-}
-
-fn sign(k: &SigningKey, header: &Value, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let sig: Signature = k.sign(input.as_bytes());
-    format!("{input}.{}", b64url(&sig.to_bytes()))
-}
-
-fn header(k: &SigningKey) -> Value {
-    json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk_of(k)})
-}
-
-fn claims() -> Value {
-    json!({"jti": "j-1", "htm": "POST", "htu": HTU, "iat": NOW})
-}
-
-fn proof_with(edit: impl FnOnce(&mut Value, &mut Value)) -> String {
-    let k = key(1);
-    let (mut h, mut c) = (header(&k), claims());
-    edit(&mut h, &mut c);
-    sign(&k, &h, &c)
-}
-
-const TOKEN_REQUEST: Target<'static> = Target {
-    htm: "POST",
-    htu: HTU,
-    access_token: None,
-};
 
 fn check(proof: &str) -> Result<Proof, Refusal> {
     check_proof(proof, &TOKEN_REQUEST, NOW, 60)

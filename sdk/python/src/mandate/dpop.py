@@ -23,8 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
+
+from .keys import P256Key
 
 __all__ = ["DPoPKey", "access_token_hash", "htu_of"]
 
@@ -60,7 +61,7 @@ def origin_of(url: str) -> str:
     return f"{p.scheme}://{p.netloc}"
 
 
-class DPoPKey:
+class DPoPKey(P256Key):
     """A P-256 key held in memory that signs DPoP proofs (ES256).
 
     Each agent has its own (a sub-agent's tokens are bound to the sub-agent's key, never its
@@ -68,34 +69,9 @@ class DPoPKey:
     """
 
     def __init__(self, key: ECKey) -> None:
-        if not isinstance(key, ECKey) or key.curve_name != "P-256" or not key.is_private:
-            raise ValueError("a DPoPKey needs a P-256 private key")
-        self._key = key
-        d = key.as_dict(private=False)
-        self._jwk = {"kty": "EC", "crv": "P-256", "x": str(d["x"]), "y": str(d["y"])}
-        self._jkt = key.thumbprint()
-
-    @classmethod
-    def generate(cls) -> DPoPKey:
-        """A new random P-256 key."""
-        return cls(ECKey.generate_key("P-256", private=True))
-
-    @classmethod
-    def from_pem(cls, pem: str | bytes) -> DPoPKey:
-        """A key from PEM text (PKCS#8 ``PRIVATE KEY`` or SEC1 ``EC PRIVATE KEY``)."""
-        try:
-            key = ECKey.import_key(pem)
-        except (JoseError, ValueError, TypeError) as e:
-            raise ValueError("the key is not a P-256 private key in PEM (PKCS#8 or SEC1)") from e
-        return cls(key)
-
-    def to_pem(self) -> bytes:
-        """The private key as PKCS#8 PEM (keep that file private)."""
-        return self._key.as_pem(private=True)
-
-    def public_jwk(self) -> dict[str, str]:
-        """The public key as a JWK (kty, crv, x, y): what each proof's header carries."""
-        return dict(self._jwk)
+        super().__init__(key)
+        self._jwk = self.public_jwk()
+        self._jkt = self.thumbprint()
 
     @property
     def jkt(self) -> str:

@@ -14,7 +14,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -22,7 +22,7 @@ from joserfc.jwk import ECKey
 
 from .errors import MandateError
 
-__all__ = ["AgentTokenSource", "Attester", "CommandAttester", "SoftwareKey"]
+__all__ = ["AgentTokenSource", "Attester", "CommandAttester", "P256Key", "SoftwareKey"]
 
 #: How long a proof is valid; the server allows at most 300 s.
 PROOF_LIFETIME = 60
@@ -36,24 +36,26 @@ class Attester(Protocol):
     def evidence(self, agent: str, issuer: str, nonce: str) -> dict[str, Any]: ...
 
 
-class SoftwareKey:
-    """A P-256 private key registered for an agent (the software attestation path).
+_K = TypeVar("_K", bound="P256Key")
 
-    ``repr()`` shows only the key's RFC 7638 thumbprint, never the private key.
-    """
+
+class P256Key:
+    """A P-256 private key held in memory: what :class:`SoftwareKey` (attestation) and
+    :class:`mandate.DPoPKey` (DPoP proofs) sign with. ``repr()`` shows only the key's RFC 7638
+    thumbprint, never the private key."""
 
     def __init__(self, key: ECKey) -> None:
         if not isinstance(key, ECKey) or key.curve_name != "P-256" or not key.is_private:
-            raise ValueError("a SoftwareKey needs a P-256 private key")
+            raise ValueError(f"a {type(self).__name__} needs a P-256 private key")
         self._key = key
 
     @classmethod
-    def generate(cls) -> SoftwareKey:
+    def generate(cls: type[_K]) -> _K:
         """A new random P-256 key."""
         return cls(ECKey.generate_key("P-256", private=True))
 
     @classmethod
-    def from_pem(cls, pem: str | bytes) -> SoftwareKey:
+    def from_pem(cls: type[_K], pem: str | bytes) -> _K:
         """A key from PEM text (PKCS#8 ``PRIVATE KEY`` or SEC1 ``EC PRIVATE KEY``)."""
         try:
             key = ECKey.import_key(pem)
@@ -66,13 +68,19 @@ class SoftwareKey:
         return self._key.as_pem(private=True)
 
     def public_jwk(self) -> dict[str, str]:
-        """The public JWK to register as ``[[agents]] public_jwk``: kty, crv, x, y."""
+        """The public key as a JWK: kty, crv, x, y."""
         d = self._key.as_dict(private=False)
         return {"kty": "EC", "crv": "P-256", "x": str(d["x"]), "y": str(d["y"])}
 
     def thumbprint(self) -> str:
         """RFC 7638 thumbprint of the public key."""
         return self._key.thumbprint()
+
+
+
+class SoftwareKey(P256Key):
+    """A P-256 private key registered for an agent (the software attestation path): its
+    :meth:`public_jwk` is what ``[[agents]] public_jwk`` registers."""
 
     def proof(self, agent: str, issuer: str, nonce: str) -> str:
         """The ``proof`` JWT answering ``nonce`` for ``issuer``: ES256, ``typ`` JWT."""
