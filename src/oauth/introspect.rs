@@ -49,6 +49,45 @@ pub struct ActiveToken {
     /// Where that key lives: `tpm` or `software`.
     #[serde(skip_serializing_if = "Option::is_none")]
     dpop_key: Option<String>,
+    /// For a delegated token, the DPoP binding of every hop this server issued, the current
+    /// actor first (`act` names the same agents in the same order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_chain: Option<Vec<HopBinding>>,
+}
+
+/// One hop of a delegation chain and the key its token was bound to (none: a bearer token).
+#[derive(Debug, Serialize)]
+pub struct HopBinding {
+    sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jkt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
+}
+
+/// The longest chain walked: `max_delegation_depth` is far below it.
+const MAX_HOPS: usize = 16;
+
+/// RFC 9449 through a delegation: each hop's binding, walking `parent_hash` up from `r` while
+/// the tokens are delegated ones. None when no hop is bound (nothing to say beyond `act`).
+async fn dpop_chain(ctx: &Ctx, r: &TokenRecord) -> Result<Option<Vec<HopBinding>>, OAuthError> {
+    let mut hops = Vec::new();
+    let mut cur = Some(r.clone());
+    while let Some(t) = cur.take() {
+        let Some(act) = &t.act else { break };
+        hops.push(HopBinding {
+            sub: act.sub.clone(),
+            jkt: t.jkt.clone(),
+            dpop_key: t.dpop_key.clone(),
+        });
+        if hops.len() >= MAX_HOPS {
+            break;
+        }
+        if let Some(parent) = &t.parent_hash {
+            cur = ctx.store.find_token(parent).await?;
+        }
+    }
+    Ok(hops.iter().any(|h| h.jkt.is_some()).then_some(hops))
 }
 
 fn inactive() -> Introspection {
@@ -97,10 +136,14 @@ pub async fn introspect(
             vec![ev],
         )
         .await?;
-    Ok(active_response(ctx, r))
+    let chain = match r.act {
+        Some(_) => dpop_chain(ctx, &r).await?,
+        None => None,
+    };
+    Ok(active_response(ctx, r, chain))
 }
 
-fn active_response(ctx: &Ctx, r: TokenRecord) -> Introspection {
+fn active_response(ctx: &Ctx, r: TokenRecord, chain: Option<Vec<HopBinding>>) -> Introspection {
     Introspection::Active(Box::new(ActiveToken {
         active: true,
         iss: ctx.issuer.clone(),
@@ -115,6 +158,7 @@ fn active_response(ctx: &Ctx, r: TokenRecord) -> Introspection {
         token_type: if r.jkt.is_some() { "DPoP" } else { "Bearer" },
         cnf: crate::oauth::token::Confirmation::of(r.jkt.as_ref()),
         dpop_key: r.dpop_key,
+        dpop_chain: chain,
         sid: r.sid,
         act: r.act,
         att: r.att,

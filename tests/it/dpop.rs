@@ -473,6 +473,15 @@ async fn rfc9449_each_hop_of_a_delegation_chain_is_bound_to_its_own_key() {
             (i["token_type"].as_str(), i["cnf"]["jkt"].as_str()),
             (Some("DPoP"), Some(kb.jkt()))
         );
+        // Introspection shows the binding of every hop, the current actor first.
+        assert_eq!(
+            i["dpop_chain"],
+            json!([
+                {"sub": "agent:sub-bot", "jkt": kb.jkt(), "dpop_key": "software"},
+                {"sub": "agent:planner", "jkt": ka.jkt(), "dpop_key": "software"},
+            ]),
+            "{backend:?}: {i}"
+        );
 
         // The planner's delegated token copied to another client: no new delegation from it.
         let (status, v) = exchange(

@@ -725,6 +725,11 @@ async fn rfc9449_a_dpop_chain_whose_first_hop_key_is_held_in_the_tpm() {
         );
         assert_eq!(v["dpop_key"], "software");
         assert_eq!(
+            v["dpop_chain"][1],
+            json!({"sub": "agent:tpm-bot", "jkt": jkt, "dpop_key": "tpm"}),
+            "introspection shows the first hop's key was in the TPM: {v}"
+        );
+        assert_eq!(
             v["act"],
             json!({"sub": "agent:sub-bot", "act": {"sub": "agent:tpm-bot"}})
         );
