@@ -740,3 +740,123 @@ async fn rfc8693_s4_1_a_request_with_a_corrupt_stored_chain_is_unusable_and_hide
         app.stop().await;
     }
 }
+
+/// RFC 9449 with CIBA: a DPoP-bound agent token asks at `/bc-authorize` with its key's proof;
+/// a poll without that key learns nothing about the request (not even "pending") and cannot
+/// use up the approval; the approved token goes to a poll the key signed, bound to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9449_ciba_polls_must_be_signed_by_the_bound_agents_key() {
+    use crate::dpop::{attest_bound, proof};
+    use mandate_agent::DpopKey;
+    for backend in backends() {
+        let World { app, agent } = world(backend, "interval = \"1s\"").await;
+        let alice = alice_token(&app, "orders:read payments:write").await;
+        let (key, thief) = (DpopKey::generate(), DpopKey::generate());
+        let actor = attest_bound(&app, &agent, &key).await;
+        let send = |path: &'static str, form: Vec<(&'static str, String)>, dpop: Option<String>| {
+            let app = &app;
+            async move {
+                let mut req = app
+                    .http
+                    .post(format!("{}{path}", app.url))
+                    .basic_auth("agent-host", Some("host-secret"))
+                    .form(&form);
+                if let Some(p) = dpop {
+                    req = req.header("DPoP", p);
+                }
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let ask = vec![
+            ("subject_token", alice.clone()),
+            ("subject_token_type", AT.to_string()),
+            ("actor_token", actor.clone()),
+            ("actor_token_type", JWT.to_string()),
+            ("scope", "payments:write".to_string()),
+        ];
+        let (s, v) = send("/bc-authorize", ask.clone(), None).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{backend:?}: {v}"
+        );
+        let (s, v) = send(
+            "/bc-authorize",
+            ask,
+            Some(proof(&key, &app, "/bc-authorize")),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend:?}: {v}");
+        let id = v["auth_req_id"].as_str().unwrap().to_string();
+        let poll_form = || {
+            vec![
+                ("grant_type", CIBA.to_string()),
+                ("auth_req_id", id.clone()),
+            ]
+        };
+        // Polls 2 s apart, so none is too fast for the 1 s interval (every poll counts).
+        for dpop in [None, Some(proof(&thief, &app, "/token"))] {
+            app.advance(2);
+            let (s, v) = send("/token", poll_form(), dpop).await;
+            assert_eq!(
+                (s, v["error"].as_str()),
+                (400, Some("invalid_grant")),
+                "{backend:?}: {v}"
+            );
+        }
+        app.advance(2);
+        let (s, v) = send("/token", poll_form(), Some(proof(&key, &app, "/token"))).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("authorization_pending")),
+            "{v}"
+        );
+
+        let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
+        let form = parse_form(&page.body);
+        let request = form
+            .hidden
+            .iter()
+            .find(|(k, _)| k == "request")
+            .unwrap()
+            .1
+            .clone();
+        let csrf = form
+            .hidden
+            .iter()
+            .find(|(k, _)| k == "csrf_token")
+            .unwrap()
+            .1
+            .clone();
+        let done = b
+            .post(
+                "/approvals",
+                &[
+                    ("csrf_token".into(), csrf),
+                    ("request".into(), request),
+                    ("scope".into(), "payments:write".into()),
+                    ("lifetime_minutes".into(), "2".into()),
+                    ("decision".into(), "approve".into()),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, 303, "{}", done.body);
+        app.advance(2);
+        let (s, v) = send("/token", poll_form(), Some(proof(&thief, &app, "/token"))).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "approved, but not for the thief: {v}"
+        );
+        app.advance(2);
+        let (s, v) = send("/token", poll_form(), Some(proof(&key, &app, "/token"))).await;
+        assert_eq!(
+            (s, v["token_type"].as_str()),
+            (200, Some("DPoP")),
+            "{backend:?}: {v}"
+        );
+        assert_eq!(claims(&token(&v))["cnf"]["jkt"], key.jkt());
+        app.stop().await;
+    }
+}

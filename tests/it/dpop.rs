@@ -35,7 +35,7 @@ async fn post(
     (status, headers, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn proof(key: &DpopKey, app: &TestApp, path: &str) -> String {
+pub(crate) fn proof(key: &DpopKey, app: &TestApp, path: &str) -> String {
     key.proof("POST", &format!("{}{path}", app.url), None, None)
         .unwrap()
 }
@@ -508,7 +508,7 @@ async fn rfc9449_each_hop_of_a_delegation_chain_is_bound_to_its_own_key() {
     }
 }
 
-async fn attest_bound(app: &TestApp, agent: &TestAgent, key: &DpopKey) -> String {
+pub(crate) async fn attest_bound(app: &TestApp, agent: &TestAgent, key: &DpopKey) -> String {
     let nonce = agent.challenge(app, true).await;
     let body =
         json!({"agent": agent.name, "nonce": nonce, "proof": agent.proof(app, &nonce, None)});
