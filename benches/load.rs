@@ -64,7 +64,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cc,exchange,exchange-dpop,subexchange,introspect-hot,introspect-random,attest,revoke-mixed"
+        default_value = "healthz,cc,exchange,exchange-dpop,subexchange,introspect-hot,introspect-random,attest,revoke-mixed"
     )]
     scenarios: Vec<String>,
     /// Live tokens minted before the runs (introspect-random picks among them,

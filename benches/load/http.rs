@@ -103,6 +103,12 @@ impl Conn {
         self.post_with(path, content_type, auth, None, body).await
     }
 
+    /// GETs `path` (no body); a transport failure drops the connection, as [`Self::post`].
+    pub async fn get(&mut self, path: &str) -> Result<Answer, String> {
+        self.send(Method::GET, path, None, None, None, Bytes::new())
+            .await
+    }
+
     /// [`Self::post`] with a `DPoP` proof header (RFC 9449).
     pub async fn post_with(
         &mut self,
@@ -112,15 +118,30 @@ impl Conn {
         dpop: Option<String>,
         body: Bytes,
     ) -> Result<Answer, String> {
+        self.send(Method::POST, path, Some(content_type), auth, dpop, body)
+            .await
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&'static str>,
+        auth: Option<&HeaderValue>,
+        dpop: Option<String>,
+        body: Bytes,
+    ) -> Result<Answer, String> {
         let host = self.host.clone();
         let result = async {
             let sender = self.connect().await?;
             sender.ready().await.map_err(|e| format!("ready: {e}"))?;
             let mut req = Request::builder()
-                .method(Method::POST)
+                .method(method)
                 .uri(path)
-                .header(HOST, host)
-                .header(CONTENT_TYPE, content_type);
+                .header(HOST, host);
+            if let Some(ct) = content_type {
+                req = req.header(CONTENT_TYPE, ct);
+            }
             if let Some(a) = auth {
                 req = req.header(AUTHORIZATION, a.clone());
             }

@@ -49,6 +49,20 @@ fn peer_ratios(o: &Outcome, p: Option<&Peer>) -> (Option<f64>, Option<f64>, Opti
     (rps, p99, Some(test.to_string()))
 }
 
+/// req/s over the `healthz` req/s at the same connection count in this run: how much of the
+/// machine's own HTTP ceiling a scenario reaches.
+fn ceiling_ratio(o: &Outcome, outcomes: &[Outcome]) -> Option<f64> {
+    let ceiling = outcomes
+        .iter()
+        .find(|h| h.kind == crate::scenario::Kind::Healthz && h.conns == o.conns)?;
+    ratio(o.rps(), ceiling.rps())
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.0} %", v * 100.0))
+        .unwrap_or_else(|| "—".into())
+}
+
 fn x(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "—".into())
 }
@@ -87,11 +101,11 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             .unwrap_or_default()
     );
     let with_peer = peer.is_some();
-    s.push_str("| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU % | client CPU % | peak RSS MiB |");
+    s.push_str("| scenario | conns | req/s | ÷ healthz | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU % | client CPU % | peak RSS MiB |");
     if with_peer {
         s.push_str(" req/s ÷ peer best | peer p99 ÷ p99 |");
     }
-    s.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    s.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     if with_peer {
         s.push_str("---:|---:|");
     }
@@ -101,10 +115,11 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
         let (r1, r2, _) = peer_ratios(o, peer);
         let _ = write!(
             s,
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.1} |",
+            "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.1} |",
             o.kind.name(),
             o.conns,
             o.rps(),
+            pct(ceiling_ratio(o, outcomes)),
             ms(h.value_at_quantile(0.50)),
             ms(h.value_at_quantile(0.90)),
             ms(h.value_at_quantile(0.99)),
@@ -122,7 +137,7 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             for (name, h) in o.kind.parts().iter().zip(&o.hists) {
                 let _ = write!(
                     s,
-                    "| ↳ {name} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | | | | |",
+                    "| ↳ {name} | {} | {:.0} | | {:.2} | {:.2} | {:.2} | {:.2} | | | | |",
                     o.conns,
                     h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9),
                     ms(h.value_at_quantile(0.50)),
@@ -139,7 +154,8 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
     }
     s.push_str(
         "\nreq/s counts answers that passed their check (status 200 and a token / `\"active\":true`); \
-         attest = challenge + proof + /attest per operation. CPU in % of one core over the measured \
+         attest = challenge + proof + /attest per operation; ÷ healthz = req/s over `GET /healthz`'s \
+         req/s at the same connection count in this run (the machine's HTTP ceiling). CPU in % of one core over the measured \
          window (server = the mandate process, client = this load generator on the same machine). \
          Peak RSS = VmHWM of the server",
     );
@@ -219,6 +235,7 @@ pub fn json(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Value {
                 "errors": o.errors,
                 "seconds": secs,
                 "rps": o.rps(),
+                "rps_ratio_to_healthz": ceiling_ratio(o, outcomes),
                 "latency_ms": lat(&h),
                 "server_cpu_pct": o.server_cpu_pct,
                 "client_cpu_pct": o.client_cpu_pct,

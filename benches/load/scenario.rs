@@ -16,6 +16,9 @@ use crate::seed::{Agent, CC_BODY};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `GET /healthz`: no work behind it, so its req/s is what this machine's HTTP path can do
+    /// at all, the ceiling every other scenario is compared with in the same run.
+    Healthz,
     Cc,
     Exchange,
     /// `exchange` with a fresh DPoP proof per request (RFC 9449), signed by the load
@@ -31,7 +34,8 @@ pub enum Kind {
 
 impl Kind {
     /// The order scenarios run in.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
+        Kind::Healthz,
         Kind::Cc,
         Kind::Exchange,
         Kind::ExchangeDpop,
@@ -44,6 +48,7 @@ impl Kind {
 
     pub fn name(self) -> &'static str {
         match self {
+            Kind::Healthz => "healthz",
             Kind::Cc => "cc",
             Kind::Exchange => "exchange",
             Kind::ExchangeDpop => "exchange-dpop",
@@ -155,6 +160,10 @@ async fn one(
         Err(e) => Err(e),
     };
     match kind {
+        Kind::Healthz => {
+            let r = conn.get("/healthz").await;
+            (0, check(r, &|a| a.status == 200))
+        }
         Kind::Cc => {
             let r = post(
                 conn,
