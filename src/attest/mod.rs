@@ -102,8 +102,9 @@ pub(crate) fn refused(reason: impl Into<String>) -> OAuthError {
 
 /// Verifies the agent's proof or quote and mints its agent token. When the request carried a
 /// DPoP proof (RFC 9449), the token is bound to its key, and then exchanges only in requests
-/// that key signs. The proof is checked (and its `jti` recorded) only once the attestation
-/// passed, so no caller that is not an enrolled agent makes this server store anything.
+/// that key signs. The proof is checked before the attestation (so a missing nonce does not
+/// spend the agent's challenge) but its `jti` is recorded only once the attestation passed, so
+/// no caller that is not an enrolled agent makes this server store anything.
 pub async fn attest(
     ctx: &Ctx,
     req: AttestRequest,

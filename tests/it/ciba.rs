@@ -536,7 +536,7 @@ forbid (principal, action == Mandate::Action::"delegate", resource);
 "#;
 
 /// Approves the pending request `request` of the signed-in browser's approvals page.
-async fn approve(b: &mut Browser<'_>, request: &str) {
+async fn approve(b: &mut Browser<'_>, request: &str, scope: &str) {
     let page = b.get("/approvals").await;
     let form = parse_form(&page.body);
     let csrf = form
@@ -552,7 +552,7 @@ async fn approve(b: &mut Browser<'_>, request: &str) {
             &[
                 ("csrf_token".into(), csrf),
                 ("request".into(), request.into()),
-                ("scope".into(), "orders:read".into()),
+                ("scope".into(), scope.into()),
                 ("lifetime_minutes".into(), "2".into()),
                 ("decision".into(), "approve".into()),
             ],
@@ -603,7 +603,7 @@ async fn ciba_an_approved_request_is_checked_again_when_the_token_is_issued() {
             .collect();
         assert_eq!(requests.len(), 2, "{}", page.body);
         for r in &requests {
-            approve(&mut b, r).await;
+            approve(&mut b, r, "orders:read").await;
         }
 
         // The first request's agent token is revoked by the operator after the approval.
@@ -814,34 +814,13 @@ async fn rfc9449_ciba_polls_must_be_signed_by_the_bound_agents_key() {
         );
 
         let (mut b, page) = browser_at(&app, "/approvals", "alice", "alice-password").await;
-        let form = parse_form(&page.body);
-        let request = form
+        let request = parse_form(&page.body)
             .hidden
-            .iter()
+            .into_iter()
             .find(|(k, _)| k == "request")
             .unwrap()
-            .1
-            .clone();
-        let csrf = form
-            .hidden
-            .iter()
-            .find(|(k, _)| k == "csrf_token")
-            .unwrap()
-            .1
-            .clone();
-        let done = b
-            .post(
-                "/approvals",
-                &[
-                    ("csrf_token".into(), csrf),
-                    ("request".into(), request),
-                    ("scope".into(), "payments:write".into()),
-                    ("lifetime_minutes".into(), "2".into()),
-                    ("decision".into(), "approve".into()),
-                ],
-            )
-            .await;
-        assert_eq!(done.status, 303, "{}", done.body);
+            .1;
+        approve(&mut b, &request, "payments:write").await;
         app.advance(2);
         let (s, v) = send("/token", poll_form(), Some(proof(&thief, &app, "/token"))).await;
         assert_eq!(
