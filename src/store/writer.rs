@@ -5,6 +5,7 @@
 //! lone request is committed at once.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -17,6 +18,64 @@ use super::WriteOp;
 
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
+/// How often the writer sums up what it committed (at `debug`, target `mandate::store::writer`).
+const TALLY_EVERY: Duration = Duration::from_secs(10);
+/// A batch slower than this is logged at `warn`: writes stalled for that long.
+const SLOW_BATCH: Duration = Duration::from_millis(100);
+
+/// What the writer committed since its last summary: what an operator (or a benchmark looking
+/// for stalls) needs to tell queueing from a slow disk.
+struct Tally {
+    since: Instant,
+    batches: u64,
+    items: u64,
+    busy: Duration,
+    slowest: Duration,
+    largest: usize,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            batches: 0,
+            items: 0,
+            busy: Duration::ZERO,
+            slowest: Duration::ZERO,
+            largest: 0,
+        }
+    }
+
+    fn add(&mut self, items: usize, took: Duration) {
+        self.batches += 1;
+        self.items += items as u64;
+        self.busy += took;
+        self.slowest = self.slowest.max(took);
+        self.largest = self.largest.max(items);
+        if took >= SLOW_BATCH {
+            tracing::warn!(
+                items,
+                ms = took.as_millis() as u64,
+                "a write batch was slow"
+            );
+        }
+        if self.since.elapsed() >= TALLY_EVERY {
+            let secs = self.since.elapsed().as_secs_f64();
+            tracing::debug!(
+                batches = self.batches,
+                items = self.items,
+                items_per_s = (self.items as f64 / secs).round(),
+                mean_items = self.items / self.batches.max(1),
+                largest = self.largest,
+                busy_pct = (self.busy.as_secs_f64() / secs * 100.0).round(),
+                mean_ms = self.busy.as_secs_f64() * 1000.0 / self.batches.max(1) as f64,
+                slowest_ms = self.slowest.as_secs_f64() * 1000.0,
+                "writes committed"
+            );
+            *self = Self::new();
+        }
+    }
+}
 
 type Reply = oneshot::Sender<Result<WriteOutcome, Arc<StoreError>>>;
 
@@ -67,6 +126,7 @@ async fn run(
 ) {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
+    let mut tally = Tally::new();
     while let Some((item, reply)) = rx.recv().await {
         items.push(item);
         replies.push(reply);
@@ -80,10 +140,12 @@ async fn run(
             }
         }
         let v = version();
-        match store
+        let started = Instant::now();
+        let committed = store
             .commit_batch(&items, clock.now(), v.as_deref(), &key)
-            .await
-        {
+            .await;
+        tally.add(items.len(), started.elapsed());
+        match committed {
             Ok(outcomes) => {
                 for (reply, o) in replies.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(o));

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use rusqlite::{Transaction, params};
+use rusqlite::params;
 
 use super::{SqliteStore, rows};
 use crate::audit::{AuditEntry, ChainKey};
@@ -87,7 +87,7 @@ impl AuditStore for SqliteStore {
 /// Applies `items` as `store::batch` decides and extends the audit chain once; see
 /// `store::writer`.
 fn commit(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     items: &[BatchItem],
     now: i64,
     policy_version: Option<&str>,

@@ -1,7 +1,7 @@
 //! [`CibaStore`] on SQLite: transitions on the writer, listings on the readers.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, rows};
 use crate::oauth::scope::ScopeSet;
@@ -11,7 +11,7 @@ use crate::store::{records, sql};
 
 /// The request with `key` that `sql` (a `SELECT` of `sql::CIBA_COLUMNS` by one key) finds.
 fn ciba_where(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     sql: &str,
     key: &dyn rusqlite::ToSql,
 ) -> Result<Option<CibaRecord>, StoreError> {
@@ -24,7 +24,7 @@ fn ciba_where(
 /// The request `sql` (a `SELECT` of `sql::CIBA_COLUMNS` by one key) finds, if `changed` says
 /// the transition before it happened.
 fn after(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     changed: usize,
     sql: &str,
     key: &dyn rusqlite::ToSql,
