@@ -289,15 +289,25 @@ async fn main() -> anyhow::Result<()> {
                 }
                 world.revoke_cursor.store(0, Ordering::Relaxed);
             }
-            let o = scenario::run(k, world.clone(), c, args.warmup, args.duration, srv.pid).await;
+            let o = scenario::run(
+                k,
+                world.clone(),
+                c,
+                args.warmup,
+                args.duration,
+                Duration::from_secs(1),
+                srv.pid,
+            )
+            .await;
             let h = o.total();
             eprintln!(
-                "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
+                "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  worst 1-s p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
                 k.name(),
                 c,
                 o.rps(),
                 h.value_at_quantile(0.5) as f64 / 1000.0,
                 h.value_at_quantile(0.99) as f64 / 1000.0,
+                o.worst_window_p99_ms().unwrap_or(f64::NAN),
                 o.errors,
                 o.server_cpu_pct,
                 o.client_cpu_pct
@@ -363,6 +373,20 @@ async fn main() -> anyhow::Result<()> {
         )),
         Err(e) => md.push_str(&format!("\nChart: failed: {e}\n")),
     }
+    let png_time = args.out.join("load-p99-time.png");
+    match chart::draw_p99_by_second(&png_time, &title, &outcomes, text) {
+        Ok(lines) if text => md.push_str(&format!(
+            "Chart: {} (p99 of each second; a cross at the top = a second without any answer: {})\n",
+            png_time.display(),
+            lines.join(", ")
+        )),
+        Ok(lines) => md.push_str(&format!(
+            "Chart: {} (no font found: drawn without text; x = seconds into the measured time, y = p99 of each second, log scale, a cross at the top = a second without any answer; {})\n",
+            png_time.display(),
+            lines.join(", ")
+        )),
+        Err(e) => md.push_str(&format!("Chart: {}: failed: {e}\n", png_time.display())),
+    }
     std::fs::write(args.out.join("load.md"), &md)?;
     let json = report::json(&meta, &outcomes, peer.as_ref());
     std::fs::write(
@@ -370,6 +394,9 @@ async fn main() -> anyhow::Result<()> {
         serde_json::to_string_pretty(&json)?,
     )?;
     println!("{md}");
-    eprintln!("wrote {}/load.md, load.json, load.png", args.out.display());
+    eprintln!(
+        "wrote {}/load.md, load.json, load.png, load-p99-time.png",
+        args.out.display()
+    );
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `load.png`: throughput and p99 against concurrency, one line per scenario. Text needs a
-//! TrueType font from the machine; without one the chart is drawn without text and the colour
-//! legend is in the Markdown.
+//! `load.png`: throughput and p99 against concurrency, one line per scenario;
+//! `load-p99-time.png`: the p99 of each second of the measured time, so a stall shows. Text
+//! needs a TrueType font from the machine; without one the charts are drawn without text and
+//! the colour legend is in the Markdown.
 
 use std::path::Path;
 
@@ -9,9 +10,11 @@ use plotters::prelude::*;
 use crate::scenario::{Kind, Outcome};
 
 /// Per scenario colour (also listed in the Markdown).
-pub const COLORS: [(Kind, RGBColor, &str); 7] = [
+pub const COLORS: [(Kind, RGBColor, &str); 9] = [
+    (Kind::Healthz, RGBColor(150, 150, 150), "light grey"),
     (Kind::Cc, RGBColor(31, 119, 180), "blue"),
     (Kind::Exchange, RGBColor(214, 39, 40), "red"),
+    (Kind::ExchangeDpop, RGBColor(227, 119, 194), "pink"),
     (Kind::SubExchange, RGBColor(255, 127, 14), "orange"),
     (Kind::IntrospectHot, RGBColor(44, 160, 44), "green"),
     (Kind::IntrospectRandom, RGBColor(23, 190, 207), "cyan"),
@@ -205,4 +208,192 @@ pub fn draw(path: &Path, title: &str, outcomes: &[Outcome], text: bool) -> anyho
     }
     root.present()?;
     Ok(())
+}
+
+/// A log axis from `lo` to `hi` widened to whole powers of ten, so that it always has labels.
+fn decades(lo: f64, hi: f64) -> (f64, f64) {
+    let lo = 10f64.powf(lo.max(1e-3).log10().floor());
+    let hi = 10f64.powf(hi.max(lo * 1.01).log10().ceil());
+    (lo, hi)
+}
+
+/// A latency axis label without float noise: `0.25`, `1.5`, `30`.
+fn ms_label(v: f64) -> String {
+    let s = if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Colours for the lines of the time chart when a scenario has several (one per run).
+const PALETTE: [(RGBColor, &str); 10] = [
+    (RGBColor(31, 119, 180), "blue"),
+    (RGBColor(214, 39, 40), "red"),
+    (RGBColor(44, 160, 44), "green"),
+    (RGBColor(255, 127, 14), "orange"),
+    (RGBColor(148, 103, 189), "purple"),
+    (RGBColor(23, 190, 207), "cyan"),
+    (RGBColor(140, 86, 75), "brown"),
+    (RGBColor(227, 119, 194), "pink"),
+    (RGBColor(188, 189, 34), "olive"),
+    (RGBColor(60, 60, 60), "dark grey"),
+];
+
+/// The runs the time chart shows: every run when there are few, else each scenario at its
+/// highest connection count.
+fn time_runs(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    if outcomes.len() <= PALETTE.len() {
+        return outcomes.iter().collect();
+    }
+    Kind::ALL
+        .into_iter()
+        .filter_map(|k| {
+            outcomes
+                .iter()
+                .filter(|o| o.kind == k)
+                .max_by_key(|o| o.conns)
+        })
+        .collect()
+}
+
+/// `load-p99-time.png`: x = seconds into the measured time, y = p99 of the answers that
+/// arrived in each second (log scale); a second without any answer breaks the line and is
+/// marked by a cross at the top. Returns the lines as `label = colour` for the Markdown.
+pub fn draw_p99_by_second(
+    path: &Path,
+    title: &str,
+    outcomes: &[Outcome],
+    text: bool,
+) -> anyhow::Result<Vec<String>> {
+    let runs = time_runs(outcomes);
+    let one_per_kind = runs
+        .iter()
+        .all(|o| runs.iter().filter(|p| p.kind == o.kind).count() == 1);
+    let mut lines = Vec::new();
+    let mut silent = Vec::new();
+    for (i, o) in runs.iter().enumerate() {
+        let (col, name) = if one_per_kind {
+            let name = COLORS
+                .iter()
+                .find(|(k, _, _)| *k == o.kind)
+                .map_or("black", |(_, _, n)| *n);
+            (color(o.kind), name)
+        } else {
+            PALETTE[i % PALETTE.len()]
+        };
+        let w = o.window.as_secs_f64();
+        // Consecutive seconds with answers, each a segment of the line; the seconds without
+        // any answer apart (a stall of a second or more: crosses at the top).
+        let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for (j, win) in o.windows.iter().enumerate() {
+            let x = (j as f64 + 0.5) * w;
+            match win.p99_ms() {
+                Some(v) if v > 0.0 => {
+                    if let Some(seg) = segments.last_mut() {
+                        seg.push((x, v));
+                    }
+                }
+                _ => {
+                    silent.push((x, col));
+                    segments.push(Vec::new());
+                }
+            }
+        }
+        segments.retain(|s| !s.is_empty());
+        lines.push((
+            format!("{} @{}", o.kind.name(), o.conns),
+            col,
+            name,
+            segments,
+        ));
+    }
+    let points = || {
+        lines
+            .iter()
+            .flat_map(|(_, _, _, segs)| segs.iter().flatten().copied())
+    };
+    let xmax = runs
+        .iter()
+        .map(|o| o.windows.len() as f64 * o.window.as_secs_f64())
+        .fold(1.0, f64::max)
+        .ceil();
+    let lo = points().map(|(_, y)| y).fold(f64::MAX, f64::min);
+    let hi = points().map(|(_, y)| y).fold(0.01, f64::max);
+    let lo = if lo == f64::MAX { 0.01 } else { lo };
+
+    let root = BitMapBackend::new(path, (1100, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = if text {
+        root.titled(title, ("sans-serif", 22))?
+    } else {
+        root
+    };
+    let mut b = ChartBuilder::on(&root);
+    b.margin(20);
+    if text {
+        b.caption(
+            "p99 latency of each second (ms, log scale)",
+            ("sans-serif", 20),
+        )
+        .x_label_area_size(45)
+        .y_label_area_size(75);
+    }
+    let (ylo, yhi) = decades(lo, hi);
+    let mut c = b.build_cartesian_2d(0f64..xmax, (ylo..yhi).log_scale())?;
+    if text {
+        c.configure_mesh()
+            .x_labels((xmax as usize).min(20) + 1)
+            .x_label_formatter(&|v| {
+                if (v - v.round()).abs() < 1e-6 {
+                    format!("{v:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .y_labels(30)
+            .max_light_lines(1)
+            .y_label_formatter(&|v| ms_label(*v))
+            .x_desc("seconds into the measured time")
+            .y_desc("p99 ms")
+            .draw()?;
+    }
+    for (label, col, _, segs) in &lines {
+        let col = *col;
+        for (n, seg) in segs.iter().enumerate() {
+            let s = c.draw_series(LineSeries::new(seg.clone(), col.stroke_width(2)))?;
+            if text && n == 0 {
+                s.label(label.as_str()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
+                });
+            }
+            c.draw_series(seg.iter().map(|p| Circle::new(*p, 3, col.filled())))?;
+        }
+    }
+    let top = yhi / 1.3;
+    c.draw_series(
+        silent
+            .iter()
+            .map(|(x, col)| Cross::new((*x, top), 6, col.stroke_width(2))),
+    )?;
+    if text {
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(lines
+        .into_iter()
+        .map(|(label, _, name, _)| format!("{label} = {name}"))
+        .collect())
 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 use crate::peer::{self, Peer};
-use crate::scenario::Outcome;
+use crate::scenario::{Outcome, Window};
 
 /// What the run was, beyond the per-scenario rows.
 pub struct Meta {
@@ -101,11 +101,11 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             .unwrap_or_default()
     );
     let with_peer = peer.is_some();
-    s.push_str("| scenario | conns | req/s | ÷ healthz | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU % | client CPU % | peak RSS MiB |");
+    s.push_str("| scenario | conns | req/s | ÷ healthz | p50 ms | p90 ms | p99 ms | max ms | worst 1-s p99 ms | errors | server CPU % | client CPU % | peak RSS MiB |");
     if with_peer {
         s.push_str(" req/s ÷ peer best | peer p99 ÷ p99 |");
     }
-    s.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    s.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     if with_peer {
         s.push_str("---:|---:|");
     }
@@ -115,7 +115,7 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
         let (r1, r2, _) = peer_ratios(o, peer);
         let _ = write!(
             s,
-            "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.1} |",
+            "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} | {:.1} |",
             o.kind.name(),
             o.conns,
             o.rps(),
@@ -124,6 +124,7 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             ms(h.value_at_quantile(0.90)),
             ms(h.value_at_quantile(0.99)),
             ms(h.max()),
+            worst_second(o),
             o.errors,
             o.server_cpu_pct,
             o.client_cpu_pct,
@@ -137,7 +138,7 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             for (name, h) in o.kind.parts().iter().zip(&o.hists) {
                 let _ = write!(
                     s,
-                    "| ↳ {name} | {} | {:.0} | | {:.2} | {:.2} | {:.2} | {:.2} | | | | |",
+                    "| ↳ {name} | {} | {:.0} | | {:.2} | {:.2} | {:.2} | {:.2} | | | | | |",
                     o.conns,
                     h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9),
                     ms(h.value_at_quantile(0.50)),
@@ -155,7 +156,9 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
     s.push_str(
         "\nreq/s counts answers that passed their check (status 200 and a token / `\"active\":true`); \
          attest = challenge + proof + /attest per operation; ÷ healthz = req/s over `GET /healthz`'s \
-         req/s at the same connection count in this run (the machine's HTTP ceiling). CPU in % of one core over the measured \
+         req/s at the same connection count in this run (the machine's HTTP ceiling). Worst 1-s p99: the highest p99 \
+         among the seconds of the run, by when each answer arrived (`*` = some second had no answer at all: a stall \
+         of a second or more). CPU in % of one core over the measured \
          window (server = the mandate process, client = this load generator on the same machine). \
          Peak RSS = VmHWM of the server",
     );
@@ -203,6 +206,16 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
     s
 }
 
+/// The worst second's p99, starred when some second had no successful answer at all.
+fn worst_second(o: &Outcome) -> String {
+    let empty = o.windows.iter().any(|w| w.hist.is_empty());
+    match o.worst_window_p99_ms() {
+        Some(v) if empty => format!("{v:.2} *"),
+        Some(v) => format!("{v:.2}"),
+        None => "—".into(),
+    }
+}
+
 fn lat(h: &hdrhistogram::Histogram<u64>) -> Value {
     json!({
         "p50": ms(h.value_at_quantile(0.50)),
@@ -243,6 +256,12 @@ pub fn json(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Value {
                 "peak_rss_per_run": o.peak_is_per_run,
                 "parts": parts,
                 "repeat_revocations": o.repeat_revocations,
+                "window_s": o.window.as_secs_f64(),
+                "worst_second_p99_ms": o.worst_window_p99_ms(),
+                "p99_ms_by_second": o.windows.iter().map(Window::p99_ms).collect::<Vec<_>>(),
+                "max_ms_by_second": o.windows.iter().map(Window::max_ms).collect::<Vec<_>>(),
+                "ok_by_second": o.windows.iter().map(|w| w.hist.len()).collect::<Vec<_>>(),
+                "errors_by_second": o.windows.iter().map(|w| w.errors).collect::<Vec<_>>(),
                 "error_samples": o.error_samples,
                 "peer": test.map(|t| json!({"test": t, "rps_ratio_to_best": r1, "p99_ratio_same_conns": r2})),
             })

@@ -1,10 +1,11 @@
 //! Scenarios and the load loop: N keep-alive connections, each sending one request after the
 //! other for warm-up + duration; every answer is checked (status and content) and every
-//! latency of the measured window goes into an HDR histogram.
+//! latency of the measured window goes into an HDR histogram, and into the histogram of the
+//! window (1 s by default) in which the answer arrived, so a stall shows when it happened.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -112,6 +113,40 @@ pub struct Outcome {
     pub peak_is_per_run: bool,
     /// revoke-mixed: revocations that hit an already revoked token (pool exhausted).
     pub repeat_revocations: u64,
+    /// Width of the windows below.
+    pub window: Duration,
+    /// Consecutive windows of the measured time, by when each answer arrived (an answer still
+    /// in flight at the end lands in the last one).
+    pub windows: Vec<Window>,
+}
+
+/// The answers that arrived in one window of a run.
+#[derive(Clone)]
+pub struct Window {
+    /// Latency of the successful ones (µs, 2 significant figures).
+    pub hist: Histogram<u64>,
+    /// The exact largest of those latencies (µs).
+    pub max_us: u64,
+    pub errors: u64,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            hist: new_window_hist(),
+            max_us: 0,
+            errors: 0,
+        }
+    }
+
+    /// p99 in ms; `None` when no answer arrived (a stall longer than the window).
+    pub fn p99_ms(&self) -> Option<f64> {
+        (!self.hist.is_empty()).then(|| self.hist.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
+    pub fn max_ms(&self) -> Option<f64> {
+        (!self.hist.is_empty()).then(|| self.max_us as f64 / 1000.0)
+    }
 }
 
 impl Outcome {
@@ -126,11 +161,57 @@ impl Outcome {
     pub fn rps(&self) -> f64 {
         self.total().len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// The worst window's p99 (ms): a stall shorter than the run that the whole-run p99 hides.
+    pub fn worst_window_p99_ms(&self) -> Option<f64> {
+        self.windows
+            .iter()
+            .filter_map(Window::p99_ms)
+            .max_by(f64::total_cmp)
+    }
 }
 
 pub fn new_hist() -> Histogram<u64> {
     // 1 µs .. 120 s, 3 significant figures.
     Histogram::new_with_bounds(1, 120_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
+}
+
+/// A window's histogram: 2 significant figures (within 1 %) keeps one at about 21 KiB, since a
+/// run holds one per window plus one per connection.
+fn new_window_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 2).unwrap_or_else(|_| Histogram::new(2).unwrap())
+}
+
+/// A connection's part of the window it is in. When one of its answers arrives in a later
+/// window it hands this over to the run's windows: one lock per connection and window, none
+/// per request.
+struct OpenWindow {
+    index: usize,
+    w: Window,
+}
+
+impl OpenWindow {
+    fn hand_over(&mut self, windows: &Mutex<Vec<Window>>) {
+        if self.w.hist.is_empty() && self.w.errors == 0 {
+            return;
+        }
+        if let Ok(mut all) = windows.lock() {
+            if let Some(slot) = all.get_mut(self.index) {
+                let _ = slot.hist.add(&self.w.hist);
+                slot.max_us = slot.max_us.max(self.w.max_us);
+                slot.errors += self.w.errors;
+            }
+        }
+        self.w.hist.reset();
+        self.w.max_us = 0;
+        self.w.errors = 0;
+    }
+}
+
+/// The window an answer arriving at `t` falls in; late answers go to the last one.
+fn window_index(t: Instant, from: Instant, width: Duration, count: usize) -> usize {
+    let i = t.saturating_duration_since(from).as_nanos() / width.as_nanos().max(1);
+    (i as usize).min(count.saturating_sub(1))
 }
 
 struct ConnStats {
@@ -261,13 +342,15 @@ fn next_rand(s: &mut u64) -> u64 {
     s.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-/// Runs `kind` on `conns` connections: `warmup` unrecorded, then `duration` recorded.
+/// Runs `kind` on `conns` connections: `warmup` unrecorded, then `duration` recorded, also in
+/// consecutive windows of `window`.
 pub async fn run(
     kind: Kind,
     world: Arc<World>,
     conns: usize,
     warmup: Duration,
     duration: Duration,
+    window: Duration,
     server_pid: u32,
 ) -> Outcome {
     let pid = server_pid.to_string();
@@ -275,9 +358,13 @@ pub async fn run(
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
+    let window = window.max(Duration::from_millis(1));
+    let n_windows = duration.as_nanos().div_ceil(window.as_nanos()).max(1) as usize;
+    let windows = Arc::new(Mutex::new(vec![Window::new(); n_windows]));
     let mut tasks = Vec::with_capacity(conns);
     for c in 0..conns {
         let w = world.clone();
+        let windows = windows.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(w.addr);
             let revoke = w.revoke_pool.read().map(|p| p.clone()).unwrap_or_default();
@@ -288,6 +375,10 @@ pub async fn run(
                 first_start: None,
                 last_end: None,
                 repeats: 0,
+            };
+            let mut open = OpenWindow {
+                index: 0,
+                w: Window::new(),
             };
             let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((c as u64 + 1) << 17);
             let mut seq = c as u64;
@@ -308,15 +399,23 @@ pub async fn run(
                 st.first_start.get_or_insert(t0);
                 st.last_end = Some(t1);
                 st.repeats += repeats;
+                let wi = window_index(t1, measure_from, window, n_windows);
+                if wi != open.index {
+                    open.hand_over(&windows);
+                    open.index = wi;
+                }
                 match r {
                     Ok(()) => {
                         let us = (t1 - t0).as_micros().max(1) as u64;
                         if let Some(h) = st.hists.get_mut(part) {
                             let _ = h.record(us);
                         }
+                        let _ = open.w.hist.record(us);
+                        open.w.max_us = open.w.max_us.max(us);
                     }
                     Err(e) => {
                         st.errors += 1;
+                        open.w.errors += 1;
                         // A transport failure (no HTTP answer) must not spin: back off a little.
                         let transport = e.contains("transport: ");
                         if st.samples.len() < 3 {
@@ -328,6 +427,7 @@ pub async fn run(
                     }
                 }
             }
+            open.hand_over(&windows);
             st
         }));
     }
@@ -379,6 +479,7 @@ pub async fn run(
         (Some(a), Some(b)) if b > a => b - a,
         _ => duration,
     };
+    let windows = windows.lock().map(|w| w.clone()).unwrap_or_default();
     Outcome {
         kind,
         conns,
@@ -391,5 +492,7 @@ pub async fn run(
         peak_rss_kib,
         peak_is_per_run,
         repeat_revocations: repeats,
+        window,
+        windows,
     }
 }
