@@ -24,8 +24,10 @@ mod scenario;
 mod seed;
 #[path = "load/server.rs"]
 mod server;
+#[path = "load/soak.rs"]
+mod soak;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -34,7 +36,7 @@ use bytes::Bytes;
 use clap::Parser;
 
 use crate::http::Conn;
-use crate::scenario::{Kind, World};
+use crate::scenario::{Kind, Outcome, World};
 use crate::seed::{Agent, Creds};
 use crate::server::{Database, Server, TE};
 
@@ -84,6 +86,14 @@ struct Args {
     /// Output folder for load.md, load.json, load.png and server.log.
     #[arg(long, default_value = "target/load")]
     out: PathBuf,
+    /// Instead of the scenario table: one mixed load for this long on the first --conns
+    /// connections (each sends cc, exchange, introspect-random and a revocation of the token
+    /// its cc minted, in turn), with the server's RSS sampled every --soak-every.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "peer")]
+    soak: Option<Duration>,
+    /// Sampling interval of --soak (RSS, CPU, req/s and p99 per interval).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    soak_every: Duration,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -118,6 +128,83 @@ async fn exchange_once(
         Some(t) if a.status == 200 => Ok(t.to_string()),
         _ => Err(a.excerpt()),
     }
+}
+
+/// The scenario table: every scenario at every connection count.
+async fn table(
+    args: &Args,
+    kinds: &[Kind],
+    conns: &[usize],
+    world: &Arc<World>,
+    pid: u32,
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for &k in kinds {
+        let seeded = match k {
+            Kind::Exchange | Kind::ExchangeDpop => world.exchange_body.is_some(),
+            Kind::SubExchange => world.subexchange_body.is_some(),
+            _ => true,
+        };
+        if !seeded {
+            eprintln!("== {}: skipped (not seeded, see notes)", k.name());
+            continue;
+        }
+        // revoke-mixed: fresh tokens to revoke, enough for the run at the last run's pace.
+        let mut revoke_rate: f64 = 3000.0;
+        for &c in conns {
+            if k == Kind::RevokeMixed {
+                let n = (revoke_rate * (args.warmup + args.duration).as_secs_f64()) as usize;
+                let t = Instant::now();
+                let fresh = seed::mint_pool(
+                    world.addr,
+                    world.host_auth.clone(),
+                    n.max(100),
+                    args.seed_conns,
+                )
+                .await?;
+                eprintln!(
+                    "   minted {} tokens to revoke in {:.1} s",
+                    fresh.len(),
+                    t.elapsed().as_secs_f64()
+                );
+                if let Ok(mut p) = world.revoke_pool.write() {
+                    *p = Arc::new(fresh);
+                }
+                world.revoke_cursor.store(0, Ordering::Relaxed);
+            }
+            let spec = scenario::Spec {
+                kind: k,
+                conns: c,
+                warmup: args.warmup,
+                duration: args.duration,
+                window: Duration::from_secs(1),
+            };
+            let o = scenario::run(spec, world.clone(), pid).await;
+            let h = o.total();
+            eprintln!(
+                "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  worst 1-s p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
+                k.name(),
+                c,
+                o.rps(),
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                o.worst_window_p99_ms().unwrap_or(f64::NAN),
+                o.errors,
+                o.server_cpu_pct,
+                o.client_cpu_pct
+            );
+            for e in &o.error_samples {
+                eprintln!("     error: {e}");
+            }
+            if let Some(h) = o.hists.get(1) {
+                revoke_rate =
+                    (2.0 * h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9)).max(3000.0);
+            }
+            outcomes.push(o);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(outcomes)
 }
 
 #[tokio::main]
@@ -186,7 +273,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("attesting sub-bot: {e}"))?;
     let (mut exchange_body, mut subexchange_body) = (None, None);
-    if kinds.contains(&Kind::Exchange) || kinds.contains(&Kind::SubExchange) {
+    if args.soak.is_some() || kinds.contains(&Kind::Exchange) || kinds.contains(&Kind::SubExchange)
+    {
         match flow::sign_in(
             &srv.url,
             "alice",
@@ -227,7 +315,9 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("   {n}");
         }
     }
-    let needs_pool = kinds.contains(&Kind::IntrospectRandom) || kinds.contains(&Kind::RevokeMixed);
+    let needs_pool = args.soak.is_some()
+        || kinds.contains(&Kind::IntrospectRandom)
+        || kinds.contains(&Kind::RevokeMixed);
     let live = if needs_pool { args.live_tokens } else { 0 };
     eprintln!(
         "== seeding {live} live tokens over {} connections",
@@ -259,70 +349,29 @@ async fn main() -> anyhow::Result<()> {
         dpop_key: mandate_agent::DpopKey::generate(),
     });
 
-    let mut outcomes = Vec::new();
-    for &k in &kinds {
-        let seeded = match k {
-            Kind::Exchange | Kind::ExchangeDpop => world.exchange_body.is_some(),
-            Kind::SubExchange => world.subexchange_body.is_some(),
-            _ => true,
-        };
-        if !seeded {
-            eprintln!("== {}: skipped (not seeded, see notes)", k.name());
-            continue;
-        }
-        // revoke-mixed: fresh tokens to revoke, enough for the run at the last run's pace.
-        let mut revoke_rate: f64 = 3000.0;
-        for &c in &conns {
-            if k == Kind::RevokeMixed {
-                let n = (revoke_rate * (args.warmup + args.duration).as_secs_f64()) as usize;
-                let t = Instant::now();
-                let fresh =
-                    seed::mint_pool(srv.addr, creds.host.clone(), n.max(100), args.seed_conns)
-                        .await?;
-                eprintln!(
-                    "   minted {} tokens to revoke in {:.1} s",
-                    fresh.len(),
-                    t.elapsed().as_secs_f64()
+    let soak = match args.soak {
+        Some(d) => {
+            if world.exchange_body.is_none() {
+                db.drop_schema().await;
+                anyhow::bail!(
+                    "--soak needs the human → agent exchange, which could not be seeded: {notes:?}"
                 );
-                if let Ok(mut p) = world.revoke_pool.write() {
-                    *p = Arc::new(fresh);
-                }
-                world.revoke_cursor.store(0, Ordering::Relaxed);
             }
-            let o = scenario::run(
-                k,
-                world.clone(),
-                c,
-                args.warmup,
-                args.duration,
-                Duration::from_secs(1),
-                srv.pid,
-            )
-            .await;
-            let h = o.total();
+            let c = conns.first().copied().unwrap_or(16);
             eprintln!(
-                "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  worst 1-s p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
-                k.name(),
-                c,
-                o.rps(),
-                h.value_at_quantile(0.5) as f64 / 1000.0,
-                h.value_at_quantile(0.99) as f64 / 1000.0,
-                o.worst_window_p99_ms().unwrap_or(f64::NAN),
-                o.errors,
-                o.server_cpu_pct,
-                o.client_cpu_pct
+                "== soak: mixed load for {} on {c} connections, RSS every {}",
+                humantime::format_duration(d),
+                humantime::format_duration(args.soak_every)
             );
-            for e in &o.error_samples {
-                eprintln!("     error: {e}");
-            }
-            if let Some(h) = o.hists.get(1) {
-                revoke_rate =
-                    (2.0 * h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9)).max(3000.0);
-            }
-            outcomes.push(o);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some(soak::run(world.clone(), c, d, args.soak_every, srv.pid).await?)
         }
-    }
+        None => None,
+    };
+    let outcomes = if soak.is_none() {
+        table(&args, &kinds, &conns, &world, srv.pid).await?
+    } else {
+        Vec::new()
+    };
 
     // Restart on the existing database: startup time and idle memory with the tokens in it.
     if let Err(e) = srv.stop().await {
@@ -346,8 +395,12 @@ async fn main() -> anyhow::Result<()> {
         started,
         backend: db.label(),
         cpus,
-        conns,
-        duration_s: args.duration.as_secs_f64(),
+        conns: if soak.is_some() {
+            conns.into_iter().take(1).collect()
+        } else {
+            conns
+        },
+        duration_s: args.soak.unwrap_or(args.duration).as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
         live_tokens: live,
         seed_s,
@@ -358,6 +411,9 @@ async fn main() -> anyhow::Result<()> {
         notes,
     };
     let text = chart::load_font();
+    if let Some(soak) = &soak {
+        return write_soak(&args.out, &meta, soak, text);
+    }
     let png = args.out.join("load.png");
     let title = format!(
         "mandate load benchmark — {}, {} CPUs, {}",
@@ -398,5 +454,36 @@ async fn main() -> anyhow::Result<()> {
         "wrote {}/load.md, load.json, load.png, load-p99-time.png",
         args.out.display()
     );
+    Ok(())
+}
+
+/// `--soak`'s load.md, load.json and load-soak.png.
+fn write_soak(
+    out: &Path,
+    meta: &report::Meta,
+    soak: &soak::Soak,
+    text: bool,
+) -> anyhow::Result<()> {
+    let mut md = soak::markdown(meta, soak);
+    let png = out.join("load-soak.png");
+    let title = format!(
+        "mandate soak — {}, {} CPUs, {}",
+        meta.backend, meta.cpus, meta.started
+    );
+    match chart::draw_soak(&png, &title, soak, text) {
+        Ok(()) if text => md.push_str(&format!("\nChart: {}\n", png.display())),
+        Ok(()) => md.push_str(&format!(
+            "\nChart: {} (no font found: drawn without text; left = RSS MiB with the ±10 % band, right = p99 per window, log scale)\n",
+            png.display()
+        )),
+        Err(e) => md.push_str(&format!("\nChart: failed: {e}\n")),
+    }
+    std::fs::write(out.join("load.md"), &md)?;
+    std::fs::write(
+        out.join("load.json"),
+        serde_json::to_string_pretty(&soak::json(meta, soak))?,
+    )?;
+    println!("{md}");
+    eprintln!("wrote {}/load.md, load.json, load-soak.png", out.display());
     Ok(())
 }

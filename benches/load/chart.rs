@@ -1,5 +1,6 @@
 //! `load.png`: throughput and p99 against concurrency, one line per scenario;
-//! `load-p99-time.png`: the p99 of each second of the measured time, so a stall shows. Text
+//! `load-p99-time.png`: the p99 of each second of the measured time, so a stall shows;
+//! `load-soak.png` (`--soak`): the server's RSS and the p99 over the soak. Text
 //! needs a TrueType font from the machine; without one the charts are drawn without text and
 //! the colour legend is in the Markdown.
 
@@ -8,6 +9,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::scenario::{Kind, Outcome};
+use crate::soak::{Soak, TOLERANCE};
 
 /// Per scenario colour (also listed in the Markdown).
 pub const COLORS: [(Kind, RGBColor, &str); 9] = [
@@ -396,4 +398,114 @@ pub fn draw_p99_by_second(
         .into_iter()
         .map(|(label, _, name, _)| format!("{label} = {name}"))
         .collect())
+}
+
+/// `load-soak.png`: left, the server's RSS at each sample with the ±10 % band around the warm
+/// point; right, the p99 of each window (log scale). x = seconds since the load started.
+pub fn draw_soak(path: &Path, title: &str, soak: &Soak, text: bool) -> anyhow::Result<()> {
+    let rss: Vec<(f64, f64)> = soak
+        .samples
+        .iter()
+        .filter_map(|s| s.rss_kib.map(|r| (s.t_s, r as f64 / 1024.0)))
+        .collect();
+    let every = soak.every.as_secs_f64();
+    let p99: Vec<(f64, f64)> = soak
+        .outcome
+        .windows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| w.p99_ms().map(|v| ((i as f64 + 1.0) * every, v)))
+        .collect();
+    let xmax = soak.duration.as_secs_f64().max(1.0) * 1.02;
+    let verdict = soak.verdict();
+    let band = verdict.as_ref().map(|v| {
+        let warm = v.warm.1 as f64 / 1024.0;
+        (warm * (1.0 - TOLERANCE), warm * (1.0 + TOLERANCE))
+    });
+    let rss_hi = rss
+        .iter()
+        .map(|(_, y)| *y)
+        .chain(band.map(|b| b.1))
+        .fold(1.0, f64::max);
+
+    let root = BitMapBackend::new(path, (1500, 650)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = if text {
+        root.titled(title, ("sans-serif", 22))?
+    } else {
+        root
+    };
+    let (left, right) = root.split_horizontally(750);
+    let blue = RGBColor(31, 119, 180);
+    {
+        let mut b = ChartBuilder::on(&left);
+        b.margin(20);
+        if text {
+            b.caption(
+                "server RSS (MiB; band: ±10 % of the warm point)",
+                ("sans-serif", 20),
+            )
+            .x_label_area_size(45)
+            .y_label_area_size(75);
+        }
+        let mut c = b.build_cartesian_2d(0f64..xmax, 0f64..rss_hi * 1.1)?;
+        if text {
+            c.configure_mesh()
+                .max_light_lines(1)
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .x_desc("seconds since the load started")
+                .y_desc("RSS MiB")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .draw()?;
+        }
+        if let Some((lo, hi)) = band {
+            let grey = RGBColor(200, 200, 200);
+            c.draw_series(std::iter::once(Rectangle::new(
+                [(0.0, lo), (xmax, hi)],
+                grey.mix(0.4).filled(),
+            )))?;
+        }
+        c.draw_series(LineSeries::new(rss.clone(), blue.stroke_width(2)))?;
+        c.draw_series(rss.iter().map(|p| Circle::new(*p, 3, blue.filled())))?;
+        if let Some(v) = &verdict {
+            let red = RGBColor(214, 39, 40);
+            for (t, r) in [v.warm, v.last] {
+                c.draw_series(std::iter::once(Circle::new(
+                    (t, r as f64 / 1024.0),
+                    6,
+                    red.stroke_width(2),
+                )))?;
+            }
+        }
+    }
+    {
+        let mut b = ChartBuilder::on(&right);
+        b.margin(20);
+        if text {
+            b.caption(
+                format!("p99 of each {every:.0}-s window (ms, log scale)"),
+                ("sans-serif", 20),
+            )
+            .x_label_area_size(45)
+            .y_label_area_size(75);
+        }
+        let lo = p99.iter().map(|(_, y)| *y).fold(f64::MAX, f64::min);
+        let hi = p99.iter().map(|(_, y)| *y).fold(0.01, f64::max);
+        let (ylo, yhi) = decades(if lo == f64::MAX { 0.01 } else { lo }, hi);
+        let mut c = b.build_cartesian_2d(0f64..xmax, (ylo..yhi).log_scale())?;
+        if text {
+            c.configure_mesh()
+                .max_light_lines(1)
+                .y_labels(30)
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .x_desc("seconds since the load started")
+                .y_desc("p99 ms")
+                .y_label_formatter(&|v| ms_label(*v))
+                .draw()?;
+        }
+        c.draw_series(LineSeries::new(p99.clone(), blue.stroke_width(2)))?;
+        c.draw_series(p99.iter().map(|p| Circle::new(*p, 3, blue.filled())))?;
+    }
+    root.present()?;
+    Ok(())
 }

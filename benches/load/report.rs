@@ -25,11 +25,11 @@ pub struct Meta {
     pub notes: Vec<String>,
 }
 
-fn ms(us: u64) -> f64 {
+pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn mib(kib: u64) -> f64 {
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
@@ -216,7 +216,7 @@ fn worst_second(o: &Outcome) -> String {
     }
 }
 
-fn lat(h: &hdrhistogram::Histogram<u64>) -> Value {
+pub fn lat(h: &hdrhistogram::Histogram<u64>) -> Value {
     json!({
         "p50": ms(h.value_at_quantile(0.50)),
         "p90": ms(h.value_at_quantile(0.90)),

@@ -31,7 +31,21 @@ pub enum Kind {
     Attest,
     /// Last: it revokes tokens of the shared pool.
     RevokeMixed,
+    /// One revocation (a part of `revoke-mixed` and of `mixed`, not a scenario of its own).
+    Revoke,
+    /// The soak load (`--soak`), not a scenario of the table: each connection cycles through
+    /// [`MIX`], one request each.
+    Mixed,
 }
+
+/// What a `mixed` connection sends, in turn: the revocation revokes the token its own `cc`
+/// minted, so every revocation revokes a live token however long the run.
+pub const MIX: [Kind; 4] = [
+    Kind::Cc,
+    Kind::Exchange,
+    Kind::IntrospectRandom,
+    Kind::Revoke,
+];
 
 impl Kind {
     /// The order scenarios run in.
@@ -58,6 +72,20 @@ impl Kind {
             Kind::IntrospectRandom => "introspect-random",
             Kind::Attest => "attest",
             Kind::RevokeMixed => "revoke-mixed",
+            Kind::Revoke => "revoke",
+            Kind::Mixed => "mixed",
+        }
+    }
+
+    /// The request a connection sends as its `seq`-th, and the part it counts in (`None`:
+    /// the part [`one`] says).
+    fn pick(self, seq: u64) -> (Kind, Option<usize>) {
+        match self {
+            Kind::Mixed => {
+                let i = (seq % MIX.len() as u64) as usize;
+                (MIX[i], Some(i))
+            }
+            k => (k, None),
         }
     }
 
@@ -69,6 +97,7 @@ impl Kind {
     pub fn parts(self) -> &'static [&'static str] {
         match self {
             Kind::RevokeMixed => &["introspect", "revoke"],
+            Kind::Mixed => &["cc", "exchange", "introspect", "revoke"],
             _ => &["all"],
         }
     }
@@ -223,15 +252,25 @@ struct ConnStats {
     repeats: u64,
 }
 
+/// What a connection carries from one request to the next.
+struct ConnCtx {
+    rng: u64,
+    /// The revoke-mixed pool as it was when the run started.
+    revoke: Arc<Vec<Bytes>>,
+    /// Revocations past the end of `revoke` (already revoked tokens).
+    repeats: u64,
+    /// `mixed`: keep the token `cc` minted (`token=...`) for the revocation that follows.
+    keep_minted: bool,
+    minted: Option<Bytes>,
+}
+
 /// One operation: which part it belongs to and whether the answer was right.
 async fn one(
     kind: Kind,
     w: &World,
     conn: &mut Conn,
     seq: u64,
-    rng: &mut u64,
-    revoke: &[Bytes],
-    repeats: &mut u64,
+    cx: &mut ConnCtx,
 ) -> (usize, Result<(), String>) {
     let ok_token = |a: &crate::http::Answer| matches!(json_str(&a.body, "access_token"), Some(t) if a.status == 200 && t.starts_with("ey"));
     let check = |r: Result<crate::http::Answer, String>,
@@ -253,6 +292,12 @@ async fn one(
                 Bytes::from_static(CC_BODY.as_bytes()),
             )
             .await;
+            if cx.keep_minted {
+                if let Ok(a) = &r {
+                    cx.minted = json_str(&a.body, "access_token")
+                        .map(|t| Bytes::from(format!("token={t}")));
+                }
+            }
             (0, check(r, &ok_token))
         }
         Kind::Exchange | Kind::SubExchange => {
@@ -288,7 +333,7 @@ async fn one(
             let body = if kind == Kind::IntrospectHot || w.pool.is_empty() {
                 w.hot_body.clone()
             } else {
-                w.pool[(next_rand(rng) % w.pool.len() as u64) as usize].clone()
+                w.pool[(next_rand(&mut cx.rng) % w.pool.len() as u64) as usize].clone()
             };
             let r = post(conn, "/introspect", &w.rs_auth, body).await;
             (
@@ -298,20 +343,15 @@ async fn one(
                 }),
             )
         }
+        Kind::Revoke => (0, revoke(w, conn, cx).await),
         Kind::RevokeMixed => {
-            if w.pool.is_empty() || revoke.is_empty() {
+            if w.pool.is_empty() || cx.revoke.is_empty() {
                 return (0, Err("no pool".into()));
             }
             if seq % 4 == 3 {
-                let i = w.revoke_cursor.fetch_add(1, Ordering::Relaxed);
-                if i >= revoke.len() {
-                    *repeats += 1;
-                }
-                let body = revoke[i % revoke.len()].clone();
-                let r = post(conn, "/revoke", &w.host_auth, body).await;
-                (1, check(r, &|a| a.status == 200))
+                (1, revoke(w, conn, cx).await)
             } else {
-                let body = w.pool[(next_rand(rng) % w.pool.len() as u64) as usize].clone();
+                let body = w.pool[(next_rand(&mut cx.rng) % w.pool.len() as u64) as usize].clone();
                 let r = post(conn, "/introspect", &w.rs_auth, body).await;
                 let good = |a: &crate::http::Answer| {
                     a.status == 200
@@ -322,6 +362,32 @@ async fn one(
             }
         }
         Kind::Attest => (0, w.agent.attest(conn, &w.issuer).await.map(|_| ())),
+        Kind::Mixed => (0, Err("mixed is resolved by Kind::pick".into())),
+    }
+}
+
+/// Revokes the token this connection's `cc` just minted (`mixed`), else the next one of the
+/// revoke-mixed pool.
+async fn revoke(w: &World, conn: &mut Conn, cx: &mut ConnCtx) -> Result<(), String> {
+    let body = match cx.minted.take() {
+        Some(b) => b,
+        None if cx.keep_minted => return Err("no token minted to revoke".into()),
+        None => {
+            let n = cx.revoke.len();
+            if n == 0 {
+                return Err("no pool".into());
+            }
+            let i = w.revoke_cursor.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                cx.repeats += 1;
+            }
+            cx.revoke[i % n].clone()
+        }
+    };
+    match post(conn, "/revoke", &w.host_auth, body).await {
+        Ok(a) if a.status == 200 => Ok(()),
+        Ok(a) => Err(a.excerpt()),
+        Err(e) => Err(e),
     }
 }
 
@@ -342,32 +408,81 @@ fn next_rand(s: &mut u64) -> u64 {
     s.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-/// Runs `kind` on `conns` connections: `warmup` unrecorded, then `duration` recorded, also in
-/// consecutive windows of `window`.
-pub async fn run(
-    kind: Kind,
-    world: Arc<World>,
-    conns: usize,
-    warmup: Duration,
-    duration: Duration,
-    window: Duration,
-    server_pid: u32,
-) -> Outcome {
+/// One run: `kind` on `conns` connections, `warmup` unrecorded, then `duration` recorded, also
+/// in consecutive windows of `window`.
+#[derive(Clone, Copy)]
+pub struct Spec {
+    pub kind: Kind,
+    pub conns: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub window: Duration,
+}
+
+/// A run's clock and its windows as they fill, for a caller that watches the run (the soak).
+#[derive(Clone)]
+pub struct Live {
+    /// When the warm-up starts (the measured time starts `warmup` later).
+    pub start: Instant,
+    /// Each connection hands its part of a window over when it moves on to the next one, so a
+    /// window is complete shortly after it ends.
+    pub windows: Arc<Mutex<Vec<Window>>>,
+}
+
+impl Spec {
+    fn window(&self) -> Duration {
+        self.window.max(Duration::from_millis(1))
+    }
+
+    /// Starts the clock now.
+    pub fn live(&self) -> Live {
+        let n = self
+            .duration
+            .as_nanos()
+            .div_ceil(self.window().as_nanos())
+            .max(1) as usize;
+        Live {
+            start: Instant::now(),
+            windows: Arc::new(Mutex::new(vec![Window::new(); n])),
+        }
+    }
+}
+
+/// Runs `spec` against the server process `server_pid`.
+pub async fn run(spec: Spec, world: Arc<World>, server_pid: u32) -> Outcome {
+    let live = spec.live();
+    run_live(spec, world, server_pid, live).await
+}
+
+/// [`run`] on the clock and windows of `live`.
+pub async fn run_live(spec: Spec, world: Arc<World>, server_pid: u32, live: Live) -> Outcome {
+    let Spec {
+        kind,
+        conns,
+        warmup,
+        duration,
+        ..
+    } = spec;
+    let window = spec.window();
     let pid = server_pid.to_string();
     let tck = crate::server::clk_tck();
-    let start = Instant::now();
-    let measure_from = start + warmup;
+    let measure_from = live.start + warmup;
     let end = measure_from + duration;
-    let window = window.max(Duration::from_millis(1));
-    let n_windows = duration.as_nanos().div_ceil(window.as_nanos()).max(1) as usize;
-    let windows = Arc::new(Mutex::new(vec![Window::new(); n_windows]));
+    let windows = live.windows;
+    let n_windows = windows.lock().map(|w| w.len()).unwrap_or(1).max(1);
     let mut tasks = Vec::with_capacity(conns);
     for c in 0..conns {
         let w = world.clone();
         let windows = windows.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(w.addr);
-            let revoke = w.revoke_pool.read().map(|p| p.clone()).unwrap_or_default();
+            let mut cx = ConnCtx {
+                rng: 0x9E37_79B9_7F4A_7C15u64 ^ ((c as u64 + 1) << 17),
+                revoke: w.revoke_pool.read().map(|p| p.clone()).unwrap_or_default(),
+                repeats: 0,
+                keep_minted: kind == Kind::Mixed,
+                minted: None,
+            };
             let mut st = ConnStats {
                 hists: kind.parts().iter().map(|_| new_hist()).collect(),
                 errors: 0,
@@ -380,17 +495,19 @@ pub async fn run(
                 index: 0,
                 w: Window::new(),
             };
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((c as u64 + 1) << 17);
-            let mut seq = c as u64;
+            // Staggered, so that revoke-mixed's connections do not revoke all at once; a
+            // mixed connection starts its cycle with the cc whose token it revokes.
+            let mut seq = if kind == Kind::Mixed { 0 } else { c as u64 };
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
                 }
                 let measured = t0 >= measure_from;
-                let mut repeats = 0;
-                let (part, r) =
-                    one(kind, &w, &mut conn, seq, &mut rng, &revoke, &mut repeats).await;
+                let repeats = cx.repeats;
+                let (k, fixed_part) = kind.pick(seq);
+                let (part, r) = one(k, &w, &mut conn, seq, &mut cx).await;
+                let part = fixed_part.unwrap_or(part);
                 let t1 = Instant::now();
                 seq += 1;
                 if !measured {
@@ -398,7 +515,7 @@ pub async fn run(
                 }
                 st.first_start.get_or_insert(t0);
                 st.last_end = Some(t1);
-                st.repeats += repeats;
+                st.repeats += cx.repeats - repeats;
                 let wi = window_index(t1, measure_from, window, n_windows);
                 if wi != open.index {
                     open.hand_over(&windows);
