@@ -1,8 +1,9 @@
 //! Load benchmark over real HTTP: starts the release `mandate` binary (SQLite by default,
-//! PostgreSQL with `--database-url`), seeds it through its endpoints, drives each scenario with
-//! N concurrent keep-alive connections and reports req/s, latency percentiles (HDR histogram),
-//! errors, server CPU and peak RSS as Markdown, JSON and a PNG chart; with `--peer` it also runs
-//! the node-oidc-provider baseline and divides by it.
+//! PostgreSQL with `--database-url`, several replicas on it with `--replicas`), seeds it through
+//! its endpoints, drives each scenario with N concurrent keep-alive connections and reports
+//! req/s, latency percentiles (HDR histogram, also per second), errors, server CPU and peak RSS
+//! as Markdown, JSON and PNG charts; with `--peer` it also runs the node-oidc-provider baseline
+//! and divides by it; with `--soak` it runs one long mixed load and samples the server's RSS.
 //!
 //! Run: `cargo bench --bench load -- [--conns 1,16,64,256] [--duration 10s] [--peer] ...`
 //! (`--help` lists every flag; docs/development.md "Load benchmark" says what each scenario does).
@@ -94,6 +95,10 @@ struct Args {
     /// Sampling interval of --soak (RSS, CPU, req/s and p99 per interval).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     soak_every: Duration,
+    /// Server processes on the same PostgreSQL database (needs a `postgres://` --database-url):
+    /// the first migrates and is seeded through, connection c talks to replica c mod N.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    replicas: u16,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -136,7 +141,7 @@ async fn table(
     kinds: &[Kind],
     conns: &[usize],
     world: &Arc<World>,
-    pid: u32,
+    pids: &[u32],
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for &k in kinds {
@@ -156,7 +161,7 @@ async fn table(
                 let n = (revoke_rate * (args.warmup + args.duration).as_secs_f64()) as usize;
                 let t = Instant::now();
                 let fresh = seed::mint_pool(
-                    world.addr,
+                    world.addrs[0],
                     world.host_auth.clone(),
                     n.max(100),
                     args.seed_conns,
@@ -179,7 +184,7 @@ async fn table(
                 duration: args.duration,
                 window: Duration::from_secs(1),
             };
-            let o = scenario::run(spec, world.clone(), pid).await;
+            let o = scenario::run(spec, world.clone(), pids.to_vec()).await;
             let h = o.total();
             eprintln!(
                 "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  worst 1-s p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
@@ -235,10 +240,21 @@ async fn main() -> anyhow::Result<()> {
 
     // The server and its world.
     let dir = tempfile::tempdir()?;
+    let replicas = usize::from(args.replicas);
+    if replicas > 1
+        && !args
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres"))
+    {
+        anyhow::bail!(
+            "--replicas {replicas} needs a shared database: --database-url postgres://..."
+        );
+    }
     let db = Database::create(args.database_url.as_deref(), dir.path()).await?;
     let (a, b) = (Agent::new("build-bot")?, Agent::new("sub-bot")?);
     let config = dir.path().join("mandate.toml");
-    std::fs::write(&config, server::config_text(&db.url, &[&a, &b]))?;
+    std::fs::write(&config, server::config_text(&db.url, &[&a, &b], None))?;
     let kek = server::random_kek();
     let log = std::path::absolute(args.out.join("server.log"))?;
     let _ = std::fs::remove_file(&log);
@@ -248,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
         db.label(),
         log.display()
     );
+    // The first replica creates the schema; only then do the others start on it.
     let srv = Server::start(&config, &kek, &log).await?;
     let issuer = srv.url.clone();
     let startup_fresh_ms = srv.startup.as_secs_f64() * 1000.0;
@@ -258,6 +275,35 @@ async fn main() -> anyhow::Result<()> {
     );
     let creds = Creds::new();
     let mut notes = Vec::new();
+    let mut others = Vec::new();
+    if replicas > 1 {
+        // The same config, but with the first replica's URL as issuer: every replica signs the
+        // same `iss` and checks DPoP `htu` and attestation `aud` against it, as behind a load
+        // balancer.
+        let config_n = dir.path().join("mandate-replica.toml");
+        std::fs::write(
+            &config_n,
+            server::config_text(&db.url, &[&a, &b], Some(&issuer)),
+        )?;
+        for r in 2..=replicas {
+            let log_r = std::path::absolute(args.out.join(format!("server-{r}.log")))?;
+            let _ = std::fs::remove_file(&log_r);
+            let s = Server::start(&config_n, &kek, &log_r).await?;
+            eprintln!(
+                "   replica {r} listening on {} after {:.0} ms (log: {})",
+                s.url,
+                s.startup.as_secs_f64() * 1000.0,
+                log_r.display()
+            );
+            others.push(s);
+        }
+        notes.push(format!(
+            "{replicas} replicas on one PostgreSQL database, each its own process and port, all with the issuer {issuer}; \
+             seeded through the first; connection c talks to replica c mod {replicas}. Server CPU is the sum over the \
+             replicas, peak RSS the largest replica's (each replica's in load.json); RSS after seeding and after restart are the \
+             first replica's (only it is restarted)."
+        ));
+    }
     let mut conn = Conn::new(srv.addr);
 
     // Seeding, over HTTP only.
@@ -328,6 +374,12 @@ async fn main() -> anyhow::Result<()> {
     let seed_s = t.elapsed().as_secs_f64();
     let pid = srv.pid.to_string();
     let rss_after_seed = server::status_kib(&pid, "VmRSS:").unwrap_or(0);
+    let addrs: Vec<_> = std::iter::once(srv.addr)
+        .chain(others.iter().map(|s| s.addr))
+        .collect();
+    let pids: Vec<u32> = std::iter::once(srv.pid)
+        .chain(others.iter().map(|s| s.pid))
+        .collect();
     eprintln!(
         "   {} tokens in {seed_s:.1} s; server RSS {:.1} MiB",
         pool.len(),
@@ -335,7 +387,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let world = Arc::new(World {
-        addr: srv.addr,
+        addrs,
         issuer: issuer.clone(),
         host_auth: creds.host.clone(),
         rs_auth: creds.rs.clone(),
@@ -363,19 +415,21 @@ async fn main() -> anyhow::Result<()> {
                 humantime::format_duration(d),
                 humantime::format_duration(args.soak_every)
             );
-            Some(soak::run(world.clone(), c, d, args.soak_every, srv.pid).await?)
+            Some(soak::run(world.clone(), c, d, args.soak_every, pids.clone()).await?)
         }
         None => None,
     };
     let outcomes = if soak.is_none() {
-        table(&args, &kinds, &conns, &world, srv.pid).await?
+        table(&args, &kinds, &conns, &world, &pids).await?
     } else {
         Vec::new()
     };
 
     // Restart on the existing database: startup time and idle memory with the tokens in it.
-    if let Err(e) = srv.stop().await {
-        notes.push(format!("stopping the server: {e}"));
+    for (i, s) in std::iter::once(srv).chain(others).enumerate() {
+        if let Err(e) = s.stop().await {
+            notes.push(format!("stopping server {}: {e}", i + 1));
+        }
     }
     let (mut startup_existing_ms, mut rss_idle) = (None, None);
     match Server::start(&config, &kek, &log).await {
@@ -407,6 +461,7 @@ async fn main() -> anyhow::Result<()> {
         startup_fresh_ms,
         startup_existing_ms,
         rss_after_seed_kib: rss_after_seed,
+        replicas,
         rss_idle_after_restart_kib: rss_idle,
         notes,
     };
@@ -417,7 +472,9 @@ async fn main() -> anyhow::Result<()> {
     let png = args.out.join("load.png");
     let title = format!(
         "mandate load benchmark — {}, {} CPUs, {}",
-        meta.backend, meta.cpus, meta.started
+        meta.backend_label(),
+        meta.cpus,
+        meta.started
     );
     let mut md = report::markdown(&meta, &outcomes, peer.as_ref());
     match chart::draw(&png, &title, &outcomes, text) {
@@ -468,7 +525,9 @@ fn write_soak(
     let png = out.join("load-soak.png");
     let title = format!(
         "mandate soak — {}, {} CPUs, {}",
-        meta.backend, meta.cpus, meta.started
+        meta.backend_label(),
+        meta.cpus,
+        meta.started
     );
     match chart::draw_soak(&png, &title, soak, text) {
         Ok(()) if text => md.push_str(&format!("\nChart: {}\n", png.display())),

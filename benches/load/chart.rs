@@ -400,13 +400,24 @@ pub fn draw_p99_by_second(
         .collect())
 }
 
-/// `load-soak.png`: left, the server's RSS at each sample with the ±10 % band around the warm
-/// point; right, the p99 of each window (log scale). x = seconds since the load started.
+/// `load-soak.png`: left, the server's RSS at each sample (one line per replica) with the
+/// ±10 % band around the warm point; right, the p99 of each window (log scale). x = seconds
+/// since the load started.
 pub fn draw_soak(path: &Path, title: &str, soak: &Soak, text: bool) -> anyhow::Result<()> {
-    let rss: Vec<(f64, f64)> = soak
-        .samples
-        .iter()
-        .filter_map(|s| s.rss_kib.map(|r| (s.t_s, r as f64 / 1024.0)))
+    let replicas = soak.replicas();
+    let rss: Vec<Vec<(f64, f64)>> = (0..replicas)
+        .map(|r| {
+            soak.samples
+                .iter()
+                .filter_map(|s| {
+                    s.rss_kib
+                        .get(r)
+                        .copied()
+                        .flatten()
+                        .map(|k| (s.t_s, k as f64 / 1024.0))
+                })
+                .collect()
+        })
         .collect();
     let every = soak.every.as_secs_f64();
     let p99: Vec<(f64, f64)> = soak
@@ -417,16 +428,23 @@ pub fn draw_soak(path: &Path, title: &str, soak: &Soak, text: bool) -> anyhow::R
         .filter_map(|(i, w)| w.p99_ms().map(|v| ((i as f64 + 1.0) * every, v)))
         .collect();
     let xmax = soak.duration.as_secs_f64().max(1.0) * 1.02;
-    let verdict = soak.verdict();
-    let band = verdict.as_ref().map(|v| {
-        let warm = v.warm.1 as f64 / 1024.0;
-        (warm * (1.0 - TOLERANCE), warm * (1.0 + TOLERANCE))
-    });
+    let verdicts: Vec<_> = (0..replicas).map(|r| soak.verdict(r)).collect();
+    let bands: Vec<Option<(f64, f64)>> = verdicts
+        .iter()
+        .map(|v| {
+            v.as_ref().map(|v| {
+                let warm = v.warm.1 as f64 / 1024.0;
+                (warm * (1.0 - TOLERANCE), warm * (1.0 + TOLERANCE))
+            })
+        })
+        .collect();
     let rss_hi = rss
         .iter()
+        .flatten()
         .map(|(_, y)| *y)
-        .chain(band.map(|b| b.1))
+        .chain(bands.iter().flatten().map(|b| b.1))
         .fold(1.0, f64::max);
+    let col = |r: usize| PALETTE[r % PALETTE.len()].0;
 
     let root = BitMapBackend::new(path, (1500, 650)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -436,17 +454,18 @@ pub fn draw_soak(path: &Path, title: &str, soak: &Soak, text: bool) -> anyhow::R
         root
     };
     let (left, right) = root.split_horizontally(750);
-    let blue = RGBColor(31, 119, 180);
     {
         let mut b = ChartBuilder::on(&left);
         b.margin(20);
         if text {
-            b.caption(
-                "server RSS (MiB; band: ±10 % of the warm point)",
-                ("sans-serif", 20),
-            )
-            .x_label_area_size(45)
-            .y_label_area_size(75);
+            let caption = if replicas > 1 {
+                "server RSS per replica (MiB; bands: ±10 % of each warm point)"
+            } else {
+                "server RSS (MiB; band: ±10 % of the warm point)"
+            };
+            b.caption(caption, ("sans-serif", 20))
+                .x_label_area_size(45)
+                .y_label_area_size(75);
         }
         let mut c = b.build_cartesian_2d(0f64..xmax, 0f64..rss_hi * 1.1)?;
         if text {
@@ -458,27 +477,50 @@ pub fn draw_soak(path: &Path, title: &str, soak: &Soak, text: bool) -> anyhow::R
                 .y_label_formatter(&|v| format!("{v:.0}"))
                 .draw()?;
         }
-        if let Some((lo, hi)) = band {
-            let grey = RGBColor(200, 200, 200);
-            c.draw_series(std::iter::once(Rectangle::new(
-                [(0.0, lo), (xmax, hi)],
-                grey.mix(0.4).filled(),
-            )))?;
-        }
-        c.draw_series(LineSeries::new(rss.clone(), blue.stroke_width(2)))?;
-        c.draw_series(rss.iter().map(|p| Circle::new(*p, 3, blue.filled())))?;
-        if let Some(v) = &verdict {
-            let red = RGBColor(214, 39, 40);
-            for (t, r) in [v.warm, v.last] {
-                c.draw_series(std::iter::once(Circle::new(
-                    (t, r as f64 / 1024.0),
-                    6,
-                    red.stroke_width(2),
+        for (r, band) in bands.iter().enumerate() {
+            if let Some((lo, hi)) = band {
+                let shade = if replicas > 1 {
+                    col(r).mix(0.12)
+                } else {
+                    RGBColor(200, 200, 200).mix(0.4)
+                };
+                c.draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, *lo), (xmax, *hi)],
+                    shade.filled(),
                 )))?;
             }
         }
+        let red = RGBColor(214, 39, 40);
+        for (r, pts) in rss.iter().enumerate() {
+            let s = c.draw_series(LineSeries::new(pts.clone(), col(r).stroke_width(2)))?;
+            if text && replicas > 1 {
+                let cr = col(r);
+                s.label(format!("replica {}", r + 1)).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], cr.stroke_width(2))
+                });
+            }
+            c.draw_series(pts.iter().map(|p| Circle::new(*p, 3, col(r).filled())))?;
+            if let Some(Some(v)) = verdicts.get(r) {
+                for (t, k) in [v.warm, v.last] {
+                    c.draw_series(std::iter::once(Circle::new(
+                        (t, k as f64 / 1024.0),
+                        6,
+                        red.stroke_width(2),
+                    )))?;
+                }
+            }
+        }
+        if text && replicas > 1 {
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()?;
+        }
     }
     {
+        let blue = col(0);
         let mut b = ChartBuilder::on(&right);
         b.margin(20);
         if text {

@@ -20,6 +20,8 @@ pub struct Meta {
     pub startup_fresh_ms: f64,
     pub startup_existing_ms: Option<f64>,
     pub rss_after_seed_kib: u64,
+    /// Server processes on the one database (`--replicas`).
+    pub replicas: usize,
     pub rss_idle_after_restart_kib: Option<u64>,
     /// Problems met while seeding (e.g. `/authorize` failing skips the exchange scenarios).
     pub notes: Vec<String>,
@@ -67,12 +69,25 @@ fn x(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "—".into())
 }
 
+impl Meta {
+    /// `SQLite`, or `PostgreSQL, 2 replicas`.
+    pub fn backend_label(&self) -> String {
+        if self.replicas > 1 {
+            format!("{}, {} replicas", self.backend, self.replicas)
+        } else {
+            self.backend.to_string()
+        }
+    }
+}
+
 pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "## mandate load benchmark — {}, {} CPUs, {}\n",
-        meta.backend, meta.cpus, meta.started
+        meta.backend_label(),
+        meta.cpus,
+        meta.started
     );
     let _ = writeln!(
         s,
@@ -251,8 +266,10 @@ pub fn json(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Value {
                 "rps_ratio_to_healthz": ceiling_ratio(o, outcomes),
                 "latency_ms": lat(&h),
                 "server_cpu_pct": o.server_cpu_pct,
+                "server_cpu_by_replica_pct": o.server_cpu_each_pct,
                 "client_cpu_pct": o.client_cpu_pct,
                 "server_peak_rss_mib": mib(o.peak_rss_kib),
+                "server_peak_rss_by_replica_mib": o.peak_rss_each_kib.iter().map(|k| mib(*k)).collect::<Vec<_>>(),
                 "peak_rss_per_run": o.peak_is_per_run,
                 "parts": parts,
                 "repeat_revocations": o.repeat_revocations,
@@ -270,6 +287,7 @@ pub fn json(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Value {
     json!({
         "started": meta.started,
         "backend": meta.backend,
+        "replicas": meta.replicas,
         "cpus": meta.cpus,
         "conns": meta.conns,
         "duration_s": meta.duration_s,

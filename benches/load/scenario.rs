@@ -105,7 +105,8 @@ impl Kind {
 
 /// Everything the scenarios send, prepared once.
 pub struct World {
-    pub addr: SocketAddr,
+    /// The server replicas; connection c talks to `addrs[c % len]`.
+    pub addrs: Vec<SocketAddr>,
     pub issuer: String,
     pub host_auth: HeaderValue,
     pub rs_auth: HeaderValue,
@@ -135,9 +136,15 @@ pub struct Outcome {
     pub hists: Vec<Histogram<u64>>,
     pub errors: u64,
     pub error_samples: Vec<String>,
+    /// Summed over the replicas.
     pub server_cpu_pct: f64,
+    /// Each replica's.
+    pub server_cpu_each_pct: Vec<f64>,
     pub client_cpu_pct: f64,
+    /// The largest replica's.
     pub peak_rss_kib: u64,
+    /// Each replica's.
+    pub peak_rss_each_kib: Vec<u64>,
     /// True when VmHWM could be reset before the run (peak of this run, not since start).
     pub peak_is_per_run: bool,
     /// revoke-mixed: revocations that hit an already revoked token (pool exhausted).
@@ -448,14 +455,14 @@ impl Spec {
     }
 }
 
-/// Runs `spec` against the server process `server_pid`.
-pub async fn run(spec: Spec, world: Arc<World>, server_pid: u32) -> Outcome {
+/// Runs `spec` against the server processes `server_pids` (one per replica).
+pub async fn run(spec: Spec, world: Arc<World>, server_pids: Vec<u32>) -> Outcome {
     let live = spec.live();
-    run_live(spec, world, server_pid, live).await
+    run_live(spec, world, server_pids, live).await
 }
 
 /// [`run`] on the clock and windows of `live`.
-pub async fn run_live(spec: Spec, world: Arc<World>, server_pid: u32, live: Live) -> Outcome {
+pub async fn run_live(spec: Spec, world: Arc<World>, server_pids: Vec<u32>, live: Live) -> Outcome {
     let Spec {
         kind,
         conns,
@@ -464,7 +471,7 @@ pub async fn run_live(spec: Spec, world: Arc<World>, server_pid: u32, live: Live
         ..
     } = spec;
     let window = spec.window();
-    let pid = server_pid.to_string();
+    let pids: Vec<String> = server_pids.iter().map(u32::to_string).collect();
     let tck = crate::server::clk_tck();
     let measure_from = live.start + warmup;
     let end = measure_from + duration;
@@ -475,7 +482,7 @@ pub async fn run_live(spec: Spec, world: Arc<World>, server_pid: u32, live: Live
         let w = world.clone();
         let windows = windows.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::new(w.addr);
+            let mut conn = Conn::new(w.addrs[c % w.addrs.len().max(1)]);
             let mut cx = ConnCtx {
                 rng: 0x9E37_79B9_7F4A_7C15u64 ^ ((c as u64 + 1) << 17),
                 revoke: w.revoke_pool.read().map(|p| p.clone()).unwrap_or_default(),
@@ -550,8 +557,13 @@ pub async fn run_live(spec: Spec, world: Arc<World>, server_pid: u32, live: Live
     }
     // CPU and memory of the measured window.
     tokio::time::sleep_until(measure_from.into()).await;
-    let peak_is_per_run = crate::server::reset_peak_rss(&pid);
-    let cpu0 = crate::server::cpu_ticks(&pid);
+    // Every replica's, so no short-circuit.
+    let resets: Vec<bool> = pids
+        .iter()
+        .map(|p| crate::server::reset_peak_rss(p))
+        .collect();
+    let peak_is_per_run = resets.iter().all(|r| *r);
+    let cpu0: Vec<Option<u64>> = pids.iter().map(|p| crate::server::cpu_ticks(p)).collect();
     let self0 = crate::server::cpu_ticks("self");
     let t0 = Instant::now();
     let mut stats = Vec::new();
@@ -565,9 +577,18 @@ pub async fn run_live(spec: Spec, world: Arc<World>, server_pid: u32, live: Live
         (Some(a), Some(b)) => (b.saturating_sub(a)) as f64 / tck / wall * 100.0,
         _ => f64::NAN,
     };
-    let server_cpu_pct = pct(cpu0, crate::server::cpu_ticks(&pid));
+    let server_cpu_each_pct: Vec<f64> = pids
+        .iter()
+        .zip(cpu0)
+        .map(|(p, c0)| pct(c0, crate::server::cpu_ticks(p)))
+        .collect();
+    let server_cpu_pct = server_cpu_each_pct.iter().sum();
     let client_cpu_pct = pct(self0, crate::server::cpu_ticks("self"));
-    let peak_rss_kib = crate::server::status_kib(&pid, "VmHWM:").unwrap_or(0);
+    let peak_rss_each_kib: Vec<u64> = pids
+        .iter()
+        .map(|p| crate::server::status_kib(p, "VmHWM:").unwrap_or(0))
+        .collect();
+    let peak_rss_kib = peak_rss_each_kib.iter().copied().max().unwrap_or(0);
 
     let mut hists: Vec<Histogram<u64>> = kind.parts().iter().map(|_| new_hist()).collect();
     let (mut errors, mut samples, mut repeats) = (0, Vec::new(), 0);
@@ -605,8 +626,10 @@ pub async fn run_live(spec: Spec, world: Arc<World>, server_pid: u32, live: Live
         errors,
         error_samples: samples,
         server_cpu_pct,
+        server_cpu_each_pct,
         client_cpu_pct,
         peak_rss_kib,
+        peak_rss_each_kib,
         peak_is_per_run,
         repeat_revocations: repeats,
         window,

@@ -21,9 +21,10 @@ const WARM_AFTER: Duration = Duration::from_secs(60);
 pub struct Sample {
     /// Seconds since the load started.
     pub t_s: f64,
-    /// The server's VmRSS (KiB).
-    pub rss_kib: Option<u64>,
-    /// The server's CPU since the previous sample (% of one core; NaN for the first).
+    /// Each replica's VmRSS (KiB).
+    pub rss_kib: Vec<Option<u64>>,
+    /// The servers' CPU since the previous sample, summed over the replicas (% of one core;
+    /// NaN for the first).
     pub cpu_pct: f64,
 }
 
@@ -35,14 +36,14 @@ pub struct Soak {
     pub duration: Duration,
 }
 
-/// Drives [`Kind::Mixed`] on `conns` connections for `duration`, sampling the server `pid`
-/// every `every`, and prints each sample as it is taken.
+/// Drives [`Kind::Mixed`] on `conns` connections for `duration`, sampling the server
+/// processes `pids` (one per replica) every `every`, and prints each sample as it is taken.
 pub async fn run(
     world: Arc<World>,
     conns: usize,
     duration: Duration,
     every: Duration,
-    pid: u32,
+    pids: Vec<u32>,
 ) -> anyhow::Result<Soak> {
     let spec = Spec {
         kind: Kind::Mixed,
@@ -52,21 +53,27 @@ pub async fn run(
         window: every,
     };
     let live = spec.live();
-    let load = tokio::spawn(scenario::run_live(spec, world, pid, live.clone()));
-    let pid_s = pid.to_string();
+    let pid_s: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let load = tokio::spawn(scenario::run_live(spec, world, pids, live.clone()));
+    let rss = || -> Vec<Option<u64>> {
+        pid_s
+            .iter()
+            .map(|p| crate::server::status_kib(p, "VmRSS:"))
+            .collect()
+    };
     let tck = crate::server::clk_tck();
     let n = live.windows.lock().map(|w| w.len()).unwrap_or(0);
     let mut samples = vec![Sample {
         t_s: 0.0,
-        rss_kib: crate::server::status_kib(&pid_s, "VmRSS:"),
+        rss_kib: rss(),
         cpu_pct: f64::NAN,
     }];
-    let (mut prev_t, mut prev_cpu) = (live.start, crate::server::cpu_ticks(&pid_s));
+    let (mut prev_t, mut prev_cpu) = (live.start, crate::server::cpu_ticks_sum(&pid_s));
     for i in 1..=n {
         tokio::time::sleep_until((live.start + (every * i as u32).min(duration)).into()).await;
         let now = Instant::now();
-        let cpu = crate::server::cpu_ticks(&pid_s);
-        let rss_kib = crate::server::status_kib(&pid_s, "VmRSS:");
+        let cpu = crate::server::cpu_ticks_sum(&pid_s);
+        let rss_kib = rss();
         let cpu_pct = match (prev_cpu, cpu) {
             (Some(a), Some(b)) => {
                 b.saturating_sub(a) as f64 / tck / (now - prev_t).as_secs_f64().max(1e-9) * 100.0
@@ -75,6 +82,7 @@ pub async fn run(
         };
         (prev_t, prev_cpu) = (now, cpu);
         let t_s = (now - live.start).as_secs_f64();
+        let rss_text = rss_cell(&rss_kib);
         samples.push(Sample {
             t_s,
             rss_kib,
@@ -86,8 +94,7 @@ pub async fn run(
         let w = live.windows.lock().ok().and_then(|w| w.get(i - 1).cloned());
         let width = window_width(i - 1, every, duration).as_secs_f64().max(1e-9);
         eprintln!(
-            "   soak {t_s:>6.0} s: RSS {:>7.1} MiB  server CPU {cpu_pct:>4.0}%  {:>7.0} req/s  p99 {:>8.2} ms  errors {}",
-            mib(rss_kib.unwrap_or(0)),
+            "   soak {t_s:>6.0} s: RSS {rss_text:>7} MiB  server CPU {cpu_pct:>4.0}%  {:>7.0} req/s  p99 {:>8.2} ms  errors {}",
             w.as_ref().map_or(0.0, |w| w.hist.len() as f64 / width),
             w.as_ref().and_then(Window::p99_ms).unwrap_or(f64::NAN),
             w.as_ref().map_or(0, |w| w.errors),
@@ -100,6 +107,15 @@ pub async fn run(
         every,
         duration,
     })
+}
+
+/// `85.6`, or `85.6 / 79.0` for replicas.
+fn rss_cell(rss: &[Option<u64>]) -> String {
+    let v: Vec<String> = rss
+        .iter()
+        .map(|r| r.map_or_else(|| "—".into(), |r| format!("{:.1}", mib(r))))
+        .collect();
+    v.join(" / ")
 }
 
 /// Window `i` of a soak is `every` long, except a shorter last one.
@@ -123,13 +139,21 @@ pub struct Verdict {
 }
 
 impl Soak {
-    pub fn verdict(&self) -> Option<Verdict> {
+    pub fn replicas(&self) -> usize {
+        self.samples.first().map_or(1, |s| s.rss_kib.len())
+    }
+
+    /// What the samples of `replica` say.
+    pub fn verdict(&self, replica: usize) -> Option<Verdict> {
         let warm_target = WARM_AFTER.min(self.duration / 2).as_secs_f64();
         let known = || {
-            self.samples
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.rss_kib.map(|r| (i, s.t_s, r)))
+            self.samples.iter().enumerate().filter_map(move |(i, s)| {
+                s.rss_kib
+                    .get(replica)
+                    .copied()
+                    .flatten()
+                    .map(|r| (i, s.t_s, r))
+            })
         };
         // By when each sample was due: they are taken a little late.
         let due = |i: usize| (self.every * i as u32).min(self.duration).as_secs_f64();
@@ -168,7 +192,9 @@ pub fn markdown(meta: &Meta, soak: &Soak) -> String {
     let _ = writeln!(
         s,
         "## mandate soak — {}, {} CPUs, {}\n",
-        meta.backend, meta.cpus, meta.started
+        meta.backend_label(),
+        meta.cpus,
+        meta.started
     );
     let _ = writeln!(
         s,
@@ -192,35 +218,52 @@ pub fn markdown(meta: &Meta, soak: &Soak) -> String {
             .map(|k| format!(", after restart {:.1} MiB", mib(k)))
             .unwrap_or_default()
     );
-    let verdict = soak.verdict();
-    match &verdict {
-        Some(v) => {
-            let _ = writeln!(
-                s,
-                "**RSS {}**: warm point (after {:.0} s of load) {:.1} MiB, last ({:.0} s) {:.1} MiB ({:+.1} %), \
-                 max sampled {:.1} MiB at {:.0} s, peak (VmHWM over the soak) {:.1} MiB. Target (issue 19): the last \
-                 within ±{:.0} % of the warm point.\n",
-                if v.flat { "flat" } else { "NOT flat" },
-                v.warm.0,
-                mib(v.warm.1),
-                v.last.0,
-                mib(v.last.1),
-                v.change * 100.0,
-                mib(v.max.1),
-                v.max.0,
-                mib(o.peak_rss_kib),
-                TOLERANCE * 100.0
-            );
-            if v.warm_target_s < WARM_AFTER.as_secs_f64() {
+    let replicas = soak.replicas();
+    for r in 0..replicas {
+        let who = if replicas > 1 {
+            format!("replica {}: ", r + 1)
+        } else {
+            String::new()
+        };
+        let peak = o.peak_rss_each_kib.get(r).copied().unwrap_or(0);
+        match soak.verdict(r) {
+            Some(v) => {
                 let _ = writeln!(
                     s,
-                    "(The soak is shorter than {:.0} s, so the warm point is the sample after half of it, not after {:.0} s.)\n",
-                    2.0 * WARM_AFTER.as_secs_f64(),
-                    WARM_AFTER.as_secs_f64()
+                    "{who}**RSS {}**: warm point (after {:.0} s of load) {:.1} MiB, last ({:.0} s) {:.1} MiB ({:+.1} %), \
+                     max sampled {:.1} MiB at {:.0} s, peak (VmHWM over the soak) {:.1} MiB. Target (issue 19): the last \
+                     within ±{:.0} % of the warm point.\n",
+                    if v.flat { "flat" } else { "NOT flat" },
+                    v.warm.0,
+                    mib(v.warm.1),
+                    v.last.0,
+                    mib(v.last.1),
+                    v.change * 100.0,
+                    mib(v.max.1),
+                    v.max.0,
+                    mib(peak),
+                    TOLERANCE * 100.0
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "{who}**RSS**: no samples (could not read /proc/PID/status).\n"
                 );
             }
         }
-        None => s.push_str("**RSS**: no samples (could not read /proc/PID/status).\n\n"),
+    }
+    let verdict = soak.verdict(0);
+    if verdict
+        .as_ref()
+        .is_some_and(|v| v.warm_target_s < WARM_AFTER.as_secs_f64())
+    {
+        let _ = writeln!(
+            s,
+            "(The soak is shorter than {:.0} s, so the warm point is the sample after half of it, not after {:.0} s.)\n",
+            2.0 * WARM_AFTER.as_secs_f64(),
+            WARM_AFTER.as_secs_f64()
+        );
     }
 
     // At most about 20 rows; the warm, largest and last samples always.
@@ -231,21 +274,27 @@ pub fn markdown(meta: &Meta, soak: &Soak) -> String {
         let t = soak.samples.get(i).map_or(-1.0, |s| s.t_s);
         if t == v.warm.0 {
             " (warm)"
-        } else if t == v.max.0 && t != v.last.0 {
+        } else if replicas == 1 && t == v.max.0 && t != v.last.0 {
             " (max)"
         } else {
             ""
         }
     };
-    s.push_str("| t s | RSS MiB | req/s | p99 ms | max ms | errors | server CPU % |\n|---:|---:|---:|---:|---:|---:|---:|\n");
+    let rss_head = if replicas > 1 {
+        "RSS MiB (each replica)"
+    } else {
+        "RSS MiB"
+    };
+    let _ = writeln!(
+        s,
+        "| t s | {rss_head} | req/s | p99 ms | max ms | errors | server CPU % |\n|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for (i, sm) in soak.samples.iter().enumerate() {
         let mark = marks(i);
         if i % step != 0 && i + 1 != n && mark.is_empty() {
             continue;
         }
-        let rss = sm
-            .rss_kib
-            .map_or_else(|| "—".into(), |r| format!("{:.1}", mib(r)));
+        let rss = rss_cell(&sm.rss_kib);
         match soak.window(i) {
             Some((w, rps)) => {
                 let _ = writeln!(
@@ -272,8 +321,13 @@ pub fn markdown(meta: &Meta, soak: &Soak) -> String {
     let _ = writeln!(
         s,
         "\nreq/s, p99, max and errors: the answers that arrived in the {:.0} s before the sample. \
-         Server CPU: % of one core since the previous sample.\n",
-        soak.every.as_secs_f64()
+         Server CPU: % of one core since the previous sample{}.\n",
+        soak.every.as_secs_f64(),
+        if replicas > 1 {
+            ", summed over the replicas"
+        } else {
+            ""
+        }
     );
 
     let secs = o.elapsed.as_secs_f64().max(1e-9);
@@ -334,7 +388,8 @@ pub fn json(meta: &Meta, soak: &Soak) -> Value {
             let w = soak.window(i);
             json!({
                 "t_s": sm.t_s,
-                "rss_mib": sm.rss_kib.map(mib),
+                "rss_mib": sm.rss_kib.first().copied().flatten().map(mib),
+                "rss_mib_by_replica": sm.rss_kib.iter().map(|r| r.map(mib)).collect::<Vec<_>>(),
                 "server_cpu_pct": sm.cpu_pct.is_finite().then_some(sm.cpu_pct),
                 "ok": w.map(|(w, _)| w.hist.len()),
                 "rps": w.map(|(_, r)| r),
@@ -351,7 +406,7 @@ pub fn json(meta: &Meta, soak: &Soak) -> Value {
         .zip(&o.hists)
         .map(|(n, h)| json!({"part": n, "ok": h.len(), "rps": h.len() as f64 / secs, "latency_ms": lat(h)}))
         .collect();
-    let rss = soak.verdict().map(|v| {
+    let verdict = |v: Verdict| {
         json!({
             "warm_t_s": v.warm.0,
             "warm_mib": mib(v.warm.1),
@@ -363,7 +418,10 @@ pub fn json(meta: &Meta, soak: &Soak) -> Value {
             "tolerance_pct": TOLERANCE * 100.0,
             "flat": v.flat,
         })
-    });
+    };
+    let rss_by_replica: Vec<Value> = (0..soak.replicas())
+        .map(|r| soak.verdict(r).map(verdict).unwrap_or(Value::Null))
+        .collect();
     let h = o.total();
     json!({
         "mode": "soak",
@@ -380,7 +438,9 @@ pub fn json(meta: &Meta, soak: &Soak) -> Value {
         "rss_after_seed_mib": mib(meta.rss_after_seed_kib),
         "rss_idle_after_restart_mib": meta.rss_idle_after_restart_kib.map(mib),
         "notes": meta.notes,
-        "rss": rss,
+        "replicas": soak.replicas(),
+        "rss": rss_by_replica.first(),
+        "rss_by_replica": rss_by_replica,
         "samples": samples,
         "parts": parts,
         "total": {
@@ -391,8 +451,10 @@ pub fn json(meta: &Meta, soak: &Soak) -> Value {
             "latency_ms": lat(&h),
             "worst_window_p99_ms": o.worst_window_p99_ms(),
             "server_cpu_pct": o.server_cpu_pct,
+            "server_cpu_by_replica_pct": o.server_cpu_each_pct,
             "client_cpu_pct": o.client_cpu_pct,
             "server_peak_rss_mib": mib(o.peak_rss_kib),
+            "server_peak_rss_by_replica_mib": o.peak_rss_each_kib.iter().map(|k| mib(*k)).collect::<Vec<_>>(),
             "error_samples": o.error_samples,
         },
     })
