@@ -1,8 +1,9 @@
 //! Load benchmark over real HTTP: starts the release `mandate` binary (SQLite by default,
-//! PostgreSQL with `--database-url`), seeds it through its endpoints, drives each scenario with
-//! N concurrent keep-alive connections and reports req/s, latency percentiles (HDR histogram),
-//! errors, server CPU and peak RSS as Markdown, JSON and a PNG chart; with `--peer` it also runs
-//! the node-oidc-provider baseline and divides by it.
+//! PostgreSQL with `--database-url`, several replicas on it with `--replicas`), seeds it through
+//! its endpoints, drives each scenario with N concurrent keep-alive connections and reports
+//! req/s, latency percentiles (HDR histogram, also per second), errors, server CPU and peak RSS
+//! as Markdown, JSON and PNG charts; with `--peer` it also runs the node-oidc-provider baseline
+//! and divides by it; with `--soak` it runs one long mixed load and samples the server's RSS.
 //!
 //! Run: `cargo bench --bench load -- [--conns 1,16,64,256] [--duration 10s] [--peer] ...`
 //! (`--help` lists every flag; docs/development.md "Load benchmark" says what each scenario does).
@@ -24,8 +25,10 @@ mod scenario;
 mod seed;
 #[path = "load/server.rs"]
 mod server;
+#[path = "load/soak.rs"]
+mod soak;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -34,7 +37,7 @@ use bytes::Bytes;
 use clap::Parser;
 
 use crate::http::Conn;
-use crate::scenario::{Kind, World};
+use crate::scenario::{Kind, Outcome, World};
 use crate::seed::{Agent, Creds};
 use crate::server::{Database, Server, TE};
 
@@ -84,6 +87,18 @@ struct Args {
     /// Output folder for load.md, load.json, load.png and server.log.
     #[arg(long, default_value = "target/load")]
     out: PathBuf,
+    /// Instead of the scenario table: one mixed load for this long on the first --conns
+    /// connections (each sends cc, exchange, introspect-random and a revocation of the token
+    /// its cc minted, in turn), with the server's RSS sampled every --soak-every.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "peer")]
+    soak: Option<Duration>,
+    /// Sampling interval of --soak (RSS, CPU, req/s and p99 per interval).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    soak_every: Duration,
+    /// Server processes on the same PostgreSQL database (needs a `postgres://` --database-url):
+    /// the first migrates and is seeded through, connection c talks to replica c mod N.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    replicas: u16,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -120,6 +135,83 @@ async fn exchange_once(
     }
 }
 
+/// The scenario table: every scenario at every connection count.
+async fn table(
+    args: &Args,
+    kinds: &[Kind],
+    conns: &[usize],
+    world: &Arc<World>,
+    pids: &[u32],
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for &k in kinds {
+        let seeded = match k {
+            Kind::Exchange | Kind::ExchangeDpop => world.exchange_body.is_some(),
+            Kind::SubExchange => world.subexchange_body.is_some(),
+            _ => true,
+        };
+        if !seeded {
+            eprintln!("== {}: skipped (not seeded, see notes)", k.name());
+            continue;
+        }
+        // revoke-mixed: fresh tokens to revoke, enough for the run at the last run's pace.
+        let mut revoke_rate: f64 = 3000.0;
+        for &c in conns {
+            if k == Kind::RevokeMixed {
+                let n = (revoke_rate * (args.warmup + args.duration).as_secs_f64()) as usize;
+                let t = Instant::now();
+                let fresh = seed::mint_pool(
+                    world.addrs[0],
+                    world.host_auth.clone(),
+                    n.max(100),
+                    args.seed_conns,
+                )
+                .await?;
+                eprintln!(
+                    "   minted {} tokens to revoke in {:.1} s",
+                    fresh.len(),
+                    t.elapsed().as_secs_f64()
+                );
+                if let Ok(mut p) = world.revoke_pool.write() {
+                    *p = Arc::new(fresh);
+                }
+                world.revoke_cursor.store(0, Ordering::Relaxed);
+            }
+            let spec = scenario::Spec {
+                kind: k,
+                conns: c,
+                warmup: args.warmup,
+                duration: args.duration,
+                window: Duration::from_secs(1),
+            };
+            let o = scenario::run(spec, world.clone(), pids.to_vec()).await;
+            let h = o.total();
+            eprintln!(
+                "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  worst 1-s p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
+                k.name(),
+                c,
+                o.rps(),
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                o.worst_window_p99_ms().unwrap_or(f64::NAN),
+                o.errors,
+                o.server_cpu_pct,
+                o.client_cpu_pct
+            );
+            for e in &o.error_samples {
+                eprintln!("     error: {e}");
+            }
+            if let Some(h) = o.hists.get(1) {
+                revoke_rate =
+                    (2.0 * h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9)).max(3000.0);
+            }
+            outcomes.push(o);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(outcomes)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -148,10 +240,21 @@ async fn main() -> anyhow::Result<()> {
 
     // The server and its world.
     let dir = tempfile::tempdir()?;
+    let replicas = usize::from(args.replicas);
+    if replicas > 1
+        && !args
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres"))
+    {
+        anyhow::bail!(
+            "--replicas {replicas} needs a shared database: --database-url postgres://..."
+        );
+    }
     let db = Database::create(args.database_url.as_deref(), dir.path()).await?;
     let (a, b) = (Agent::new("build-bot")?, Agent::new("sub-bot")?);
     let config = dir.path().join("mandate.toml");
-    std::fs::write(&config, server::config_text(&db.url, &[&a, &b]))?;
+    std::fs::write(&config, server::config_text(&db.url, &[&a, &b], None))?;
     let kek = server::random_kek();
     let log = std::path::absolute(args.out.join("server.log"))?;
     let _ = std::fs::remove_file(&log);
@@ -161,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
         db.label(),
         log.display()
     );
+    // The first replica creates the schema; only then do the others start on it.
     let srv = Server::start(&config, &kek, &log).await?;
     let issuer = srv.url.clone();
     let startup_fresh_ms = srv.startup.as_secs_f64() * 1000.0;
@@ -171,6 +275,35 @@ async fn main() -> anyhow::Result<()> {
     );
     let creds = Creds::new();
     let mut notes = Vec::new();
+    let mut others = Vec::new();
+    if replicas > 1 {
+        // The same config, but with the first replica's URL as issuer: every replica signs the
+        // same `iss` and checks DPoP `htu` and attestation `aud` against it, as behind a load
+        // balancer.
+        let config_n = dir.path().join("mandate-replica.toml");
+        std::fs::write(
+            &config_n,
+            server::config_text(&db.url, &[&a, &b], Some(&issuer)),
+        )?;
+        for r in 2..=replicas {
+            let log_r = std::path::absolute(args.out.join(format!("server-{r}.log")))?;
+            let _ = std::fs::remove_file(&log_r);
+            let s = Server::start(&config_n, &kek, &log_r).await?;
+            eprintln!(
+                "   replica {r} listening on {} after {:.0} ms (log: {})",
+                s.url,
+                s.startup.as_secs_f64() * 1000.0,
+                log_r.display()
+            );
+            others.push(s);
+        }
+        notes.push(format!(
+            "{replicas} replicas on one PostgreSQL database, each its own process and port, all with the issuer {issuer}; \
+             seeded through the first; connection c talks to replica c mod {replicas}. Server CPU is the sum over the \
+             replicas, peak RSS the largest replica's (each replica's in load.json); RSS after seeding and after restart are the \
+             first replica's (only it is restarted)."
+        ));
+    }
     let mut conn = Conn::new(srv.addr);
 
     // Seeding, over HTTP only.
@@ -186,7 +319,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("attesting sub-bot: {e}"))?;
     let (mut exchange_body, mut subexchange_body) = (None, None);
-    if kinds.contains(&Kind::Exchange) || kinds.contains(&Kind::SubExchange) {
+    if args.soak.is_some() || kinds.contains(&Kind::Exchange) || kinds.contains(&Kind::SubExchange)
+    {
         match flow::sign_in(
             &srv.url,
             "alice",
@@ -227,7 +361,9 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("   {n}");
         }
     }
-    let needs_pool = kinds.contains(&Kind::IntrospectRandom) || kinds.contains(&Kind::RevokeMixed);
+    let needs_pool = args.soak.is_some()
+        || kinds.contains(&Kind::IntrospectRandom)
+        || kinds.contains(&Kind::RevokeMixed);
     let live = if needs_pool { args.live_tokens } else { 0 };
     eprintln!(
         "== seeding {live} live tokens over {} connections",
@@ -238,6 +374,12 @@ async fn main() -> anyhow::Result<()> {
     let seed_s = t.elapsed().as_secs_f64();
     let pid = srv.pid.to_string();
     let rss_after_seed = server::status_kib(&pid, "VmRSS:").unwrap_or(0);
+    let addrs: Vec<_> = std::iter::once(srv.addr)
+        .chain(others.iter().map(|s| s.addr))
+        .collect();
+    let pids: Vec<u32> = std::iter::once(srv.pid)
+        .chain(others.iter().map(|s| s.pid))
+        .collect();
     eprintln!(
         "   {} tokens in {seed_s:.1} s; server RSS {:.1} MiB",
         pool.len(),
@@ -245,7 +387,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let world = Arc::new(World {
-        addr: srv.addr,
+        addrs,
         issuer: issuer.clone(),
         host_auth: creds.host.clone(),
         rs_auth: creds.rs.clone(),
@@ -259,64 +401,35 @@ async fn main() -> anyhow::Result<()> {
         dpop_key: mandate_agent::DpopKey::generate(),
     });
 
-    let mut outcomes = Vec::new();
-    for &k in &kinds {
-        let seeded = match k {
-            Kind::Exchange | Kind::ExchangeDpop => world.exchange_body.is_some(),
-            Kind::SubExchange => world.subexchange_body.is_some(),
-            _ => true,
-        };
-        if !seeded {
-            eprintln!("== {}: skipped (not seeded, see notes)", k.name());
-            continue;
-        }
-        // revoke-mixed: fresh tokens to revoke, enough for the run at the last run's pace.
-        let mut revoke_rate: f64 = 3000.0;
-        for &c in &conns {
-            if k == Kind::RevokeMixed {
-                let n = (revoke_rate * (args.warmup + args.duration).as_secs_f64()) as usize;
-                let t = Instant::now();
-                let fresh =
-                    seed::mint_pool(srv.addr, creds.host.clone(), n.max(100), args.seed_conns)
-                        .await?;
-                eprintln!(
-                    "   minted {} tokens to revoke in {:.1} s",
-                    fresh.len(),
-                    t.elapsed().as_secs_f64()
+    let soak = match args.soak {
+        Some(d) => {
+            if world.exchange_body.is_none() {
+                db.drop_schema().await;
+                anyhow::bail!(
+                    "--soak needs the human → agent exchange, which could not be seeded: {notes:?}"
                 );
-                if let Ok(mut p) = world.revoke_pool.write() {
-                    *p = Arc::new(fresh);
-                }
-                world.revoke_cursor.store(0, Ordering::Relaxed);
             }
-            let o = scenario::run(k, world.clone(), c, args.warmup, args.duration, srv.pid).await;
-            let h = o.total();
+            let c = conns.first().copied().unwrap_or(16);
             eprintln!(
-                "== {:<17} conns {:>3}: {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  server CPU {:.0}%  client CPU {:.0}%",
-                k.name(),
-                c,
-                o.rps(),
-                h.value_at_quantile(0.5) as f64 / 1000.0,
-                h.value_at_quantile(0.99) as f64 / 1000.0,
-                o.errors,
-                o.server_cpu_pct,
-                o.client_cpu_pct
+                "== soak: mixed load for {} on {c} connections, RSS every {}",
+                humantime::format_duration(d),
+                humantime::format_duration(args.soak_every)
             );
-            for e in &o.error_samples {
-                eprintln!("     error: {e}");
-            }
-            if let Some(h) = o.hists.get(1) {
-                revoke_rate =
-                    (2.0 * h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9)).max(3000.0);
-            }
-            outcomes.push(o);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some(soak::run(world.clone(), c, d, args.soak_every, pids.clone()).await?)
         }
-    }
+        None => None,
+    };
+    let outcomes = if soak.is_none() {
+        table(&args, &kinds, &conns, &world, &pids).await?
+    } else {
+        Vec::new()
+    };
 
     // Restart on the existing database: startup time and idle memory with the tokens in it.
-    if let Err(e) = srv.stop().await {
-        notes.push(format!("stopping the server: {e}"));
+    for (i, s) in std::iter::once(srv).chain(others).enumerate() {
+        if let Err(e) = s.stop().await {
+            notes.push(format!("stopping server {}: {e}", i + 1));
+        }
     }
     let (mut startup_existing_ms, mut rss_idle) = (None, None);
     match Server::start(&config, &kek, &log).await {
@@ -336,22 +449,32 @@ async fn main() -> anyhow::Result<()> {
         started,
         backend: db.label(),
         cpus,
-        conns,
-        duration_s: args.duration.as_secs_f64(),
+        conns: if soak.is_some() {
+            conns.into_iter().take(1).collect()
+        } else {
+            conns
+        },
+        duration_s: args.soak.unwrap_or(args.duration).as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
         live_tokens: live,
         seed_s,
         startup_fresh_ms,
         startup_existing_ms,
         rss_after_seed_kib: rss_after_seed,
+        replicas,
         rss_idle_after_restart_kib: rss_idle,
         notes,
     };
     let text = chart::load_font();
+    if let Some(soak) = &soak {
+        return write_soak(&args.out, &meta, soak, text);
+    }
     let png = args.out.join("load.png");
     let title = format!(
         "mandate load benchmark — {}, {} CPUs, {}",
-        meta.backend, meta.cpus, meta.started
+        meta.backend_label(),
+        meta.cpus,
+        meta.started
     );
     let mut md = report::markdown(&meta, &outcomes, peer.as_ref());
     match chart::draw(&png, &title, &outcomes, text) {
@@ -363,6 +486,20 @@ async fn main() -> anyhow::Result<()> {
         )),
         Err(e) => md.push_str(&format!("\nChart: failed: {e}\n")),
     }
+    let png_time = args.out.join("load-p99-time.png");
+    match chart::draw_p99_by_second(&png_time, &title, &outcomes, text) {
+        Ok(lines) if text => md.push_str(&format!(
+            "Chart: {} (p99 of each second; a cross at the top = a second without any answer: {})\n",
+            png_time.display(),
+            lines.join(", ")
+        )),
+        Ok(lines) => md.push_str(&format!(
+            "Chart: {} (no font found: drawn without text; x = seconds into the measured time, y = p99 of each second, log scale, a cross at the top = a second without any answer; {})\n",
+            png_time.display(),
+            lines.join(", ")
+        )),
+        Err(e) => md.push_str(&format!("Chart: {}: failed: {e}\n", png_time.display())),
+    }
     std::fs::write(args.out.join("load.md"), &md)?;
     let json = report::json(&meta, &outcomes, peer.as_ref());
     std::fs::write(
@@ -370,6 +507,42 @@ async fn main() -> anyhow::Result<()> {
         serde_json::to_string_pretty(&json)?,
     )?;
     println!("{md}");
-    eprintln!("wrote {}/load.md, load.json, load.png", args.out.display());
+    eprintln!(
+        "wrote {}/load.md, load.json, load.png, load-p99-time.png",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `--soak`'s load.md, load.json and load-soak.png.
+fn write_soak(
+    out: &Path,
+    meta: &report::Meta,
+    soak: &soak::Soak,
+    text: bool,
+) -> anyhow::Result<()> {
+    let mut md = soak::markdown(meta, soak);
+    let png = out.join("load-soak.png");
+    let title = format!(
+        "mandate soak — {}, {} CPUs, {}",
+        meta.backend_label(),
+        meta.cpus,
+        meta.started
+    );
+    match chart::draw_soak(&png, &title, soak, text) {
+        Ok(()) if text => md.push_str(&format!("\nChart: {}\n", png.display())),
+        Ok(()) => md.push_str(&format!(
+            "\nChart: {} (no font found: drawn without text; left = RSS MiB with the ±10 % band, right = p99 per window, log scale)\n",
+            png.display()
+        )),
+        Err(e) => md.push_str(&format!("\nChart: failed: {e}\n")),
+    }
+    std::fs::write(out.join("load.md"), &md)?;
+    std::fs::write(
+        out.join("load.json"),
+        serde_json::to_string_pretty(&soak::json(meta, soak))?,
+    )?;
+    println!("{md}");
+    eprintln!("wrote {}/load.md, load.json, load-soak.png", out.display());
     Ok(())
 }

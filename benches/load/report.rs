@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 use crate::peer::{self, Peer};
-use crate::scenario::Outcome;
+use crate::scenario::{Outcome, Window};
 
 /// What the run was, beyond the per-scenario rows.
 pub struct Meta {
@@ -20,16 +20,18 @@ pub struct Meta {
     pub startup_fresh_ms: f64,
     pub startup_existing_ms: Option<f64>,
     pub rss_after_seed_kib: u64,
+    /// Server processes on the one database (`--replicas`).
+    pub replicas: usize,
     pub rss_idle_after_restart_kib: Option<u64>,
     /// Problems met while seeding (e.g. `/authorize` failing skips the exchange scenarios).
     pub notes: Vec<String>,
 }
 
-fn ms(us: u64) -> f64 {
+pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn mib(kib: u64) -> f64 {
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
@@ -67,12 +69,25 @@ fn x(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "—".into())
 }
 
+impl Meta {
+    /// `SQLite`, or `PostgreSQL, 2 replicas`.
+    pub fn backend_label(&self) -> String {
+        if self.replicas > 1 {
+            format!("{}, {} replicas", self.backend, self.replicas)
+        } else {
+            self.backend.to_string()
+        }
+    }
+}
+
 pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "## mandate load benchmark — {}, {} CPUs, {}\n",
-        meta.backend, meta.cpus, meta.started
+        meta.backend_label(),
+        meta.cpus,
+        meta.started
     );
     let _ = writeln!(
         s,
@@ -101,11 +116,11 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             .unwrap_or_default()
     );
     let with_peer = peer.is_some();
-    s.push_str("| scenario | conns | req/s | ÷ healthz | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU % | client CPU % | peak RSS MiB |");
+    s.push_str("| scenario | conns | req/s | ÷ healthz | p50 ms | p90 ms | p99 ms | max ms | worst 1-s p99 ms | errors | server CPU % | client CPU % | peak RSS MiB |");
     if with_peer {
         s.push_str(" req/s ÷ peer best | peer p99 ÷ p99 |");
     }
-    s.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    s.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     if with_peer {
         s.push_str("---:|---:|");
     }
@@ -115,7 +130,7 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
         let (r1, r2, _) = peer_ratios(o, peer);
         let _ = write!(
             s,
-            "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.1} |",
+            "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} | {:.1} |",
             o.kind.name(),
             o.conns,
             o.rps(),
@@ -124,6 +139,7 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             ms(h.value_at_quantile(0.90)),
             ms(h.value_at_quantile(0.99)),
             ms(h.max()),
+            worst_second(o),
             o.errors,
             o.server_cpu_pct,
             o.client_cpu_pct,
@@ -137,7 +153,7 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
             for (name, h) in o.kind.parts().iter().zip(&o.hists) {
                 let _ = write!(
                     s,
-                    "| ↳ {name} | {} | {:.0} | | {:.2} | {:.2} | {:.2} | {:.2} | | | | |",
+                    "| ↳ {name} | {} | {:.0} | | {:.2} | {:.2} | {:.2} | {:.2} | | | | | |",
                     o.conns,
                     h.len() as f64 / o.elapsed.as_secs_f64().max(1e-9),
                     ms(h.value_at_quantile(0.50)),
@@ -155,7 +171,9 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
     s.push_str(
         "\nreq/s counts answers that passed their check (status 200 and a token / `\"active\":true`); \
          attest = challenge + proof + /attest per operation; ÷ healthz = req/s over `GET /healthz`'s \
-         req/s at the same connection count in this run (the machine's HTTP ceiling). CPU in % of one core over the measured \
+         req/s at the same connection count in this run (the machine's HTTP ceiling). Worst 1-s p99: the highest p99 \
+         among the seconds of the run, by when each answer arrived (`*` = some second had no answer at all: a stall \
+         of a second or more). CPU in % of one core over the measured \
          window (server = the mandate process, client = this load generator on the same machine). \
          Peak RSS = VmHWM of the server",
     );
@@ -203,7 +221,17 @@ pub fn markdown(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Strin
     s
 }
 
-fn lat(h: &hdrhistogram::Histogram<u64>) -> Value {
+/// The worst second's p99, starred when some second had no successful answer at all.
+fn worst_second(o: &Outcome) -> String {
+    let empty = o.windows.iter().any(|w| w.hist.is_empty());
+    match o.worst_window_p99_ms() {
+        Some(v) if empty => format!("{v:.2} *"),
+        Some(v) => format!("{v:.2}"),
+        None => "—".into(),
+    }
+}
+
+pub fn lat(h: &hdrhistogram::Histogram<u64>) -> Value {
     json!({
         "p50": ms(h.value_at_quantile(0.50)),
         "p90": ms(h.value_at_quantile(0.90)),
@@ -238,11 +266,19 @@ pub fn json(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Value {
                 "rps_ratio_to_healthz": ceiling_ratio(o, outcomes),
                 "latency_ms": lat(&h),
                 "server_cpu_pct": o.server_cpu_pct,
+                "server_cpu_by_replica_pct": o.server_cpu_each_pct,
                 "client_cpu_pct": o.client_cpu_pct,
                 "server_peak_rss_mib": mib(o.peak_rss_kib),
+                "server_peak_rss_by_replica_mib": o.peak_rss_each_kib.iter().map(|k| mib(*k)).collect::<Vec<_>>(),
                 "peak_rss_per_run": o.peak_is_per_run,
                 "parts": parts,
                 "repeat_revocations": o.repeat_revocations,
+                "window_s": o.window.as_secs_f64(),
+                "worst_second_p99_ms": o.worst_window_p99_ms(),
+                "p99_ms_by_second": o.windows.iter().map(Window::p99_ms).collect::<Vec<_>>(),
+                "max_ms_by_second": o.windows.iter().map(Window::max_ms).collect::<Vec<_>>(),
+                "ok_by_second": o.windows.iter().map(|w| w.hist.len()).collect::<Vec<_>>(),
+                "errors_by_second": o.windows.iter().map(|w| w.errors).collect::<Vec<_>>(),
                 "error_samples": o.error_samples,
                 "peer": test.map(|t| json!({"test": t, "rps_ratio_to_best": r1, "p99_ratio_same_conns": r2})),
             })
@@ -251,6 +287,7 @@ pub fn json(meta: &Meta, outcomes: &[Outcome], peer: Option<&Peer>) -> Value {
     json!({
         "started": meta.started,
         "backend": meta.backend,
+        "replicas": meta.replicas,
         "cpus": meta.cpus,
         "conns": meta.conns,
         "duration_s": meta.duration_s,

@@ -1,10 +1,11 @@
 //! Scenarios and the load loop: N keep-alive connections, each sending one request after the
 //! other for warm-up + duration; every answer is checked (status and content) and every
-//! latency of the measured window goes into an HDR histogram.
+//! latency of the measured window goes into an HDR histogram, and into the histogram of the
+//! window (1 s by default) in which the answer arrived, so a stall shows when it happened.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,7 +31,21 @@ pub enum Kind {
     Attest,
     /// Last: it revokes tokens of the shared pool.
     RevokeMixed,
+    /// One revocation (a part of `revoke-mixed` and of `mixed`, not a scenario of its own).
+    Revoke,
+    /// The soak load (`--soak`), not a scenario of the table: each connection cycles through
+    /// [`MIX`], one request each.
+    Mixed,
 }
+
+/// What a `mixed` connection sends, in turn: the revocation revokes the token its own `cc`
+/// minted, so every revocation revokes a live token however long the run.
+pub const MIX: [Kind; 4] = [
+    Kind::Cc,
+    Kind::Exchange,
+    Kind::IntrospectRandom,
+    Kind::Revoke,
+];
 
 impl Kind {
     /// The order scenarios run in.
@@ -57,6 +72,20 @@ impl Kind {
             Kind::IntrospectRandom => "introspect-random",
             Kind::Attest => "attest",
             Kind::RevokeMixed => "revoke-mixed",
+            Kind::Revoke => "revoke",
+            Kind::Mixed => "mixed",
+        }
+    }
+
+    /// The request a connection sends as its `seq`-th, and the part it counts in (`None`:
+    /// the part [`one`] says).
+    fn pick(self, seq: u64) -> (Kind, Option<usize>) {
+        match self {
+            Kind::Mixed => {
+                let i = (seq % MIX.len() as u64) as usize;
+                (MIX[i], Some(i))
+            }
+            k => (k, None),
         }
     }
 
@@ -68,6 +97,7 @@ impl Kind {
     pub fn parts(self) -> &'static [&'static str] {
         match self {
             Kind::RevokeMixed => &["introspect", "revoke"],
+            Kind::Mixed => &["cc", "exchange", "introspect", "revoke"],
             _ => &["all"],
         }
     }
@@ -75,7 +105,8 @@ impl Kind {
 
 /// Everything the scenarios send, prepared once.
 pub struct World {
-    pub addr: SocketAddr,
+    /// The server replicas; connection c talks to `addrs[c % len]`.
+    pub addrs: Vec<SocketAddr>,
     pub issuer: String,
     pub host_auth: HeaderValue,
     pub rs_auth: HeaderValue,
@@ -105,13 +136,53 @@ pub struct Outcome {
     pub hists: Vec<Histogram<u64>>,
     pub errors: u64,
     pub error_samples: Vec<String>,
+    /// Summed over the replicas.
     pub server_cpu_pct: f64,
+    /// Each replica's.
+    pub server_cpu_each_pct: Vec<f64>,
     pub client_cpu_pct: f64,
+    /// The largest replica's.
     pub peak_rss_kib: u64,
+    /// Each replica's.
+    pub peak_rss_each_kib: Vec<u64>,
     /// True when VmHWM could be reset before the run (peak of this run, not since start).
     pub peak_is_per_run: bool,
     /// revoke-mixed: revocations that hit an already revoked token (pool exhausted).
     pub repeat_revocations: u64,
+    /// Width of the windows below.
+    pub window: Duration,
+    /// Consecutive windows of the measured time, by when each answer arrived (an answer still
+    /// in flight at the end lands in the last one).
+    pub windows: Vec<Window>,
+}
+
+/// The answers that arrived in one window of a run.
+#[derive(Clone)]
+pub struct Window {
+    /// Latency of the successful ones (µs, 2 significant figures).
+    pub hist: Histogram<u64>,
+    /// The exact largest of those latencies (µs).
+    pub max_us: u64,
+    pub errors: u64,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            hist: new_window_hist(),
+            max_us: 0,
+            errors: 0,
+        }
+    }
+
+    /// p99 in ms; `None` when no answer arrived (a stall longer than the window).
+    pub fn p99_ms(&self) -> Option<f64> {
+        (!self.hist.is_empty()).then(|| self.hist.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
+    pub fn max_ms(&self) -> Option<f64> {
+        (!self.hist.is_empty()).then(|| self.max_us as f64 / 1000.0)
+    }
 }
 
 impl Outcome {
@@ -126,11 +197,57 @@ impl Outcome {
     pub fn rps(&self) -> f64 {
         self.total().len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// The worst window's p99 (ms): a stall shorter than the run that the whole-run p99 hides.
+    pub fn worst_window_p99_ms(&self) -> Option<f64> {
+        self.windows
+            .iter()
+            .filter_map(Window::p99_ms)
+            .max_by(f64::total_cmp)
+    }
 }
 
 pub fn new_hist() -> Histogram<u64> {
     // 1 µs .. 120 s, 3 significant figures.
     Histogram::new_with_bounds(1, 120_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
+}
+
+/// A window's histogram: 2 significant figures (within 1 %) keeps one at about 21 KiB, since a
+/// run holds one per window plus one per connection.
+fn new_window_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 2).unwrap_or_else(|_| Histogram::new(2).unwrap())
+}
+
+/// A connection's part of the window it is in. When one of its answers arrives in a later
+/// window it hands this over to the run's windows: one lock per connection and window, none
+/// per request.
+struct OpenWindow {
+    index: usize,
+    w: Window,
+}
+
+impl OpenWindow {
+    fn hand_over(&mut self, windows: &Mutex<Vec<Window>>) {
+        if self.w.hist.is_empty() && self.w.errors == 0 {
+            return;
+        }
+        if let Ok(mut all) = windows.lock() {
+            if let Some(slot) = all.get_mut(self.index) {
+                let _ = slot.hist.add(&self.w.hist);
+                slot.max_us = slot.max_us.max(self.w.max_us);
+                slot.errors += self.w.errors;
+            }
+        }
+        self.w.hist.reset();
+        self.w.max_us = 0;
+        self.w.errors = 0;
+    }
+}
+
+/// The window an answer arriving at `t` falls in; late answers go to the last one.
+fn window_index(t: Instant, from: Instant, width: Duration, count: usize) -> usize {
+    let i = t.saturating_duration_since(from).as_nanos() / width.as_nanos().max(1);
+    (i as usize).min(count.saturating_sub(1))
 }
 
 struct ConnStats {
@@ -142,15 +259,25 @@ struct ConnStats {
     repeats: u64,
 }
 
+/// What a connection carries from one request to the next.
+struct ConnCtx {
+    rng: u64,
+    /// The revoke-mixed pool as it was when the run started.
+    revoke: Arc<Vec<Bytes>>,
+    /// Revocations past the end of `revoke` (already revoked tokens).
+    repeats: u64,
+    /// `mixed`: keep the token `cc` minted (`token=...`) for the revocation that follows.
+    keep_minted: bool,
+    minted: Option<Bytes>,
+}
+
 /// One operation: which part it belongs to and whether the answer was right.
 async fn one(
     kind: Kind,
     w: &World,
     conn: &mut Conn,
     seq: u64,
-    rng: &mut u64,
-    revoke: &[Bytes],
-    repeats: &mut u64,
+    cx: &mut ConnCtx,
 ) -> (usize, Result<(), String>) {
     let ok_token = |a: &crate::http::Answer| matches!(json_str(&a.body, "access_token"), Some(t) if a.status == 200 && t.starts_with("ey"));
     let check = |r: Result<crate::http::Answer, String>,
@@ -172,6 +299,12 @@ async fn one(
                 Bytes::from_static(CC_BODY.as_bytes()),
             )
             .await;
+            if cx.keep_minted {
+                if let Ok(a) = &r {
+                    cx.minted = json_str(&a.body, "access_token")
+                        .map(|t| Bytes::from(format!("token={t}")));
+                }
+            }
             (0, check(r, &ok_token))
         }
         Kind::Exchange | Kind::SubExchange => {
@@ -207,7 +340,7 @@ async fn one(
             let body = if kind == Kind::IntrospectHot || w.pool.is_empty() {
                 w.hot_body.clone()
             } else {
-                w.pool[(next_rand(rng) % w.pool.len() as u64) as usize].clone()
+                w.pool[(next_rand(&mut cx.rng) % w.pool.len() as u64) as usize].clone()
             };
             let r = post(conn, "/introspect", &w.rs_auth, body).await;
             (
@@ -217,20 +350,15 @@ async fn one(
                 }),
             )
         }
+        Kind::Revoke => (0, revoke(w, conn, cx).await),
         Kind::RevokeMixed => {
-            if w.pool.is_empty() || revoke.is_empty() {
+            if w.pool.is_empty() || cx.revoke.is_empty() {
                 return (0, Err("no pool".into()));
             }
             if seq % 4 == 3 {
-                let i = w.revoke_cursor.fetch_add(1, Ordering::Relaxed);
-                if i >= revoke.len() {
-                    *repeats += 1;
-                }
-                let body = revoke[i % revoke.len()].clone();
-                let r = post(conn, "/revoke", &w.host_auth, body).await;
-                (1, check(r, &|a| a.status == 200))
+                (1, revoke(w, conn, cx).await)
             } else {
-                let body = w.pool[(next_rand(rng) % w.pool.len() as u64) as usize].clone();
+                let body = w.pool[(next_rand(&mut cx.rng) % w.pool.len() as u64) as usize].clone();
                 let r = post(conn, "/introspect", &w.rs_auth, body).await;
                 let good = |a: &crate::http::Answer| {
                     a.status == 200
@@ -241,6 +369,32 @@ async fn one(
             }
         }
         Kind::Attest => (0, w.agent.attest(conn, &w.issuer).await.map(|_| ())),
+        Kind::Mixed => (0, Err("mixed is resolved by Kind::pick".into())),
+    }
+}
+
+/// Revokes the token this connection's `cc` just minted (`mixed`), else the next one of the
+/// revoke-mixed pool.
+async fn revoke(w: &World, conn: &mut Conn, cx: &mut ConnCtx) -> Result<(), String> {
+    let body = match cx.minted.take() {
+        Some(b) => b,
+        None if cx.keep_minted => return Err("no token minted to revoke".into()),
+        None => {
+            let n = cx.revoke.len();
+            if n == 0 {
+                return Err("no pool".into());
+            }
+            let i = w.revoke_cursor.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                cx.repeats += 1;
+            }
+            cx.revoke[i % n].clone()
+        }
+    };
+    match post(conn, "/revoke", &w.host_auth, body).await {
+        Ok(a) if a.status == 200 => Ok(()),
+        Ok(a) => Err(a.excerpt()),
+        Err(e) => Err(e),
     }
 }
 
@@ -261,26 +415,81 @@ fn next_rand(s: &mut u64) -> u64 {
     s.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-/// Runs `kind` on `conns` connections: `warmup` unrecorded, then `duration` recorded.
-pub async fn run(
-    kind: Kind,
-    world: Arc<World>,
-    conns: usize,
-    warmup: Duration,
-    duration: Duration,
-    server_pid: u32,
-) -> Outcome {
-    let pid = server_pid.to_string();
+/// One run: `kind` on `conns` connections, `warmup` unrecorded, then `duration` recorded, also
+/// in consecutive windows of `window`.
+#[derive(Clone, Copy)]
+pub struct Spec {
+    pub kind: Kind,
+    pub conns: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub window: Duration,
+}
+
+/// A run's clock and its windows as they fill, for a caller that watches the run (the soak).
+#[derive(Clone)]
+pub struct Live {
+    /// When the warm-up starts (the measured time starts `warmup` later).
+    pub start: Instant,
+    /// Each connection hands its part of a window over when it moves on to the next one, so a
+    /// window is complete shortly after it ends.
+    pub windows: Arc<Mutex<Vec<Window>>>,
+}
+
+impl Spec {
+    fn window(&self) -> Duration {
+        self.window.max(Duration::from_millis(1))
+    }
+
+    /// Starts the clock now.
+    pub fn live(&self) -> Live {
+        let n = self
+            .duration
+            .as_nanos()
+            .div_ceil(self.window().as_nanos())
+            .max(1) as usize;
+        Live {
+            start: Instant::now(),
+            windows: Arc::new(Mutex::new(vec![Window::new(); n])),
+        }
+    }
+}
+
+/// Runs `spec` against the server processes `server_pids` (one per replica).
+pub async fn run(spec: Spec, world: Arc<World>, server_pids: Vec<u32>) -> Outcome {
+    let live = spec.live();
+    run_live(spec, world, server_pids, live).await
+}
+
+/// [`run`] on the clock and windows of `live`.
+pub async fn run_live(spec: Spec, world: Arc<World>, server_pids: Vec<u32>, live: Live) -> Outcome {
+    let Spec {
+        kind,
+        conns,
+        warmup,
+        duration,
+        ..
+    } = spec;
+    let window = spec.window();
+    let pids: Vec<String> = server_pids.iter().map(u32::to_string).collect();
     let tck = crate::server::clk_tck();
-    let start = Instant::now();
-    let measure_from = start + warmup;
+    let measure_from = live.start + warmup;
     let end = measure_from + duration;
+    let windows = live.windows;
+    let n_windows = windows.lock().map(|w| w.len()).unwrap_or(1).max(1);
     let mut tasks = Vec::with_capacity(conns);
     for c in 0..conns {
         let w = world.clone();
+        let windows = windows.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::new(w.addr);
-            let revoke = w.revoke_pool.read().map(|p| p.clone()).unwrap_or_default();
+            let mut conn = Conn::new(w.addrs[c % w.addrs.len().max(1)]);
+            let mut cx = ConnCtx {
+                rng: 0x9E37_79B9_7F4A_7C15u64 ^ ((c as u64 + 1) << 17),
+                revoke: w.revoke_pool.read().map(|p| p.clone()).unwrap_or_default(),
+                repeats: 0,
+                keep_minted: kind == Kind::Mixed,
+                minted: None,
+            };
             let mut st = ConnStats {
                 hists: kind.parts().iter().map(|_| new_hist()).collect(),
                 errors: 0,
@@ -289,17 +498,23 @@ pub async fn run(
                 last_end: None,
                 repeats: 0,
             };
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((c as u64 + 1) << 17);
-            let mut seq = c as u64;
+            let mut open = OpenWindow {
+                index: 0,
+                w: Window::new(),
+            };
+            // Staggered, so that revoke-mixed's connections do not revoke all at once; a
+            // mixed connection starts its cycle with the cc whose token it revokes.
+            let mut seq = if kind == Kind::Mixed { 0 } else { c as u64 };
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
                 }
                 let measured = t0 >= measure_from;
-                let mut repeats = 0;
-                let (part, r) =
-                    one(kind, &w, &mut conn, seq, &mut rng, &revoke, &mut repeats).await;
+                let repeats = cx.repeats;
+                let (k, fixed_part) = kind.pick(seq);
+                let (part, r) = one(k, &w, &mut conn, seq, &mut cx).await;
+                let part = fixed_part.unwrap_or(part);
                 let t1 = Instant::now();
                 seq += 1;
                 if !measured {
@@ -307,16 +522,24 @@ pub async fn run(
                 }
                 st.first_start.get_or_insert(t0);
                 st.last_end = Some(t1);
-                st.repeats += repeats;
+                st.repeats += cx.repeats - repeats;
+                let wi = window_index(t1, measure_from, window, n_windows);
+                if wi != open.index {
+                    open.hand_over(&windows);
+                    open.index = wi;
+                }
                 match r {
                     Ok(()) => {
                         let us = (t1 - t0).as_micros().max(1) as u64;
                         if let Some(h) = st.hists.get_mut(part) {
                             let _ = h.record(us);
                         }
+                        let _ = open.w.hist.record(us);
+                        open.w.max_us = open.w.max_us.max(us);
                     }
                     Err(e) => {
                         st.errors += 1;
+                        open.w.errors += 1;
                         // A transport failure (no HTTP answer) must not spin: back off a little.
                         let transport = e.contains("transport: ");
                         if st.samples.len() < 3 {
@@ -328,13 +551,19 @@ pub async fn run(
                     }
                 }
             }
+            open.hand_over(&windows);
             st
         }));
     }
     // CPU and memory of the measured window.
     tokio::time::sleep_until(measure_from.into()).await;
-    let peak_is_per_run = crate::server::reset_peak_rss(&pid);
-    let cpu0 = crate::server::cpu_ticks(&pid);
+    // Every replica's, so no short-circuit.
+    let resets: Vec<bool> = pids
+        .iter()
+        .map(|p| crate::server::reset_peak_rss(p))
+        .collect();
+    let peak_is_per_run = resets.iter().all(|r| *r);
+    let cpu0: Vec<Option<u64>> = pids.iter().map(|p| crate::server::cpu_ticks(p)).collect();
     let self0 = crate::server::cpu_ticks("self");
     let t0 = Instant::now();
     let mut stats = Vec::new();
@@ -348,9 +577,18 @@ pub async fn run(
         (Some(a), Some(b)) => (b.saturating_sub(a)) as f64 / tck / wall * 100.0,
         _ => f64::NAN,
     };
-    let server_cpu_pct = pct(cpu0, crate::server::cpu_ticks(&pid));
+    let server_cpu_each_pct: Vec<f64> = pids
+        .iter()
+        .zip(cpu0)
+        .map(|(p, c0)| pct(c0, crate::server::cpu_ticks(p)))
+        .collect();
+    let server_cpu_pct = server_cpu_each_pct.iter().sum();
     let client_cpu_pct = pct(self0, crate::server::cpu_ticks("self"));
-    let peak_rss_kib = crate::server::status_kib(&pid, "VmHWM:").unwrap_or(0);
+    let peak_rss_each_kib: Vec<u64> = pids
+        .iter()
+        .map(|p| crate::server::status_kib(p, "VmHWM:").unwrap_or(0))
+        .collect();
+    let peak_rss_kib = peak_rss_each_kib.iter().copied().max().unwrap_or(0);
 
     let mut hists: Vec<Histogram<u64>> = kind.parts().iter().map(|_| new_hist()).collect();
     let (mut errors, mut samples, mut repeats) = (0, Vec::new(), 0);
@@ -379,6 +617,7 @@ pub async fn run(
         (Some(a), Some(b)) if b > a => b - a,
         _ => duration,
     };
+    let windows = windows.lock().map(|w| w.clone()).unwrap_or_default();
     Outcome {
         kind,
         conns,
@@ -387,9 +626,13 @@ pub async fn run(
         errors,
         error_samples: samples,
         server_cpu_pct,
+        server_cpu_each_pct,
         client_cpu_pct,
         peak_rss_kib,
+        peak_rss_each_kib,
         peak_is_per_run,
         repeat_revocations: repeats,
+        window,
+        windows,
     }
 }
