@@ -152,7 +152,11 @@ impl Server {
             .arg("--config")
             .arg(config)
             .env("MANDATE_KEK", kek_b64)
-            .env("MANDATE_LOG", "warn,sqlx=warn")
+            // `LOAD_SERVER_LOG=warn,mandate::store::writer=debug` adds the writer's 10-s tallies.
+            .env(
+                "MANDATE_LOG",
+                std::env::var("LOAD_SERVER_LOG").unwrap_or_else(|_| "warn,sqlx=warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
