@@ -130,10 +130,15 @@ fn run_group(conn: &Connection, mut steps: Vec<Box<dyn Step>>) {
 /// How often the background thread checkpoints while writes come in.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL frames (pages) after which the writer makes the log start over. Each restart stalls
-/// writes for the final copy and its fsync (10–17 ms on this kind of machine); at 4,096 pages
-/// that came every ~0.6 s under client_credentials and set the p99 (22 ms @64 connections;
-/// 9–12 ms at 16,384 pages, 64 MiB of log).
-const RESTART_FRAMES: i64 = 16384;
+/// writes for the final copy and its fsync: 10–17 ms on this kind of machine, 30–45 ms while
+/// the block layer throttles write-back (the writer seen in `rq_qos_wait`). At 4,096 pages that
+/// came every ~0.6 s under client_credentials and set the p99 (22 ms @64 connections; 9–12 ms
+/// at 16,384 pages, 64 MiB of log). Token exchange writes about 10 KiB of log per token (each
+/// token's hash lands in a random page of its index), so at 16,384 pages it restarted every
+/// ~0.7 s and 17 of 20 seconds had a p99 over 20 ms; at 65,536 (256 MiB of log) none did, and
+/// the p99 fell from 48 to 16 ms (`cargo bench --bench load -- --scenarios cc,exchange --conns
+/// 64 --duration 20s --live-tokens 100000`, two interleaved runs each).
+const RESTART_FRAMES: i64 = 65536;
 
 /// What the background checkpoint last saw: the log's length in frames, and a count of reports.
 #[derive(Default)]
