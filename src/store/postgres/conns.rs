@@ -4,7 +4,7 @@
 //! one. Here a connection is simply locked, used and unlocked; one that fails at the transport
 //! level is dropped and reopened on next use.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sqlx::{ConnectOptions, Connection, Database};
 use tokio::sync::{Mutex, MutexGuard};
@@ -20,6 +20,8 @@ pub struct Dedicated<DB: Database> {
     opts: <DB::Connection as Connection>::Options,
     slots: Vec<Mutex<Option<DB::Connection>>>,
     next: AtomicUsize,
+    /// Set by [`Dedicated::close`]: no connection is opened again.
+    closed: AtomicBool,
 }
 
 impl<DB: Database> Dedicated<DB> {
@@ -29,6 +31,7 @@ impl<DB: Database> Dedicated<DB> {
             opts,
             slots: (0..n.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -44,6 +47,9 @@ impl<DB: Database> Dedicated<DB> {
                 None => return Err(StoreError::Corrupt("no connection slots".into())),
             },
         };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::WriterClosed);
+        }
         if guard.is_none() {
             *guard = Some(self.opts.connect().await?);
         }
@@ -51,6 +57,7 @@ impl<DB: Database> Dedicated<DB> {
     }
 
     pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         for slot in &self.slots {
             if let Some(c) = slot.lock().await.take() {
                 let _ = c.close().await;

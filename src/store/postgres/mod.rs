@@ -33,6 +33,10 @@ pub struct PostgresStore {
     lookups: Lookups,
     /// The group-commit writer's own connection.
     write_conn: Dedicated<Postgres>,
+    /// Single-statement writes outside the group commit (attestation nonces made and used,
+    /// identifiers used once): several at a time, where on the writer's one connection each
+    /// waited for every other and for the batches (`/attest` stalled at 650/s).
+    side_conns: Dedicated<Postgres>,
 }
 
 impl PostgresStore {
@@ -53,6 +57,7 @@ impl PostgresStore {
             pool,
             lookups: Lookups::start(Arc::clone(&conns), n),
             readers: conns,
+            side_conns: Dedicated::new(opts.clone(), n),
             // Batches of every size up to 256 rows, three kinds of row: each its own statement.
             write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
         })
@@ -80,6 +85,7 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.readers.close().await;
         self.write_conn.close().await;
+        self.side_conns.close().await;
         self.pool.close().await;
     }
 }

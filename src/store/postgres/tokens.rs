@@ -8,6 +8,17 @@ use crate::store::records::{self, TokenRow};
 use crate::store::sql;
 use crate::store::{Consumed, StoreError, TokenRecord, TokenStore};
 
+/// Records a key used once in one statement: new, or stored but expired (then its row is
+/// taken over), it is recorded and the statement counts one row; stored and live, none. Up to
+/// 64 other expired keys are forgotten on the way, `SKIP LOCKED` so that uses at the same time
+/// do not wait on each other's deletions (see `CREATE_NONCE_FORGETTING` in `tpm.rs`).
+const USE_KEY_FORGETTING: &str = "WITH forgotten AS (DELETE FROM used_assertions \
+       WHERE jti_key IN (SELECT jti_key FROM used_assertions \
+         WHERE expires_at < $3 AND jti_key <> $1 LIMIT 64 FOR UPDATE SKIP LOCKED)) \
+     INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2) \
+     ON CONFLICT (jti_key) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+       WHERE used_assertions.expires_at < $3";
+
 #[async_trait]
 impl TokenStore for PostgresStore {
     async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
@@ -55,17 +66,13 @@ impl TokenStore for PostgresStore {
     }
 
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::FORGET_USED_KEYS)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query(sql::USE_KEY)
+        let mut lease = self.side_conns.get().await?;
+        let r = sqlx::query(USE_KEY_FORGETTING)
             .bind(key)
             .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+            .bind(now)
+            .execute(lease.conn()?)
+            .await;
+        Ok(lease.check(r)?.rows_affected() == 1)
     }
 }

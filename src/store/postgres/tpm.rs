@@ -1,13 +1,22 @@
-//! [`TpmStore`] on PostgreSQL. Nonces are written on the writer's connection, like the batches:
-//! a pooled connection would add a liveness ping each way (see [`super::conns`]).
+//! [`TpmStore`] on PostgreSQL. Nonces are written on connections of their own, outside the pool
+//! (a pooled connection adds a liveness ping each way: see [`super::conns`]), each in one
+//! statement.
 
 use async_trait::async_trait;
-use sqlx::Connection;
 
 use super::PostgresStore;
 use crate::store::StoreError;
 use crate::store::sql;
 use crate::store::tpm::{AgentRecord, CounterOutcome, PendingEnrollment, QuoteCounters, TpmStore};
+
+/// [`sql::CREATE_NONCE`], and up to 64 expired nonces forgotten in the same statement (so a
+/// flood of challenges never outgrows the nonces live at once). `SKIP LOCKED`: challenges made
+/// at the same time each take other expired rows, where deleting every expired row made each
+/// wait on the row locks of the others until they committed.
+const CREATE_NONCE_FORGETTING: &str = "WITH forgotten AS (DELETE FROM attest_nonces \
+       WHERE nonce IN (SELECT nonce FROM attest_nonces WHERE expires_at < $4 \
+         LIMIT 64 FOR UPDATE SKIP LOCKED)) \
+     INSERT INTO attest_nonces (nonce, agent, expires_at) VALUES ($1, $2, $3)";
 
 type EnrollmentRow = (String, String, String, String, String, Vec<u8>, i64, i64);
 
@@ -20,44 +29,26 @@ impl TpmStore for PostgresStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut lease = self.write_conn.get().await?;
-        let r = sqlx::query(sql::FORGET_NONCES)
-            .bind(now)
-            .execute(lease.conn()?)
-            .await;
-        lease.check(r)?;
-        let r = sqlx::query(sql::CREATE_NONCE)
+        let mut lease = self.side_conns.get().await?;
+        let r = sqlx::query(CREATE_NONCE_FORGETTING)
             .bind(nonce)
             .bind(agent)
             .bind(expires_at)
+            .bind(now)
             .execute(lease.conn()?)
             .await;
-        lease.check(r).map(|_| ())
+        lease.check(r).map(drop)
     }
 
     async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError> {
-        let mut lease = self.write_conn.get().await?;
-        let conn = lease.conn()?;
-        let r = async {
-            let mut tx = conn.begin().await?;
-            let won = sqlx::query(sql::CONSUME_NONCE)
-                .bind(now)
-                .bind(nonce)
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            // Forget nonces that expired long ago.
-            sqlx::query(sql::FORGET_NONCES)
-                .bind(now - 3600)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(won)
-        }
-        .await;
-        lease.check(r)
+        let mut lease = self.side_conns.get().await?;
+        let r = sqlx::query(sql::CONSUME_NONCE)
+            .bind(now)
+            .bind(nonce)
+            .bind(agent)
+            .execute(lease.conn()?)
+            .await;
+        Ok(lease.check(r)?.rows_affected() == 1)
     }
 
     async fn agent_record(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
