@@ -43,6 +43,9 @@ pub struct Config {
     pub database_url: String,
     /// File holding the base64 key-encryption key; `MANDATE_KEK` takes precedence.
     pub kek_file: Option<PathBuf>,
+    /// How log lines are written to stderr.
+    #[serde(default, deserialize_with = "de_log_format")]
+    pub log_format: LogFormat,
     #[serde(default)]
     pub tokens: TokensConfig,
     #[serde(default)]
@@ -121,6 +124,15 @@ impl Default for KeysConfig {
             check_interval: Duration::from_secs(60),
         }
     }
+}
+
+/// How log lines are written: plain text for a person, or one JSON object per line for a
+/// collector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -556,6 +568,16 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+fn de_log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(serde::de::Error::custom(format!(
+            "`{other}` is not a log format; write \"text\" or \"json\""
+        ))),
+    }
+}
+
 /// A configuration problem, phrased for the operator: which file, which key, what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid config {file}: {message}")]
@@ -979,13 +1001,25 @@ mod tests {
                 ("MANDATE_TOKENS_ACCESS_TOKEN_TTL", "2m"),
                 ("MANDATE_TOKENS_MAX_DELEGATION_DEPTH", "7"),
                 ("MANDATE_KEK", "ignored"),
+                ("MANDATE_LOG_FORMAT", "json"),
                 ("PATH", "/bin"),
             ]),
         )
         .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.listen, "127.0.0.1:0");
         assert_eq!(c.tokens.access_token_ttl, Duration::from_secs(120));
         assert_eq!(c.tokens.max_delegation_depth, 7);
+    }
+
+    #[test]
+    fn log_format_is_text_unless_asked_and_refuses_what_it_cannot_write() {
+        let c = Config::from_toml("", "t.toml", env(&[])).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        let e = Config::from_toml("log_format = \"xml\"\n", "t.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xml") && e.contains("json"), "{e}");
     }
 
     #[test]

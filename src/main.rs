@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use mandate::clock::{Clock, SystemClock};
-use mandate::config::Config;
+use mandate::config::{Config, LogFormat};
 use mandate::jose::KeyService;
 use mandate::{App, open_store, resolve_kek};
 
@@ -159,16 +159,29 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal: a log file or a collector gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .init();
+    // The config is read before logging starts, since it says how to log; what reading it has
+    // to say is logged once logging has started.
+    let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+    let missing = !explicit && !cli.config.exists();
+    let config = load_config(&cli.config, explicit);
+    let format = match &config {
+        Ok(c) => c.log_format,
+        Err(_) => LogFormat::Text,
+    };
+    start_logging(format);
+    if missing {
+        tracing::warn!(
+            "{} not found; using built-in defaults",
+            cli.config.display()
+        );
+    }
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -176,7 +189,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -185,19 +198,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log lines go to stderr, filtered by `MANDATE_LOG`: as text (coloured only for a person at a
+/// terminal, so a log file or a collector gets no escapes) or as one JSON object per line, with
+/// the fields of the span they were logged in (a request's id, see `http::request_id`).
+fn start_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
 fn load_config(path: &Path, explicit: bool) -> anyhow::Result<Config> {
     let env = std::env::vars();
     if !explicit && !path.exists() {
-        tracing::warn!("{} not found; using built-in defaults", path.display());
         return Ok(Config::from_toml("", "(defaults)", env)?);
     }
     Ok(Config::load(path, env)?)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let command = cli.command.unwrap_or(Command::Serve);
-    let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
-    let config = load_config(&cli.config, explicit)?;
+async fn run(command: Option<Command>, config: Config) -> anyhow::Result<ExitCode> {
+    let command = command.unwrap_or(Command::Serve);
     match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {

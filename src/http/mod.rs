@@ -12,6 +12,7 @@ pub mod extract;
 mod health;
 mod introspect;
 mod register;
+mod request_id;
 mod revoke;
 pub mod serve;
 mod token;
@@ -89,6 +90,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(request_id::request_id))
         .with_state(ctx)
 }
 

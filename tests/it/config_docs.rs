@@ -98,7 +98,12 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     /// "1s" is a string, a path and a duration alike.
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
         self.kind(Kind::String);
-        v.visit_str("1s")
+        // A duration satisfies every string key but `log_format`, which takes a closed set.
+        v.visit_str(if self.path == "log_format" {
+            "json"
+        } else {
+            "1s"
+        })
     }
     fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
         self.deserialize_str(v)

@@ -25,3 +25,159 @@ fn log_lines_to_a_file_or_pipe_carry_no_ansi_escapes() {
     );
     assert!(!log.contains('\u{1b}'), "no escape sequences: {log:?}");
 }
+
+/// `log_format = "json"`: every line the server writes is one JSON object, each line logged
+/// while serving a request carries that request's id (the caller's `X-Request-Id` when it is a
+/// plain token, else a fresh one, returned in the answer either way), and neither the client
+/// secret nor the token a request carried appears in any line.
+#[tokio::test]
+async fn json_log_lines_parse_and_carry_the_request_id_but_no_secret() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+database_url = "sqlite://{db}"
+log_format = "json"
+
+[[clients]]
+client_id = "agent-host"
+client_secret = "correct-horse-battery-staple"
+grant_types = ["client_credentials"]
+scopes = ["orders:read"]
+
+[[clients]]
+client_id = "orders-api"
+client_secret = "rs-secret"
+grant_types = []
+introspect = true
+audience = "orders-api"
+"#,
+            db = dir.path().join("m.db").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("MANDATE_LOG", "info,mandate::http=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server started")
+        .unwrap()
+        .expect("a listening line");
+    let url = line.strip_prefix("listening on ").unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    // A caller's id is kept and returned.
+    let r = http
+        .get(format!("{url}/healthz"))
+        .header("x-request-id", "lb-7f3a.42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "lb-7f3a.42");
+    // One that could forge a log line is replaced, not logged.
+    let r = http
+        .get(format!("{url}/healthz"))
+        .header("x-request-id", "x\",\"level\":\"ERROR")
+        .send()
+        .await
+        .unwrap();
+    let replaced = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(replaced, "x\",\"level\":\"ERROR");
+    // A token is issued; then a wrong secret and the token itself are presented.
+    let token: serde_json::Value = http
+        .post(format!("{url}/token"))
+        .basic_auth("agent-host", Some("correct-horse-battery-staple"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "orders:read"),
+            ("audience", "orders-api"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().expect("a token").to_string();
+    let r = http
+        .post(format!("{url}/token"))
+        .basic_auth("agent-host", Some("wrong-secret-value-123"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let refused = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(refused.len() >= 16, "a fresh id: {refused}");
+    let r = http
+        .post(format!("{url}/revoke"))
+        .basic_auth("agent-host", Some("correct-horse-battery-staple"))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // SIGTERM: the server drains and exits, and its log ends.
+    let pid = child.id().unwrap() as i32;
+    sigterm(pid);
+    let mut log = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stderr.read_to_string(&mut log),
+    )
+    .await
+    .expect("the server exited")
+    .unwrap();
+    let _ = child.wait().await;
+
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let answered = |id: &str| {
+        lines.iter().find(|l| {
+            l["fields"]["message"] == "answered"
+                && l["span"]["id"] == id
+                && l["span"]["name"] == "request"
+        })
+    };
+    let kept = answered("lb-7f3a.42").unwrap_or_else(|| panic!("the caller's id: {log}"));
+    assert_eq!(kept["fields"]["status"], 200);
+    assert_eq!(kept["span"]["path"], "/healthz");
+    assert!(answered(&replaced).is_some(), "the replacement id: {log}");
+    assert_eq!(answered(&refused).unwrap()["fields"]["status"], 401);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "mandate started")
+    );
+    for secret in [
+        "correct-horse-battery-staple",
+        "wrong-secret-value-123",
+        &access,
+    ] {
+        assert!(!log.contains(secret), "{secret} leaked into the log: {log}");
+    }
+}
+
+/// Sends SIGTERM with the `kill` command (no unsafe code in the tests).
+fn sigterm(pid: i32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

@@ -1,0 +1,99 @@
+//! A request id on every log line of a request, and on its response, so that an operator can
+//! find all that one request logged, and a caller can quote the id of an answer it got.
+//!
+//! A caller's `X-Request-Id` (a proxy's or a load balancer's) is kept when it is a plain token
+//! of at most [`MAX_LEN`] characters, so that one id follows the request across hops; anything
+//! else is replaced by a fresh random id rather than written into the log.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+const HEADER: &str = "x-request-id";
+/// The longest request id taken from a caller.
+pub const MAX_LEN: usize = 64;
+/// How much of a request's path its log lines carry: a path is the caller's to choose, up to
+/// the request head's limit, and the log is not the place to keep it whole.
+const PATH_LEN: usize = 128;
+
+/// Whether a caller's id is one to keep: 1..=[`MAX_LEN`] characters of letters, digits and
+/// `-`, `_`, `.`, `:` (a UUID, a ULID, a trace id), so nothing in it can forge or split a log
+/// line, in text or JSON.
+fn acceptable(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn truncated(path: &str) -> &str {
+    if path.len() <= PATH_LEN {
+        return path;
+    }
+    let mut end = PATH_LEN;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+/// Runs the request inside a `request` span carrying its id, method and path (never its query,
+/// which may hold a code or a state), logs its status and time at `debug`
+/// (`MANDATE_LOG=info,mandate::http=debug`), and answers with the id in `X-Request-Id`.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(crate::crypto::random_id);
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = truncated(req.uri().path()),
+    );
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "answered"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_short_ids_are_kept() {
+        assert!(acceptable("5f0c6a1e-8a1b-4c2d-9e3f-0a1b2c3d4e5f"));
+        assert!(acceptable("01J9ZK3Q8R:abc.def_1"));
+        assert!(!acceptable(""));
+        assert!(!acceptable(&"a".repeat(MAX_LEN + 1)));
+        assert!(!acceptable("id with spaces"));
+        assert!(!acceptable("x\"}{\"level\":\"ERROR\""));
+        assert!(!acceptable("é"));
+    }
+
+    #[test]
+    fn long_paths_are_cut_on_a_character_boundary() {
+        let path = format!("/{}", "é".repeat(100));
+        let cut = truncated(&path);
+        assert!(cut.len() <= PATH_LEN && path.starts_with(cut));
+        assert_eq!(truncated("/token"), "/token");
+    }
+}
