@@ -358,11 +358,20 @@ pub struct ServerProcess {
 }
 
 pub async fn spawn_process(config_path: &std::path::Path) -> ServerProcess {
+    spawn_process_logging(config_path, "warn", Stdio::inherit()).await
+}
+
+/// [`spawn_process`] with the log filter `MANDATE_LOG` and where its log (stderr) goes.
+pub async fn spawn_process_logging(
+    config_path: &std::path::Path,
+    filter: &str,
+    log: Stdio,
+) -> ServerProcess {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["serve", "--config", config_path.to_str().unwrap()])
-        .env("MANDATE_LOG", "warn")
+        .env("MANDATE_LOG", filter)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap();

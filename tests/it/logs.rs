@@ -32,7 +32,7 @@ fn log_lines_to_a_file_or_pipe_carry_no_ansi_escapes() {
 /// secret nor the token a request carried appears in any line.
 #[tokio::test]
 async fn json_log_lines_parse_and_carry_the_request_id_but_no_secret() {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::io::AsyncReadExt;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mandate.toml");
     std::fs::write(
@@ -59,21 +59,13 @@ audience = "orders-api"
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("MANDATE_LOG", "info,mandate::http=debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server started")
-        .unwrap()
-        .expect("a listening line");
-    let url = line.strip_prefix("listening on ").unwrap().to_string();
+    let server = crate::helpers::spawn_process_logging(
+        &config,
+        "info,mandate::http=debug",
+        std::process::Stdio::piped(),
+    )
+    .await;
+    let (mut child, url) = (server.child, server.url);
     let http = reqwest::Client::new();
 
     // A caller's id is kept and returned.
