@@ -54,9 +54,10 @@ fn truncated(path: &str) -> &str {
     &path[..end]
 }
 
-/// Runs the request (any but a health probe) inside a `request` span carrying its id, method and path (never its query,
-/// which may hold a code or a state), logs its status and time at `debug`
-/// (`MANDATE_LOG=info,mandate::http=debug`), and answers with the id in `X-Request-Id`.
+/// Runs the request (any but a health probe) inside a `request` span carrying its id, method
+/// and path (never its query, which may hold a code or a state), logs its status and time at
+/// `debug` (`MANDATE_LOG=info,mandate::http=debug`), and answers with the id in
+/// `X-Request-Id`.
 pub async fn request_id(req: Request, next: Next) -> Response {
     // Health probes come every few seconds from every load balancer and log nothing.
     if matches!(req.uri().path(), "/healthz" | "/readyz") {
