@@ -70,13 +70,15 @@ pub fn layer(origins: Arc<Origins>, methods: &[Method]) -> CorsLayer {
             o.to_str().is_ok_and(|o| origins.allows(o))
         }))
         .allow_methods(methods.to_vec())
-        // RFC 9449: a browser client sends its proof in `DPoP` and reads the next nonce.
+        // RFC 9449: a browser client sends its proof in `DPoP` and reads the next nonce. It may
+        // also send its own `X-Request-Id` and read the one its answer was logged under.
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             super::dpop::DPOP,
+            super::request_id::HEADER,
         ])
-        .expose_headers([super::dpop::DPOP_NONCE])
+        .expose_headers([super::dpop::DPOP_NONCE, super::request_id::HEADER])
         .max_age(Duration::from_secs(600))
 }
 

@@ -83,6 +83,13 @@ async fn a_browser_client_on_a_loopback_origin_may_call_token_after_a_preflight(
         assert_eq!(allow_origin(&r), Some(INSPECTOR));
         let vary = r.headers()[VARY].to_str().unwrap().to_ascii_lowercase();
         assert!(vary.contains("origin"), "{vary}");
+        // The script may read the id its request was logged under, to quote it in a report.
+        let exposed = r.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(exposed.contains("x-request-id"), "{exposed}");
+        assert!(r.headers().contains_key("x-request-id"));
     }
 }
 
