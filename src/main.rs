@@ -71,7 +71,8 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// The audit log: verify it, or sign a checkpoint of its head to keep elsewhere.
+    /// The audit log: verify it (or an export of it), sign a checkpoint of its head to keep
+    /// elsewhere, or export it for a SIEM.
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,

@@ -14,10 +14,11 @@
 //! The chain is extended per committed batch (see `store::writer`), not per request.
 
 pub mod checkpoint;
+pub mod export;
 mod key;
 pub mod verify;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::crypto::sha256;
 
@@ -58,8 +59,11 @@ impl AuditEvent {
     }
 }
 
-/// An entry as stored. Text fields are kept exactly as hashed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An entry as stored. Text fields are kept exactly as hashed. As JSON (an export line, see
+/// [`export`]) the hashes are lowercase hex and `actors` and `detail` stay the JSON texts they
+/// are, as strings; reading one back refuses fields it does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditEntry {
     pub seq: i64,
     pub ts: i64,
@@ -83,8 +87,15 @@ pub struct AuditEntry {
 }
 
 mod hex_bytes {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(&text).map_err(|_| serde::de::Error::custom("not a hex string"))
     }
 }
 

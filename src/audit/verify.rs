@@ -19,14 +19,19 @@ pub struct AuditBreak {
     pub reason: String,
 }
 
-/// What a verification that passed covered.
+/// What a verification that passed covered: entries `first` to `first + entries - 1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// The first entry verified: 1 for the whole log, later for an export that starts after
+    /// the first entry ([`Verifier::starting_after`]).
+    pub first: i64,
     pub entries: i64,
     /// Entries at the start of the log written before the chain was keyed (plain SHA-256),
     /// sealed by the keyed entry after them.
     pub plain: i64,
-    /// Signed checkpoints whose entry was found with exactly their hash.
+    /// Signed checkpoints whose entry was found with exactly their hash (for an export that
+    /// starts later, the one of the entry just before it counts when the first entry links to
+    /// it; those of earlier entries are not counted: they could not be checked).
     pub checkpoints: usize,
 }
 
@@ -34,6 +39,8 @@ pub struct Report {
 /// head.
 pub struct Verifier<'a> {
     key: &'a ChainKey,
+    /// The first entry expected.
+    first: i64,
     expected_seq: i64,
     prev: Vec<u8>,
     keyed_seen: bool,
@@ -42,6 +49,8 @@ pub struct Verifier<'a> {
     /// Sorted by `seq`; `next_checkpoint` indexes the first not yet reached.
     checkpoints: Vec<&'a Checkpoint>,
     next_checkpoint: usize,
+    /// Checkpoints of entries before the one the verification starts after: not checkable.
+    skipped: usize,
     buf: Vec<u8>,
 }
 
@@ -63,6 +72,7 @@ impl<'a> Verifier<'a> {
         sorted.sort_by_key(|c| c.seq);
         Self {
             key,
+            first: 1,
             expected_seq: 1,
             prev: GENESIS.to_vec(),
             keyed_seen: false,
@@ -70,8 +80,46 @@ impl<'a> Verifier<'a> {
             plain: 0,
             checkpoints: sorted,
             next_checkpoint: 0,
+            skipped: 0,
             buf: Vec::with_capacity(512),
         }
+    }
+
+    /// Verifies from entry `seq + 1` on, taking `hash` on trust as the hash of entry `seq` (0
+    /// and [`GENESIS`] start at the beginning): for an export that starts after the first
+    /// entry, with `seq` and `hash` from its first entry. What came before is not verified.
+    /// Checkpoints of entries before `seq` cannot be checked and are passed over; one of entry
+    /// `seq` itself must name `hash`, or entry `seq + 1` is the break.
+    pub fn starting_after(
+        key: &'a ChainKey,
+        seq: i64,
+        hash: &[u8],
+        checkpoints: &'a [Checkpoint],
+    ) -> Result<Self, AuditBreak> {
+        let mut v = Self::with_checkpoints(key, checkpoints);
+        v.first = seq + 1;
+        v.expected_seq = seq + 1;
+        v.prev = hash.to_vec();
+        v.skipped = v.checkpoints.partition_point(|c| c.seq < seq);
+        v.next_checkpoint = v.skipped;
+        while let Some(cp) = v
+            .checkpoints
+            .get(v.next_checkpoint)
+            .filter(|c| c.seq == seq)
+        {
+            if cp.hash != hash {
+                return Err(brk(
+                    seq + 1,
+                    format!(
+                        "does not link to the signed checkpoint {} of entry {seq}: the log was \
+                         rewritten or forked after that checkpoint, or this entry was altered",
+                        cp.describe()
+                    ),
+                ));
+            }
+            v.next_checkpoint += 1;
+        }
+        Ok(v)
     }
 
     pub fn push(&mut self, e: &AuditEntry) -> Result<(), AuditBreak> {
@@ -139,17 +187,7 @@ impl<'a> Verifier<'a> {
     /// returns what was verified.
     pub fn finish(self, head_seq: i64, head_hash: &[u8]) -> Result<Report, AuditBreak> {
         let last = self.expected_seq - 1;
-        if let Some(cp) = self.checkpoints.last().filter(|c| c.seq > last) {
-            return Err(brk(
-                last + 1,
-                format!(
-                    "missing: the signed checkpoint {} shows the log reached entry {}, but it \
-                     now ends at entry {last}: entries were removed from the end",
-                    cp.describe(),
-                    cp.seq
-                ),
-            ));
-        }
+        self.check_checkpoints_reached(last, "the log")?;
         if head_seq > last {
             return Err(brk(
                 last + 1,
@@ -162,6 +200,34 @@ impl<'a> Verifier<'a> {
                 "does not match the chain head: altered or appended outside the server",
             ));
         }
+        self.report(last)
+    }
+
+    /// [`Verifier::finish`] for an export, which holds no head: the last entry pushed stands
+    /// for it. Entries removed from the end of an export are therefore found only by a
+    /// checkpoint of an entry after the new end.
+    pub fn finish_without_head(self) -> Result<Report, AuditBreak> {
+        let last = self.expected_seq - 1;
+        self.check_checkpoints_reached(last, "the export")?;
+        self.report(last)
+    }
+
+    fn check_checkpoints_reached(&self, last: i64, what: &str) -> Result<(), AuditBreak> {
+        match self.checkpoints.last().filter(|c| c.seq > last) {
+            Some(cp) => Err(brk(
+                last + 1,
+                format!(
+                    "missing: the signed checkpoint {} shows the log reached entry {}, but \
+                     {what} now ends at entry {last}: entries were removed from the end",
+                    cp.describe(),
+                    cp.seq
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn report(self, last: i64) -> Result<Report, AuditBreak> {
         if self.last_version == Some(CHAIN_PLAIN) {
             return Err(brk(
                 last,
@@ -171,9 +237,10 @@ impl<'a> Verifier<'a> {
             ));
         }
         Ok(Report {
-            entries: last,
+            first: self.first,
+            entries: last - self.first + 1,
             plain: self.plain,
-            checkpoints: self.next_checkpoint,
+            checkpoints: self.next_checkpoint - self.skipped,
         })
     }
 }
@@ -350,6 +417,7 @@ mod tests {
         assert_eq!(
             verify_against(&log, head.clone(), &[]),
             Ok(Report {
+                first: 1,
                 entries: 5,
                 plain: 3,
                 checkpoints: 0

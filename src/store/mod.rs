@@ -326,6 +326,8 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+    /// The first entry (the lowest `seq`) stamped at or after `ts`, if any.
+    async fn audit_first_at(&self, ts: i64) -> Result<Option<i64>, StoreError>;
     /// The newest `limit` entries naming session `sid`, oldest first.
     async fn audit_for_session(&self, sid: &str, limit: i64)
     -> Result<Vec<AuditEntry>, StoreError>;

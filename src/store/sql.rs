@@ -84,6 +84,9 @@ pub const INSERT_AUDIT_COLUMNS: &str = "INSERT INTO audit_log (seq, ts, kind, su
 pub const AUDIT_AFTER: &str = "SELECT seq, ts, kind, subject, actors, client_id, session, token_jti, \
      detail, policy_version, chain_version, prev_hash, hash FROM audit_log WHERE seq > $1 \
      ORDER BY seq LIMIT $2";
+/// The first entry stamped at or after `$1`: the first in `seq` order, which is the order the
+/// primary key walks, so the scan stops there.
+pub const AUDIT_FIRST_AT: &str = "SELECT seq FROM audit_log WHERE ts >= $1 ORDER BY seq LIMIT 1";
 pub const AUDIT_OF_SESSION: &str = "SELECT seq, ts, kind, subject, actors, client_id, session, \
      token_jti, detail, policy_version, chain_version, prev_hash, hash FROM audit_log \
      WHERE session = $1 ORDER BY seq DESC LIMIT $2";
@@ -289,6 +292,7 @@ pub fn all() -> Vec<&'static str> {
         AUDIT_HEAD,
         SET_AUDIT_HEAD,
         AUDIT_AFTER,
+        AUDIT_FIRST_AT,
         AUDIT_OF_SESSION,
         UPSERT_CLIENT,
         LOAD_CLIENTS,

@@ -547,3 +547,435 @@ async fn spec_audit_invariant_entries_from_before_the_keyed_chain_are_sealed_at_
         );
     }
 }
+
+// `mandate audit export` for a SIEM, and `mandate audit verify --file` on what it wrote: an
+// export verifies without the database, under the KEK, and an edit to it is caught at the entry.
+
+use mandate::clock::Clock;
+
+/// `mandate audit export --config CONFIG ARGS...` as an operator runs it.
+fn export(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["audit", "export", "--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    mandate_cli(&all, None)
+}
+
+/// The export's JSON lines, after checking that the command succeeded.
+fn export_lines(config: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let out = export(config, args);
+    assert!(
+        out.status.success(),
+        "export {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn seqs(lines: &[String]) -> Vec<i64> {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A config for a machine that holds the KEK but no database: `verify --file` must not need one.
+fn verifier_config(db: &TestDb) -> std::path::PathBuf {
+    let path = db.dir.path().join("verifier.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "database_url = \"sqlite://{}\"\nkek_file = \"{}\"\n",
+            db.dir.path().join("no-such-dir").join("none.db").display(),
+            db.dir.path().join("kek").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `mandate audit verify --file FILE ARGS...`: the exit code and stdout (stderr when it could
+/// not run).
+fn verify_file(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let mut all = vec![
+        "audit",
+        "verify",
+        "--config",
+        config.to_str().unwrap(),
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = mandate_cli(&all, None);
+    let text = if out.stdout.is_empty() {
+        &out.stderr
+    } else {
+        &out.stdout
+    };
+    (
+        out.status.code(),
+        String::from_utf8_lossy(text).into_owned(),
+    )
+}
+
+fn write_lines(db: &TestDb, name: &str, lines: &[String]) -> std::path::PathBuf {
+    let path = db.dir.path().join(name);
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn audit_export_writes_every_entry_with_its_hashes_and_verifies_without_the_database() {
+    for b in backends() {
+        let app = spawn_app(b).await;
+        some_history(&app, 3).await;
+        let cp = keep_checkpoint(&app, "cp.jwt").await;
+        let (_, _, jwks) = app.get_json("/jwks.json").await;
+        let jwks_path = app.db.dir.path().join("jwks.json");
+        std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+        let config = app.config_path.clone();
+        let db = app.stop().await;
+        let log = entries(&db).await;
+
+        let out = export(&config, &["--format", "jsonl"]);
+        assert_eq!(out.status.code(), Some(0), "{b:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("exported entries 1-{}", log.len())),
+            "{b:?}: {stderr}"
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        // Every entry, in order, exactly as stored, hashes in hex.
+        assert_eq!(lines.len(), log.len(), "{b:?}");
+        for (line, e) in lines.iter().zip(&log) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for field in [
+                "seq",
+                "ts",
+                "kind",
+                "subject",
+                "actors",
+                "client_id",
+                "session",
+                "token_jti",
+                "detail",
+                "policy_version",
+                "chain_version",
+                "prev_hash",
+                "hash",
+            ] {
+                assert!(v.get(field).is_some(), "{b:?}: no {field} in {line}");
+            }
+            assert_eq!(v["hash"], hex::encode(&e.hash), "{b:?}");
+            assert_eq!(
+                &serde_json::from_str::<AuditEntry>(line).unwrap(),
+                e,
+                "{b:?}"
+            );
+        }
+        // Nothing of the KEK in it (the export does not read it).
+        let kek = std::fs::read_to_string(db.dir.path().join("kek")).unwrap();
+        assert!(
+            !text.contains(kek.trim()) && !stderr.contains(kek.trim()),
+            "{b:?}"
+        );
+
+        let file = write_lines(&db, "export.jsonl", &lines);
+        let verifier = verifier_config(&db);
+        let (code, out) = verify_file(&verifier, &file, &[]);
+        assert_eq!(code, Some(0), "{b:?}: {out}");
+        assert!(
+            out.contains(&format!(
+                "audit export intact: entries 1-{n} ({n} entries)",
+                n = log.len()
+            )),
+            "{b:?}: {out}"
+        );
+        assert!(out.contains("removed from its end"), "{b:?}: {out}");
+
+        // From standard input, as a pipe from the export would give it.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["audit", "verify", "--config", verifier.to_str().unwrap()])
+            .args(["--file", "-"])
+            .env("MANDATE_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{b:?}: {stdout}");
+        assert!(stdout.contains("audit export intact"), "{b:?}: {stdout}");
+
+        // RFC 9162 §8.1.4 with an export: a checkpoint kept from before, checked against the
+        // JWK Set kept with it, is matched; an export cut back before it is not.
+        let cp_args = [
+            "--checkpoint",
+            cp.to_str().unwrap(),
+            "--jwks",
+            jwks_path.to_str().unwrap(),
+        ];
+        let (code, out) = verify_file(&verifier, &file, &cp_args);
+        assert_eq!(code, Some(0), "{b:?}: {out}");
+        assert!(out.contains("matches the checkpoint"), "{b:?}: {out}");
+        let cp_seq = mandate::audit::checkpoint::verify(&std::fs::read_to_string(&cp).unwrap(), &{
+            let mut k = CheckpointKeys::default();
+            k.add_jwks(&jwks.to_string()).unwrap();
+            k
+        })
+        .unwrap()
+        .seq;
+        let cut = write_lines(&db, "cut.jsonl", &lines[..cp_seq as usize - 1]);
+        let (code, out) = verify_file(&verifier, &cut, &[]);
+        assert_eq!(
+            code,
+            Some(0),
+            "{b:?}: without a checkpoint a shorter export verifies: {out}"
+        );
+        let (code, out) = verify_file(&verifier, &cut, &cp_args);
+        assert_eq!(code, Some(1), "{b:?}: {out}");
+        assert!(
+            out.contains(&format!("entry {cp_seq}")) && out.contains("removed from the end"),
+            "{b:?}: {out}"
+        );
+        // Checkpoints need the key set kept with them: this verification reads no database.
+        let (code, out) = verify_file(&verifier, &file, &cp_args[..2]);
+        assert_eq!(code, Some(2), "{b:?}: {out}");
+        assert!(out.contains("needs --jwks"), "{b:?}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn audit_verify_file_names_the_entry_of_a_changed_removed_swapped_or_garbled_line() {
+    for b in backends() {
+        let (db, config) = app_with_history(b).await;
+        let lines = export_lines(&config, &[]);
+        assert!(lines.len() >= 6, "{b:?}");
+        let verifier = verifier_config(&db);
+
+        let mut changed = lines.clone();
+        let mut v: serde_json::Value = serde_json::from_str(&changed[2]).unwrap();
+        v["subject"] = "mallory".into();
+        changed[2] = v.to_string();
+        let mut removed = lines.clone();
+        removed.remove(3);
+        let mut swapped = lines.clone();
+        swapped.swap(2, 3);
+        let mut garbled = lines.clone();
+        garbled[1] = "this is not an audit entry".into();
+        let cases = [
+            (
+                "changed",
+                changed,
+                "line 3: audit entry 3: content does not match",
+            ),
+            ("removed", removed, "line 4: audit entry 4: missing"),
+            ("swapped", swapped, "line 3: audit entry 3: missing"),
+            (
+                "garbled",
+                garbled,
+                "line 2: not an audit entry (the line after entry 1)",
+            ),
+        ];
+        for (what, tampered, expect) in cases {
+            let file = write_lines(&db, &format!("{what}.jsonl"), &tampered);
+            let (code, out) = verify_file(&verifier, &file, &[]);
+            assert_eq!(code, Some(1), "{b:?} {what}: {out}");
+            assert!(
+                out.contains("audit export BROKEN") && out.contains(expect),
+                "{b:?} {what}: {out}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn audit_export_since_an_entry_or_a_time_gives_the_rest_of_the_log_and_it_verifies() {
+    for b in backends() {
+        let app = spawn_app(b).await;
+        some_history(&app, 2).await;
+        app.advance(3600);
+        let since = app.db.clock.now();
+        some_history(&app, 2).await;
+        let config = app.config_path.clone();
+        let db = app.stop().await;
+        let log = entries(&db).await;
+        let last = log.last().unwrap().seq;
+        // The entries of the second batch, and only those, are stamped at or after `since`.
+        let first = log.iter().find(|e| e.ts >= since).unwrap().seq;
+        assert!(first > 1, "{b:?}");
+        assert!(
+            log.iter().filter(|e| e.seq >= first).all(|e| e.ts >= since),
+            "{b:?}"
+        );
+        let verifier = verifier_config(&db);
+
+        let after = (first - 1).to_string();
+        let by_seq = export_lines(&config, &["--since", &after]);
+        assert_eq!(seqs(&by_seq), (first..=last).collect::<Vec<_>>(), "{b:?}");
+        let time = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(since as u64),
+        )
+        .to_string();
+        let by_time = export_lines(&config, &["--since", &time]);
+        assert_eq!(by_time, by_seq, "{b:?} --since {time}");
+        // The same instant an hour east of UTC (RFC 3339 §5.6 time-numoffset).
+        let east = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(since as u64 + 3600),
+        )
+        .to_string()
+        .replace('Z', "+01:00");
+        assert_eq!(
+            export_lines(&config, &["--since", &east]),
+            by_seq,
+            "{b:?} --since {east}"
+        );
+
+        let file = write_lines(&db, "since.jsonl", &by_time);
+        let (code, out) = verify_file(&verifier, &file, &[]);
+        assert_eq!(code, Some(0), "{b:?}: {out}");
+        assert!(
+            out.contains(&format!("audit export intact: entries {first}-{last}"))
+                && out.contains(&format!(
+                    "entries before {first} are not in the export and were not verified"
+                )),
+            "{b:?}: {out}"
+        );
+        // A tampered entry in a partial export is still caught.
+        let mut changed = by_time.clone();
+        let mut v: serde_json::Value = serde_json::from_str(&changed[1]).unwrap();
+        v["detail"] = r#"{"forged":true}"#.into();
+        changed[1] = v.to_string();
+        let file = write_lines(&db, "since-changed.jsonl", &changed);
+        let (code, out) = verify_file(&verifier, &file, &[]);
+        assert_eq!(code, Some(1), "{b:?}: {out}");
+        assert!(
+            out.contains(&format!("audit entry {}", first + 1)),
+            "{b:?}: {out}"
+        );
+
+        // Past the newest entry: nothing to export, and nothing to verify.
+        let out = export(&config, &["--since", &last.to_string()]);
+        assert_eq!(out.status.code(), Some(0), "{b:?}");
+        assert!(out.stdout.is_empty(), "{b:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no entries to export"),
+            "{b:?}"
+        );
+        let empty = write_lines(&db, "empty.jsonl", &[]);
+        let (code, out) = verify_file(&verifier, &empty, &[]);
+        assert_eq!(code, Some(1), "{b:?}: {out}");
+        assert!(out.contains("no entries"), "{b:?}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn audit_export_refuses_a_format_or_a_since_it_does_not_know() {
+    let db = test_db(Backend::Sqlite).await;
+    let config = write_config(&db, "");
+    for (args, expect) in [
+        (&["--format", "csv"][..], "possible values: jsonl"),
+        (
+            &["--since", "yesterday"][..],
+            "neither an entry number nor an RFC 3339 time",
+        ),
+        (
+            &["--since=-3"][..],
+            "neither an entry number nor an RFC 3339 time",
+        ),
+    ] {
+        let out = export(&config, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}
+
+/// A log longer than two pages (`export::PAGE` entries are read at a time): every entry comes
+/// out once, in order, across the page boundaries; `--since TIME` finds the first entry stamped
+/// at or after it, in the middle of the log; both exports verify.
+#[tokio::test]
+async fn audit_export_pages_through_a_log_longer_than_a_page() {
+    use mandate::audit::AuditEvent;
+    use mandate::store::{BatchItem, WriteOp};
+    const T0: i64 = 1_700_000_000;
+    for b in backends() {
+        let db = test_db(b).await;
+        let config = write_config(&db, "");
+        let store = mandate::store::open(&db.url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let key = mandate::jose::Kek::from_bytes(&[7; 32])
+            .audit_chain_key()
+            .clone();
+        // Batches of 500 entries, each stamped 10 s after the one before.
+        let n = mandate::audit::export::PAGE * 2 + 345;
+        let mut written = 0;
+        while written < n {
+            let events = (written..n.min(written + 500))
+                .map(|i| {
+                    let mut ev = AuditEvent::new("test.event");
+                    ev.detail = serde_json::json!({ "i": i });
+                    ev
+                })
+                .collect();
+            let item = BatchItem {
+                op: WriteOp::None,
+                audit: events,
+            };
+            store
+                .commit_batch(&[item], T0 + written / 500 * 10, None, &key)
+                .await
+                .unwrap();
+            written = n.min(written + 500);
+        }
+        store.close().await;
+        let verifier = verifier_config(&db);
+
+        let all = export_lines(&config, &[]);
+        assert_eq!(seqs(&all), (1..=n).collect::<Vec<_>>(), "{b:?}");
+        let file = write_lines(&db, "all.jsonl", &all);
+        let (code, out) = verify_file(&verifier, &file, &[]);
+        assert_eq!(code, Some(0), "{b:?}: {out}");
+        assert!(
+            out.contains(&format!("entries 1-{n} ({n} entries)")),
+            "{b:?}: {out}"
+        );
+
+        // T0 + 15 s: after the second batch (entries 501-1000, stamped T0 + 10), before the
+        // third (1001-1500, T0 + 20).
+        let since = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(T0 as u64 + 15),
+        )
+        .to_string();
+        let later = export_lines(&config, &["--since", &since]);
+        assert_eq!(seqs(&later), (1001..=n).collect::<Vec<_>>(), "{b:?}");
+        let file = write_lines(&db, "later.jsonl", &later);
+        let (code, out) = verify_file(&verifier, &file, &[]);
+        assert_eq!(code, Some(0), "{b:?}: {out}");
+        assert!(out.contains(&format!("entries 1001-{n}")), "{b:?}: {out}");
+    }
+}

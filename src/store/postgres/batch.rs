@@ -78,6 +78,13 @@ impl AuditStore for PostgresStore {
             .await?)
     }
 
+    async fn audit_first_at(&self, ts: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(sql::AUDIT_FIRST_AT)
+            .bind(ts)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn audit_for_session(
         &self,
         sid: &str,

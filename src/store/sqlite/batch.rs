@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, rows};
 use crate::audit::{AuditEntry, ChainKey};
@@ -66,6 +66,14 @@ impl AuditStore for SqliteStore {
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
         self.readers.read(|c| {
             (c.prepare_cached(sql::AUDIT_HEAD)?).query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        })
+    }
+
+    async fn audit_first_at(&self, ts: i64) -> Result<Option<i64>, StoreError> {
+        self.readers.read(|c| {
+            (c.prepare_cached(sql::AUDIT_FIRST_AT)?)
+                .query_row([ts], |r| r.get(0))
+                .optional()
         })
     }
 

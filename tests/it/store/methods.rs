@@ -382,6 +382,32 @@ async fn audit_entries_are_paged_and_found_by_session() {
     }
 }
 
+/// `mandate audit export --since TIME` starts at the first entry stamped at or after TIME.
+#[tokio::test]
+async fn the_first_audit_entry_at_or_after_a_time_is_found() {
+    for b in backends() {
+        let (_db, s) = store_for(b).await;
+        let (seq0, _) = s.audit_head().await.unwrap();
+        for ts in [100, 200, 200, 300] {
+            let items = [BatchItem {
+                op: WriteOp::None,
+                audit: vec![AuditEvent::new("token.introspected")],
+            }];
+            s.commit_batch(&items, ts, None, &key()).await.unwrap();
+        }
+        let found = |ts| {
+            let s = s.clone();
+            async move { s.audit_first_at(ts).await.unwrap().map(|seq| seq - seq0) }
+        };
+        assert_eq!(found(0).await, Some(1), "{b:?}");
+        assert_eq!(found(100).await, Some(1), "{b:?}");
+        assert_eq!(found(101).await, Some(2), "{b:?}");
+        assert_eq!(found(200).await, Some(2), "{b:?}");
+        assert_eq!(found(300).await, Some(4), "{b:?}");
+        assert_eq!(found(301).await, None, "{b:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_touch_records_the_last_use_and_its_user() {
     for b in backends() {
