@@ -164,7 +164,7 @@ fn main() -> ExitCode {
     // to say is logged once logging has started.
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let missing = !explicit && !cli.config.exists();
-    let config = load_config(&cli.config, explicit);
+    let config = load_config(&cli.config, missing);
     let format = match &config {
         Ok(c) => c.log_format,
         Err(_) => LogFormat::Text,
@@ -219,9 +219,11 @@ fn start_logging(format: LogFormat) {
     }
 }
 
-fn load_config(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+/// The config at `path`, or the built-in defaults when no `--config` was given and `path` is
+/// `missing`.
+fn load_config(path: &Path, missing: bool) -> anyhow::Result<Config> {
     let env = std::env::vars();
-    if !explicit && !path.exists() {
+    if missing {
         return Ok(Config::from_toml("", "(defaults)", env)?);
     }
     Ok(Config::load(path, env)?)

@@ -62,6 +62,17 @@ impl PostgresStore {
             write_conn: Dedicated::new(opts.statement_cache_capacity(1024), 1),
         })
     }
+
+    /// Runs `statement` on a side connection (see `side_conns`) and returns how many rows it
+    /// changed.
+    async fn side_execute(
+        &self,
+        statement: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<u64, StoreError> {
+        let mut lease = self.side_conns.get().await?;
+        let r = statement.execute(lease.conn()?).await;
+        Ok(lease.check(r)?.rows_affected())
+    }
 }
 
 #[async_trait]

@@ -66,13 +66,10 @@ impl TokenStore for PostgresStore {
     }
 
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
-        let mut lease = self.side_conns.get().await?;
-        let r = sqlx::query(USE_KEY_FORGETTING)
+        let statement = sqlx::query(USE_KEY_FORGETTING)
             .bind(key)
             .bind(expires_at)
-            .bind(now)
-            .execute(lease.conn()?)
-            .await;
-        Ok(lease.check(r)?.rows_affected() == 1)
+            .bind(now);
+        Ok(self.side_execute(statement).await? == 1)
     }
 }

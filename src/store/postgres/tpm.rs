@@ -29,26 +29,20 @@ impl TpmStore for PostgresStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut lease = self.side_conns.get().await?;
-        let r = sqlx::query(CREATE_NONCE_FORGETTING)
+        let statement = sqlx::query(CREATE_NONCE_FORGETTING)
             .bind(nonce)
             .bind(agent)
             .bind(expires_at)
-            .bind(now)
-            .execute(lease.conn()?)
-            .await;
-        lease.check(r).map(drop)
+            .bind(now);
+        self.side_execute(statement).await.map(drop)
     }
 
     async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError> {
-        let mut lease = self.side_conns.get().await?;
-        let r = sqlx::query(sql::CONSUME_NONCE)
+        let statement = sqlx::query(sql::CONSUME_NONCE)
             .bind(now)
             .bind(nonce)
-            .bind(agent)
-            .execute(lease.conn()?)
-            .await;
-        Ok(lease.check(r)?.rows_affected() == 1)
+            .bind(agent);
+        Ok(self.side_execute(statement).await? == 1)
     }
 
     async fn agent_record(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
