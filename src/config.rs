@@ -30,6 +30,7 @@ const TABLES: &[&str] = &[
     "registration",
     "cimd",
     "dpop",
+    "metrics",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +74,8 @@ pub struct Config {
     pub cimd: CimdConfig,
     #[serde(default)]
     pub dpop: DpopConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -324,6 +327,15 @@ impl Default for DpopConfig {
             nonce_period: Duration::from_secs(300),
         }
     }
+}
+
+/// Prometheus metrics (`docs/metrics.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `ADDR:PORT` of a listener of its own serving `GET /metrics`; unset, there is none.
+    /// Anyone who reaches it reads the counts, so keep it on a private interface.
+    pub listen: Option<String>,
 }
 
 /// Zero-touch TPM enrollment: which EKs may enroll an agent by credential activation.
@@ -655,6 +667,18 @@ impl Config {
         self.listen
             .parse::<SocketAddr>()
             .map_err(|e| format!("key `listen`: `{}` is not ADDR:PORT ({e})", self.listen))?;
+        if let Some(m) = &self.metrics.listen {
+            let addr = m
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("key `metrics.listen`: `{m}` is not ADDR:PORT ({e})"))?;
+            // Port 0 picks a free port for each.
+            if *m == self.listen && addr.port() != 0 {
+                return Err(format!(
+                    "key `metrics.listen`: `{m}` is `listen` too; metrics need an address of \
+                     their own"
+                ));
+            }
+        }
         if let Some(iss) = &self.issuer {
             if !(iss.starts_with("https://") || iss.starts_with("http://")) || iss.ends_with('/') {
                 return Err(format!(
@@ -1020,6 +1044,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("xml") && e.contains("json"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_given_an_address_of_their_own() {
+        let c = Config::from_toml("", "t.toml", env(&[])).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        let c = Config::from_toml(
+            "",
+            "t.toml",
+            env(&[("MANDATE_METRICS_LISTEN", "127.0.0.1:9464")]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9464"));
+        for bad in ["nine", "127.0.0.1:8080"] {
+            let text = format!("listen = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"{bad}\"\n");
+            let e = Config::from_toml(&text, "t.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("metrics.listen") && e.contains(bad), "{e}");
+        }
     }
 
     #[test]

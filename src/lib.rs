@@ -55,6 +55,7 @@ pub mod input;
 pub mod jose;
 #[cfg(test)]
 mod layering;
+pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod store;
@@ -167,6 +168,9 @@ fn retired_key_ttl(config: &Config) -> i64 {
     longest.as_secs() as i64 + 300
 }
 
+/// Connections the metrics listener serves at once.
+const METRICS_CONNECTIONS: usize = 16;
+
 pub struct App {
     ctx: Arc<Ctx>,
     writer_task: JoinHandle<()>,
@@ -174,6 +178,8 @@ pub struct App {
     policy_task: JoinHandle<()>,
     /// Expires unused registrations and refreshes their CORS origins, when registration is on.
     registration_task: Option<JoinHandle<()>>,
+    /// Where `GET /metrics` is served, when `[metrics] listen` is set (see [`App::with_metrics`]).
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -231,7 +237,14 @@ impl App {
             )
             .await?,
         );
-        let (writer, writer_task) = Writer::start(store.clone(), clock.clone(), version, chain_key);
+        let metrics = Arc::new(metrics::Metrics::new(store.backend()));
+        let (writer, writer_task) = Writer::start(
+            store.clone(),
+            clock.clone(),
+            version,
+            chain_key,
+            metrics.writer(),
+        );
         audit::seal_plain_tail(store.as_ref(), &writer).await?;
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
         let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
@@ -296,6 +309,7 @@ impl App {
             secret_checks,
             dpop,
             registry,
+            metrics,
         });
         Ok(Self {
             ctx,
@@ -303,7 +317,15 @@ impl App {
             key_task,
             policy_task,
             registration_task,
+            metrics_listener: None,
         })
+    }
+
+    /// Serves the metrics (`GET /metrics`) on `listener` while [`App::run`] serves, through
+    /// the drain too, so a last scrape sees the shutdown.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
     }
 
     pub fn issuer(&self) -> &str {
@@ -333,11 +355,38 @@ impl App {
             key_task,
             policy_task,
             registration_task,
+            metrics_listener,
         } = self;
         let store = ctx.store.clone();
         let limits = http::serve::Limits::from_config(&ctx.config.server);
+        let (metrics_stop, metrics_task) = match metrics_listener {
+            Some(l) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let limits = http::serve::Limits {
+                    // A scraper or two, and an operator's curl.
+                    max_connections: METRICS_CONNECTIONS,
+                    ..limits.clone()
+                };
+                let task = tokio::spawn(http::serve::serve(
+                    l,
+                    metrics::router(ctx.clone()),
+                    limits,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ));
+                (Some(stop), Some(task))
+            }
+            None => (None, None),
+        };
         drop(ctx);
         let served = http::serve::serve(listener, router, limits, shutdown).await;
+        if let (Some(stop), Some(task)) = (metrics_stop, metrics_task) {
+            let _ = stop.send(());
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the metrics listener failed");
+            }
+        }
         key_task.abort();
         policy_task.abort();
         if let Some(t) = registration_task {

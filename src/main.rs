@@ -253,8 +253,20 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (key `listen`): {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = App::build(config, addr).await?;
+    let metrics =
+        match &config.metrics.listen {
+            Some(m) => Some(tokio::net::TcpListener::bind(m).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {m} (key `metrics.listen`): {e}")
+            })?),
+            None => None,
+        };
+    let mut app = App::build(config, addr).await?;
     tracing::info!(issuer = app.issuer(), "mandate started");
+    if let Some(m) = metrics {
+        // Before the `listening on` line, which tells a supervisor the server is up.
+        println!("metrics on http://{}/metrics", m.local_addr()?);
+        app = app.with_metrics(m);
+    }
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     app.run(listener, shutdown_signal()).await?;

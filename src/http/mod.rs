@@ -90,7 +90,10 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(axum::middleware::from_fn(request_id::request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&ctx.metrics),
+            request_id::request_id,
+        ))
         .with_state(ctx)
 }
 

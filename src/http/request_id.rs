@@ -4,16 +4,21 @@
 //! A caller's `X-Request-Id` (a proxy's or a load balancer's) is kept when it is a plain token
 //! of at most [`MAX_LEN`] characters, so that one id follows the request across hops; anything
 //! else is replaced by a fresh id rather than written into the log.
+//!
+//! The same layer counts each answer for the metrics (`mandate_http_requests_total` and
+//! `mandate_http_request_duration_seconds`), by the route template the router matched.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
+
+use crate::metrics::Metrics;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest request id taken from a caller.
@@ -58,10 +63,22 @@ fn truncated(path: &str) -> &str {
 /// and path (never its query, which may hold a code or a state), logs its status and time at
 /// `debug` (`MANDATE_LOG=info,mandate::http=debug`), and answers with the id in
 /// `X-Request-Id`.
-pub async fn request_id(req: Request, next: Next) -> Response {
+pub async fn request_id(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // The route template (`/register/{client_id}`), never the path a caller chose.
+    let endpoint = match req.extensions().get::<MatchedPath>() {
+        Some(m) => Endpoint::Route(m.clone()),
+        None => Endpoint::Unmatched,
+    };
     // Health probes come every few seconds from every load balancer and log nothing.
     if matches!(req.uri().path(), "/healthz" | "/readyz") {
-        return next.run(req).await;
+        let response = next.run(req).await;
+        metrics.http(
+            endpoint.as_str(),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        return response;
     }
     let id = req
         .headers()
@@ -76,7 +93,6 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         method = req.method().as_str(),
         path = truncated(req.uri().path()),
     );
-    let started = Instant::now();
     // The access line is logged inside the span (no clone of it, no second entry).
     let mut response = async move {
         let response = next.run(req).await;
@@ -92,7 +108,26 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);
     }
+    metrics.http(
+        endpoint.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
+}
+
+enum Endpoint {
+    Route(MatchedPath),
+    Unmatched,
+}
+
+impl Endpoint {
+    fn as_str(&self) -> &str {
+        match self {
+            Endpoint::Route(m) => m.as_str(),
+            Endpoint::Unmatched => "unmatched",
+        }
+    }
 }
 
 #[cfg(test)]

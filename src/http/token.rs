@@ -14,9 +14,17 @@ use crate::oauth::token::Issued;
 use crate::oauth::{Ctx, OAuthError};
 
 pub async fn token(State(ctx): State<Arc<Ctx>>, form: Form) -> Response {
+    // A repeated `grant_type` is refused by `TokenRequest::parse`; the metric counts it as none.
+    let grant = crate::metrics::grant_label(form.params.one("grant_type").ok().flatten());
     let resp = match answer(&ctx, form).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+        Ok(r) => {
+            ctx.metrics.token_request(grant, "issued");
+            r
+        }
+        Err(e) => {
+            ctx.metrics.token_request(grant, e.code.as_str());
+            e.into_response()
+        }
     };
     super::dpop::with_nonce(&ctx, resp)
 }

@@ -98,6 +98,8 @@ pub enum VerifyError {
 
 pub struct Keyring {
     signing_kid: String,
+    /// When the signing key started signing (its activation, else its creation).
+    signing_since: i64,
     /// Parsed (and checked) once per reload: parsing PKCS#8 costs about as much as signing.
     signing_key: EcdsaKeyPair,
     rng: SystemRandom,
@@ -133,6 +135,7 @@ impl Keyring {
         validation.required_spec_claims.clear();
         Ok(Self {
             signing_kid: current.kid.clone(),
+            signing_since: current.activated_at.unwrap_or(current.created_at),
             signing_key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
                 .map_err(|_| KeyringError::BadPrivateKey(current.kid.clone()))?,
             rng: SystemRandom::new(),
@@ -144,6 +147,11 @@ impl Keyring {
 
     pub fn signing_kid(&self) -> &str {
         &self.signing_kid
+    }
+
+    /// When the signing key started signing (Unix seconds).
+    pub fn signing_since(&self) -> i64 {
+        self.signing_since
     }
 
     /// The RFC 7517 JWK Set document.

@@ -63,6 +63,8 @@ pub struct Ctx {
     pub dpop: Arc<dpop::Dpop>,
     /// Dynamic client registration (RFC 7591), when `registration.enabled`.
     pub registry: Option<Arc<registration::Registry>>,
+    /// What `/metrics` shows on the metrics listener (`[metrics]`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ctx {

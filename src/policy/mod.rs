@@ -11,6 +11,7 @@ mod cedar;
 mod watch;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use cedar::{LoadError, Loaded};
@@ -98,7 +99,14 @@ pub struct Policies {
     config: PolicyConfig,
     base_dir: PathBuf,
     current: RwLock<Arc<Loaded>>,
+    /// Decisions made, by action ([`ACTIONS`]) and outcome ([`DECISIONS`]), for the metrics.
+    counts: [[AtomicU64; 3]; 2],
 }
+
+/// The actions a decision is counted under, in the order of `Policies::counts`.
+const ACTIONS: [&str; 2] = ["delegate", "attest"];
+/// The decisions, in the order of `Policies::counts`' rows.
+const DECISIONS: [&str; 3] = ["permit", "approval", "deny"];
 
 impl Policies {
     /// Loads and validates the configured files; an invalid file is an error naming file and line.
@@ -108,6 +116,7 @@ impl Policies {
             config: config.clone(),
             base_dir,
             current: RwLock::new(Arc::new(loaded)),
+            counts: Default::default(),
         })
     }
 
@@ -147,11 +156,34 @@ impl Policies {
     }
 
     pub fn delegate(&self, req: &DelegateRequest) -> Decision {
-        self.current().delegate(req)
+        self.counted(0, self.current().delegate(req))
     }
 
     pub fn attest(&self, req: &AttestRequest) -> Decision {
-        self.current().attest(req)
+        self.counted(1, self.current().attest(req))
+    }
+
+    fn counted(&self, action: usize, d: Decision) -> Decision {
+        let i = match d.outcome {
+            Outcome::Permit => 0,
+            Outcome::NeedsApproval => 1,
+            Outcome::Deny { .. } => 2,
+        };
+        if let Some(c) = self.counts.get(action).and_then(|row| row.get(i)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        d
+    }
+
+    /// `(action, decision, how many)` for every pair, zeros included.
+    pub fn decisions(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::with_capacity(6);
+        for (action, row) in ACTIONS.iter().zip(&self.counts) {
+            for (decision, n) in DECISIONS.iter().zip(row) {
+                out.push((*action, *decision, n.load(Ordering::Relaxed)));
+            }
+        }
+        out
     }
 }
 

@@ -289,6 +289,31 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
     /// Lets queued writes finish and closes every connection.
     async fn close(&self);
+    /// The counts a metrics scrape shows (`crate::metrics`). Counting live tokens scans the
+    /// token table, so it runs off the request path (on SQLite a connection of its own on a
+    /// blocking thread) and the scrape asks at most every few seconds.
+    async fn gauges(&self, now: i64) -> Result<StoreGauges, StoreError>;
+    /// The connections of each of this store's pools, as they are now.
+    fn pools(&self) -> Vec<PoolUse>;
+}
+
+/// What [`Store::gauges`] counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreGauges {
+    /// Unrevoked, unexpired tokens by kind.
+    pub live_tokens: Vec<(String, u64)>,
+    /// CIBA requests by state: `pending` (undecided, unexpired), `expired` (undecided, past
+    /// their expiry), and the decided ones by status (`approved`, `denied`, `issued`).
+    pub approval_requests: Vec<(String, u64)>,
+}
+
+/// One pool of database connections: the most it opens, how many are open, how many in use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolUse {
+    pub name: &'static str,
+    pub max: usize,
+    pub open: usize,
+    pub busy: usize,
 }
 
 /// Issued tokens as the protocol looks them up, and identifiers used once.

@@ -39,6 +39,14 @@ pub fn live_tokens_of() -> &'static str {
     )
 }
 
+/// Live tokens by kind (a scan of the token table; see `Store::gauges`).
+pub const LIVE_TOKENS_BY_KIND: &str = "SELECT kind, count(*) FROM tokens \
+     WHERE exp > $1 AND revoked_at IS NULL AND consumed_at IS NULL GROUP BY kind ORDER BY kind";
+/// CIBA requests by state: an undecided one is `pending` until it expires, then `expired`.
+pub const APPROVAL_REQUESTS_BY_STATE: &str = "SELECT CASE WHEN status = 'pending' AND \
+     expires_at <= $1 THEN 'expired' ELSE status END AS state, count(*) FROM ciba_requests \
+     GROUP BY 1 ORDER BY 1";
+
 pub const INSERT_TOKEN_COLUMNS: &str = "INSERT INTO tokens (token_hash, jti, kind, sub, client_id, \
      scope, aud, iat, exp, sid, parent_hash, act, may_act, actor, att, jkt, dpop_key) ";
 pub const CONSUME_TOKEN: &str =

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::{BatchItem, PolicyVersion, SharedStore, StoreError, WriteOutcome};
 use crate::audit::{AuditEvent, ChainKey};
 use crate::clock::SharedClock;
+use crate::metrics::WriterMetrics;
 
 use super::WriteOp;
 
@@ -77,6 +78,16 @@ impl Tally {
     }
 }
 
+/// Counts what a committed batch did: its revocations and the audit entries it wrote (a
+/// refused issuance writes none, as `batch::events` decides).
+fn count(metrics: &WriterMetrics, items: &[BatchItem], outcomes: &[WriteOutcome]) {
+    for (item, outcome) in items.iter().zip(outcomes) {
+        let written = !matches!(outcome, WriteOutcome::ParentRevoked);
+        let events = item.audit.iter().filter(|_| written);
+        metrics.committed(&item.op, outcome, events.map(|e| e.kind.as_str()));
+    }
+}
+
 type Reply = oneshot::Sender<Result<WriteOutcome, Arc<StoreError>>>;
 
 #[derive(Clone)]
@@ -92,10 +103,16 @@ impl Writer {
         clock: SharedClock,
         version: PolicyVersion,
         key: ChainKey,
+        metrics: WriterMetrics,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(run(store, clock, version, key, rx));
+        let handle = tokio::spawn(run(store, clock, version, key, metrics, rx));
         (Self { tx }, handle)
+    }
+
+    /// Writes waiting for the next batch.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Persists `op` and `audit`; returns once they are durable.
@@ -122,6 +139,7 @@ async fn run(
     clock: SharedClock,
     version: PolicyVersion,
     key: ChainKey,
+    metrics: WriterMetrics,
     mut rx: mpsc::Receiver<(BatchItem, Reply)>,
 ) {
     let mut items = Vec::with_capacity(MAX_BATCH);
@@ -145,8 +163,10 @@ async fn run(
             .commit_batch(&items, clock.now(), v.as_deref(), &key)
             .await;
         tally.add(items.len(), started.elapsed());
+        metrics.batch(items.len(), started.elapsed(), committed.is_ok());
         match committed {
             Ok(outcomes) => {
+                count(&metrics, &items, &outcomes);
                 for (reply, o) in replies.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(o));
                 }
@@ -169,8 +189,13 @@ async fn run(
                             o.pop()
                                 .ok_or_else(|| Arc::new(StoreError::Corrupt("no outcome".into())))
                         });
-                    if let Err(e) = &r {
-                        tracing::error!(error = %e, "write failed");
+                    match &r {
+                        Ok(o) => count(
+                            &metrics,
+                            std::slice::from_ref(item),
+                            std::slice::from_ref(o),
+                        ),
+                        Err(e) => tracing::error!(error = %e, "write failed"),
                     }
                     let _ = reply.send(r);
                 }

@@ -178,6 +178,8 @@ scopes = ["orders:read"]
 
 pub struct TestApp {
     pub url: String,
+    /// `http://ADDR/metrics` when the config sets `[metrics] listen`.
+    pub metrics_url: Option<String>,
     pub http: reqwest::Client,
     pub db: TestDb,
     pub config_path: PathBuf,
@@ -216,15 +218,28 @@ pub async fn spawn_on_top(db: TestDb, top: &str, extra: &str) -> TestApp {
     let config = Config::from_toml(&text, "test.toml", Vec::new()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = App::build_with_clock(config, addr, db.clock.clone())
+    let metrics = match &config.metrics.listen {
+        Some(m) => Some(TcpListener::bind(m).await.unwrap()),
+        None => None,
+    };
+    let mut app = App::build_with_clock(config, addr, db.clock.clone())
         .await
         .unwrap();
+    let metrics_url = match metrics {
+        Some(m) => {
+            let url = format!("http://{}/metrics", m.local_addr().unwrap());
+            app = app.with_metrics(m);
+            Some(url)
+        }
+        None => None,
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(listener, async {
         let _ = rx.await;
     }));
     TestApp {
         url: format!("http://{addr}"),
+        metrics_url,
         http: reqwest::Client::new(),
         db,
         config_path,
@@ -355,6 +370,8 @@ pub fn rotate_keys(app: &TestApp) {
 pub struct ServerProcess {
     pub child: tokio::process::Child,
     pub url: String,
+    /// What the server printed as `metrics on URL`, when `[metrics] listen` is set.
+    pub metrics: Option<String>,
 }
 
 pub async fn spawn_process(config_path: &std::path::Path) -> ServerProcess {
@@ -377,16 +394,27 @@ pub async fn spawn_process_logging(
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("server did not start in 30s")
-        .unwrap()
-        .expect("server exited before listening");
-    let url = line
-        .strip_prefix("listening on ")
-        .expect("the listening line")
-        .to_string();
-    ServerProcess { child, url }
+    let mut metrics = None;
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("server did not start in 30s")
+            .unwrap()
+            .expect("server exited before listening");
+        if let Some(m) = line.strip_prefix("metrics on ") {
+            metrics = Some(m.to_string());
+            continue;
+        }
+        break line
+            .strip_prefix("listening on ")
+            .expect("the listening line")
+            .to_string();
+    };
+    ServerProcess {
+        child,
+        url,
+        metrics,
+    }
 }
 
 /// Runs one SQL statement against the test database (to tamper with it).

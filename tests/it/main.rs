@@ -26,6 +26,7 @@ mod helpers;
 mod keys;
 mod logs;
 mod malformed;
+mod metrics;
 mod policy;
 mod raw;
 mod registration;

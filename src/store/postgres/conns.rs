@@ -56,6 +56,21 @@ impl<DB: Database> Dedicated<DB> {
         Ok(Lease { guard })
     }
 
+    /// `(max, open, busy)`: a connection is busy while a lease holds it.
+    pub fn usage(&self) -> (usize, usize, usize) {
+        let (mut open, mut busy) = (0, 0);
+        for slot in &self.slots {
+            match slot.try_lock() {
+                Ok(g) => open += usize::from(g.is_some()),
+                Err(_) => {
+                    open += 1;
+                    busy += 1;
+                }
+            }
+        }
+        (self.slots.len(), open, busy)
+    }
+
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for slot in &self.slots {

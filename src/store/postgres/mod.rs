@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
-use super::{Store, StoreError};
+use super::{PoolUse, Store, StoreError, StoreGauges};
 use conns::{Dedicated, readers};
 use lookup::Lookups;
 
@@ -98,6 +98,46 @@ impl Store for PostgresStore {
         self.write_conn.close().await;
         self.side_conns.close().await;
         self.pool.close().await;
+    }
+
+    async fn gauges(&self, now: i64) -> Result<StoreGauges, StoreError> {
+        let count = |sql: &'static str| async move {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as(sql).bind(now).fetch_all(&self.pool).await?;
+            Ok::<_, StoreError>(
+                rows.into_iter()
+                    .map(|(k, n)| (k, n.max(0) as u64))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        Ok(StoreGauges {
+            live_tokens: count(super::sql::LIVE_TOKENS_BY_KIND).await?,
+            approval_requests: count(super::sql::APPROVAL_REQUESTS_BY_STATE).await?,
+        })
+    }
+
+    fn pools(&self) -> Vec<PoolUse> {
+        let size = self.pool.size() as usize;
+        let mut pools = vec![PoolUse {
+            name: "general",
+            max: self.pool.options().get_max_connections() as usize,
+            open: size,
+            busy: size.saturating_sub(self.pool.num_idle()),
+        }];
+        for (name, conns) in [
+            ("readers", &*self.readers),
+            ("side", &self.side_conns),
+            ("writer", &self.write_conn),
+        ] {
+            let (max, open, busy) = conns.usage();
+            pools.push(PoolUse {
+                name,
+                max,
+                open,
+                busy,
+            });
+        }
+        pools
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{Store, StoreError};
+use super::{PoolUse, Store, StoreError, StoreGauges};
 use reader::SqliteReaders;
 use writer::SqliteWriter;
 
@@ -88,6 +88,47 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.readers.close();
         self.writer.close().await;
+    }
+
+    async fn gauges(&self, now: i64) -> Result<StoreGauges, StoreError> {
+        // A scan of every token: on a blocking thread and a connection of its own, so it holds
+        // neither a runtime thread nor a reader the lookups need.
+        let path = self.readers.path().to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<StoreGauges, StoreError> {
+            let c = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            let count = |sql: &str| -> Result<Vec<(String, u64)>, StoreError> {
+                let mut s = c.prepare(sql)?;
+                let rows = s.query_map([now], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))?;
+                let rows = rows.collect::<Result<Vec<(String, i64)>, _>>()?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(k, n)| (k, n.max(0) as u64))
+                    .collect())
+            };
+            Ok(StoreGauges {
+                live_tokens: count(super::sql::LIVE_TOKENS_BY_KIND)?,
+                approval_requests: count(super::sql::APPROVAL_REQUESTS_BY_STATE)?,
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("the count stopped: {e}")))?
+    }
+
+    fn pools(&self) -> Vec<PoolUse> {
+        let (max, open, busy) = self.readers.usage();
+        // The writer's one connection is busy as long as its commits take: see
+        // `mandate_writer_commit_seconds`.
+        vec![PoolUse {
+            name: "readers",
+            max,
+            open,
+            busy,
+        }]
     }
 }
 

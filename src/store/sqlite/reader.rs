@@ -76,6 +76,26 @@ impl SqliteReaders {
         Ok(out?)
     }
 
+    /// The database file (a scan that must not hold a reader opens its own connection).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `(max, open, busy)`: a connection is busy while a read holds its lock.
+    pub fn usage(&self) -> (usize, usize, usize) {
+        let (mut open, mut busy) = (0, 0);
+        for slot in &self.slots {
+            match slot.try_lock() {
+                Ok(g) => open += usize::from(g.is_some()),
+                Err(_) => {
+                    open += 1;
+                    busy += 1;
+                }
+            }
+        }
+        (self.slots.len(), open, busy)
+    }
+
     pub fn close(&self) {
         for slot in &self.slots {
             slot.lock().unwrap_or_else(|e| e.into_inner()).take();
