@@ -31,6 +31,7 @@ const TABLES: &[&str] = &[
     "cimd",
     "dpop",
     "metrics",
+    "tracing",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +77,8 @@ pub struct Config {
     pub dpop: DpopConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -336,6 +339,30 @@ pub struct MetricsConfig {
     /// `ADDR:PORT` of a listener of its own serving `GET /metrics`; unset, there is none.
     /// Anyone who reaches it reads the counts, so keep it on a private interface.
     pub listen: Option<String>,
+}
+
+/// OpenTelemetry traces (`docs/tracing.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// Base URL of an OTLP/HTTP collector (`http://HOST:4318`); spans go to `/v1/traces`.
+    /// Unset: no spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// The share of requests without a caller's `traceparent` that are traced (0 to 1); a
+    /// caller's sampling decision is always followed.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "mandate".into(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// Zero-touch TPM enrollment: which EKs may enroll an agent by credential activation.
@@ -678,6 +705,28 @@ impl Config {
                      their own"
                 ));
             }
+        }
+        if let Some(e) = &self.tracing.otlp_endpoint {
+            let rest = e.strip_prefix("http://").ok_or_else(|| {
+                format!(
+                    "key `tracing.otlp_endpoint`: `{e}` must be an http:// URL (a collector on a \
+                     local or private address; https is not supported)"
+                )
+            })?;
+            if rest.is_empty() || rest.contains(['?', '#']) {
+                return Err(format!(
+                    "key `tracing.otlp_endpoint`: `{e}` must be http://HOST:PORT, with no query"
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            return Err(format!(
+                "key `tracing.sample_ratio`: {} must be between 0 and 1",
+                self.tracing.sample_ratio
+            ));
+        }
+        if self.tracing.service_name.trim().is_empty() {
+            return Err("key `tracing.service_name`: must not be empty".into());
         }
         if let Some(iss) = &self.issuer {
             if !(iss.starts_with("https://") || iss.starts_with("http://")) || iss.ends_with('/') {
@@ -1063,6 +1112,39 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("metrics.listen") && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn tracing_is_off_unless_given_a_collector_it_can_reach() {
+        let c = Config::from_toml("", "t.toml", env(&[])).unwrap();
+        assert_eq!(c.tracing.otlp_endpoint, None);
+        assert_eq!(c.tracing.sample_ratio, 1.0);
+        let c = Config::from_toml(
+            "",
+            "t.toml",
+            env(&[
+                ("MANDATE_TRACING_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("MANDATE_TRACING_SAMPLE_RATIO", "0.25"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.tracing.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+        assert_eq!(c.tracing.sample_ratio, 0.25);
+        for (bad, named) in [
+            ("otlp_endpoint = \"https://c:4318\"", "otlp_endpoint"),
+            ("otlp_endpoint = \"c:4318\"", "otlp_endpoint"),
+            ("otlp_endpoint = \"http://c:4318/?x=1\"", "otlp_endpoint"),
+            ("sample_ratio = 1.5", "sample_ratio"),
+            ("service_name = \" \"", "service_name"),
+        ] {
+            let e = Config::from_toml(&format!("[tracing]\n{bad}\n"), "t.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{bad}: {e}");
         }
     }
 

@@ -59,6 +59,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod store;
+pub mod telemetry;
 pub mod throttle;
 pub mod web;
 

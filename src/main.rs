@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use mandate::clock::{Clock, SystemClock};
-use mandate::config::{Config, LogFormat};
+use mandate::config::{Config, LogFormat, TracingConfig};
 use mandate::jose::KeyService;
+use mandate::telemetry::Telemetry;
 use mandate::{App, open_store, resolve_kek};
 
 /// mimalloc instead of glibc's malloc: glibc's took a tenth of the server's CPU under load
@@ -169,7 +170,13 @@ fn main() -> ExitCode {
         Ok(c) => c.log_format,
         Err(_) => LogFormat::Text,
     };
-    start_logging(format);
+    // Only the server exports spans; a CLI command's would be noise.
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let tracing = match &config {
+        Ok(c) if serving => Some(&c.tracing),
+        _ => None,
+    };
+    let telemetry = start_logging(format, tracing);
     if missing {
         tracing::warn!(
             "{} not found; using built-in defaults",
@@ -190,33 +197,52 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let code = match runtime.block_on(run(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    };
+    if let Some(t) = telemetry {
+        t.shutdown();
     }
+    code
 }
 
 /// Log lines go to stderr, filtered by `MANDATE_LOG`: as text (coloured only for a person at a
 /// terminal, so a log file or a collector gets no escapes) or as one JSON object per line, with
-/// the fields of the span they were logged in (a request's id, see `http::request_id`).
-fn start_logging(format: LogFormat) {
+/// the fields of the span they were logged in (a request's id, see `http::request_id`). With
+/// `[tracing] otlp_endpoint`, spans also go to the collector (`mandate::telemetry`), filtered
+/// apart from the log.
+fn start_logging(format: LogFormat, tracing: Option<&TracingConfig>) -> Option<Telemetry> {
     use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+    };
+    let (traces, telemetry) = match tracing.map(mandate::telemetry::start) {
+        Some(Ok(Some((layer, telemetry)))) => (Some(layer), Some(telemetry)),
+        Some(Err(e)) => {
+            eprintln!("warning: traces are not exported: {e}");
+            (None, None)
+        }
+        _ => (None, None),
+    };
+    tracing_subscriber::registry().with(log).with(traces).init();
+    telemetry
 }
 
 /// The config at `path`, or the built-in defaults when no `--config` was given and `path` is

@@ -92,10 +92,28 @@ pub async fn request_id(State(metrics): State<Arc<Metrics>>, req: Request, next:
         id = %id,
         method = req.method().as_str(),
         path = truncated(req.uri().path()),
+        // Recorded only when traces are exported (`telemetry`), so the log stays as it was.
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
     );
+    if crate::telemetry::enabled() {
+        span.record(
+            "otel.name",
+            format!("{} {}", req.method(), endpoint.as_str()).as_str(),
+        );
+        span.record("otel.kind", "server");
+        span.record("http.route", endpoint.as_str());
+        crate::telemetry::continue_trace(&span, req.headers());
+    }
     // The access line is logged inside the span (no clone of it, no second entry).
     let mut response = async move {
         let response = next.run(req).await;
+        if crate::telemetry::enabled() {
+            tracing::Span::current()
+                .record("http.response.status_code", response.status().as_u16());
+        }
         tracing::debug!(
             status = response.status().as_u16(),
             micros = started.elapsed().as_micros() as u64,

@@ -193,6 +193,7 @@ impl ClientAuthenticator {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "client_auth", skip_all)]
     pub async fn authenticate(&self, presented: Presented) -> Result<Authenticated, OAuthError> {
         match presented {
             Presented::Nothing => Err(bad_client("client authentication is required")),

@@ -108,6 +108,15 @@ const ACTIONS: [&str; 2] = ["delegate", "attest"];
 /// The decisions, in the order of `Policies::counts`' rows.
 const DECISIONS: [&str; 3] = ["permit", "approval", "deny"];
 
+/// The span of one decision (exported with the request's trace, see `telemetry`).
+fn decision_span(action: usize) -> tracing::Span {
+    tracing::debug_span!(
+        "policy",
+        action = ACTIONS.get(action).copied().unwrap_or_default(),
+        decision = tracing::field::Empty
+    )
+}
+
 impl Policies {
     /// Loads and validates the configured files; an invalid file is an error naming file and line.
     pub fn load(config: &PolicyConfig, base_dir: PathBuf) -> Result<Self, LoadError> {
@@ -156,19 +165,26 @@ impl Policies {
     }
 
     pub fn delegate(&self, req: &DelegateRequest) -> Decision {
-        self.counted(0, self.current().delegate(req))
+        let span = decision_span(0);
+        let _in = span.enter();
+        self.counted(&span, 0, self.current().delegate(req))
     }
 
     pub fn attest(&self, req: &AttestRequest) -> Decision {
-        self.counted(1, self.current().attest(req))
+        let span = decision_span(1);
+        let _in = span.enter();
+        self.counted(&span, 1, self.current().attest(req))
     }
 
-    fn counted(&self, action: usize, d: Decision) -> Decision {
+    fn counted(&self, span: &tracing::Span, action: usize, d: Decision) -> Decision {
         let i = match d.outcome {
             Outcome::Permit => 0,
             Outcome::NeedsApproval => 1,
             Outcome::Deny { .. } => 2,
         };
+        if let Some(decision) = DECISIONS.get(i) {
+            span.record("decision", *decision);
+        }
         if let Some(c) = self.counts.get(action).and_then(|row| row.get(i)) {
             c.fetch_add(1, Ordering::Relaxed);
         }

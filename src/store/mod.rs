@@ -172,6 +172,20 @@ pub enum WriteOp {
     Touch { jti: String, by: String },
 }
 
+impl WriteOp {
+    /// What the write does, in a word (a span's attribute).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WriteOp::None => "audit",
+            WriteOp::IssueTokens(_) => "issue",
+            WriteOp::Revoke { .. } => "revoke",
+            WriteOp::RevokeSession { .. } => "revoke_session",
+            WriteOp::RevokeParty(_) => "revoke_party",
+            WriteOp::Touch { .. } => "touch",
+        }
+    }
+}
+
 /// Whose tokens a [`WriteOp::RevokeParty`] revokes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Party {

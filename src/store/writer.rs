@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::SpanContext;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{BatchItem, PolicyVersion, SharedStore, StoreError, WriteOutcome};
 use crate::audit::{AuditEvent, ChainKey};
@@ -90,9 +92,17 @@ fn count(metrics: &WriterMetrics, items: &[BatchItem], outcomes: &[WriteOutcome]
 
 type Reply = oneshot::Sender<Result<WriteOutcome, Arc<StoreError>>>;
 
+/// A write waiting for its batch: what to write, who waits for it, and the span of the request
+/// that asked (when traces are exported), which the commit's span links to.
+struct Queued {
+    item: BatchItem,
+    reply: Reply,
+    trace: Option<SpanContext>,
+}
+
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<(BatchItem, Reply)>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl Writer {
@@ -115,22 +125,42 @@ impl Writer {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
-    /// Persists `op` and `audit`; returns once they are durable.
+    /// Persists `op` and `audit`; returns once they are durable. When traces are exported, each
+    /// audit entry records the trace id of the request that wrote it (`detail.trace_id`).
     pub async fn write(
         &self,
         op: WriteOp,
-        audit: Vec<AuditEvent>,
+        mut audit: Vec<AuditEvent>,
     ) -> Result<WriteOutcome, StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send((BatchItem { op, audit }, reply))
-            .await
-            .map_err(|_| StoreError::WriterClosed)?;
-        match wait.await {
-            Ok(Ok(o)) => Ok(o),
-            Ok(Err(e)) => Err(StoreError::Corrupt(format!("batch failed: {e}"))),
-            Err(_) => Err(StoreError::WriterClosed),
+        let span = tracing::debug_span!("store.write", op = op.name(), events = audit.len());
+        let trace = crate::telemetry::current();
+        if let Some(sc) = &trace {
+            let id = sc.trace_id().to_string();
+            for ev in &mut audit {
+                if let Some(d) = ev.detail.as_object_mut() {
+                    d.insert("trace_id".into(), id.clone().into());
+                }
+            }
         }
+        async move {
+            let (reply, wait) = oneshot::channel();
+            let queued = Queued {
+                item: BatchItem { op, audit },
+                reply,
+                trace: crate::telemetry::current().or(trace),
+            };
+            self.tx
+                .send(queued)
+                .await
+                .map_err(|_| StoreError::WriterClosed)?;
+            match wait.await {
+                Ok(Ok(o)) => Ok(o),
+                Ok(Err(e)) => Err(StoreError::Corrupt(format!("batch failed: {e}"))),
+                Err(_) => Err(StoreError::WriterClosed),
+            }
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -140,27 +170,30 @@ async fn run(
     version: PolicyVersion,
     key: ChainKey,
     metrics: WriterMetrics,
-    mut rx: mpsc::Receiver<(BatchItem, Reply)>,
+    mut rx: mpsc::Receiver<Queued>,
 ) {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
+    let mut traces = Vec::new();
     let mut tally = Tally::new();
-    while let Some((item, reply)) = rx.recv().await {
-        items.push(item);
-        replies.push(reply);
-        while items.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok((item, reply)) => {
-                    items.push(item);
-                    replies.push(reply);
-                }
-                Err(_) => break,
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(q) = next.take() {
+            items.push(q.item);
+            replies.push(q.reply);
+            traces.extend(q.trace);
+            if items.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
         let v = version();
         let started = Instant::now();
+        // One commit serves many requests: its span is a trace of its own, linked to theirs.
+        let span = tracing::debug_span!(parent: None, "writer.commit", items = items.len());
+        crate::telemetry::link(&span, traces.drain(..));
         let committed = store
             .commit_batch(&items, clock.now(), v.as_deref(), &key)
+            .instrument(span)
             .await;
         tally.add(items.len(), started.elapsed());
         metrics.batch(items.len(), started.elapsed(), committed.is_ok());

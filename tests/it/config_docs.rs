@@ -21,6 +21,8 @@ const DOC: &str = include_str!("../../docs/configuration.md");
 enum Kind {
     String,
     Integer,
+    /// A float (`tracing.sample_ratio`).
+    Number,
     Boolean,
     List,
     Table,
@@ -92,7 +94,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         self.integer(v)
     }
     fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
-        self.kind(Kind::Integer);
+        self.kind(Kind::Number);
         v.visit_f64(1.0)
     }
     /// "1s" is a string, a path and a duration alike.
@@ -350,6 +352,7 @@ fn documented_types_and_meanings_match_the_code() {
         let documented = match first {
             "string" | "duration" | "path" => Kind::String,
             "integer" => Kind::Integer,
+            "number" => Kind::Number,
             "boolean" => Kind::Boolean,
             "list" => Kind::List,
             "table" => Kind::Table,

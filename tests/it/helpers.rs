@@ -249,6 +249,21 @@ pub async fn spawn_on_top(db: TestDb, top: &str, extra: &str) -> TestApp {
 }
 
 impl TestApp {
+    /// The test's view of a server running as a process (`spawn_process*`) on `db`, so that the
+    /// flows written for in-process servers run against it. Stopping it is the process's
+    /// business.
+    pub fn of_process(db: TestDb, config_path: PathBuf, server: &ServerProcess) -> TestApp {
+        TestApp {
+            url: server.url.clone(),
+            metrics_url: server.metrics.clone(),
+            http: reqwest::Client::new(),
+            db,
+            config_path,
+            shutdown: None,
+            task: None,
+        }
+    }
+
     pub fn label(&self) -> String {
         format!("{:?}", self.db.backend)
     }
@@ -384,9 +399,20 @@ pub async fn spawn_process_logging(
     filter: &str,
     log: Stdio,
 ) -> ServerProcess {
+    spawn_process_with(config_path, filter, log, &[]).await
+}
+
+/// [`spawn_process_logging`] with more environment variables.
+pub async fn spawn_process_with(
+    config_path: &std::path::Path,
+    filter: &str,
+    log: Stdio,
+    env: &[(&str, &str)],
+) -> ServerProcess {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["serve", "--config", config_path.to_str().unwrap()])
         .env("MANDATE_LOG", filter)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true)

@@ -38,4 +38,5 @@ mod swtpm;
 mod tpm;
 #[cfg(feature = "tpm")]
 mod tpm_live;
+mod traces;
 mod untrusted_clients;

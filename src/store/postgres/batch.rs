@@ -52,6 +52,7 @@ fn revoke_party(party: &crate::store::Party) -> &'static str {
 
 #[async_trait]
 impl AuditStore for PostgresStore {
+    #[tracing::instrument(level = "debug", name = "db.commit_batch", skip_all, fields(db.system = "postgresql"))]
     async fn commit_batch(
         &self,
         items: &[BatchItem],

@@ -24,6 +24,7 @@ async fn ciba_where(
 
 #[async_trait]
 impl CibaStore for PostgresStore {
+    #[tracing::instrument(level = "debug", name = "db.create_ciba", skip_all, fields(db.system = "postgresql"))]
     async fn create_ciba(&self, r: &CibaRecord, max_pending: i64) -> Result<bool, StoreError> {
         let (act, scope, aud, high_risk) = records::ciba_columns(r);
         let done = sqlx::query(sql::CREATE_CIBA)
@@ -52,6 +53,7 @@ impl CibaStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.poll_ciba", skip_all, fields(db.system = "postgresql"))]
     async fn poll_ciba(
         &self,
         id_hash: &[u8],

@@ -21,16 +21,19 @@ const USE_KEY_FORGETTING: &str = "WITH forgotten AS (DELETE FROM used_assertions
 
 #[async_trait]
 impl TokenStore for PostgresStore {
+    #[tracing::instrument(level = "debug", name = "db.find_token", skip_all, fields(db.system = "postgresql"))]
     async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
         self.lookups.find(token_hash).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.find_presented", skip_all, fields(db.system = "postgresql"))]
     async fn find_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError> {
         self.lookups
             .find(&crate::crypto::sha256(token.as_bytes()))
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.consume_token", skip_all, fields(db.system = "postgresql"))]
     async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError> {
         let mut tx = self.pool.begin().await?;
         let won = sqlx::query(sql::CONSUME_TOKEN)
@@ -65,6 +68,7 @@ impl TokenStore for PostgresStore {
         row.map(TryInto::try_into).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.use_once", skip_all, fields(db.system = "postgresql"))]
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
         let statement = sqlx::query(USE_KEY_FORGETTING)
             .bind(key)

@@ -22,6 +22,7 @@ type EnrollmentRow = (String, String, String, String, String, Vec<u8>, i64, i64)
 
 #[async_trait]
 impl TpmStore for PostgresStore {
+    #[tracing::instrument(level = "debug", name = "db.create_nonce", skip_all, fields(db.system = "postgresql"))]
     async fn create_nonce(
         &self,
         nonce: &str,
@@ -37,6 +38,7 @@ impl TpmStore for PostgresStore {
         self.side_execute(statement).await.map(drop)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.consume_nonce", skip_all, fields(db.system = "postgresql"))]
     async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError> {
         let statement = sqlx::query(sql::CONSUME_NONCE)
             .bind(now)

@@ -41,6 +41,7 @@ fn revoke_party(party: &Party) -> &'static str {
 
 #[async_trait]
 impl AuditStore for SqliteStore {
+    #[tracing::instrument(level = "debug", name = "db.commit_batch", skip_all, fields(db.system = "sqlite"))]
     async fn commit_batch(
         &self,
         items: &[BatchItem],

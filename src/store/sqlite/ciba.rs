@@ -37,6 +37,7 @@ fn after(
 
 #[async_trait]
 impl CibaStore for SqliteStore {
+    #[tracing::instrument(level = "debug", name = "db.create_ciba", skip_all, fields(db.system = "sqlite"))]
     async fn create_ciba(&self, r: &CibaRecord, max_pending: i64) -> Result<bool, StoreError> {
         let r = r.clone();
         self.writer
@@ -69,6 +70,7 @@ impl CibaStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.poll_ciba", skip_all, fields(db.system = "sqlite"))]
     async fn poll_ciba(
         &self,
         id_hash: &[u8],

@@ -38,12 +38,14 @@ impl SqliteStore {
 
 #[async_trait]
 impl TokenStore for SqliteStore {
+    #[tracing::instrument(level = "debug", name = "db.find_token", skip_all, fields(db.system = "sqlite"))]
     async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
         self.token_where(sql::token_by_hash(), [token_hash])
     }
 
     /// A JWT is found by the `jti` of its payload and its hash; anything else (refresh tokens
     /// are opaque) by its hash alone.
+    #[tracing::instrument(level = "debug", name = "db.find_presented", skip_all, fields(db.system = "sqlite"))]
     async fn find_presented(&self, token: &str) -> Result<Option<TokenRecord>, StoreError> {
         let hash = crate::crypto::sha256(token.as_bytes());
         match crate::jose::unverified_jti(token) {
@@ -52,6 +54,7 @@ impl TokenStore for SqliteStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "db.consume_token", skip_all, fields(db.system = "sqlite"))]
     async fn consume_token(&self, token_hash: &[u8], now: i64) -> Result<Consumed, StoreError> {
         let token_hash = token_hash.to_vec();
         self.writer
@@ -80,6 +83,7 @@ impl TokenStore for SqliteStore {
         self.token_where(sql::token_by_jti(), [jti])
     }
 
+    #[tracing::instrument(level = "debug", name = "db.use_once", skip_all, fields(db.system = "sqlite"))]
     async fn use_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
         let key = key.to_string();
         self.writer

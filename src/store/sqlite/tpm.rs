@@ -18,6 +18,7 @@ fn unique_violation(e: &rusqlite::Error) -> bool {
 
 #[async_trait]
 impl TpmStore for SqliteStore {
+    #[tracing::instrument(level = "debug", name = "db.create_nonce", skip_all, fields(db.system = "sqlite"))]
     async fn create_nonce(
         &self,
         nonce: &str,
@@ -36,6 +37,7 @@ impl TpmStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.consume_nonce", skip_all, fields(db.system = "sqlite"))]
     async fn consume_nonce(&self, nonce: &str, agent: &str, now: i64) -> Result<bool, StoreError> {
         let (nonce, agent) = (nonce.to_string(), agent.to_string());
         self.writer
