@@ -22,7 +22,9 @@
 //! - [`audit`]: the hash-chained audit log, its checkpoints and its verifier.
 //! - [`throttle`]: per-process counters of failed sign-ins and enrollments.
 //! - [`cimd`]: Client ID Metadata Documents: URL `client_id`s fetched (SSRF-safe), validated and
-//!   cached; the one module that makes outgoing HTTP requests.
+//!   cached.
+//! - [`notify`]: approval notifications (signed webhooks, mail) from the outbox, by a delivery
+//!   task; with [`cimd`], the only module that makes outgoing requests.
 //!
 //! Storage — depends only on the types it stores:
 //! - [`store`]: the storage traits, the batch planner, the group-commit writer, and one module
@@ -55,6 +57,7 @@ pub mod input;
 pub mod jose;
 #[cfg(test)]
 mod layering;
+pub mod notify;
 pub mod oauth;
 pub mod policy;
 pub mod store;
@@ -111,6 +114,8 @@ pub enum StartError {
     Policy(#[from] policy::LoadError),
     #[error(transparent)]
     Documents(#[from] cimd::SetupError),
+    #[error(transparent)]
+    Notifications(#[from] notify::SetupError),
 }
 
 /// Opens the database named in the config and brings its schema up to date.
@@ -174,6 +179,9 @@ pub struct App {
     policy_task: JoinHandle<()>,
     /// Expires unused registrations and refreshes their CORS origins, when registration is on.
     registration_task: Option<JoinHandle<()>>,
+    /// Delivers approval notifications, when a channel is configured; told to stop by the
+    /// sender.
+    notify_task: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl App {
@@ -271,6 +279,22 @@ impl App {
             None => None,
         };
 
+        let notifier = notify::Notifier::new(&config, &issuer)?;
+        let notify_task = notifier.enabled().then(|| {
+            let worker = Arc::new(notify::Worker::new(
+                store.clone(),
+                clock.clone(),
+                writer.clone(),
+                notifier.clone(),
+                &config.notifications,
+            ));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(worker.run(async move {
+                let _ = stopped.await;
+            }));
+            (stop, task)
+        });
+
         let auth = ClientAuthenticator::new(
             clients.clone(),
             store.clone(),
@@ -296,6 +320,7 @@ impl App {
             secret_checks,
             dpop,
             registry,
+            notifier,
         });
         Ok(Self {
             ctx,
@@ -303,6 +328,7 @@ impl App {
             key_task,
             policy_task,
             registration_task,
+            notify_task,
         })
     }
 
@@ -333,15 +359,27 @@ impl App {
             key_task,
             policy_task,
             registration_task,
+            notify_task,
         } = self;
         let store = ctx.store.clone();
         let limits = http::serve::Limits::from_config(&ctx.config.server);
+        let ctx_timeout = ctx.config.notifications.timeout * 3;
         drop(ctx);
         let served = http::serve::serve(listener, router, limits, shutdown).await;
         key_task.abort();
         policy_task.abort();
         if let Some(t) = registration_task {
             t.abort();
+        }
+        if let Some((stop, mut task)) = notify_task {
+            // Sends under way finish (each bounded by `notifications.timeout`), then the
+            // worker gives its leases back.
+            let _ = stop.send(());
+            let within = ctx_timeout + Duration::from_secs(5);
+            if tokio::time::timeout(within, &mut task).await.is_err() {
+                tracing::warn!("the notification worker did not stop in time");
+                task.abort();
+            }
         }
         // The writer ends when the last request holding it is gone and its queue is empty.
         if tokio::time::timeout(Duration::from_secs(30), writer_task)

@@ -63,6 +63,8 @@ pub struct Ctx {
     pub dpop: Arc<dpop::Dpop>,
     /// Dynamic client registration (RFC 7591), when `registration.enabled`.
     pub registry: Option<Arc<registration::Registry>>,
+    /// Approval notifications: the channels a waiting request is announced on.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Ctx {
