@@ -26,6 +26,7 @@ mod helpers;
 mod keys;
 mod logs;
 mod malformed;
+mod notify;
 mod policy;
 mod raw;
 mod registration;
