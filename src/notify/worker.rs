@@ -85,17 +85,16 @@ impl Worker {
                 }
                 purged_at = now;
             }
-            let busy = tokio::select! {
-                sent = self.round() => sent,
-                () = &mut stop => break,
-            };
-            if busy {
-                continue;
-            }
+            // Not raced against `stop`: sends under way finish (each is bounded by
+            // `notifications.timeout`) and are recorded, so a restart repeats none of them.
+            let busy = self.round().await;
+            // After a busy round, on at once (unless told to stop); after an idle one, wait.
+            let pause = if busy { Duration::ZERO } else { POLL };
             tokio::select! {
-                () = tokio::time::sleep(POLL) => {}
-                () = self.notifier.wake.notified() => {}
+                biased;
                 () = &mut stop => break,
+                () = self.notifier.wake.notified(), if !busy => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
         if let Err(e) = self.store.release_outbox(&self.lease).await {
@@ -195,16 +194,9 @@ impl Worker {
         }
     }
 
-    /// The wait before retry `attempts` + 1: doubling from `retry_initial` up to `retry_max`,
-    /// then a random part of it taken off (up to half), so retries spread out.
     fn backoff(&self, attempts: i64) -> i64 {
-        let doublings = attempts.saturating_sub(1).clamp(0, 30) as u32;
-        let full = self
-            .retry_initial
-            .saturating_mul(1_i64 << doublings)
-            .min(self.retry_max);
-        let r = i64::from(u16::from_le_bytes(crate::crypto::random_bytes::<2>()));
-        (full - full / 2 * r / i64::from(u16::MAX)).max(1)
+        let r = u16::from_le_bytes(crate::crypto::random_bytes::<2>());
+        backoff(self.retry_initial, self.retry_max, attempts, r)
     }
 
     async fn send(&self, m: &Claimed, now: i64) -> Result<(), Failure> {
@@ -234,5 +226,32 @@ impl Worker {
                 });
         }
         Err(Failure::Permanent(format!("unknown stream {}", m.stream)))
+    }
+}
+
+/// The wait, in seconds, before retry `attempts` + 1: doubling from `initial` up to `max`, less
+/// up to half of it by the random `r`, so that retries spread out (and never under a second).
+fn backoff(initial: i64, max: i64, attempts: i64, r: u16) -> i64 {
+    let doublings = attempts.saturating_sub(1).clamp(0, 30) as u32;
+    let full = initial.saturating_mul(1_i64 << doublings).min(max);
+    (full - full * i64::from(r) / (2 * i64::from(u16::MAX))).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn retries_back_off_doubling_up_to_the_cap_with_jitter_of_up_to_half() {
+        for (attempts, full) in [(1, 5), (2, 10), (3, 20), (6, 160), (7, 300), (1000, 300)] {
+            assert_eq!(backoff(5, 300, attempts, 0), full, "attempt {attempts}");
+            assert_eq!(backoff(5, 300, attempts, u16::MAX), full - full / 2);
+            let mid = backoff(5, 300, attempts, u16::MAX / 2);
+            assert!(
+                mid < full && mid > full - full / 2,
+                "attempt {attempts}: {mid}"
+            );
+        }
+        assert_eq!(backoff(1, 1, 1, u16::MAX), 1, "never under a second");
     }
 }

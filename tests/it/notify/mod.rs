@@ -40,25 +40,31 @@ impl Received {
 }
 
 /// A webhook receiver on a port of its own: it records every request and answers 500 while
-/// `refusing`, else 204.
+/// `refusing`, else 204, after `stalling` seconds.
 #[derive(Clone)]
 pub(super) struct Receiver {
     pub url: String,
     pub got: Arc<Mutex<Vec<Received>>>,
     pub refusing: Arc<std::sync::atomic::AtomicBool>,
+    pub stalling: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (g, r) = (got.clone(), refusing.clone());
+        let stalling = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (g, r, st) = (got.clone(), refusing.clone(), stalling.clone());
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let (g, r) = (g.clone(), r.clone());
+                let (g, r, st) = (g.clone(), r.clone(), st.clone());
                 async move {
-                    let status = if r.load(std::sync::atomic::Ordering::SeqCst) {
+                    let stall = st.load(std::sync::atomic::Ordering::SeqCst);
+                    let status = if stall > 0 {
+                        // Never answered in time: recorded as a timeout (408).
+                        StatusCode::REQUEST_TIMEOUT
+                    } else if r.load(std::sync::atomic::Ordering::SeqCst) {
                         StatusCode::INTERNAL_SERVER_ERROR
                     } else {
                         StatusCode::NO_CONTENT
@@ -68,6 +74,7 @@ impl Receiver {
                         body: body.to_vec(),
                         answered: status.as_u16(),
                     });
+                    tokio::time::sleep(Duration::from_secs(stall)).await;
                     status
                 }
             }),
@@ -75,7 +82,17 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, got, refusing }
+        Self {
+            url,
+            got,
+            refusing,
+            stalling,
+        }
+    }
+
+    pub fn stall(&self, secs: u64) {
+        self.stalling
+            .store(secs, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn refuse(&self, on: bool) {
@@ -123,7 +140,7 @@ pub(super) fn extra(agent: &TestAgent, notify: &str) -> String {
     format!(
         "[[clients]]\nclient_id = \"agent-host\"\nclient_secret = \"host-secret\"\n\
          grant_types = [\"{TE}\", \"{CIBA}\"]\n{}\n[policy]\nhigh_risk_scopes = [\"payments:write\"]\n\
-         [notifications]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n{notify}\n",
+         [notifications]\ntimeout = \"1s\"\nretry_initial = \"1s\"\nretry_max = \"2s\"\n{notify}\n",
         agent.toml()
     )
 }

@@ -189,3 +189,34 @@ async fn a_notification_for_an_expired_request_is_dropped_and_audited() {
         app.stop().await;
     }
 }
+
+/// A receiver that does not answer holds nothing up for long: the attempt ends at
+/// `notifications.timeout` (1s here) and is retried under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_does_not_answer_is_given_up_on_at_the_timeout_and_retried() {
+    let receiver = Receiver::start().await;
+    receiver.stall(3600);
+    let agent = TestAgent::new("build-bot");
+    let db = test_db(Backend::Sqlite).await;
+    let notify = webhook_entry(&db, &receiver);
+    let app = spawn_on(db, &extra(&agent, &notify)).await;
+    let alice = alice_token(&app, "orders:read payments:write").await;
+    ask(&app, &agent, &alice, &[("binding_message", "slow")]).await;
+    let started = std::time::Instant::now();
+    let stalled = receiver.wait_for(Some(&app), |r| r.len() >= 2).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the stalled attempts ended at the timeout"
+    );
+    receiver.stall(0);
+    receiver
+        .wait_for(Some(&app), |_| !receiver.accepted().is_empty())
+        .await;
+    let accepted = receiver.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(
+        accepted[0].header("webhook-id"),
+        stalled[0].header("webhook-id")
+    );
+    app.stop().await;
+}
