@@ -363,7 +363,7 @@ impl App {
         } = self;
         let store = ctx.store.clone();
         let limits = http::serve::Limits::from_config(&ctx.config.server);
-        let ctx_timeout = ctx.config.notifications.timeout * 3;
+        let notify_stop_within = ctx.config.notifications.timeout * 3;
         drop(ctx);
         let served = http::serve::serve(listener, router, limits, shutdown).await;
         key_task.abort();
@@ -375,7 +375,7 @@ impl App {
             // Sends under way finish (each bounded by `notifications.timeout`), then the
             // worker gives its leases back.
             let _ = stop.send(());
-            let within = ctx_timeout + Duration::from_secs(5);
+            let within = notify_stop_within + Duration::from_secs(5);
             if tokio::time::timeout(within, &mut task).await.is_err() {
                 tracing::warn!("the notification worker did not stop in time");
                 task.abort();

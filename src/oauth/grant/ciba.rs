@@ -5,7 +5,8 @@
 //! `binding_message`; every exchange rule and the policy are applied up front, so the human is
 //! only ever asked about a grant the server could issue. The human decides on `/approvals`; the
 //! agent polls `/token` with `grant_type=urn:openid:params:grant-type:ciba` and gets the token
-//! exactly once.
+//! exactly once. The request's audit entry carries, in its transaction, the notifications
+//! that tell the human a request waits ([`crate::notify`]): only what they need to decide.
 //!
 //! Storage: [`CibaStorage`]. From the [`Env`]: everything token exchange reads, and `ciba`
 //! (`interval`, `expiry`).

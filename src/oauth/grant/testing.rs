@@ -181,7 +181,7 @@ pub struct State {
     pub users: HashMap<String, Arc<User>>,
     pub agents: HashMap<String, Arc<Agent>>,
     pub audit: Vec<AuditEvent>,
-    /// The requests announced to their human, with the audit event they were written with.
+    /// The requests announced to their human (their `ciba.requested` events are in `audit`).
     pub waiting: Vec<crate::notify::ApprovalNeeded>,
 }
 
