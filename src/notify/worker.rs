@@ -2,8 +2,9 @@
 //! outbox under its own lease, sends them at once (one task per stream), and settles each:
 //! delivered; retried after a backoff that doubles from `retry_initial` to `retry_max`, with
 //! jitter so that replicas and receivers do not retry in step; given up once the message is
-//! `give_up_after` old (or its channel is gone); dropped unsent once the request it announces
-//! expired. A message that was not delivered is logged at `warn` and audited
+//! `give_up_after` old; dropped unsent once the request it announces expired. A channel this
+//! replica does not know (another replica's config, or one changed since) counts as a failed
+//! attempt, not a lost message: the message waits for a replica that knows it. A message that was not delivered is logged at `warn` and audited
 //! (`notification.undelivered`), so an operator learns that a human was not told.
 //!
 //! A stopping worker gives its leases back; one that dies loses them when they run out
@@ -204,7 +205,9 @@ impl Worker {
             .map_err(|e| Failure::Permanent(format!("unreadable payload: {e}")))?;
         if let Some(name) = m.stream.strip_prefix(webhook::STREAM) {
             let hook = (self.notifier.webhooks.get(name)).ok_or_else(|| {
-                Failure::Permanent(format!("webhook `{name}` is no longer configured"))
+                // Another replica may know it (a rolling change of config): left for it, or
+                // for this one once configured again, until the message is given up.
+                Failure::Transient(format!("webhook `{name}` is not configured here"))
             })?;
             let body = webhook::body(&m.kind, &facts, now);
             return (hook.post(&m.event_id, now, body).await).map_err(Failure::Transient);
@@ -213,8 +216,8 @@ impl Worker {
             let (Some(mailer), Some(to)) =
                 (&self.notifier.mailer, self.notifier.mailboxes.get(user))
             else {
-                return Err(Failure::Permanent(format!(
-                    "mail to {user} is no longer configured"
+                return Err(Failure::Transient(format!(
+                    "mail to {user} is not configured here"
                 )));
             };
             return mailer

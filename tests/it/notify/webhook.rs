@@ -220,3 +220,55 @@ async fn a_receiver_that_does_not_answer_is_given_up_on_at_the_timeout_and_retri
     );
     app.stop().await;
 }
+
+/// A server whose config does not name a webhook (a replica on an older config, or the same
+/// server reconfigured) leaves that webhook's notifications waiting instead of dropping them;
+/// a server that knows it again delivers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_know_a_webhook_leaves_its_notifications_waiting() {
+    let receiver = Receiver::start().await;
+    receiver.refuse(true);
+    let other = Receiver::start().await;
+    let agent = TestAgent::new("build-bot");
+    let db = test_db(Backend::Sqlite).await;
+    let with_chat = extra(&agent, &webhook_entry(&db, &receiver));
+    let app = spawn_on(db, &with_chat).await;
+    let alice = alice_token(&app, "orders:read payments:write").await;
+    ask(&app, &agent, &alice, &[("binding_message", "kept")]).await;
+    receiver.wait_for(None, |r| !r.is_empty()).await;
+    let db = app.stop().await;
+
+    // Another channel only: the worker runs, but knows nothing of `chat`.
+    let without = webhook_entry(&db, &other).replace("name = \"chat\"", "name = \"other\"");
+    let app = spawn_on(db, &extra(&agent, &without)).await;
+    for _ in 0..8 {
+        app.advance(1);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let kinds: Vec<String> = app
+        .audit_entries()
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        !kinds.iter().any(|k| k == "notification.undelivered"),
+        "{kinds:?}"
+    );
+    assert!(
+        other.all().is_empty(),
+        "nothing meant for chat went elsewhere"
+    );
+    let db = app.stop().await;
+
+    receiver.refuse(false);
+    let app = spawn_on(db, &with_chat).await;
+    receiver
+        .wait_for(Some(&app), |_| !receiver.accepted().is_empty())
+        .await;
+    assert_eq!(
+        receiver.accepted()[0].json()["data"]["binding_message"],
+        "kept"
+    );
+    app.stop().await;
+}
