@@ -272,3 +272,69 @@ async fn a_server_that_does_not_know_a_webhook_leaves_its_notifications_waiting(
     );
     app.stop().await;
 }
+
+/// A receiver that answers with a head that never ends, or with an endless body: the first is
+/// a failed attempt (the head is bounded), the second a delivery (only the status is read),
+/// and neither holds the worker up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_with_an_endless_answer_costs_a_bounded_attempt() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            // The first connection gets an endless head, the others an endless body.
+            let endless_head = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head: &[u8] = if endless_head {
+                    b"HTTP/1.1 200 OK\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n"
+                };
+                if s.write_all(head).await.is_err() {
+                    return;
+                }
+                let filler: &[u8] = if endless_head {
+                    b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+                } else {
+                    &[b'a'; 4096]
+                };
+                while s.write_all(filler).await.is_ok() {}
+            });
+        }
+    });
+    let agent = TestAgent::new("build-bot");
+    let db = test_db(Backend::Sqlite).await;
+    let secret = db.dir.path().join("hook.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let notify = format!(
+        "[[notifications.webhooks]]\nname = \"endless\"\nurl = \"{url}\"\nsecret_file = \"{}\"\n",
+        secret.display()
+    );
+    let app = spawn_on(db, &extra(&agent, &notify)).await;
+    let alice = alice_token(&app, "orders:read payments:write").await;
+    ask(&app, &agent, &alice, &[]).await;
+    ask(&app, &agent, &alice, &[]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let store = mandate::store::open(&app.db.url, 2).await.unwrap();
+    loop {
+        let c = store.outbox_counts().await.unwrap();
+        if c.delivered == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{c:?}");
+        app.advance(1);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the endless head failed once, then each message was delivered once"
+    );
+    store.close().await;
+    app.stop().await;
+}
