@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod notifications;
+pub use notifications::{
+    NOTIFIED_EVENTS, NotificationsConfig, SmtpConfig, WebhookConfig, is_mail_address,
+};
+
 /// Environment variables that are not config keys.
 const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG", "MANDATE_AGENT_CLIENT_SECRET"];
 /// The values of `clients[].dpop` (`oauth::dpop::Mode`).
@@ -32,6 +37,9 @@ const TABLES: &[&str] = &[
     "dpop",
     "metrics",
     "tracing",
+    // A nested table: `MANDATE_NOTIFICATIONS_SMTP_HOST` is `notifications.smtp.host`.
+    "notifications.smtp",
+    "notifications",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +87,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub tracing: TracingConfig,
+    /// Approval notifications: webhooks and mail (`config/notifications.rs`).
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -197,6 +208,8 @@ pub struct UserConfig {
     pub password_hash: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Where approval notifications for this human are mailed (with `notifications.smtp`).
+    pub email: Option<String>,
 }
 
 impl std::fmt::Debug for UserConfig {
@@ -204,6 +217,7 @@ impl std::fmt::Debug for UserConfig {
         f.debug_struct("UserConfig")
             .field("username", &self.username)
             .field("scopes", &self.scopes)
+            .field("email", &self.email)
             .finish_non_exhaustive()
     }
 }
@@ -877,11 +891,15 @@ impl Config {
                     "{key}: set exactly one of password or password_hash"
                 ));
             }
+            if let Some(e) = u.email.as_deref().filter(|e| !is_mail_address(e)) {
+                return Err(format!("{key}: email {e:?} is not a mail address"));
+            }
         }
         for (i, a) in self.agents.iter().enumerate() {
             identifier(&format!("agents[{i}]"), "name", &a.name)?;
         }
         self.cimd.validate()?;
+        self.notifications.validate()?;
         Ok(())
     }
 
@@ -1017,13 +1035,19 @@ fn identifier(key: &str, field: &str, value: &str) -> Result<(), String> {
 fn apply_override(table: &mut toml::Table, key: &str, raw: &str) {
     let value = parse_env_value(raw);
     for t in TABLES {
-        if let Some(sub) = key.strip_prefix(t).and_then(|r| r.strip_prefix('_')) {
-            let entry = table
-                .entry((*t).to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(inner) = entry {
-                inner.insert(sub.to_string(), value);
+        let prefix = t.replace('.', "_");
+        if let Some(sub) = key.strip_prefix(&prefix).and_then(|r| r.strip_prefix('_')) {
+            let mut at = &mut *table;
+            for part in t.split('.') {
+                let entry = at
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let toml::Value::Table(inner) = entry else {
+                    return;
+                };
+                at = inner;
             }
+            at.insert(sub.to_string(), value);
             return;
         }
     }

@@ -90,6 +90,33 @@ fn the_metadata_fetcher_names_only_the_client_side_of_hyper() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
+/// The notification sender is a service too, and the server's other HTTP client: the client
+/// side of hyper only, nothing of the protocol (the grant that causes a notification hands it
+/// the facts) and no database driver (it reaches the outbox through the store's trait).
+#[test]
+fn the_notification_sender_names_only_the_client_side_of_hyper() {
+    let above = [
+        &EDGE[..],
+        &DRIVERS[..],
+        &[
+            "crate::oauth",
+            "crate::attest",
+            "crate::policy",
+            "crate::web",
+        ][..],
+    ]
+    .concat();
+    let bad = offenders(
+        &["notify"],
+        &above,
+        &[
+            "use hyper::client::conn::http1;",
+            "use hyper_util::rt::TokioIo;",
+        ],
+    );
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
 #[test]
 fn the_base_names_nothing_above_it() {
     let above = [
@@ -103,11 +130,12 @@ fn the_base_names_nothing_above_it() {
             "crate::audit",
             "crate::store",
             "crate::throttle",
+            "crate::notify",
         ][..],
     ]
     .concat();
     let bad = offenders(
-        &["config.rs", "clock.rs", "crypto.rs", "input.rs"],
+        &["config.rs", "config", "clock.rs", "crypto.rs", "input.rs"],
         &above,
         &[],
     );

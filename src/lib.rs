@@ -22,7 +22,9 @@
 //! - [`audit`]: the hash-chained audit log, its checkpoints and its verifier.
 //! - [`throttle`]: per-process counters of failed sign-ins and enrollments.
 //! - [`cimd`]: Client ID Metadata Documents: URL `client_id`s fetched (SSRF-safe), validated and
-//!   cached; the one module that makes outgoing HTTP requests.
+//!   cached.
+//! - [`notify`]: approval notifications (signed webhooks, mail) from the outbox, by a delivery
+//!   task; with [`cimd`], the only module that makes outgoing requests.
 //!
 //! Storage — depends only on the types it stores:
 //! - [`store`]: the storage traits, the batch planner, the group-commit writer, and one module
@@ -56,6 +58,7 @@ pub mod jose;
 #[cfg(test)]
 mod layering;
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod policy;
 pub mod store;
@@ -113,6 +116,8 @@ pub enum StartError {
     Policy(#[from] policy::LoadError),
     #[error(transparent)]
     Documents(#[from] cimd::SetupError),
+    #[error(transparent)]
+    Notifications(#[from] notify::SetupError),
 }
 
 /// Opens the database named in the config and brings its schema up to date.
@@ -181,6 +186,9 @@ pub struct App {
     registration_task: Option<JoinHandle<()>>,
     /// Where `GET /metrics` is served, when `[metrics] listen` is set (see [`App::with_metrics`]).
     metrics_listener: Option<TcpListener>,
+    /// Delivers approval notifications, when a channel is configured; told to stop by the
+    /// sender.
+    notify_task: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl App {
@@ -285,6 +293,22 @@ impl App {
             None => None,
         };
 
+        let notifier = notify::Notifier::new(&config, &issuer)?;
+        let notify_task = notifier.enabled().then(|| {
+            let worker = Arc::new(notify::Worker::new(
+                store.clone(),
+                clock.clone(),
+                writer.clone(),
+                notifier.clone(),
+                &config.notifications,
+            ));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(worker.run(async move {
+                let _ = stopped.await;
+            }));
+            (stop, task)
+        });
+
         let auth = ClientAuthenticator::new(
             clients.clone(),
             store.clone(),
@@ -311,6 +335,7 @@ impl App {
             dpop,
             registry,
             metrics,
+            notifier,
         });
         Ok(Self {
             ctx,
@@ -319,6 +344,7 @@ impl App {
             policy_task,
             registration_task,
             metrics_listener: None,
+            notify_task,
         })
     }
 
@@ -357,6 +383,7 @@ impl App {
             policy_task,
             registration_task,
             metrics_listener,
+            notify_task,
         } = self;
         let store = ctx.store.clone();
         let limits = http::serve::Limits::from_config(&ctx.config.server);
@@ -380,6 +407,7 @@ impl App {
             }
             None => (None, None),
         };
+        let notify_stop_within = ctx.config.notifications.timeout * 3;
         drop(ctx);
         let served = http::serve::serve(listener, router, limits, shutdown).await;
         if let (Some(stop), Some(task)) = (metrics_stop, metrics_task) {
@@ -392,6 +420,16 @@ impl App {
         policy_task.abort();
         if let Some(t) = registration_task {
             t.abort();
+        }
+        if let Some((stop, mut task)) = notify_task {
+            // Sends under way finish (each bounded by `notifications.timeout`), then the
+            // worker gives its leases back.
+            let _ = stop.send(());
+            let within = notify_stop_within + Duration::from_secs(5);
+            if tokio::time::timeout(within, &mut task).await.is_err() {
+                tracing::warn!("the notification worker did not stop in time");
+                task.abort();
+            }
         }
         // The writer ends when the last request holding it is gone and its queue is empty.
         if tokio::time::timeout(Duration::from_secs(30), writer_task)

@@ -12,7 +12,8 @@
 //!    strikes, the connection is dropped with the future (nothing is left running).
 //!
 //! HTTP/1.1 is spoken over a bare client connection (no pool, no proxy from the
-//! environment, no redirect logic to switch off): this is the only HTTP client of the server.
+//! environment, no redirect logic to switch off): the notification sender (`notify::webhook`) is
+//! the server's only other HTTP client, built the same way.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

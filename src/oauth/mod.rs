@@ -65,6 +65,8 @@ pub struct Ctx {
     pub registry: Option<Arc<registration::Registry>>,
     /// What `/metrics` shows on the metrics listener (`[metrics]`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Approval notifications: the channels a waiting request is announced on.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Ctx {

@@ -46,7 +46,9 @@ fn revocation(op: &WriteOp) -> Option<Revocation<'_>> {
         WriteOp::Revoke { token_hash } => Some(Revocation::Token(token_hash)),
         WriteOp::RevokeSession { sid } => Some(Revocation::Session(sid)),
         WriteOp::RevokeParty(p) => Some(Revocation::Party(p)),
-        WriteOp::None | WriteOp::IssueTokens(_) | WriteOp::Touch { .. } => None,
+        WriteOp::None | WriteOp::IssueTokens(_) | WriteOp::Touch { .. } | WriteOp::Notify(_) => {
+            None
+        }
     }
 }
 
@@ -126,6 +128,20 @@ pub fn events<'a>(items: &'a [BatchItem], outcomes: &[WriteOutcome]) -> Vec<Cow<
                     out.push(Cow::Owned(ev));
                 }
             }
+        }
+    }
+    out
+}
+
+/// The messages the batch enqueues, in order: those of items that were applied.
+pub fn outgoing<'a>(
+    items: &'a [BatchItem],
+    outcomes: &[WriteOutcome],
+) -> Vec<&'a super::outbox::Outgoing> {
+    let mut out = Vec::new();
+    for (item, outcome) in items.iter().zip(outcomes) {
+        if let (WriteOp::Notify(messages), WriteOutcome::Done) = (&item.op, outcome) {
+            out.extend(messages);
         }
     }
     out

@@ -5,7 +5,8 @@
 //! - `mod.rs`: the records and the traits. [`Store`] is the sum of [`TokenStore`] (token
 //!   lookups, single use), [`AuditStore`] (the batched writes and the audit chain they extend),
 //!   [`RegistryStore`] (clients, agents, config names), [`KeyStore`] (signing keys), and
-//!   [`web::WebStore`], [`ciba::CibaStore`], [`tpm::TpmStore`] in their files.
+//!   [`web::WebStore`], [`ciba::CibaStore`], [`tpm::TpmStore`], [`outbox::OutboxStore`] in their
+//!   files.
 //! - `audiences.rs`: [`Audiences`], the one stored list that is split and joined.
 //! - `batch.rs`: what one [`AuditStore::commit_batch`] does, decided once for both backends.
 //! - `sql.rs`: the SQL both backends run as it is; `records.rs`: the rows it reads, converted
@@ -16,7 +17,7 @@
 //! - `postgres/`: several replicas on one database, on sqlx.
 //!
 //! Each backend is split by concept like the traits (`tokens.rs`, `batch.rs`, `registry.rs`,
-//! `keys.rs`, `web.rs`, `ciba.rs`, `tpm.rs`), each an ordinary `impl` of its trait.
+//! `keys.rs`, `web.rs`, `ciba.rs`, `tpm.rs`, `outbox.rs`), each an ordinary `impl` of its trait.
 //!
 //! # Layering
 //! The store depends on nothing above it except the types it stores and their pure helpers:
@@ -27,6 +28,7 @@
 mod audiences;
 mod batch;
 pub mod ciba;
+pub mod outbox;
 mod postgres;
 mod records;
 mod sql;
@@ -170,6 +172,9 @@ pub enum WriteOp {
     RevokeParty(Party),
     /// Records a use (introspection) of a token.
     Touch { jti: String, by: String },
+    /// Enqueues messages to deliver outside ([`outbox`]), in the transaction of the item's
+    /// audit events: the event and its notifications are kept together or not at all.
+    Notify(Vec<outbox::Outgoing>),
 }
 
 impl WriteOp {
@@ -182,6 +187,7 @@ impl WriteOp {
             WriteOp::RevokeSession { .. } => "revoke_session",
             WriteOp::RevokeParty(_) => "revoke_party",
             WriteOp::Touch { .. } => "touch",
+            WriteOp::Notify(_) => "notify",
         }
     }
 }
@@ -293,6 +299,7 @@ pub trait Store:
     + web::WebStore
     + ciba::CibaStore
     + tpm::TpmStore
+    + outbox::OutboxStore
     + Send
     + Sync
     + 'static

@@ -163,6 +163,7 @@ scopes = ["orders:read", "orders:write", "payments:write"]
 [[users]]
 username = "alice"
 password = "alice-password"
+email = "alice@example.com"
 scopes = ["orders:read", "orders:write", "payments:write"]
 
 [[users]]

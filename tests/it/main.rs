@@ -27,6 +27,7 @@ mod keys;
 mod logs;
 mod malformed;
 mod metrics;
+mod notify;
 mod policy;
 mod raw;
 mod registration;

@@ -5,7 +5,8 @@
 //! `binding_message`; every exchange rule and the policy are applied up front, so the human is
 //! only ever asked about a grant the server could issue. The human decides on `/approvals`; the
 //! agent polls `/token` with `grant_type=urn:openid:params:grant-type:ciba` and gets the token
-//! exactly once.
+//! exactly once. The request's audit entry carries, in its transaction, the notifications
+//! that tell the human a request waits ([`crate::notify`]): only what they need to decide.
 //!
 //! Storage: [`CibaStorage`]. From the [`Env`]: everything token exchange reads, and `ciba`
 //! (`interval`, `expiry`).
@@ -18,6 +19,7 @@ use super::Env;
 use super::token_exchange::{self, Plan, TokenExchangeStorage};
 use crate::audit::AuditEvent;
 use crate::crypto::{b64url, random_bytes, random_id, sha256};
+use crate::notify::ApprovalNeeded;
 use crate::oauth::agent::Agent;
 use crate::oauth::client::Client;
 use crate::oauth::delegation::Child;
@@ -49,6 +51,13 @@ pub trait CibaStorage: TokenExchangeStorage {
     async fn claim_ciba(&self, id_hash: &[u8]) -> Result<Option<CibaRecord>, StoreError>;
     /// The agent `name` as stored now (not a cached copy): `None` if removed or disabled.
     async fn fresh_agent(&self, name: &str) -> Result<Option<Arc<Agent>>, StoreError>;
+    /// Audits `ev` (the request was made) and, in the same transaction, enqueues the
+    /// notifications that tell the human a request waits for them.
+    async fn audit_waiting(
+        &self,
+        ev: AuditEvent,
+        waiting: &ApprovalNeeded,
+    ) -> Result<(), StoreError>;
 }
 
 /// Longest `binding_message` shown to the human (CIBA Core §7.1: short, displayable).
@@ -161,7 +170,22 @@ pub async fn bc_authorize<S: CibaStorage + ?Sized>(
         "binding_message": record.binding_message, "policies": plan.decision.ids(),
         "needs_approval": plan.decision.outcome == Outcome::NeedsApproval,
     });
-    storage.audit(vec![ev]).await?;
+    let mut chain = plan.child.act.chain();
+    chain.push(record.username.clone());
+    let waiting = ApprovalNeeded {
+        request: record.public_id.clone(),
+        user: record.username.clone(),
+        client: record.client_id.clone(),
+        agent: record.agent.clone(),
+        chain,
+        scopes: record.scope.iter().map(ToString::to_string).collect(),
+        high_risk: record.high_risk.iter().map(ToString::to_string).collect(),
+        audience: record.aud.to_vec(),
+        binding_message: record.binding_message.clone(),
+        expires_at: record.expires_at,
+        approvals_url: String::new(),
+    };
+    storage.audit_waiting(ev, &waiting).await?;
     Ok(BcResponse {
         auth_req_id,
         expires_in: expiry,

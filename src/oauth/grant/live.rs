@@ -132,6 +132,22 @@ impl CibaStorage for Ctx {
     async fn fresh_agent(&self, name: &str) -> Result<Option<Arc<Agent>>, StoreError> {
         self.agents.fresh(self.store.as_ref(), name).await
     }
+
+    async fn audit_waiting(
+        &self,
+        ev: AuditEvent,
+        waiting: &crate::notify::ApprovalNeeded,
+    ) -> Result<(), StoreError> {
+        let messages = self.notifier.approval_needed(waiting);
+        let any = !messages.is_empty();
+        self.writer
+            .write(WriteOp::Notify(messages), vec![ev])
+            .await?;
+        if any {
+            self.notifier.wake();
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

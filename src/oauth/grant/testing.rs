@@ -181,6 +181,8 @@ pub struct State {
     pub users: HashMap<String, Arc<User>>,
     pub agents: HashMap<String, Arc<Agent>>,
     pub audit: Vec<AuditEvent>,
+    /// The requests announced to their human (their `ciba.requested` events are in `audit`).
+    pub waiting: Vec<crate::notify::ApprovalNeeded>,
 }
 
 impl State {
@@ -432,5 +434,16 @@ impl CibaStorage for Memory {
 
     async fn fresh_agent(&self, name: &str) -> Result<Option<Arc<Agent>>, StoreError> {
         Ok(self.state().agents.get(name).cloned())
+    }
+
+    async fn audit_waiting(
+        &self,
+        ev: AuditEvent,
+        waiting: &crate::notify::ApprovalNeeded,
+    ) -> Result<(), StoreError> {
+        let mut s = self.state();
+        s.audit.push(ev);
+        s.waiting.push(waiting.clone());
+        Ok(())
     }
 }

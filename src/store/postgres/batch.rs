@@ -137,6 +137,18 @@ async fn commit(
         let r = q.bind(now).execute(&mut *tx).await?;
         outcomes.push(WriteOutcome::Revoked(r.rows_affected()));
     }
+    // Notifications are rare (one per request that waits for a human): one statement each.
+    for m in batch::outgoing(items, &outcomes) {
+        sqlx::query(crate::store::outbox::sql::INSERT)
+            .bind(&m.event_id)
+            .bind(&m.stream)
+            .bind(&m.kind)
+            .bind(&m.payload)
+            .bind(now)
+            .bind(m.expires_at)
+            .execute(&mut *tx)
+            .await?;
+    }
     let touches = batch::touches(items);
     let events = batch::events(items, &outcomes);
     // The batch's last rows and the new chain head go in one statement (a data-modifying WITH

@@ -8,6 +8,7 @@ mod ciba;
 mod conns;
 mod keys;
 mod lookup;
+mod outbox;
 mod registry;
 mod tokens;
 mod tpm;

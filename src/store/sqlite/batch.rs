@@ -163,6 +163,17 @@ fn commit(
             touch.execute(params![now, by, jti])?;
         }
     }
+    let mut enqueue = tx.prepare_cached(crate::store::outbox::sql::INSERT)?;
+    for m in batch::outgoing(items, &outcomes) {
+        enqueue.execute(params![
+            m.event_id,
+            m.stream,
+            m.kind,
+            m.payload,
+            now,
+            m.expires_at
+        ])?;
+    }
     let events = batch::events(items, &outcomes);
     let entries = crate::audit::chain(head_seq, &head_hash, now, policy_version, &events, key);
     if let Some(last) = entries.last() {

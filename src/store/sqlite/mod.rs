@@ -8,6 +8,7 @@ mod batch;
 mod ciba;
 mod keys;
 mod migrate;
+mod outbox;
 mod reader;
 mod registry;
 mod rows;

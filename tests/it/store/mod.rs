@@ -5,6 +5,7 @@ mod batch;
 mod ciba;
 mod methods;
 mod migrate;
+mod outbox;
 mod registration;
 mod tpm;
 mod web;

@@ -142,6 +142,51 @@ async fn ciba_core_s7_3_the_request_waits_as_long_as_asked_within_the_configured
     }
 }
 
+/// The human is told about a request with the audit entry that records it, and told only
+/// what they need to decide: never the `auth_req_id` (it would let the reader poll for the
+/// token) or a token. A refused request announces nothing.
+#[tokio::test]
+async fn a_waiting_request_is_announced_with_its_audit_entry_and_without_secrets() {
+    let fx = Fixture::new();
+    let m = stored();
+    let r = bc_authorize(
+        &m,
+        &fx.env(),
+        &agent_client(),
+        &form(&[("binding_message", "Pay invoice 4711"), ("scope", "write")]),
+    )
+    .await
+    .unwrap();
+    {
+        let s = m.state();
+        let [w] = s.waiting.as_slice() else {
+            panic!("one announcement: {:?}", s.waiting);
+        };
+        let stored = &s.cibas[&hash(&r.auth_req_id)];
+        assert_eq!(w.request, stored.public_id);
+        assert_eq!((w.user.as_str(), w.client.as_str()), ("alice", "agent-app"));
+        assert_eq!(
+            (w.agent.as_str(), w.scopes.as_slice()),
+            ("agent:bot", &["write".to_string()][..])
+        );
+        assert_eq!(w.chain, ["agent:bot", "alice"]);
+        assert_eq!(w.binding_message.as_deref(), Some("Pay invoice 4711"));
+        assert_eq!(w.expires_at, stored.expires_at);
+        let said = serde_json::to_string(w).unwrap();
+        for secret in [r.auth_req_id.as_str(), SUBJECT, AGENT] {
+            assert!(!said.contains(secret), "{said}");
+        }
+    }
+
+    let refused = bc_authorize(&m, &fx.env(), &agent_client(), &form(&[("scope", "admin")])).await;
+    assert!(refused.is_err());
+    assert_eq!(
+        m.state().waiting.len(),
+        1,
+        "a refused request announces nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_human_has_at_most_twenty_requests_waiting() {
     let fx = Fixture::new();
