@@ -404,6 +404,20 @@ fn scraped_registry(
                 })
                 .set(clamp(*n));
         }
+        let outbox = Family::<StateLabels, Gauge>::default();
+        for (state, n) in &s.outbox {
+            outbox
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(clamp(*n));
+        }
+        r.register(
+            "mandate_outbox_messages",
+            "Notifications in the outbox by state: pending (not yet delivered), delivered, \
+             failed (given up), expired (their request expired); settled ones until purged",
+            outbox,
+        );
         r.register(
             "mandate_approval_requests",
             "Stored CIBA requests by state: pending (waiting for the human), expired (never \

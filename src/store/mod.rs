@@ -326,6 +326,24 @@ pub struct StoreGauges {
     /// CIBA requests by state: `pending` (undecided, unexpired), `expired` (undecided, past
     /// their expiry), and the decided ones by status (`approved`, `denied`, `issued`).
     pub approval_requests: Vec<(String, u64)>,
+    /// Outbox messages (notifications) by state: `pending` (not yet delivered), `delivered`,
+    /// `failed` (given up), `expired` (dropped with their request); settled ones until purged.
+    pub outbox: Vec<(String, u64)>,
+}
+
+impl StoreGauges {
+    /// The outbox's counts, as [`StoreGauges::outbox`] lists them.
+    fn outbox_states(c: outbox::OutboxCounts) -> Vec<(String, u64)> {
+        [
+            ("pending", c.pending),
+            ("delivered", c.delivered),
+            ("failed", c.failed),
+            ("expired", c.expired),
+        ]
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n.max(0) as u64))
+        .collect()
+    }
 }
 
 /// One pool of database connections: the most it opens, how many are open, how many in use.

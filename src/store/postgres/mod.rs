@@ -111,9 +111,11 @@ impl Store for PostgresStore {
                     .collect::<Vec<_>>(),
             )
         };
+        use super::outbox::OutboxStore;
         Ok(StoreGauges {
             live_tokens: count(super::sql::LIVE_TOKENS_BY_KIND).await?,
             approval_requests: count(super::sql::APPROVAL_REQUESTS_BY_STATE).await?,
+            outbox: StoreGauges::outbox_states(self.outbox_counts().await?),
         })
     }
 

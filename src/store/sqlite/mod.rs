@@ -111,9 +111,18 @@ impl Store for SqliteStore {
                     .map(|(k, n)| (k, n.max(0) as u64))
                     .collect())
             };
+            let outbox = c.query_row(super::outbox::sql::COUNTS, [], |r| {
+                Ok(super::outbox::OutboxCounts {
+                    pending: r.get(0)?,
+                    delivered: r.get(1)?,
+                    failed: r.get(2)?,
+                    expired: r.get(3)?,
+                })
+            })?;
             Ok(StoreGauges {
                 live_tokens: count(super::sql::LIVE_TOKENS_BY_KIND)?,
                 approval_requests: count(super::sql::APPROVAL_REQUESTS_BY_STATE)?,
+                outbox: StoreGauges::outbox_states(outbox),
             })
         })
         .await
