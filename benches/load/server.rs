@@ -170,12 +170,18 @@ impl Server {
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .map_err(|_| anyhow::anyhow!("server did not print `listening on` within 60 s"))??
-            .ok_or_else(|| {
-                anyhow::anyhow!("server exited before listening; see {}", log.display())
-            })?;
+        let line = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .map_err(|_| anyhow::anyhow!("server did not print `listening on` within 60 s"))??
+                .ok_or_else(|| {
+                    anyhow::anyhow!("server exited before listening; see {}", log.display())
+                })?;
+            // With MANDATE_METRICS_LISTEN set, the metrics address comes first.
+            if !line.starts_with("metrics on ") {
+                break line;
+            }
+        };
         let startup = t0.elapsed();
         let url = line
             .strip_prefix("listening on ")
