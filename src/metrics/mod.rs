@@ -467,7 +467,7 @@ fn scraped_registry(
         Unit::Seconds,
         key_age,
     );
-    process::register(&mut r);
+    process::register(&mut r, now);
     r
 }
 

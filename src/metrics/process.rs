@@ -18,8 +18,10 @@ struct Figures {
     max_fds: Option<i64>,
 }
 
-pub fn register(r: &mut Registry) {
-    let Some(f) = read() else { return };
+/// Registers the figures in `r`; `now` is the server's clock (Unix seconds), from which the
+/// start time is worked out.
+pub fn register(r: &mut Registry, now: i64) {
+    let Some(f) = read(now) else { return };
     let cpu = Counter::<f64, std::sync::atomic::AtomicU64>::default();
     cpu.inc_by(f.cpu_seconds);
     r.register_with_unit(
@@ -63,14 +65,14 @@ pub fn register(r: &mut Registry) {
     }
 }
 
-fn read() -> Option<Figures> {
+fn read(now: i64) -> Option<Figures> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs_f64();
-    let mut f = parse_stat(&stat, now, uptime.split_whitespace().next()?.parse().ok()?)?;
+    let mut f = parse_stat(
+        &stat,
+        now as f64,
+        uptime.split_whitespace().next()?.parse().ok()?,
+    )?;
     f.open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
     f.max_fds = std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -143,7 +145,7 @@ mod tests {
 
     #[test]
     fn this_process_reads_its_own_figures() {
-        let f = read().expect("/proc/self");
+        let f = read(1_800_000_000).expect("/proc/self");
         assert!(
             f.resident_bytes > 0 && f.threads >= 1 && f.open_fds >= 3,
             "{f:?}"
