@@ -89,6 +89,7 @@ async fn remove(config: &Config, client_id: &str) -> anyhow::Result<ExitCode> {
         now,
         Some(&version),
         kek.audit_chain_key(),
+        mandate::App::offline_tap(config).as_deref(),
     )
     .await?;
     store.close().await;

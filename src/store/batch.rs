@@ -143,6 +143,17 @@ pub fn outgoing<'a>(
         if let (WriteOp::Notify(messages), WriteOutcome::Done) = (&item.op, outcome) {
             out.extend(messages);
         }
+        let applied = match (outcome, &item.op) {
+            (WriteOutcome::ParentRevoked, _) => false,
+            // A party is cut off (disabled, removed) even when it held no token.
+            (WriteOutcome::Revoked(_), WriteOp::RevokeParty(_)) => true,
+            // Nothing left to revoke: an earlier revocation did it, and signalled it.
+            (WriteOutcome::Revoked(n), _) => *n > 0,
+            (WriteOutcome::Done, _) => true,
+        };
+        if applied {
+            out.extend(&item.signals);
+        }
     }
     out
 }
@@ -198,6 +209,7 @@ mod tests {
 
     fn issue(name: &str, parent: Option<&str>) -> BatchItem {
         BatchItem {
+            signals: Vec::new(),
             op: WriteOp::IssueTokens(vec![token(name, parent)]),
             audit: vec![AuditEvent::new("token.issued")],
         }
@@ -205,6 +217,7 @@ mod tests {
 
     fn revoke(name: &str) -> BatchItem {
         BatchItem {
+            signals: Vec::new(),
             op: WriteOp::Revoke {
                 token_hash: h(name),
             },
@@ -272,6 +285,7 @@ mod tests {
     fn one_refused_token_refuses_its_whole_item_and_its_audit_events() {
         let items = [
             BatchItem {
+                signals: Vec::new(),
                 op: WriteOp::IssueTokens(vec![token("a", None), token("b", Some("gone"))]),
                 audit: vec![AuditEvent::new("token.issued")],
             },

@@ -15,6 +15,18 @@
 use async_trait::async_trait;
 
 use super::StoreError;
+use crate::audit::AuditEvent;
+
+/// What turns committed events into messages for outside receivers (the Shared Signals
+/// transmitter): the [`super::Writer`] asks it for each item it queues, and the messages are
+/// written in that item's transaction, kept only if the item was applied (a revocation that
+/// found nothing left to revoke signals nothing: another one already did).
+pub trait Tap: Send + Sync + 'static {
+    /// The messages `ev` causes, stamped `now`.
+    fn signals(&self, ev: &AuditEvent, now: i64) -> Vec<Outgoing>;
+    /// Called once messages were committed (wakes the delivery worker).
+    fn enqueued(&self) {}
+}
 
 /// A message to enqueue (its times come from the batch that writes it).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,6 +21,7 @@ fn message(id: &str, stream: &str) -> Outgoing {
 
 fn notify(messages: Vec<Outgoing>) -> BatchItem {
     BatchItem {
+        signals: Vec::new(),
         op: WriteOp::Notify(messages),
         audit: vec![AuditEvent::new("ciba.requested")],
     }
