@@ -490,8 +490,7 @@ async fn remove_gone(
             let n = cut_off(
                 store,
                 party(gone.clone()),
-                event,
-                "config",
+                (event, "config"),
                 now,
                 version,
                 key,
@@ -507,13 +506,12 @@ async fn remove_gone(
 }
 
 /// Revokes every live token of `party` and everything derived from them, with one audit entry
-/// `kind` (`via` says who asked: the config, the CLI), and what `tap` signals of it (Shared
+/// `(kind, via)` (`via` says who asked: the config, the CLI), and what `tap` signals of it (Shared
 /// Signals) in the same transaction. Returns how many tokens it revoked.
 pub async fn cut_off(
     store: &dyn store::Store,
     party: store::Party,
-    kind: &str,
-    via: &str,
+    (kind, via): (&str, &str),
     now: i64,
     version: Option<&str>,
     key: &audit::ChainKey,

@@ -81,8 +81,7 @@ async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> 
         let n = mandate::cut_off(
             store.as_ref(),
             party,
-            event,
-            "cli",
+            (event, "cli"),
             now,
             Some(&version),
             kek.audit_chain_key(),

@@ -84,8 +84,7 @@ async fn remove(config: &Config, client_id: &str) -> anyhow::Result<ExitCode> {
     let n = mandate::cut_off(
         store.as_ref(),
         mandate::store::Party::Client(client_id.to_string()),
-        kind,
-        via,
+        (kind, via),
         now,
         Some(&version),
         kek.audit_chain_key(),

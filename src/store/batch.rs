@@ -303,6 +303,42 @@ mod tests {
         assert_eq!(events[0].detail["revoked"], 3);
     }
 
+    fn signal(id: &str) -> crate::store::outbox::Outgoing {
+        crate::store::outbox::Outgoing {
+            event_id: id.into(),
+            stream: "ssf:rs".into(),
+            kind: "ssf.set".into(),
+            payload: "{}".into(),
+            expires_at: None,
+        }
+    }
+
+    /// A tapped item's signals are written only if the item applied: not for a refused
+    /// issuance, not for a revocation that found nothing left to revoke (another one did, and
+    /// signalled it), but always for a party cut off, who may have held no token.
+    #[test]
+    fn signals_go_out_only_with_what_was_applied() {
+        let mut items = [
+            revoke("a"),
+            revoke("b"),
+            issue("c", Some("gone")),
+            BatchItem::new(WriteOp::RevokeParty(Party::Agent("x".into())), vec![]),
+        ];
+        for (i, item) in items.iter_mut().enumerate() {
+            item.signals.push(signal(&i.to_string()));
+        }
+        let outcomes = [
+            WriteOutcome::Revoked(2),
+            WriteOutcome::Revoked(0),
+            WriteOutcome::ParentRevoked,
+            WriteOutcome::Revoked(0),
+        ];
+        let ids: Vec<&str> = (outgoing(&items, &outcomes).into_iter())
+            .map(|m| m.event_id.as_str())
+            .collect();
+        assert_eq!(ids, ["0", "3"]);
+    }
+
     #[test]
     fn runs_end_at_each_revocation_and_read_each_parent_once() {
         let items = [

@@ -300,3 +300,34 @@ async fn rfc8935_s2_3_a_set_the_receiver_refuses_is_given_up_and_the_stream_move
         app.stop().await;
     }
 }
+
+/// An operator's revocation from the CLI (another process, sharing the database) is signalled
+/// too, in its own transaction; the running server's worker delivers it. A disabled agent is
+/// named by its `sub` (RFC 9493 §3.2.4 `iss_sub`), the operator as the initiating entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_disabled_from_the_cli_is_signalled_by_its_subject() {
+    for b in backends() {
+        let receiver = Receiver::start().await;
+        let agent = crate::agents::TestAgent::new("build-bot");
+        let db = test_db(b).await;
+        let config = format!("{}{}", agent.toml(), stream(&db, &receiver));
+        let app = spawn_on(db, &config).await;
+        let path = app.config_path.to_str().unwrap().to_string();
+        let out = mandate_cli(&["--config", &path, "agents", "disable", "build-bot"], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The CLI stamps the SET with the wall clock, ahead of this server's standing test
+        // clock: advancing it makes the SET due.
+        let got = receiver.wait_for(Some(&app), |p| !p.is_empty()).await;
+        let c = verified(&app.url, &got[0].set).await;
+        assert_eq!(c["sub_id"]["format"], "iss_sub", "{b:?}: {c}");
+        assert_eq!(c["sub_id"]["sub"], "agent:build-bot");
+        let event = &c["events"][SESSION_REVOKED];
+        assert_eq!(event["initiating_entity"], "admin");
+        assert_eq!(event["reason_admin"]["en"], "agent.disabled");
+        app.stop().await;
+    }
+}
