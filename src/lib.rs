@@ -25,6 +25,8 @@
 //!   cached.
 //! - [`notify`]: approval notifications (signed webhooks, mail) from the outbox, by a delivery
 //!   task; with [`cimd`], the only module that makes outgoing requests.
+//! - [`ssf`]: Shared Signals out: revocations as Security Event Tokens, written to the outbox
+//!   with their audit entry (the writer's tap) and pushed (RFC 8935) by notify's worker.
 //!
 //! Storage — depends only on the types it stores:
 //! - [`store`]: the storage traits, the batch planner, the group-commit writer, and one module
