@@ -331,3 +331,38 @@ async fn an_agent_disabled_from_the_cli_is_signalled_by_its_subject() {
         app.stop().await;
     }
 }
+
+/// SSF 1.0 §7.1: a transmitter with streams publishes its metadata at
+/// `/.well-known/ssf-configuration` (issuer, the JWKS its SETs verify against, push delivery);
+/// a server with none has nothing to publish there.
+#[tokio::test]
+async fn ssf_1_0_s7_1_the_transmitter_metadata_names_the_issuer_jwks_and_push() {
+    let receiver = Receiver::start().await;
+    let db = test_db(Backend::Sqlite).await;
+    let config = stream(&db, &receiver);
+    let app = spawn_on(db, &config).await;
+    let resp = reqwest::get(format!("{}/.well-known/ssf-configuration", app.url))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["spec_version"], "1_0");
+    assert_eq!(v["issuer"], app.url.as_str());
+    assert_eq!(v["jwks_uri"], format!("{}/jwks.json", app.url));
+    assert_eq!(
+        v["delivery_methods_supported"],
+        serde_json::json!(["urn:ietf:rfc:8935"])
+    );
+    assert!(
+        v.get("configuration_endpoint").is_none(),
+        "streams are the operator's"
+    );
+    app.stop().await;
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let resp = reqwest::get(format!("{}/.well-known/ssf-configuration", app.url))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    app.stop().await;
+}
