@@ -51,20 +51,24 @@ impl Signal {
     /// The signal of an audit event, if it is one a receiver should hear of.
     pub fn of(ev: &AuditEvent) -> Option<Self> {
         let via = ev.detail.get("via").and_then(Value::as_str).unwrap_or("");
-        let initiating = match via {
-            "cli" | "config" => "admin",
-            "revocation_endpoint" | "sessions_page" | "client" => "user",
+        let initiating = match (ev.kind.as_str(), via) {
+            // A security rule revoked it (RFC 9700 §4.14.2, RFC 6749 §4.1.2: a replay).
+            ("token.reuse_detected" | "code.reuse_detected", _) => "policy",
+            (_, "cli" | "config") => "admin",
+            (_, "revocation_endpoint" | "sessions_page" | "client") => "user",
             _ => "system",
         };
         let subject = match ev.kind.as_str() {
-            "token.revoked" => Subject::Session {
+            "token.revoked" | "token.reuse_detected" | "code.reuse_detected" => Subject::Session {
                 id: ev.session.clone().or_else(|| ev.token_jti.clone())?,
                 user: ev.subject.clone(),
             },
             "agent.disabled" | "agent.removed" | "user.removed" => {
                 Subject::Account(ev.subject.clone()?)
             }
-            "client.deleted" | "client.removed" => Subject::Client(ev.client_id.clone()?),
+            "client.deleted" | "client.removed" | "client.expired" => {
+                Subject::Client(ev.client_id.clone()?)
+            }
             _ => return None,
         };
         Some(Self {
@@ -182,6 +186,12 @@ mod tests {
             json!({ "format": "complex", "session": { "format": "opaque", "id": "j1" } })
         );
         assert_eq!(Signal::of(&revoked(None, None, None)), None);
+        // A replayed refresh token or code revokes its session by rule (RFC 9700 §4.14.2).
+        let mut ev = revoked(Some("sid1"), Some("j1"), Some("alice"));
+        ev.kind = "token.reuse_detected".into();
+        let v = serde_json::to_value(Signal::of(&ev).unwrap().claims("i", "a", "s", 1)).unwrap();
+        assert_eq!(v["sub_id"]["session"]["id"], "sid1");
+        assert_eq!(v["events"][SESSION_REVOKED]["initiating_entity"], "policy");
         assert_eq!(Signal::of(&AuditEvent::new("token.issued")), None);
     }
 
