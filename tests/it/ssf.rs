@@ -366,3 +366,34 @@ async fn ssf_1_0_s7_1_the_transmitter_metadata_names_the_issuer_jwks_and_push() 
     assert_eq!(resp.status(), 404);
     app.stop().await;
 }
+
+/// RFC 9700 §4.14.2: a rotated refresh token that comes back revokes its whole session; the
+/// receiver hears of it by the session id its tokens carry (`sid`), initiated by policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9700_a_replayed_refresh_token_revokes_its_session_and_is_signalled() {
+    for b in backends() {
+        let receiver = Receiver::start().await;
+        let db = test_db(b).await;
+        let config = stream(&db, &receiver);
+        let app = spawn_on(db, &config).await;
+        let v = crate::flows::sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
+        let sid = claims(v["access_token"].as_str().unwrap())["sid"]
+            .as_str()
+            .expect("a session id")
+            .to_string();
+        let refresh = v["refresh_token"].as_str().unwrap();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", "cli"),
+        ];
+        assert_eq!(app.post_form("/token", None, &form).await.status(), 200);
+        assert_eq!(app.post_form("/token", None, &form).await.status(), 400);
+        let got = receiver.wait_for(None, |p| !p.is_empty()).await;
+        let c = verified(&app.url, &got[0].set).await;
+        assert_eq!(session_of(&c), sid, "{b:?}");
+        assert_eq!(c["sub_id"]["user"]["sub"], "alice");
+        assert_eq!(c["events"][SESSION_REVOKED]["initiating_entity"], "policy");
+        app.stop().await;
+    }
+}
