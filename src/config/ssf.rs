@@ -26,15 +26,17 @@ pub struct SsfConfig {
 pub struct SsfStreamConfig {
     /// Names the stream in logs and the audit log (never its URL or its credential).
     pub name: String,
-    /// `push` (RFC 8935) only, for now.
+    /// `push` (RFC 8935: mandate POSTs each SET) or `poll` (RFC 8936: the receiver fetches
+    /// them at `/ssf/poll/<name>`).
     #[serde(default = "push")]
     pub delivery: String,
-    /// Where SETs are POSTed: `http(s)://...`, the operator's own receiver.
-    pub endpoint_url: String,
+    /// Push only: where SETs are POSTed, `http(s)://...`, the operator's own receiver.
+    pub endpoint_url: Option<String>,
     /// The SET's `aud`: the receiver's client_id or URL.
     pub audience: String,
     /// A file holding the whole `Authorization` header value sent with each push (RFC 8935
-    /// §2: the receiver may require one); relative to the config file.
+    /// §2: the receiver may require one), or that a poll must present (required for poll);
+    /// relative to the config file.
     pub authorization_header_file: Option<PathBuf>,
     /// An environment variable holding it (not a `MANDATE_*` one).
     pub authorization_header_env: Option<String>,
@@ -66,16 +68,31 @@ impl SsfConfig {
             if !names.insert(s.name.as_str()) {
                 return Err(format!("{key}: another stream has the same name"));
             }
-            if s.delivery != "push" {
-                return Err(format!("{key}: delivery must be `push`"));
-            }
-            let lower = s.endpoint_url.to_ascii_lowercase();
-            if !(lower.starts_with("https://") || lower.starts_with("http://"))
-                || s.endpoint_url.parse::<http::Uri>().is_err()
-            {
-                return Err(format!(
-                    "{key}: endpoint_url must be an absolute http(s) URL"
-                ));
+            match (s.delivery.as_str(), &s.endpoint_url) {
+                ("push", Some(url)) => {
+                    let lower = url.to_ascii_lowercase();
+                    if !(lower.starts_with("https://") || lower.starts_with("http://"))
+                        || url.parse::<http::Uri>().is_err()
+                    {
+                        return Err(format!(
+                            "{key}: endpoint_url must be an absolute http(s) URL"
+                        ));
+                    }
+                }
+                ("push", None) => return Err(format!("{key}: a push stream needs endpoint_url")),
+                ("poll", None) => {
+                    if s.authorization_header_file.is_none() && s.authorization_header_env.is_none()
+                    {
+                        return Err(format!(
+                            "{key}: a poll stream needs the credential its receiver presents \
+                             (authorization_header_file or authorization_header_env)"
+                        ));
+                    }
+                }
+                ("poll", Some(_)) => {
+                    return Err(format!("{key}: a poll stream has no endpoint_url"));
+                }
+                _ => return Err(format!("{key}: delivery must be `push` or `poll`")),
             }
             if s.audience.is_empty() || s.audience.chars().any(char::is_control) {
                 return Err(format!(

@@ -92,11 +92,23 @@ pub async fn metadata(State(ctx): State<Arc<Ctx>>) -> Response {
 /// streams are the operator's (docs/ssf.md), so receivers manage none, and each covers every
 /// subject (`default_subjects: ALL`).
 pub async fn ssf_configuration(State(ctx): State<Arc<Ctx>>) -> Response {
+    let mut methods = Vec::new();
+    for (delivery, urn) in [("push", "urn:ietf:rfc:8935"), ("poll", "urn:ietf:rfc:8936")] {
+        if ctx
+            .config
+            .ssf
+            .streams
+            .iter()
+            .any(|s| s.delivery == delivery)
+        {
+            methods.push(urn);
+        }
+    }
     let doc = serde_json::json!({
         "spec_version": "1_0",
         "issuer": ctx.issuer,
         "jwks_uri": format!("{}/jwks.json", ctx.issuer),
-        "delivery_methods_supported": ["urn:ietf:rfc:8935"],
+        "delivery_methods_supported": methods,
         "default_subjects": "ALL",
     });
     let mut resp = axum::Json(doc).into_response();

@@ -15,6 +15,7 @@ mod register;
 mod request_id;
 mod revoke;
 pub mod serve;
+mod ssf_poll;
 mod token;
 
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                 "/.well-known/ssf-configuration",
                 get(discovery::ssf_configuration),
             )
+            .route("/ssf/poll/{stream}", post(ssf_poll::poll))
             .method_not_allowed_fallback(method_not_allowed),
     };
     Router::new()

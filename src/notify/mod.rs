@@ -84,6 +84,8 @@ pub struct Notifier {
     mailboxes: BTreeMap<String, lettre::Address>,
     /// The Shared Signals streams' push endpoints, by stream name (docs/ssf.md).
     ssf: BTreeMap<String, crate::ssf::Push>,
+    /// The credential each polled stream's receiver presents (RFC 8936), by stream name.
+    polls: BTreeMap<String, String>,
     /// Wakes the worker when messages were enqueued.
     wake: Arc<Notify>,
 }
@@ -110,11 +112,19 @@ impl Notifier {
                 }
             }
         }
-        let mut ssf = BTreeMap::new();
+        let (mut ssf, mut polls) = (BTreeMap::new(), BTreeMap::new());
         for st in &config.ssf.streams {
-            let push = crate::ssf::Push::new(st, &base, n.timeout)
-                .map_err(|e| SetupError::SsfStream(st.name.clone(), e))?;
-            ssf.insert(st.name.clone(), push);
+            let err = |e| SetupError::SsfStream(st.name.clone(), e);
+            if st.delivery == "poll" {
+                let c = crate::ssf::credential(st, &base).map_err(err)?;
+                let c = c.ok_or_else(|| err("a poll stream needs a credential".into()))?;
+                polls.insert(st.name.clone(), c);
+            } else {
+                ssf.insert(
+                    st.name.clone(),
+                    crate::ssf::Push::new(st, &base, n.timeout).map_err(err)?,
+                );
+            }
         }
         Ok(Arc::new(Self {
             approvals_url: format!("{issuer}/approvals"),
@@ -122,6 +132,7 @@ impl Notifier {
             mailer,
             mailboxes,
             ssf,
+            polls,
             wake: Arc::new(Notify::new()),
         }))
     }
@@ -129,6 +140,14 @@ impl Notifier {
     /// Whether any channel is configured (else no worker runs).
     pub fn enabled(&self) -> bool {
         !self.webhooks.is_empty() || self.mailer.is_some() || !self.ssf.is_empty()
+    }
+
+    /// Whether `authorization` (the request's header) is the credential of polled stream
+    /// `name`, compared in constant time. False for a stream that is not polled.
+    pub fn may_poll(&self, name: &str, authorization: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        (self.polls.get(name))
+            .is_some_and(|c| bool::from(c.as_bytes().ct_eq(authorization.as_bytes())))
     }
 
     /// What wakes the worker, for the writer's [`crate::store::outbox::Tap`].

@@ -8,7 +8,8 @@
 //! - `mod.rs`: [`Transmitter`], the writer's [`Tap`]: which audit events become which SETs,
 //!   for which streams.
 //! - `set.rs`: the SET's claims (`sub_id` per RFC 9493 and SSF 1.0 §3) and its signature.
-//! - `push.rs`: one RFC 8935 push, bounded like a webhook.
+//! - `push.rs`: one RFC 8935 push, bounded like a webhook. RFC 8936 poll streams
+//!   (`delivery = "poll"`) are answered by `http::ssf_poll` from the outbox.
 //!
 //! What a stream covers: every subject of this server. A stream is the operator's own trust
 //! decision (a resource server of theirs); a SET carries identifiers (a session id, a token's
@@ -21,9 +22,10 @@ use std::sync::Arc;
 
 use crate::audit::AuditEvent;
 use crate::config::{Config, SSF_EVENTS, SsfStreamConfig};
+pub use crate::store::outbox::POLLED;
 use crate::store::outbox::{Outgoing, Tap};
 
-pub use push::{Push, PushError};
+pub use push::{Push, PushError, credential};
 pub use set::{SetClaims, sign};
 
 /// Streams of SETs are `ssf:<name>` in the outbox.
@@ -32,7 +34,8 @@ pub const STREAM: &str = "ssf:";
 pub const KIND: &str = "ssf.set";
 
 struct Stream {
-    name: String,
+    /// The outbox stream: `ssf:<name>` (pushed) or `ssfpoll:<name>` (polled).
+    outbox: String,
     audience: String,
     events: Vec<String>,
 }
@@ -50,7 +53,10 @@ impl Transmitter {
     pub fn new(config: &Config, issuer: &str, wake: Option<Arc<tokio::sync::Notify>>) -> Self {
         let streams = (config.ssf.streams.iter())
             .map(|s: &SsfStreamConfig| Stream {
-                name: s.name.clone(),
+                outbox: match s.delivery.as_str() {
+                    "poll" => format!("{POLLED}{}", s.name),
+                    _ => format!("{STREAM}{}", s.name),
+                },
                 audience: s.audience.clone(),
                 events: if s.events_requested.is_empty() {
                     SSF_EVENTS.iter().map(|e| e.to_string()).collect()
@@ -83,7 +89,7 @@ impl Tap for Transmitter {
                 let claims = event.claims(&self.issuer, &s.audience, &jti, now);
                 Some(Outgoing {
                     event_id: jti,
-                    stream: format!("{STREAM}{}", s.name),
+                    stream: s.outbox.clone(),
                     kind: KIND.into(),
                     payload: serde_json::to_string(&claims).ok()?,
                     expires_at: None,

@@ -14,6 +14,28 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::SsfStreamConfig;
 
+/// The `Authorization` header value of a stream (from its file or variable), checked to be
+/// one; `None` when neither is set.
+pub fn credential(c: &SsfStreamConfig, base: &Path) -> Result<Option<String>, String> {
+    let value = match (&c.authorization_header_file, &c.authorization_header_env) {
+        (Some(f), _) => {
+            let path = base.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            text.trim().to_string()
+        }
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("the environment variable {var} is not set"))?
+            .trim()
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    if value.is_empty() || http::HeaderValue::from_str(&value).is_err() {
+        return Err("the authorization header is empty or not a header value".into());
+    }
+    Ok(Some(value))
+}
+
 /// A stream's push endpoint, ready to send.
 pub struct Push {
     uri: Uri,
@@ -33,27 +55,12 @@ pub enum PushError {
 
 impl Push {
     pub fn new(c: &SsfStreamConfig, base: &Path, timeout: Duration) -> Result<Self, String> {
-        let authorization = match (&c.authorization_header_file, &c.authorization_header_env) {
-            (Some(f), _) => {
-                let path = base.join(f);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Some(text.trim().to_string())
-            }
-            (None, Some(var)) => Some(
-                std::env::var(var)
-                    .map_err(|_| format!("the environment variable {var} is not set"))?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        if let Some(a) = &authorization {
-            if a.is_empty() || http::HeaderValue::from_str(a).is_err() {
-                return Err("the authorization header is empty or not a header value".into());
-            }
-        }
-        let uri: Uri = (c.endpoint_url.parse()).map_err(|_| "endpoint_url is not a URL")?;
+        let authorization = credential(c, base)?;
+        let url = c
+            .endpoint_url
+            .as_deref()
+            .ok_or("a push stream needs endpoint_url")?;
+        let uri: Uri = (url.parse()).map_err(|_| "endpoint_url is not a URL")?;
         let tls = match uri.scheme_str() {
             Some("https") => Some(crate::notify::tls_connector()?),
             Some("http") => None,

@@ -397,3 +397,108 @@ async fn rfc9700_a_replayed_refresh_token_revokes_its_session_and_is_signalled()
         app.stop().await;
     }
 }
+
+/// RFC 8936: a receiver that polls gets its SETs oldest first, at most `maxEvents` with
+/// `moreAvailable` (§2.4.1); what it acknowledges is removed and the rest is answered again
+/// under the same `jti` (§2.4.2); only the stream's credential may poll it, and an unknown
+/// stream looks the same as a wrong credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8936_a_polling_receiver_gets_its_sets_in_order_and_acks_remove_them() {
+    for b in backends() {
+        let db = test_db(b).await;
+        let credential = db.dir.path().join("poll.credential");
+        std::fs::write(&credential, AUTHORIZATION).unwrap();
+        let config = format!(
+            "[[ssf.streams]]\nname = \"orders\"\ndelivery = \"poll\"\naudience = \"orders-api\"\n\
+             authorization_header_file = \"{}\"\n",
+            credential.display()
+        );
+        let app = spawn_on(db, &config).await;
+        let mut sessions = Vec::new();
+        for _ in 0..3 {
+            let t = app.cc_token(&[("audience", "orders-api")]).await;
+            sessions.push(claims(&t)["jti"].as_str().unwrap().to_string());
+            revoke(&app, &t).await;
+        }
+        let poll = |auth: &'static str, stream: &'static str, body: Value| {
+            let http = reqwest::Client::new();
+            let url = format!("{}/ssf/poll/{stream}", app.url);
+            async move {
+                let resp = http
+                    .post(url)
+                    .header("authorization", auth)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        assert_eq!(
+            poll("Bearer wrong", "orders", serde_json::json!({}))
+                .await
+                .0,
+            401,
+            "{b:?}"
+        );
+        assert_eq!(
+            poll(AUTHORIZATION, "other", serde_json::json!({})).await.0,
+            401,
+            "{b:?}"
+        );
+
+        let (status, v) = poll(
+            AUTHORIZATION,
+            "orders",
+            serde_json::json!({ "maxEvents": 2 }),
+        )
+        .await;
+        assert_eq!(status, 200, "{b:?}: {v}");
+        assert_eq!(v["moreAvailable"], true, "{b:?}");
+        let sets = v["sets"].as_object().unwrap();
+        assert_eq!(sets.len(), 2);
+        let mut first = Vec::new();
+        for (jti, set) in sets {
+            let c = verified(&app.url, set.as_str().unwrap()).await;
+            assert_eq!(c["jti"], jti.as_str());
+            first.push((jti.clone(), session_of(&c)));
+        }
+        // Not acknowledged: answered again, the same SETs.
+        let (_, again) = poll(
+            AUTHORIZATION,
+            "orders",
+            serde_json::json!({ "maxEvents": 2 }),
+        )
+        .await;
+        let again: Vec<&String> = again["sets"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            again,
+            first.iter().map(|(j, _)| j).collect::<Vec<_>>(),
+            "{b:?}"
+        );
+
+        let acks: Vec<&str> = first.iter().map(|(j, _)| j.as_str()).collect();
+        let (_, v) = poll(
+            AUTHORIZATION,
+            "orders",
+            serde_json::json!({ "ack": acks, "maxEvents": 10 }),
+        )
+        .await;
+        assert_eq!(v["moreAvailable"], false, "{b:?}");
+        let rest = v["sets"].as_object().unwrap();
+        assert_eq!(rest.len(), 1, "{b:?}: {v}");
+        let (jti, set) = rest.iter().next().unwrap();
+        let third = session_of(&verified(&app.url, set.as_str().unwrap()).await);
+        let mut got: Vec<String> = first.into_iter().map(|(_, s)| s).collect();
+        got.sort();
+        got.push(third);
+        // The first two arrive in one answer (a JSON object has no order); the third after.
+        let mut want = sessions.clone();
+        want[..2].sort();
+        assert_eq!(got, want, "{b:?}");
+        let (_, v) = poll(AUTHORIZATION, "orders", serde_json::json!({ "ack": [jti] })).await;
+        assert!(v["sets"].as_object().unwrap().is_empty(), "{b:?}: {v}");
+        app.stop().await;
+    }
+}
