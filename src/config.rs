@@ -14,9 +14,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod notifications;
+mod ssf;
 pub use notifications::{
     NOTIFIED_EVENTS, NotificationsConfig, SmtpConfig, WebhookConfig, is_mail_address,
 };
+pub use ssf::{SESSION_REVOKED, SSF_EVENTS, SsfConfig, SsfStreamConfig, VERIFICATION};
 
 /// Environment variables that are not config keys.
 const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG", "MANDATE_AGENT_CLIENT_SECRET"];
@@ -90,6 +92,9 @@ pub struct Config {
     /// Approval notifications: webhooks and mail (`config/notifications.rs`).
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// Security events out to configured receivers (`config/ssf.rs`, docs/ssf.md).
+    #[serde(default)]
+    pub ssf: SsfConfig,
     /// Where the file was read from (for error messages and relative paths); not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -900,6 +905,7 @@ impl Config {
         }
         self.cimd.validate()?;
         self.notifications.validate()?;
+        self.ssf.validate()?;
         Ok(())
     }
 

@@ -107,7 +107,7 @@ fn the_notification_sender_names_only_the_client_side_of_hyper() {
     ]
     .concat();
     let bad = offenders(
-        &["notify"],
+        &["notify", "ssf"],
         &above,
         &[
             "use hyper::client::conn::http1;",

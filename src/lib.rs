@@ -25,6 +25,8 @@
 //!   cached.
 //! - [`notify`]: approval notifications (signed webhooks, mail) from the outbox, by a delivery
 //!   task; with [`cimd`], the only module that makes outgoing requests.
+//! - [`ssf`]: Shared Signals out: revocations as Security Event Tokens, written to the outbox
+//!   with their audit entry (the writer's tap) and pushed (RFC 8935) by notify's worker.
 //!
 //! Storage — depends only on the types it stores:
 //! - [`store`]: the storage traits, the batch planner, the group-commit writer, and one module
@@ -61,6 +63,7 @@ pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod policy;
+pub mod ssf;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
@@ -220,12 +223,18 @@ impl App {
             require_nonce: config.dpop.require_nonce,
             max_age: config.dpop.max_proof_age.as_secs() as i64,
         });
+        // The channels first: a revocation at start is signalled like any other.
+        let notifier = notify::Notifier::new(&config, &issuer)?;
+        let transmitter = ssf::Transmitter::new(&config, &issuer, Some(notifier.waker()));
+        let tap: Option<Arc<dyn store::outbox::Tap>> =
+            transmitter.enabled().then(|| Arc::new(transmitter) as _);
         remove_gone(
             &config,
             store.as_ref(),
             clock.now(),
             version().as_deref(),
             &chain_key,
+            tap.as_deref(),
         )
         .await?;
         let resources = Arc::new(oauth::resource::Resources::new(&config.resources));
@@ -254,6 +263,7 @@ impl App {
             chain_key,
             metrics.writer(),
         );
+        let writer = writer.with_tap(tap);
         audit::seal_plain_tail(store.as_ref(), &writer).await?;
         let key_task = tokio::spawn(key_schedule(keys.clone(), config.keys.check_interval));
         let policy_task = tokio::spawn(policy::watch(policies.clone(), writer.clone()));
@@ -293,13 +303,13 @@ impl App {
             None => None,
         };
 
-        let notifier = notify::Notifier::new(&config, &issuer)?;
         let notify_task = notifier.enabled().then(|| {
             let worker = Arc::new(notify::Worker::new(
                 store.clone(),
                 clock.clone(),
                 writer.clone(),
                 notifier.clone(),
+                keys.clone(),
                 &config.notifications,
             ));
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -353,6 +363,14 @@ impl App {
     pub fn with_metrics(mut self, listener: TcpListener) -> Self {
         self.metrics_listener = Some(listener);
         self
+    }
+
+    /// The Shared Signals transmitter of a process that is not the server (the CLI): its
+    /// revocations are signalled too, delivered by a running server's worker.
+    pub fn offline_tap(config: &Config) -> Option<Arc<dyn store::outbox::Tap>> {
+        let issuer = (config.issuer.clone()).unwrap_or_else(|| format!("http://{}", config.listen));
+        let t = ssf::Transmitter::new(config, &issuer, None);
+        t.enabled().then(|| Arc::new(t) as _)
     }
 
     pub fn issuer(&self) -> &str {
@@ -454,6 +472,7 @@ async fn remove_gone(
     now: i64,
     version: Option<&str>,
     key: &audit::ChainKey,
+    tap: Option<&dyn store::outbox::Tap>,
 ) -> Result<(), StartError> {
     use store::{Named, Party};
     let clients: Vec<String> = config.clients.iter().map(|c| c.client_id.clone()).collect();
@@ -473,11 +492,11 @@ async fn remove_gone(
             let n = cut_off(
                 store,
                 party(gone.clone()),
-                event,
-                "config",
+                (event, "config"),
                 now,
                 version,
                 key,
+                tap,
             )
             .await?;
             store.forget_name(kind, &gone).await?;
@@ -489,15 +508,16 @@ async fn remove_gone(
 }
 
 /// Revokes every live token of `party` and everything derived from them, with one audit entry
-/// `kind` (`via` says who asked: the config, the CLI). Returns how many tokens it revoked.
+/// `(kind, via)` (`via` says who asked: the config, the CLI), and what `tap` signals of it (Shared
+/// Signals) in the same transaction. Returns how many tokens it revoked.
 pub async fn cut_off(
     store: &dyn store::Store,
     party: store::Party,
-    kind: &str,
-    via: &str,
+    (kind, via): (&str, &str),
     now: i64,
     version: Option<&str>,
     key: &audit::ChainKey,
+    tap: Option<&dyn store::outbox::Tap>,
 ) -> Result<u64, store::StoreError> {
     let mut ev = audit::AuditEvent::new(kind);
     match &party {
@@ -505,10 +525,10 @@ pub async fn cut_off(
         store::Party::User(_) | store::Party::Agent(_) => ev.subject = Some(party.key()),
     }
     ev.detail = serde_json::json!({ "via": via });
-    let item = store::BatchItem {
-        op: store::WriteOp::RevokeParty(party),
-        audit: vec![ev],
-    };
+    let mut item = store::BatchItem::new(store::WriteOp::RevokeParty(party), vec![ev]);
+    if let Some(tap) = tap {
+        item = item.tapped(tap, now);
+    }
     Ok(
         match store
             .commit_batch(&[item], now, version, key)

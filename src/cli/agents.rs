@@ -68,6 +68,7 @@ async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> 
         ev.subject = Some(format!("agent:{name}"));
         ev.detail = serde_json::json!({ "via": "cli" });
         let item = mandate::store::BatchItem {
+            signals: Vec::new(),
             op: mandate::store::WriteOp::None,
             audit: vec![ev],
         };
@@ -80,11 +81,11 @@ async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> 
         let n = mandate::cut_off(
             store.as_ref(),
             party,
-            event,
-            "cli",
+            (event, "cli"),
             now,
             Some(&version),
             kek.audit_chain_key(),
+            mandate::App::offline_tap(config).as_deref(),
         )
         .await?;
         println!("{done} agent {name}; revoked {n} tokens");
@@ -112,12 +113,15 @@ pub async fn tokens(config: Config, command: crate::TokensCommand) -> anyhow::Re
             ev.session = t.sid.clone();
             ev.token_jti = Some(t.jti.clone());
             ev.detail = serde_json::json!({ "via": "cli", "kind": t.kind.as_str() });
-            let item = mandate::store::BatchItem {
-                op: mandate::store::WriteOp::Revoke {
+            let mut item = mandate::store::BatchItem::new(
+                mandate::store::WriteOp::Revoke {
                     token_hash: t.token_hash.clone(),
                 },
-                audit: vec![ev],
-            };
+                vec![ev],
+            );
+            if let Some(tap) = mandate::App::offline_tap(&config) {
+                item = item.tapped(tap.as_ref(), now);
+            }
             let version = mandate::load_policies(&config)?.version();
             let kek = super::audit::existing_kek(&config)?;
             let n = match store

@@ -84,11 +84,11 @@ async fn remove(config: &Config, client_id: &str) -> anyhow::Result<ExitCode> {
     let n = mandate::cut_off(
         store.as_ref(),
         mandate::store::Party::Client(client_id.to_string()),
-        kind,
-        via,
+        (kind, via),
         now,
         Some(&version),
         kek.audit_chain_key(),
+        mandate::App::offline_tap(config).as_deref(),
     )
     .await?;
     store.close().await;

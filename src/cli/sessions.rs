@@ -28,10 +28,10 @@ pub async fn run(config: Config, command: SessionsCommand) -> anyhow::Result<Exi
             let mut ev = AuditEvent::new("token.revoked");
             ev.session = Some(sid.clone());
             ev.detail = serde_json::json!({ "via": "cli" });
-            let item = BatchItem {
-                op: WriteOp::RevokeSession { sid: sid.clone() },
-                audit: vec![ev],
-            };
+            let mut item = BatchItem::new(WriteOp::RevokeSession { sid: sid.clone() }, vec![ev]);
+            if let Some(tap) = mandate::App::offline_tap(&config) {
+                item = item.tapped(tap.as_ref(), now);
+            }
             let version = mandate::load_policies(&config)?.version();
             // The revocation is audited, chained under the server's KEK like its entries.
             let kek = super::audit::existing_kek(&config)?;

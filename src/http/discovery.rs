@@ -87,6 +87,38 @@ pub async fn metadata(State(ctx): State<Arc<Ctx>>) -> Response {
     resp
 }
 
+/// `GET /.well-known/ssf-configuration` (SSF 1.0 §7.1), served when streams are configured:
+/// who transmits, where its SETs' keys are, how it delivers. No configuration endpoint:
+/// streams are the operator's (docs/ssf.md), so receivers manage none, and each covers every
+/// subject (`default_subjects: ALL`).
+pub async fn ssf_configuration(State(ctx): State<Arc<Ctx>>) -> Response {
+    let mut methods = Vec::new();
+    for (delivery, urn) in [("push", "urn:ietf:rfc:8935"), ("poll", "urn:ietf:rfc:8936")] {
+        if ctx
+            .config
+            .ssf
+            .streams
+            .iter()
+            .any(|s| s.delivery == delivery)
+        {
+            methods.push(urn);
+        }
+    }
+    let doc = serde_json::json!({
+        "spec_version": "1_0",
+        "issuer": ctx.issuer,
+        "jwks_uri": format!("{}/jwks.json", ctx.issuer),
+        "delivery_methods_supported": methods,
+        "default_subjects": "ALL",
+    });
+    let mut resp = axum::Json(doc).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
 /// The published keys: the signing key, the next one and recently retired ones.
 pub async fn jwks(State(ctx): State<Arc<Ctx>>) -> Response {
     let ring = ctx.keys.ring();

@@ -15,6 +15,7 @@ mod register;
 mod request_id;
 mod revoke;
 pub mod serve;
+mod ssf_poll;
 mod token;
 
 use std::sync::Arc;
@@ -70,8 +71,20 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             )),
         None => Router::new(),
     };
+    // SSF 1.0 §7.1 transmitter metadata, only when there is something to transmit.
+    let ssf = match ctx.config.ssf.streams.is_empty() {
+        true => Router::new(),
+        false => Router::new()
+            .route(
+                "/.well-known/ssf-configuration",
+                get(discovery::ssf_configuration),
+            )
+            .route("/ssf/poll/{stream}", post(ssf_poll::poll))
+            .method_not_allowed_fallback(method_not_allowed),
+    };
     Router::new()
         .merge(documents)
+        .merge(ssf)
         .merge(token_endpoints)
         .merge(registration)
         .route("/introspect", post(introspect::introspect))

@@ -127,6 +127,7 @@ async fn rotate_in_store(
         store
             .commit_batch(
                 &[BatchItem {
+                    signals: Vec::new(),
                     op: WriteOp::None,
                     audit: vec![ev],
                 }],

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use crate::config::{Config, NOTIFIED_EVENTS};
 use crate::store::outbox::Outgoing;
 
+pub(crate) use webhook::{exchange, tls_connector};
 pub use webhook::{sign, signed_content};
 pub use worker::Worker;
 
@@ -70,6 +71,8 @@ pub enum SetupError {
     Smtp(String),
     #[error("users `{0}`: email {1}")]
     Email(String, String),
+    #[error("ssf.streams `{0}`: {1}")]
+    SsfStream(String, String),
 }
 
 /// The configured channels, shared by the requests that enqueue and the worker that sends.
@@ -79,8 +82,12 @@ pub struct Notifier {
     mailer: Option<email::Mailer>,
     /// Usernames and their addresses (for those that have one, when mail is configured).
     mailboxes: BTreeMap<String, lettre::Address>,
+    /// The Shared Signals streams' push endpoints, by stream name (docs/ssf.md).
+    ssf: BTreeMap<String, crate::ssf::Push>,
+    /// The credential each polled stream's receiver presents (RFC 8936), by stream name.
+    polls: BTreeMap<String, String>,
     /// Wakes the worker when messages were enqueued.
-    wake: Notify,
+    wake: Arc<Notify>,
 }
 
 impl Notifier {
@@ -105,18 +112,47 @@ impl Notifier {
                 }
             }
         }
+        let (mut ssf, mut polls) = (BTreeMap::new(), BTreeMap::new());
+        for st in &config.ssf.streams {
+            let err = |e| SetupError::SsfStream(st.name.clone(), e);
+            if st.delivery == "poll" {
+                let c = crate::ssf::credential(st, &base).map_err(err)?;
+                let c = c.ok_or_else(|| err("a poll stream needs a credential".into()))?;
+                polls.insert(st.name.clone(), c);
+            } else {
+                ssf.insert(
+                    st.name.clone(),
+                    crate::ssf::Push::new(st, &base, n.timeout).map_err(err)?,
+                );
+            }
+        }
         Ok(Arc::new(Self {
             approvals_url: format!("{issuer}/approvals"),
             webhooks,
             mailer,
             mailboxes,
-            wake: Notify::new(),
+            ssf,
+            polls,
+            wake: Arc::new(Notify::new()),
         }))
     }
 
     /// Whether any channel is configured (else no worker runs).
     pub fn enabled(&self) -> bool {
-        !self.webhooks.is_empty() || self.mailer.is_some()
+        !self.webhooks.is_empty() || self.mailer.is_some() || !self.ssf.is_empty()
+    }
+
+    /// Whether `authorization` (the request's header) is the credential of polled stream
+    /// `name`, compared in constant time. False for a stream that is not polled.
+    pub fn may_poll(&self, name: &str, authorization: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        (self.polls.get(name))
+            .is_some_and(|c| bool::from(c.as_bytes().ct_eq(authorization.as_bytes())))
+    }
+
+    /// What wakes the worker, for the writer's [`crate::store::outbox::Tap`].
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     /// One outbox message per channel that wants a `ciba.requested`: each webhook that

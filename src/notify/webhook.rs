@@ -164,62 +164,85 @@ impl Webhook {
         signature: String,
         body: Vec<u8>,
     ) -> Result<u16, String> {
-        let host = self.uri.host().unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = self
-            .uri
-            .port_u16()
-            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let io: Box<dyn Io> = match &self.tls {
-            None => Box::new(tcp),
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                    .map_err(|_| "the URL's host is not a TLS server name".to_string())?;
-                Box::new(
-                    (tls.connect(name, tcp).await)
-                        .map_err(|e| format!("TLS handshake failed: {e}"))?,
-                )
-            }
-        };
-        let (mut sender, conn) = http1::Builder::new()
-            .max_headers(64)
-            .max_buf_size(MAX_HEAD_BYTES.max(8192))
-            .handshake::<_, Full<Bytes>>(TokioIo::new(io))
-            .await
-            .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let authority = self.uri.authority().map_or(host, |a| a.as_str());
-        let request = http::Request::post(path)
-            .header(header::HOST, authority)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("mandate/", env!("CARGO_PKG_VERSION")),
+        let headers = [
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ];
+        exchange(
+            &self.uri,
+            self.tls.as_ref(),
+            "application/json",
+            &headers,
+            body,
+        )
+        .await
+    }
+}
+
+/// One bounded POST of `body` to `uri` (the caller bounds its time): connect, TLS when `tls`,
+/// HTTP/1.1 with `headers`; only the answer's status is read, its head bounded, never its body.
+pub(crate) async fn exchange(
+    uri: &Uri,
+    tls: Option<&TlsConnector>,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<u16, String> {
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| "the URL's host is not a TLS server name".to_string())?;
+            Box::new(
+                (tls.connect(name, tcp).await).map_err(|e| format!("TLS handshake failed: {e}"))?,
             )
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
-        let exchange = async move {
-            let response = (sender.send_request(request).await)
-                .map_err(|e| format!("the request failed: {e}"))?;
-            Ok::<u16, String>(response.status().as_u16())
-        };
-        // Driven here, not spawned: the connection ends with this future (at the timeout too).
-        tokio::pin!(exchange, conn);
-        tokio::select! {
-            r = &mut exchange => r,
-            _ = &mut conn => exchange.await,
         }
+    };
+    let (mut sender, conn) = http1::Builder::new()
+        .max_headers(64)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = uri.authority().map_or(host, |a| a.as_str());
+    let mut request = http::Request::post(path)
+        .header(header::HOST, authority)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(
+            header::USER_AGENT,
+            concat!("mandate/", env!("CARGO_PKG_VERSION")),
+        );
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|_| "cannot build the request (a header value is invalid)".to_string())?;
+    let exchange = async move {
+        let response =
+            (sender.send_request(request).await).map_err(|e| format!("the request failed: {e}"))?;
+        Ok::<u16, String>(response.status().as_u16())
+    };
+    // Driven here, not spawned: the connection ends with this future (at the timeout too).
+    tokio::pin!(exchange, conn);
+    tokio::select! {
+        r = &mut exchange => r,
+        _ = &mut conn => exchange.await,
     }
 }
 
 /// TLS for https receivers: aws-lc-rs and the Mozilla roots, HTTP/1.1 by ALPN.
-fn tls_connector() -> Result<TlsConnector, String> {
+pub(crate) fn tls_connector() -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());

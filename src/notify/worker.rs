@@ -20,6 +20,8 @@ use super::{ApprovalNeeded, Notifier, email, webhook};
 use crate::audit::AuditEvent;
 use crate::clock::SharedClock;
 use crate::config::NotificationsConfig;
+use crate::jose::KeyService;
+use crate::ssf;
 use crate::store::outbox::{Claimed, Settle};
 use crate::store::{SharedStore, WriteOp, Writer};
 
@@ -35,6 +37,8 @@ pub struct Worker {
     clock: SharedClock,
     writer: Writer,
     notifier: Arc<Notifier>,
+    /// Signs Security Event Tokens as they are sent, with the key signing then.
+    keys: Arc<KeyService>,
     /// This worker's lease: unique per process.
     lease: String,
     timeout: Duration,
@@ -56,6 +60,7 @@ impl Worker {
         clock: SharedClock,
         writer: Writer,
         notifier: Arc<Notifier>,
+        keys: Arc<KeyService>,
         c: &NotificationsConfig,
     ) -> Self {
         Self {
@@ -63,6 +68,7 @@ impl Worker {
             clock,
             writer,
             notifier,
+            keys,
             lease: crate::crypto::random_id(),
             timeout: c.timeout,
             retry_initial: c.retry_initial.as_secs().max(1) as i64,
@@ -181,6 +187,9 @@ impl Worker {
         };
         tracing::warn!(stream = %m.stream, event = %m.event_id, attempts = m.attempts, %reason,
             "a notification was not delivered");
+        if m.stream.starts_with(ssf::STREAM) {
+            return self.set_undelivered(m, &reason).await;
+        }
         let facts: Option<ApprovalNeeded> = serde_json::from_str(&m.payload).ok();
         let mut ev = AuditEvent::new("notification.undelivered");
         ev.subject = facts.as_ref().map(|f| f.user.clone());
@@ -195,12 +204,43 @@ impl Worker {
         }
     }
 
+    /// A receiver missed a security event: audited as `ssf.undelivered` with what it was about.
+    async fn set_undelivered(&self, m: &Claimed, reason: &str) {
+        let claims: Option<ssf::SetClaims> = serde_json::from_str(&m.payload).ok();
+        let mut ev = AuditEvent::new("ssf.undelivered");
+        ev.detail = serde_json::json!({
+            "id": m.event_id, "stream": m.stream, "attempts": m.attempts, "reason": reason,
+            "sub_id": claims.map(|c| c.sub_id),
+        });
+        if let Err(e) = self.writer.write(WriteOp::None, vec![ev]).await {
+            tracing::error!(error = %e, "cannot audit an undelivered security event");
+        }
+    }
+
+    /// RFC 8935 push of a SET, signed now (the key that signs now is in `/jwks.json`).
+    async fn push(&self, m: &Claimed, name: &str) -> Result<(), Failure> {
+        let push = (self.notifier.ssf.get(name)).ok_or_else(|| {
+            Failure::Transient(format!("SSF stream `{name}` is not configured here"))
+        })?;
+        let claims: ssf::SetClaims = serde_json::from_str(&m.payload)
+            .map_err(|e| Failure::Permanent(format!("unreadable SET claims: {e}")))?;
+        let set = ssf::sign(&self.keys.ring(), &claims)
+            .map_err(|e| Failure::Transient(format!("cannot sign the SET: {e}")))?;
+        push.post(set).await.map_err(|e| match e {
+            ssf::PushError::Refused(e) => Failure::Permanent(e),
+            ssf::PushError::Transient(e) => Failure::Transient(e),
+        })
+    }
+
     fn backoff(&self, attempts: i64) -> i64 {
         let r = u16::from_le_bytes(crate::crypto::random_bytes::<2>());
         backoff(self.retry_initial, self.retry_max, attempts, r)
     }
 
     async fn send(&self, m: &Claimed, now: i64) -> Result<(), Failure> {
+        if let Some(name) = m.stream.strip_prefix(ssf::STREAM) {
+            return self.push(m, name).await;
+        }
         let facts: ApprovalNeeded = serde_json::from_str(&m.payload)
             .map_err(|e| Failure::Permanent(format!("unreadable payload: {e}")))?;
         if let Some(name) = m.stream.strip_prefix(webhook::STREAM) {

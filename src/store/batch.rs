@@ -143,6 +143,17 @@ pub fn outgoing<'a>(
         if let (WriteOp::Notify(messages), WriteOutcome::Done) = (&item.op, outcome) {
             out.extend(messages);
         }
+        let applied = match (outcome, &item.op) {
+            (WriteOutcome::ParentRevoked, _) => false,
+            // A party is cut off (disabled, removed) even when it held no token.
+            (WriteOutcome::Revoked(_), WriteOp::RevokeParty(_)) => true,
+            // Nothing left to revoke: an earlier revocation did it, and signalled it.
+            (WriteOutcome::Revoked(n), _) => *n > 0,
+            (WriteOutcome::Done, _) => true,
+        };
+        if applied {
+            out.extend(&item.signals);
+        }
     }
     out
 }
@@ -198,6 +209,7 @@ mod tests {
 
     fn issue(name: &str, parent: Option<&str>) -> BatchItem {
         BatchItem {
+            signals: Vec::new(),
             op: WriteOp::IssueTokens(vec![token(name, parent)]),
             audit: vec![AuditEvent::new("token.issued")],
         }
@@ -205,6 +217,7 @@ mod tests {
 
     fn revoke(name: &str) -> BatchItem {
         BatchItem {
+            signals: Vec::new(),
             op: WriteOp::Revoke {
                 token_hash: h(name),
             },
@@ -272,6 +285,7 @@ mod tests {
     fn one_refused_token_refuses_its_whole_item_and_its_audit_events() {
         let items = [
             BatchItem {
+                signals: Vec::new(),
                 op: WriteOp::IssueTokens(vec![token("a", None), token("b", Some("gone"))]),
                 audit: vec![AuditEvent::new("token.issued")],
             },
@@ -287,6 +301,42 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, "token.revoked");
         assert_eq!(events[0].detail["revoked"], 3);
+    }
+
+    fn signal(id: &str) -> crate::store::outbox::Outgoing {
+        crate::store::outbox::Outgoing {
+            event_id: id.into(),
+            stream: "ssf:rs".into(),
+            kind: "ssf.set".into(),
+            payload: "{}".into(),
+            expires_at: None,
+        }
+    }
+
+    /// A tapped item's signals are written only if the item applied: not for a refused
+    /// issuance, not for a revocation that found nothing left to revoke (another one did, and
+    /// signalled it), but always for a party cut off, who may have held no token.
+    #[test]
+    fn signals_go_out_only_with_what_was_applied() {
+        let mut items = [
+            revoke("a"),
+            revoke("b"),
+            issue("c", Some("gone")),
+            BatchItem::new(WriteOp::RevokeParty(Party::Agent("x".into())), vec![]),
+        ];
+        for (i, item) in items.iter_mut().enumerate() {
+            item.signals.push(signal(&i.to_string()));
+        }
+        let outcomes = [
+            WriteOutcome::Revoked(2),
+            WriteOutcome::Revoked(0),
+            WriteOutcome::ParentRevoked,
+            WriteOutcome::Revoked(0),
+        ];
+        let ids: Vec<&str> = (outgoing(&items, &outcomes).into_iter())
+            .map(|m| m.event_id.as_str())
+            .collect();
+        assert_eq!(ids, ["0", "3"]);
     }
 
     #[test]

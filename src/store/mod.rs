@@ -287,6 +287,26 @@ pub enum WriteOutcome {
 pub struct BatchItem {
     pub op: WriteOp,
     pub audit: Vec<AuditEvent>,
+    /// Messages the item's events cause ([`outbox::Tap`]), written with them if it applies.
+    pub signals: Vec<outbox::Outgoing>,
+}
+
+impl BatchItem {
+    pub fn new(op: WriteOp, audit: Vec<AuditEvent>) -> Self {
+        Self {
+            op,
+            audit,
+            signals: Vec::new(),
+        }
+    }
+
+    /// Adds the messages `tap` makes of the item's events.
+    pub fn tapped(mut self, tap: &dyn outbox::Tap, now: i64) -> Self {
+        for ev in &self.audit {
+            self.signals.extend(tap.signals(ev, now));
+        }
+        self
+    }
 }
 
 /// The whole store, as the server holds it (`dyn Store`).

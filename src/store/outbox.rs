@@ -15,6 +15,18 @@
 use async_trait::async_trait;
 
 use super::StoreError;
+use crate::audit::AuditEvent;
+
+/// What turns committed events into messages for outside receivers (the Shared Signals
+/// transmitter): the [`super::Writer`] asks it for each item it queues, and the messages are
+/// written in that item's transaction, kept only if the item was applied (a revocation that
+/// found nothing left to revoke signals nothing: another one already did).
+pub trait Tap: Send + Sync + 'static {
+    /// The messages `ev` causes, stamped `now`.
+    fn signals(&self, ev: &AuditEvent, now: i64) -> Vec<Outgoing>;
+    /// Called once messages were committed (wakes the delivery worker).
+    fn enqueued(&self) {}
+}
 
 /// A message to enqueue (its times come from the batch that writes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +128,25 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Deletes messages settled before `before`; returns how many.
     async fn purge_outbox(&self, before: i64) -> Result<u64, StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// RFC 8936 poll: the oldest `limit` unsettled messages of a stream its receiver polls
+    /// (`{POLLED}<name>`, never claimed by a worker), as `(event_id, payload)`.
+    async fn polled_outbox(
+        &self,
+        stream: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// RFC 8936 §2.4 acknowledgement: settles the stream's messages `event_ids` as delivered;
+    /// returns how many were pending (an id of another stream, or already settled, is not).
+    async fn ack_outbox(
+        &self,
+        stream: &str,
+        event_ids: &[String],
+        now: i64,
+    ) -> Result<u64, StoreError>;
 }
+
+/// The prefix of streams a receiver polls: the delivery worker never claims them.
+pub const POLLED: &str = "ssfpoll:";
 
 /// The SQL both backends run as it is (PostgreSQL's claim adds its row locks).
 pub(super) mod sql {
@@ -129,6 +159,7 @@ pub(super) mod sql {
             "UPDATE outbox SET lease = $1, leased_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT o.id FROM outbox o \
                WHERE o.settled_at IS NULL AND o.next_attempt_at <= $3 \
+                 AND o.stream NOT LIKE 'ssfpoll:%' \
                  AND (o.leased_until IS NULL OR o.leased_until <= $3) \
                  AND NOT EXISTS (SELECT 1 FROM outbox e \
                    WHERE e.stream = o.stream AND e.settled_at IS NULL AND e.id < o.id) \
@@ -147,6 +178,12 @@ pub(super) mod sql {
 
     pub const RELEASE: &str = "UPDATE outbox SET lease = NULL, leased_until = NULL \
          WHERE lease = $1 AND settled_at IS NULL";
+
+    pub const POLL: &str = "SELECT event_id, payload FROM outbox \
+         WHERE stream = $1 AND settled_at IS NULL ORDER BY id LIMIT $2";
+
+    pub const ACK: &str = "UPDATE outbox SET settled_at = $1, outcome = 'delivered' \
+         WHERE stream = $2 AND event_id = $3 AND settled_at IS NULL";
 
     pub const PURGE: &str = "DELETE FROM outbox WHERE settled_at IS NOT NULL AND settled_at < $1";
 

@@ -18,6 +18,7 @@ use crate::clock::SharedClock;
 use crate::metrics::WriterMetrics;
 
 use super::WriteOp;
+use super::outbox::Tap;
 
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
@@ -103,6 +104,9 @@ struct Queued {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
+    clock: SharedClock,
+    /// What the items' events signal outside (Shared Signals), if anything is configured.
+    tap: Option<Arc<dyn Tap>>,
 }
 
 impl Writer {
@@ -116,8 +120,20 @@ impl Writer {
         metrics: WriterMetrics,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(run(store, clock, version, key, metrics, rx));
-        (Self { tx }, handle)
+        let handle = tokio::spawn(run(store, clock.clone(), version, key, metrics, rx));
+        let writer = Self {
+            tx,
+            clock,
+            tap: None,
+        };
+        (writer, handle)
+    }
+
+    /// Writes through this writer also enqueue what `tap` makes of their events, in their
+    /// transaction (set before the writer is cloned).
+    pub fn with_tap(mut self, tap: Option<Arc<dyn Tap>>) -> Self {
+        self.tap = tap;
+        self
     }
 
     /// Writes waiting for the next batch.
@@ -144,8 +160,13 @@ impl Writer {
         }
         async move {
             let (reply, wait) = oneshot::channel();
+            let mut item = BatchItem::new(op, audit);
+            if let Some(tap) = &self.tap {
+                item = item.tapped(tap.as_ref(), self.clock.now());
+            }
+            let signalled = !item.signals.is_empty();
             let queued = Queued {
-                item: BatchItem { op, audit },
+                item,
                 reply,
                 trace: crate::telemetry::current().or(trace),
             };
@@ -154,7 +175,12 @@ impl Writer {
                 .await
                 .map_err(|_| StoreError::WriterClosed)?;
             match wait.await {
-                Ok(Ok(o)) => Ok(o),
+                Ok(Ok(o)) => {
+                    if let (true, Some(tap)) = (signalled, &self.tap) {
+                        tap.enqueued();
+                    }
+                    Ok(o)
+                }
                 Ok(Err(e)) => Err(StoreError::Corrupt(format!("batch failed: {e}"))),
                 Err(_) => Err(StoreError::WriterClosed),
             }

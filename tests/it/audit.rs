@@ -943,6 +943,7 @@ async fn audit_export_pages_through_a_log_longer_than_a_page() {
                 })
                 .collect();
             let item = BatchItem {
+                signals: Vec::new(),
                 op: WriteOp::None,
                 audit: events,
             };

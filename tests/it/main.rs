@@ -33,6 +33,7 @@ mod raw;
 mod registration;
 mod resource_middleware;
 mod security;
+mod ssf;
 mod store;
 #[cfg(feature = "tpm")]
 mod swtpm;

@@ -91,4 +91,37 @@ impl OutboxStore for PostgresStore {
             expired,
         })
     }
+
+    async fn polled_outbox(
+        &self,
+        stream: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(sql::POLL)
+            .bind(stream)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn ack_outbox(
+        &self,
+        stream: &str,
+        event_ids: &[String],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for id in event_ids {
+            let r = sqlx::query(sql::ACK)
+                .bind(now)
+                .bind(stream)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            n += r.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
 }

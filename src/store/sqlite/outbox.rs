@@ -95,4 +95,36 @@ impl OutboxStore for SqliteStore {
             })
         })
     }
+
+    async fn polled_outbox(
+        &self,
+        stream: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let stream = stream.to_string();
+        self.readers.read(move |c| {
+            let mut s = c.prepare_cached(sql::POLL)?;
+            let rows = s.query_map(params![stream, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    async fn ack_outbox(
+        &self,
+        stream: &str,
+        event_ids: &[String],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let (stream, ids) = (stream.to_string(), event_ids.to_vec());
+        self.writer
+            .tx(move |tx| {
+                let mut s = tx.prepare_cached(sql::ACK)?;
+                let mut n = 0;
+                for id in &ids {
+                    n += s.execute(params![now, stream, id])? as u64;
+                }
+                Ok(n)
+            })
+            .await
+    }
 }

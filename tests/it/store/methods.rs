@@ -186,6 +186,7 @@ async fn a_single_use_token_is_consumed_once_and_a_replay_is_recognised() {
         let mut refresh = token("r", None);
         refresh.kind = TokenKind::Refresh;
         let items = [BatchItem {
+            signals: Vec::new(),
             op: WriteOp::IssueTokens(vec![refresh]),
             audit: vec![],
         }];
@@ -226,6 +227,7 @@ async fn live_tokens_of_a_subject_are_listed_oldest_first() {
         other.sub = "bob".into();
         let items = [
             BatchItem {
+                signals: Vec::new(),
                 op: WriteOp::IssueTokens(vec![new, expired, other, old]),
                 audit: vec![],
             },
@@ -283,6 +285,7 @@ async fn removing_a_party_revokes_its_tokens_and_their_subtrees() {
         let mut acting = token("acting", None);
         acting.act = Some(mandate::oauth::act::Actor::parse(r#"{"sub":"agent:bot"}"#).unwrap());
         let items = [BatchItem {
+            signals: Vec::new(),
             op: WriteOp::IssueTokens(vec![of_client, of_user, own, acting]),
             audit: vec![],
         }];
@@ -291,6 +294,7 @@ async fn removing_a_party_revokes_its_tokens_and_their_subtrees() {
             .await
             .unwrap();
         let party = |p: Party| BatchItem {
+            signals: Vec::new(),
             op: WriteOp::RevokeParty(p),
             audit: vec![AuditEvent::new("party.removed")],
         };
@@ -347,6 +351,7 @@ async fn audit_entries_are_paged_and_found_by_session() {
             e
         };
         let items = [BatchItem {
+            signals: Vec::new(),
             op: WriteOp::None,
             audit: vec![
                 ev(Some("s1")),
@@ -390,6 +395,7 @@ async fn the_first_audit_entry_at_or_after_a_time_is_found() {
         let (seq0, _) = s.audit_head().await.unwrap();
         for ts in [100, 200, 200, 300] {
             let items = [BatchItem {
+                signals: Vec::new(),
                 op: WriteOp::None,
                 audit: vec![AuditEvent::new("token.introspected")],
             }];
@@ -416,6 +422,7 @@ async fn a_touch_records_the_last_use_and_its_user() {
             .await
             .unwrap();
         let touch = |by: &str| BatchItem {
+            signals: Vec::new(),
             op: WriteOp::Touch {
                 jti: "jti-t".into(),
                 by: by.into(),

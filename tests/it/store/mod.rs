@@ -46,6 +46,7 @@ pub(super) fn issue(name: &str, parent: Option<&str>) -> BatchItem {
     let mut ev = AuditEvent::new("token.issued");
     ev.token_jti = Some(format!("jti-{name}"));
     BatchItem {
+        signals: Vec::new(),
         op: WriteOp::IssueTokens(vec![token(name, parent)]),
         audit: vec![ev],
     }
@@ -53,6 +54,7 @@ pub(super) fn issue(name: &str, parent: Option<&str>) -> BatchItem {
 
 pub(super) fn revoke(name: &str) -> BatchItem {
     BatchItem {
+        signals: Vec::new(),
         op: WriteOp::Revoke {
             token_hash: mandate::crypto::sha256(name.as_bytes()).to_vec(),
         },
@@ -273,6 +275,7 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
     let mut fresh = token("d", Some("c"));
     fresh.jti = mandate::crypto::time_ordered_id(&mandate::clock::SystemClock);
     let issued = BatchItem {
+        signals: Vec::new(),
         op: WriteOp::IssueTokens(vec![fresh]),
         audit: vec![AuditEvent::new("token.issued")],
     };
@@ -378,6 +381,7 @@ async fn a_presented_token_is_found_only_by_its_exact_bytes() {
         let mut refresh = token(opaque, None);
         refresh.kind = TokenKind::Refresh;
         let items = [BatchItem {
+            signals: Vec::new(),
             op: WriteOp::IssueTokens(vec![rec, refresh]),
             audit: vec![],
         }];
@@ -410,6 +414,7 @@ async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
         let issued: Vec<BatchItem> = (0..600).map(|i| issue(&format!("t{i}"), None)).collect();
         s.commit_batch(&issued, 10, None, &key()).await.unwrap();
         let touch = |i: usize, by: &str| BatchItem {
+            signals: Vec::new(),
             op: WriteOp::Touch {
                 jti: format!("jti-t{i}"),
                 by: by.into(),

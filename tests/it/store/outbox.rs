@@ -21,6 +21,7 @@ fn message(id: &str, stream: &str) -> Outgoing {
 
 fn notify(messages: Vec<Outgoing>) -> BatchItem {
     BatchItem {
+        signals: Vec::new(),
         op: WriteOp::Notify(messages),
         audit: vec![AuditEvent::new("ciba.requested")],
     }
@@ -268,5 +269,42 @@ async fn settled_messages_are_purged_and_pending_ones_kept() {
         assert_eq!(s.purge_outbox(115).await.unwrap(), 1, "{b:?}");
         assert_eq!(s.purge_outbox(10_000).await.unwrap(), 1, "{b:?}");
         assert_eq!(s.outbox_counts().await.unwrap().pending, 1, "{b:?}");
+    }
+}
+
+/// RFC 8936 streams (`ssfpoll:`) are the receiver's to fetch: no worker claims them; a poll
+/// reads them oldest first, and an acknowledgement settles only that stream's messages.
+#[tokio::test]
+async fn a_polled_stream_is_never_claimed_and_acks_settle_only_its_own_messages() {
+    for b in backends() {
+        let (_db, s) = store_for(b).await;
+        let items = [notify(vec![
+            message("p1", "ssfpoll:rs"),
+            message("p2", "ssfpoll:rs"),
+            message("o1", "ssfpoll:other"),
+        ])];
+        s.commit_batch(&items, 100, None, &key()).await.unwrap();
+        assert!(
+            s.claim_outbox("w1", 100, 160, 10).await.unwrap().is_empty(),
+            "{b:?}"
+        );
+        let polled = s.polled_outbox("ssfpoll:rs", 10).await.unwrap();
+        let ids: Vec<&str> = polled.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["p1", "p2"], "{b:?}");
+        let acks = ["p1".to_string(), "o1".to_string(), "nope".to_string()];
+        assert_eq!(
+            s.ack_outbox("ssfpoll:rs", &acks, 101).await.unwrap(),
+            1,
+            "{b:?}"
+        );
+        let left = s.polled_outbox("ssfpoll:rs", 10).await.unwrap();
+        assert_eq!(left.len(), 1, "{b:?}");
+        assert_eq!(
+            s.polled_outbox("ssfpoll:other", 10).await.unwrap().len(),
+            1,
+            "{b:?}"
+        );
+        let c = s.outbox_counts().await.unwrap();
+        assert_eq!((c.pending, c.delivered), (2, 1), "{b:?}");
     }
 }

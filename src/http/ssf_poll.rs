@@ -1,0 +1,121 @@
+//! `POST /ssf/poll/{stream}` (RFC 8936): a receiver that cannot take pushes fetches its SETs.
+//! It presents the stream's configured credential (`Authorization`, compared in constant
+//! time); its request acknowledges what it processed (`ack`, `setErrs`: §2.4.2, §2.4.3),
+//! which removes those SETs, and asks for up to `maxEvents` more, oldest first (§2.4.1). SETs
+//! are signed as they are answered, with the key `/jwks.json` publishes then; one not
+//! acknowledged is answered again (same `jti`) at the next poll.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::oauth::Ctx;
+use crate::ssf;
+
+/// The most SETs one answer carries, whatever `maxEvents` asks.
+const MAX_EVENTS: i64 = 100;
+/// The most acknowledgements one request may carry.
+const MAX_ACKS: usize = 1000;
+
+/// RFC 8936 §2.4: the poll request's members. `returnImmediately` is not read: mandate
+/// always answers at once, which §2.4.1 allows either way; other members are ignored.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PollRequest {
+    max_events: Option<i64>,
+    #[serde(default)]
+    ack: Vec<String>,
+    #[serde(default)]
+    set_errs: BTreeMap<String, serde_json::Value>,
+}
+
+fn refuse(status: StatusCode, err: &str, description: &str) -> Response {
+    let body = json!({ "err": err, "description": description });
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn poll(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let presented = (headers.get(header::AUTHORIZATION)).and_then(|v| v.to_str().ok());
+    if !presented.is_some_and(|a| ctx.notifier.may_poll(&name, a)) {
+        // One answer for an unknown stream and a wrong credential: nothing to probe.
+        let mut r = refuse(
+            StatusCode::UNAUTHORIZED,
+            "authentication_failed",
+            "not authorized for this stream",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let req: PollRequest = if body.is_empty() {
+        PollRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(_) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the body is not a poll request (RFC 8936 §2.4)",
+                );
+            }
+        }
+    };
+    let mut acks = req.ack;
+    for (jti, err) in &req.set_errs {
+        tracing::info!(stream = %name, jti = %jti, error = %err, "a poll receiver reported a SET error");
+        acks.push(jti.clone());
+    }
+    if acks.len() > MAX_ACKS {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "too many acknowledgements in one request",
+        );
+    }
+    let stream = format!("{}{name}", ssf::POLLED);
+    let now = ctx.clock.now();
+    if !acks.is_empty() {
+        if let Err(e) = ctx.store.ack_outbox(&stream, &acks, now).await {
+            tracing::error!(error = %e, "cannot record a poll's acknowledgements");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+    // §2.4.1: no maxEvents, the transmitter chooses; 0 is an acknowledgement only.
+    let max = req.max_events.unwrap_or(MAX_EVENTS).clamp(0, MAX_EVENTS);
+    let pending = match ctx.store.polled_outbox(&stream, max + 1).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a polled stream");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let more = pending.len() as i64 > max;
+    let ring = ctx.keys.ring();
+    let mut sets = serde_json::Map::new();
+    for (jti, payload) in pending.into_iter().take(max as usize) {
+        let signed = serde_json::from_str::<ssf::SetClaims>(&payload)
+            .ok()
+            .and_then(|c| ssf::sign(&ring, &c).ok());
+        match signed {
+            Some(set) => {
+                sets.insert(jti, set.into());
+            }
+            None => tracing::error!(stream = %name, jti = %jti, "a stored SET cannot be signed"),
+        }
+    }
+    axum::Json(json!({ "sets": sets, "moreAvailable": more })).into_response()
+}
