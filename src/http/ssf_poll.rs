@@ -74,17 +74,19 @@ pub async fn poll(
             }
         }
     };
-    let mut acks = req.ack;
-    for (jti, err) in &req.set_errs {
-        tracing::info!(stream = %name, jti = %jti, error = %err, "a poll receiver reported a SET error");
-        acks.push(jti.clone());
-    }
-    if acks.len() > MAX_ACKS {
+    // Bounded before anything is logged or stored: one request cannot flood the log.
+    if req.ack.len() + req.set_errs.len() > MAX_ACKS {
         return refuse(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "too many acknowledgements in one request",
         );
+    }
+    let mut acks = req.ack;
+    for (jti, err) in &req.set_errs {
+        // Debug-quoted: the receiver's words cannot break a log line.
+        tracing::info!(stream = %name, jti = ?jti, error = %err, "a poll receiver reported a SET error");
+        acks.push(jti.clone());
     }
     let stream = format!("{}{name}", ssf::POLLED);
     let now = ctx.clock.now();
