@@ -96,12 +96,18 @@ pub async fn bc_authorize<S: CibaStorage + ?Sized>(
 ) -> Result<BcResponse, OAuthError> {
     check_client(client)?;
     let binding_message = p.one("binding_message")?.map(str::to_string);
-    if binding_message
-        .as_deref()
-        .is_some_and(|m| m.chars().count() > BINDING_MESSAGE_MAX || m.chars().any(char::is_control))
-    {
+    if binding_message.as_deref().is_some_and(|m| {
+        m.chars().count() > BINDING_MESSAGE_MAX
+            || (m.chars()).any(|c| {
+                c.is_control()
+                    || crate::input::is_invisible(c)
+                    || c == '\u{2028}'
+                    || c == '\u{2029}'
+            })
+    }) {
         return Err(OAuthError::invalid_request(format!(
-            "binding_message must be at most {BINDING_MESSAGE_MAX} printable characters (CIBA Core 7.1)"
+            "binding_message must be at most {BINDING_MESSAGE_MAX} printable characters, with no \
+             line breaks, bidirectional or zero-width characters (CIBA Core 7.1)"
         )));
     }
     let max_expiry = env.ciba.expiry.as_secs() as i64;

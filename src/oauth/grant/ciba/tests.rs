@@ -77,6 +77,26 @@ async fn ciba_core_s7_1_and_s13_refused_requests_store_nothing() {
             "invalid_request",
         ),
         (
+            // The human approves what they read: a right-to-left override (U+202E) makes
+            // "Pay 1000 to bob\u{202e}01" read differently on the approvals page and in mail.
+            "CIBA Core §7.1: binding_message is displayable: no bidirectional override",
+            agent_client(),
+            vec![("binding_message", "Pay invoice \u{202e}1174")],
+            "invalid_request",
+        ),
+        (
+            "CIBA Core §7.1: binding_message is displayable: no zero-width character",
+            agent_client(),
+            vec![("binding_message", "Pay\u{200b} invoice 4711")],
+            "invalid_request",
+        ),
+        (
+            "CIBA Core §7.1: binding_message is displayable: no line separator",
+            agent_client(),
+            vec![("binding_message", "Pay invoice\u{2028}4711")],
+            "invalid_request",
+        ),
+        (
             "CIBA Core §7.1: requested_expiry is a number of seconds",
             agent_client(),
             vec![("requested_expiry", "soon")],
