@@ -18,7 +18,10 @@ mod ssf;
 pub use notifications::{
     NOTIFIED_EVENTS, NotificationsConfig, SmtpConfig, WebhookConfig, is_mail_address,
 };
-pub use ssf::{SESSION_REVOKED, SSF_EVENTS, SsfConfig, SsfStreamConfig, VERIFICATION};
+pub use ssf::{
+    REFUSED, SESSION_REVOKED, SSF_DEFAULT_EVENTS, SSF_EVENTS, SsfConfig, SsfStreamConfig,
+    VERIFICATION,
+};
 
 /// Environment variables that are not config keys.
 const RESERVED_ENV: &[&str] = &["MANDATE_KEK", "MANDATE_LOG", "MANDATE_AGENT_CLIENT_SECRET"];

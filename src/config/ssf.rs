@@ -11,8 +11,15 @@ pub const SESSION_REVOKED: &str =
     "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 /// SSF 1.0 §8.1.4.2: the verification event.
 pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
+/// mandate's own event type (RFC 8417 §2.2 lets a transmitter define one): a request that
+/// policy or attestation refused — a delegation Cedar denied, an approved CIBA grant refused
+/// when issued, an enrolled agent's attestation refused. No CAEP or RISC event says "refused";
+/// a security team's receiver asks for it by name, and it is never sent by default.
+pub const REFUSED: &str = "urn:x-mandate:secevent:event-type:refused";
 /// The event types a stream may ask for.
-pub const SSF_EVENTS: [&str; 1] = [SESSION_REVOKED];
+pub const SSF_EVENTS: [&str; 2] = [SESSION_REVOKED, REFUSED];
+/// What a stream that asks for nothing gets: what a resource server acts on.
+pub const SSF_DEFAULT_EVENTS: [&str; 1] = [SESSION_REVOKED];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -40,7 +47,7 @@ pub struct SsfStreamConfig {
     pub authorization_header_file: Option<PathBuf>,
     /// An environment variable holding it (not a `MANDATE_*` one).
     pub authorization_header_env: Option<String>,
-    /// Event-type URIs sent to it; empty: every one of [`SSF_EVENTS`].
+    /// Event-type URIs sent to it, among [`SSF_EVENTS`]; empty: [`SSF_DEFAULT_EVENTS`].
     #[serde(default)]
     pub events_requested: Vec<String>,
 }

@@ -21,7 +21,7 @@ pub mod set;
 use std::sync::Arc;
 
 use crate::audit::AuditEvent;
-use crate::config::{Config, SSF_EVENTS, SsfStreamConfig};
+use crate::config::{Config, SSF_DEFAULT_EVENTS, SsfStreamConfig};
 pub use crate::store::outbox::POLLED;
 use crate::store::outbox::{Outgoing, Tap};
 
@@ -59,7 +59,7 @@ impl Transmitter {
                 },
                 audience: s.audience.clone(),
                 events: if s.events_requested.is_empty() {
-                    SSF_EVENTS.iter().map(|e| e.to_string()).collect()
+                    SSF_DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect()
                 } else {
                     s.events_requested.clone()
                 },

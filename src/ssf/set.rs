@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::audit::AuditEvent;
-use crate::config::SESSION_REVOKED;
+use crate::config::{REFUSED, SESSION_REVOKED};
 use crate::jose::Keyring;
 use crate::jose::keyring::SignError;
 
@@ -35,12 +35,29 @@ enum Subject {
     Account(String),
     /// Every token issued to a client (`client_id`).
     Client(String),
+    /// The parties of a refused request: the human it was for and the client that asked.
+    Request {
+        user: Option<String>,
+        client: Option<String>,
+        session: Option<String>,
+    },
+}
+
+/// What happened to the subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// CAEP 1.0 §3.1: it can no longer use what it held.
+    Revoked,
+    /// mandate's [`REFUSED`]: a request of its was refused; `policies` names the Cedar
+    /// policies that decided, when policy did.
+    Refused { policies: Vec<String> },
 }
 
 /// A committed event that a receiver hears of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signal {
     subject: Subject,
+    kind: Kind,
     /// CAEP 1.0 §2 `initiating_entity`: `admin`, `user`, `policy` or `system`.
     initiating: &'static str,
     /// CAEP 1.0 §2 `reason_admin` (English): the audit event's kind, for an operator.
@@ -50,6 +67,9 @@ pub struct Signal {
 impl Signal {
     /// The signal of an audit event, if it is one a receiver should hear of.
     pub fn of(ev: &AuditEvent) -> Option<Self> {
+        if let Some(refused) = Self::refused(ev) {
+            return Some(refused);
+        }
         let via = ev.detail.get("via").and_then(Value::as_str).unwrap_or("");
         let initiating = match (ev.kind.as_str(), via) {
             // A security rule revoked it (RFC 9700 §4.14.2, RFC 6749 §4.1.2: a replay).
@@ -73,14 +93,58 @@ impl Signal {
         };
         Some(Self {
             subject,
+            kind: Kind::Revoked,
             initiating,
             reason: ev.kind.clone(),
         })
     }
 
-    /// Every signal is CAEP session-revoked for now (docs/ssf.md says why).
+    /// A refusal a security team hears of: a delegation the policy denied, an approved CIBA
+    /// grant refused when it was to be issued, an enrolled agent's attestation refused (an
+    /// unknown agent's is never audited). `reason_admin` is the audit kind and its reason.
+    fn refused(ev: &AuditEvent) -> Option<Self> {
+        let subject = match ev.kind.as_str() {
+            "token.exchange_refused" | "ciba.refused_at_issuance" => {
+                if ev.subject.is_none() && ev.client_id.is_none() {
+                    return None; // RFC 9493 §3.2.4: a complex subject names at least one.
+                }
+                Subject::Request {
+                    user: ev.subject.clone(),
+                    client: ev.client_id.clone(),
+                    session: ev.session.clone(),
+                }
+            }
+            "agent.attestation_refused" => Subject::Account(ev.subject.clone()?),
+            _ => return None,
+        };
+        let policies = (ev.detail.get("policies").and_then(Value::as_array))
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.get("id").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // A refused delegation's reason is the description its client got, which names the
+        // policy files and the scopes asked: the SET names the policies by id instead.
+        let reason = match ev.detail.get("reason").and_then(Value::as_str) {
+            Some(why) if ev.kind != "token.exchange_refused" => format!("{}: {why}", ev.kind),
+            _ => ev.kind.clone(),
+        };
+        Some(Self {
+            subject,
+            kind: Kind::Refused { policies },
+            initiating: "policy",
+            reason,
+        })
+    }
+
+    /// CAEP session-revoked for a revocation, mandate's [`REFUSED`] for a refusal.
     pub fn event_type(&self) -> &'static str {
-        SESSION_REVOKED
+        match self.kind {
+            Kind::Revoked => SESSION_REVOKED,
+            Kind::Refused { .. } => REFUSED,
+        }
     }
 
     fn sub_id(&self, issuer: &str) -> Value {
@@ -101,6 +165,24 @@ impl Signal {
                 "format": "complex",
                 "application": { "format": "opaque", "id": id },
             }),
+            Subject::Request {
+                user,
+                client,
+                session,
+            } => {
+                let mut v = serde_json::Map::new();
+                v.insert("format".into(), "complex".into());
+                if let Some(u) = user {
+                    v.insert("user".into(), account(u));
+                }
+                if let Some(c) = client {
+                    v.insert("application".into(), json!({ "format": "opaque", "id": c }));
+                }
+                if let Some(s) = session {
+                    v.insert("session".into(), json!({ "format": "opaque", "id": s }));
+                }
+                Value::Object(v)
+            }
         }
     }
 
@@ -111,13 +193,17 @@ impl Signal {
             iat: now,
             aud: aud.to_string(),
             sub_id: self.sub_id(issuer),
-            events: json!({
-                self.event_type(): {
+            events: {
+                let mut event = json!({
                     "event_timestamp": now,
                     "initiating_entity": self.initiating,
                     "reason_admin": { "en": self.reason },
+                });
+                if let (Kind::Refused { policies }, Some(o)) = (&self.kind, event.as_object_mut()) {
+                    o.insert("policies".into(), json!(policies));
                 }
-            }),
+                json!({ self.event_type(): event })
+            },
         }
     }
 }
@@ -215,6 +301,65 @@ mod tests {
         assert_eq!(
             v["sub_id"]["application"],
             json!({ "format": "opaque", "id": "c1" })
+        );
+    }
+
+    /// RFC 8417 §2.2: a transmitter may define its own event type. A delegation the policy
+    /// refused names the human and the client as a complex subject (RFC 9493 §3.2.4), and the
+    /// policies that decided; never the scope asked or a token.
+    #[test]
+    fn rfc8417_s2_2_a_refused_delegation_is_mandates_refused_event_naming_the_policies() {
+        let mut ev = AuditEvent::new("token.exchange_refused");
+        ev.subject = Some("alice".into());
+        ev.client_id = Some("agent-client".into());
+        ev.session = Some("sid1".into());
+        ev.token_jti = Some("j1".into());
+        ev.detail = json!({
+            "scope": "orders:write", "aud": "orders",
+            "policies": [{"id": "no-writes", "file": "/etc/mandate/policies/p.cedar"}],
+            "reason": "forbidden by no-writes (/etc/mandate/policies/p.cedar), orders:write",
+        });
+        let s = Signal::of(&ev).unwrap();
+        assert_eq!(s.event_type(), REFUSED);
+        let v = serde_json::to_value(s.claims("i", "a", "s", 7)).unwrap();
+        assert_eq!(
+            v["sub_id"],
+            json!({
+                "format": "complex",
+                "user": { "format": "iss_sub", "iss": "i", "sub": "alice" },
+                "application": { "format": "opaque", "id": "agent-client" },
+                "session": { "format": "opaque", "id": "sid1" },
+            })
+        );
+        let e = &v["events"][REFUSED];
+        assert_eq!(e["initiating_entity"], "policy");
+        assert_eq!(e["policies"], json!(["no-writes"]));
+        assert_eq!(e["reason_admin"]["en"], "token.exchange_refused");
+        let text = v.to_string();
+        assert!(
+            !text.contains("orders:write") && !text.contains("/etc/mandate"),
+            "{text}"
+        );
+        assert!(v["events"].get(SESSION_REVOKED).is_none());
+
+        // An enrolled agent whose attestation was refused is named as the agent.
+        let mut ev = AuditEvent::new("agent.attestation_refused");
+        ev.subject = Some("agent:build-bot".into());
+        ev.detail = json!({ "reason": "quote signature invalid" });
+        let v = serde_json::to_value(Signal::of(&ev).unwrap().claims("i", "a", "s", 7)).unwrap();
+        assert_eq!(
+            v["sub_id"],
+            json!({ "format": "iss_sub", "iss": "i", "sub": "agent:build-bot" })
+        );
+        assert_eq!(v["events"][REFUSED]["policies"], json!([]));
+        assert_eq!(
+            v["events"][REFUSED]["reason_admin"]["en"],
+            "agent.attestation_refused: quote signature invalid"
+        );
+        // A complex subject names at least one member (RFC 9493 §3.2.4).
+        assert_eq!(
+            Signal::of(&AuditEvent::new("ciba.refused_at_issuance")),
+            None
         );
     }
 }

@@ -502,3 +502,108 @@ async fn rfc8936_a_polling_receiver_gets_its_sets_in_order_and_acks_remove_them(
         app.stop().await;
     }
 }
+
+/// RFC 8417 §2.2 (a transmitter's own event type) and SSF 1.0 §8.1.1 `events_requested`: a
+/// stream that asks for mandate's `refused` event hears of a delegation the Cedar policy
+/// denied, naming the human, the client and the deciding policy, never the scope asked, the
+/// policy file or a token; a stream that asked for nothing (session-revoked only) hears nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8417_a_delegation_the_policy_refuses_reaches_only_streams_that_asked() {
+    const REFUSED: &str = "urn:x-mandate:secevent:event-type:refused";
+    let (bot, other) = (
+        crate::agents::TestAgent::new("build-bot"),
+        crate::agents::TestAgent::new("sub-bot"),
+    );
+    for b in backends() {
+        let (security, resource) = (Receiver::start().await, Receiver::start().await);
+        let db = test_db(b).await;
+        let policy = db.dir.path().join("orders.cedar");
+        std::fs::write(
+            &policy,
+            "@id(\"all\")\npermit (principal, action, resource);\n\
+             @id(\"no-sub-bot\")\nforbid (principal == Mandate::Agent::\"sub-bot\", \
+             action == Mandate::Action::\"delegate\", resource);\n",
+        )
+        .unwrap();
+        let config = format!(
+            "[[clients]]\nclient_id = \"agent-host\"\nclient_secret = \"host-secret\"\n\
+             grant_types = [\"{TE}\"]\n{}{}[policy]\nfiles = [\"{}\"]\n{}\
+             [[ssf.streams]]\nname = \"security\"\nendpoint_url = \"{}\"\naudience = \"orders-api\"\n\
+             events_requested = [\"{REFUSED}\", \"{SESSION_REVOKED}\"]\n",
+            bot.toml(),
+            other.toml(),
+            policy.display(),
+            stream(&db, &resource),
+            security.url,
+        );
+        let app = spawn_on(db, &config).await;
+        let alice = crate::flows::alice_token(&app, "orders:read").await;
+        let actor = other.attest(&app).await;
+        let (status, v) = token_exchange(
+            &app,
+            AGENT_HOST,
+            &alice,
+            Some(&actor),
+            &[("scope", "orders:read")],
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{v}"
+        );
+        // A permitted delegation is no event at all.
+        let actor = bot.attest(&app).await;
+        let (status, v) = token_exchange(
+            &app,
+            AGENT_HOST,
+            &alice,
+            Some(&actor),
+            &[("scope", "orders:read")],
+        )
+        .await;
+        assert_eq!(status, 200, "{b:?}: {v}");
+
+        let got = security.wait_for(None, |p| !p.is_empty()).await;
+        let c = verified(&app.url, &got[0].set).await;
+        let event = &c["events"][REFUSED];
+        assert_eq!(event["initiating_entity"], "policy", "{b:?}: {c}");
+        assert_eq!(event["policies"], serde_json::json!(["no-sub-bot"]));
+        assert_eq!(event["reason_admin"]["en"], "token.exchange_refused");
+        assert_eq!(c["sub_id"]["format"], "complex");
+        assert_eq!(c["sub_id"]["user"]["sub"], "alice");
+        assert_eq!(c["sub_id"]["application"]["id"], "agent-host");
+        let text = c.to_string();
+        for secret in [
+            alice.as_str(),
+            actor.as_str(),
+            "orders.cedar",
+            "orders:read",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{b:?}: the SET names {secret}: {text}"
+            );
+        }
+        // Revoking alice's token reaches both streams; the resource server's stream, which asked
+        // for nothing, got that and nothing else.
+        // RFC 7009 §2.1: alice's public client `cli` revokes its own token.
+        let resp = app
+            .post_form(
+                "/revoke",
+                None,
+                &[("token", alice.as_str()), ("client_id", "cli")],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let got = resource.wait_for(None, |p| !p.is_empty()).await;
+        let c = verified(&app.url, &got[0].set).await;
+        assert!(c["events"][SESSION_REVOKED].is_object(), "{c}");
+        let got = security.wait_for(None, |p| p.len() >= 2).await;
+        assert!(verified(&app.url, &got[1].set).await["events"][SESSION_REVOKED].is_object());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(resource.all().len(), 1, "{b:?}: only the revocation");
+        assert_eq!(security.all().len(), 2, "{b:?}");
+        app.stop().await;
+    }
+}
