@@ -464,6 +464,21 @@ async fn rfc8936_a_polling_receiver_gets_its_sets_in_order_and_acks_remove_them(
             assert_eq!(c["jti"], jti.as_str());
             first.push((jti.clone(), session_of(&c)));
         }
+        // Acknowledgements are bounded (1,000 per request) before any is read or logged: 1,001
+        // are refused whole (400 with the `err` RFC 8936 answers with), and acknowledge nothing.
+        let mut flood: Vec<String> = first.iter().map(|(j, _)| j.clone()).collect();
+        flood.extend((flood.len()..1001).map(|i| format!("made-up-{i}")));
+        let (status, v) = poll(
+            AUTHORIZATION,
+            "orders",
+            serde_json::json!({ "ack": flood, "maxEvents": 0 }),
+        )
+        .await;
+        assert_eq!(
+            (status, v["err"].as_str()),
+            (400, Some("invalid_request")),
+            "{b:?}: {v}"
+        );
         // Not acknowledged: answered again, the same SETs.
         let (_, again) = poll(
             AUTHORIZATION,
