@@ -469,3 +469,37 @@ fn seen_sets_are_bounded_in_entries_and_time() {
     assert!(!s.first_time("j8", 159));
     assert!(s.first_time("j8", 160), "forgotten after the retention");
 }
+
+/// RFC 8935 §2.3 is for SETs that will never be accepted: when the issuer's keys cannot be
+/// fetched the SET may be fine, so the answer is 503 and mandate retries it.
+#[tokio::test]
+async fn an_unreachable_issuer_is_503_with_retry_after_not_a_400() {
+    // Port 1 on the loopback: connection refused.
+    let verifier = Verifier::builder("http://127.0.0.1:1", AUD)
+        .build()
+        .unwrap();
+    let app = receiver_for(&verifier);
+    let set = sign(
+        &set_claims("http://127.0.0.1:1", "x", session("s")),
+        "secevent+jwt",
+        "k1",
+        &key(),
+    );
+    let req = http::Request::post("/ssf/events")
+        .header(header::CONTENT_TYPE, "application/secevent+jwt")
+        .header(header::AUTHORIZATION, AUTHZ)
+        .body(Body::from(set))
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["err"], "temporarily_unavailable");
+    assert!(
+        !v["description"].as_str().unwrap().contains("127.0.0.1"),
+        "{v}"
+    );
+}
