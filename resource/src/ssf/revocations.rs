@@ -157,22 +157,32 @@ impl RevocationList {
         }
     }
 
-    /// The oldest live entry, taken out of the queue (stale pairs are dropped on the way).
+    fn map_ref(&self, kind: Kind) -> &HashMap<String, Entry> {
+        match kind {
+            Kind::Session => &self.sessions,
+            Kind::Subject => &self.subjects,
+            Kind::Client => &self.clients,
+        }
+    }
+
+    /// The oldest live entry, taken out of the queue (stale pairs are dropped on the way);
+    /// with `expired_by`, only if it was heard `retention` before that time or earlier.
     fn pop_oldest(&mut self, expired_by: Option<u64>) -> Option<Entry> {
-        while let Some((kind, key, seq)) = self.order.front().cloned() {
-            let live = self.map(kind).get(&key).copied().filter(|e| e.seq == seq);
-            match live {
-                None => {
-                    self.order.pop_front();
-                }
-                Some(e) => {
-                    if expired_by.is_some_and(|now| e.heard.saturating_add(self.retention) > now) {
-                        return None;
-                    }
-                    self.order.pop_front();
-                    self.map(kind).remove(&key);
-                    return Some(e);
-                }
+        while let Some((kind, key, seq)) = self.order.front() {
+            let live = self
+                .map_ref(*kind)
+                .get(key)
+                .copied()
+                .filter(|e| e.seq == *seq);
+            if let Some(e) = live
+                && expired_by.is_some_and(|now| e.heard.saturating_add(self.retention) > now)
+            {
+                return None;
+            }
+            let (kind, key, _) = self.order.pop_front()?;
+            if live.is_some() {
+                self.map(kind).remove(&key);
+                return live;
             }
         }
         None
