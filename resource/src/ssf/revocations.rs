@@ -396,4 +396,58 @@ mod tests {
         one.add(&session("b", T + 1), T + 1);
         assert_eq!((one.len(), one.watermark()), (1, Some(T)));
     }
+
+    /// The fail-closed property, over many random histories: whatever the capacity and the
+    /// order events arrive in, a token a revocation named (issued no later than the event) is
+    /// refused for as long as the revocation is within its retention — by its entry, or by the
+    /// watermark its eviction raised. Nothing is forgotten silently.
+    #[test]
+    fn no_revoked_token_comes_back_while_the_list_is_full() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for _ in 0..300 {
+            let capacity = 1 + rand(6) as usize;
+            let mut l = RevocationList::new(HOUR, capacity);
+            let mut named: Vec<(Principal, u64)> = Vec::new();
+            for step in 0..40u64 {
+                let now = T + step;
+                // Event times wander: SETs from the CLI carry another clock.
+                let at = T - 30 + rand(60);
+                let id = format!("x{}", rand(12));
+                let (r, t) = match rand(3) {
+                    0 => (
+                        session(&id, at),
+                        token(json!({"sub": "u", "sid": id, "iat": at - rand(5)})),
+                    ),
+                    1 => (
+                        Revocation::Subject {
+                            sub: id.clone(),
+                            at,
+                        },
+                        token(json!({"sub": "u", "act": {"sub": id}, "iat": at - rand(5)})),
+                    ),
+                    _ => (
+                        Revocation::Client {
+                            client_id: id.clone(),
+                            at,
+                        },
+                        token(json!({"sub": "u", "client_id": id, "iat": at - rand(5)})),
+                    ),
+                };
+                l.add(&r, now);
+                named.push((t, now));
+                assert!(l.len() <= capacity);
+                for (t, heard) in &named {
+                    if heard + 3600 > now {
+                        assert!(l.refuses(t, now).is_some(), "{t:?} came back");
+                    }
+                }
+            }
+        }
+    }
 }
