@@ -201,6 +201,11 @@ impl Principal {
     pub(crate) fn expires_at_secs(&self) -> u64 {
         self.expires_at
     }
+
+    /// When the token was issued (`iat`), if it says.
+    pub(crate) fn issued_at_secs(&self) -> Option<u64> {
+        numeric_date(self.claims.get("iat"))
+    }
 }
 
 impl fmt::Display for Principal {

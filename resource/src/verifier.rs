@@ -15,6 +15,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::{AuthError, AuthRejection, Challenge};
 use crate::principal::{Principal, audience_of, numeric_date};
+use crate::ssf::{Revocation, RevocationList};
 
 /// Longest token looked at; anything longer is refused before any parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -60,6 +61,8 @@ pub struct VerifierBuilder {
     jwks_max_age: Duration,
     cache_ttl: Duration,
     cache_capacity: usize,
+    revocation_retention: Duration,
+    revocation_capacity: usize,
     realm: Option<String>,
     resource_metadata_url: Option<String>,
     http: Option<reqwest::Client>,
@@ -124,6 +127,24 @@ impl VerifierBuilder {
     /// Introspection mode: the most answers kept (default 10 000); the oldest go first.
     pub fn introspection_cache_capacity(mut self, entries: usize) -> Self {
         self.cache_capacity = entries;
+        self
+    }
+
+    /// Shared Signals ([`crate::SsfReceiver`]): how long a revocation the issuer pushed is
+    /// remembered (default 1 hour). It must be at least the longest lifetime of the tokens
+    /// this server accepts (mandate's `tokens.access_token_ttl`, 10 minutes by default) plus
+    /// the [`leeway`](Self::leeway): a token a forgotten revocation named would otherwise work
+    /// again until it expires.
+    pub fn revocation_retention(mut self, retention: Duration) -> Self {
+        self.revocation_retention = retention;
+        self
+    }
+
+    /// Shared Signals: the most revocations remembered at once (default 100 000; at least 1).
+    /// When the list is full the oldest is dropped and every token issued at or before that
+    /// revocation's time is refused from then on (fail closed: nothing revoked comes back).
+    pub fn revocation_capacity(mut self, entries: usize) -> Self {
+        self.revocation_capacity = entries;
         self
     }
 
@@ -209,6 +230,10 @@ impl VerifierBuilder {
                     max_age: self.jwks_max_age,
                 },
                 cache: Mutex::new(IntrospectionCache::new(self.cache_capacity, self.cache_ttl)),
+                revocations: Mutex::new(RevocationList::new(
+                    self.revocation_retention,
+                    self.revocation_capacity,
+                )),
                 dpop,
             }),
         })
@@ -263,6 +288,8 @@ struct Inner {
     metadata: OnceCell<ServerMetadata>,
     jwks: Jwks,
     cache: Mutex<IntrospectionCache>,
+    /// What the issuer's security events revoked (`crate::ssf`).
+    revocations: Mutex<RevocationList>,
     dpop: crate::dpop::DpopCheck,
 }
 
@@ -288,6 +315,8 @@ impl Verifier {
             jwks_max_age: Duration::from_secs(600),
             cache_ttl: Duration::from_secs(30),
             cache_capacity: 10_000,
+            revocation_retention: Duration::from_secs(3600),
+            revocation_capacity: 100_000,
             realm: None,
             resource_metadata_url: None,
             http: None,
@@ -361,21 +390,73 @@ impl Verifier {
         Ok(principal)
     }
 
-    /// Verifies one access token and reads its claims.
+    /// Verifies one access token and reads its claims. A token that a security event from
+    /// the issuer revoked ([`crate::SsfReceiver`]) is refused like any revoked token.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::InvalidToken("token is too long".into()));
         }
-        let claims = match &self.inner.mode {
-            Mode::Jwt => self.verify_jwt(token).await?,
+        let principal = match &self.inner.mode {
+            Mode::Jwt => {
+                let claims = self.verify_jwt(token).await?;
+                Principal::from_claims(claims, self.inner.challenge.clone())?
+            }
             Mode::Introspection {
                 client_id,
                 client_secret,
-            } => {
-                return self.introspect(token, client_id, client_secret).await;
-            }
+            } => self.introspect(token, client_id, client_secret).await?,
         };
-        Principal::from_claims(claims, self.inner.challenge.clone())
+        if let Some(why) = self.revocations().refuses(&principal, now_secs()) {
+            return Err(AuthError::InvalidToken(why.to_string()));
+        }
+        Ok(principal)
+    }
+
+    /// Remembers what a security event revoked, and drops the cached introspection answers
+    /// of the tokens it names.
+    pub(crate) fn apply_revocations(&self, revocations: &[Revocation]) {
+        let now = now_secs();
+        let mut list = self.revocations();
+        for r in revocations {
+            list.add(r, now);
+        }
+        self.cache()
+            .entries
+            .retain(|_, e| list.refuses(&e.principal, now).is_none());
+    }
+
+    /// The issuer's key `kid` for a Security Event Token: as for tokens, but an unknown `kid`
+    /// may refetch the key set once a second (the pusher is authenticated first), and the
+    /// caller learns whether the issuer was asked.
+    pub(crate) async fn set_key(&self, kid: &str) -> Result<Arc<DecodingKey>, KeyMiss> {
+        let meta = self.metadata().await.map_err(KeyMiss::Unavailable)?;
+        let jwks_uri = jwks_uri(meta).map_err(KeyMiss::Unavailable)?;
+        let interval = FIRST_FETCH_RETRY.min(self.inner.jwks.refetch_interval);
+        (self.inner.jwks)
+            .lookup(&self.inner.http, jwks_uri, kid, interval)
+            .await
+    }
+
+    /// The revocation list's capacity and retention (seconds).
+    pub(crate) fn revocation_bounds(&self) -> (usize, u64) {
+        self.revocations().bounds()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn introspection_cache_len(&self) -> usize {
+        self.cache().len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn revocation_count(&self) -> usize {
+        self.revocations().len()
+    }
+
+    fn revocations(&self) -> std::sync::MutexGuard<'_, RevocationList> {
+        self.inner
+            .revocations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn metadata(&self) -> Result<&ServerMetadata, AuthError> {
@@ -570,7 +651,7 @@ fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -732,6 +813,27 @@ impl Jwks {
         jwks_uri: &str,
         kid: &str,
     ) -> Result<Arc<DecodingKey>, AuthError> {
+        self.lookup(http, jwks_uri, kid, self.refetch_interval)
+            .await
+            .map_err(|miss| match miss {
+                KeyMiss::Unavailable(e) => e,
+                KeyMiss::TooSoon => {
+                    tracing::debug!(kid, "unknown kid; JWKS refetch is rate-limited");
+                    unknown_kid()
+                }
+                KeyMiss::Unknown | KeyMiss::FetchFailed(_) => unknown_kid(),
+            })
+    }
+
+    /// [`Self::key`] with the least time between refetches for an unknown `kid` given, and
+    /// why a key was not found.
+    async fn lookup(
+        &self,
+        http: &reqwest::Client,
+        jwks_uri: &str,
+        kid: &str,
+        interval: Duration,
+    ) -> Result<Arc<DecodingKey>, KeyMiss> {
         {
             let set = self.lock();
             if let Some(k) = set.keys.get(kid)
@@ -751,28 +853,28 @@ impl Jwks {
                 return Ok(k.clone());
             }
             let wait = if set.fetched_at.is_none() {
-                FIRST_FETCH_RETRY.min(self.refetch_interval)
+                FIRST_FETCH_RETRY.min(interval)
             } else {
-                self.refetch_interval
+                interval
             };
             if set.last_attempt.is_some_and(|t| t.elapsed() < wait) {
                 // Too soon to ask again: a stale key still serves, an unknown kid is refused.
                 return match known {
                     Some(k) => Ok(k),
-                    None if set.fetched_at.is_none() => Err(keys_unavailable()),
-                    None => {
-                        tracing::debug!(kid, "unknown kid; JWKS refetch is rate-limited");
-                        Err(unknown_kid())
+                    None if set.fetched_at.is_none() => {
+                        Err(KeyMiss::Unavailable(keys_unavailable()))
                     }
+                    None => Err(KeyMiss::TooSoon),
                 };
             }
         }
-        let _ = self.refresh(http, jwks_uri).await;
+        let fetched = self.refresh(http, jwks_uri).await;
         let set = self.lock();
-        match set.keys.get(kid) {
-            Some(k) => Ok(k.clone()),
-            None if set.fetched_at.is_none() => Err(keys_unavailable()),
-            None => Err(unknown_kid()),
+        match (set.keys.get(kid), fetched) {
+            (Some(k), _) => Ok(k.clone()),
+            (None, _) if set.fetched_at.is_none() => Err(KeyMiss::Unavailable(keys_unavailable())),
+            (None, Ok(())) => Err(KeyMiss::Unknown),
+            (None, Err(e)) => Err(KeyMiss::FetchFailed(e)),
         }
     }
 
@@ -807,6 +909,18 @@ impl Jwks {
         set.fetched_at = Some(Instant::now());
         Ok(())
     }
+}
+
+/// Why [`Jwks::lookup`] found no key.
+pub(crate) enum KeyMiss {
+    /// The issuer's metadata or keys could not be fetched at all.
+    Unavailable(AuthError),
+    /// The freshly fetched key set has no such `kid`.
+    Unknown,
+    /// The `kid` is unknown and the key set was fetched too recently to ask again.
+    TooSoon,
+    /// The `kid` is unknown and refetching the key set failed (the old keys stay).
+    FetchFailed(AuthError),
 }
 
 fn keys_unavailable() -> AuthError {

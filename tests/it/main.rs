@@ -32,6 +32,7 @@ mod policy;
 mod raw;
 mod registration;
 mod resource_middleware;
+mod resource_ssf;
 mod security;
 mod ssf;
 mod store;
