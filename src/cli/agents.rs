@@ -69,6 +69,7 @@ async fn cut(config: &Config, name: &str, how: Cut) -> anyhow::Result<ExitCode> 
         ev.detail = serde_json::json!({ "via": "cli" });
         let item = mandate::store::BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: mandate::store::WriteOp::None,
             audit: vec![ev],
         };

@@ -111,7 +111,7 @@ pub async fn poll(
     for (jti, payload) in pending.into_iter().take(max as usize) {
         let signed = serde_json::from_str::<ssf::SetClaims>(&payload)
             .ok()
-            .and_then(|c| ssf::sign(&ring, &c).ok());
+            .and_then(|c| ssf::sign(&ring, &ctx.issuer, &c).ok());
         match signed {
             Some(set) => {
                 sets.insert(jti, set.into());

@@ -128,6 +128,7 @@ async fn rotate_in_store(
             .commit_batch(
                 &[BatchItem {
                     signals: Vec::new(),
+                    on_cut: None,
                     op: WriteOp::None,
                     audit: vec![ev],
                 }],

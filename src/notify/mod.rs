@@ -77,6 +77,8 @@ pub enum SetupError {
 
 /// The configured channels, shared by the requests that enqueue and the worker that sends.
 pub struct Notifier {
+    /// The server's issuer: what its SETs name as `iss` (`ssf::sign`).
+    pub(crate) issuer: String,
     approvals_url: String,
     webhooks: BTreeMap<String, webhook::Webhook>,
     mailer: Option<email::Mailer>,
@@ -127,6 +129,7 @@ impl Notifier {
             }
         }
         Ok(Arc::new(Self {
+            issuer: issuer.to_string(),
             approvals_url: format!("{issuer}/approvals"),
             webhooks,
             mailer,

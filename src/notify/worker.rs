@@ -224,7 +224,7 @@ impl Worker {
         })?;
         let claims: ssf::SetClaims = serde_json::from_str(&m.payload)
             .map_err(|e| Failure::Permanent(format!("unreadable SET claims: {e}")))?;
-        let set = ssf::sign(&self.keys.ring(), &claims)
+        let set = ssf::sign(&self.keys.ring(), &self.notifier.issuer, &claims)
             .map_err(|e| Failure::Transient(format!("cannot sign the SET: {e}")))?;
         push.post(set).await.map_err(|e| match e {
             ssf::PushError::Refused(e) => Failure::Permanent(e),

@@ -21,9 +21,11 @@ pub mod set;
 use std::sync::Arc;
 
 use crate::audit::AuditEvent;
-use crate::config::{Config, SSF_DEFAULT_EVENTS, SsfStreamConfig};
+use crate::config::{Config, SESSION_REVOKED, SSF_DEFAULT_EVENTS, SsfStreamConfig};
+use crate::store::Cut;
+use crate::store::Revocation;
 pub use crate::store::outbox::POLLED;
-use crate::store::outbox::{Outgoing, Tap};
+use crate::store::outbox::{OnCut, Outgoing, Tap};
 
 pub use push::{Push, PushError, credential};
 pub use set::{SetClaims, sign};
@@ -77,25 +79,84 @@ impl Transmitter {
     }
 }
 
+impl Transmitter {
+    /// The streams that asked for `event_type`, as (outbox stream, audience).
+    fn wanting(&self, event_type: &str) -> Vec<(String, String)> {
+        (self.streams.iter())
+            .filter(|s| s.events.iter().any(|e| e == event_type))
+            .map(|s| (s.outbox.clone(), s.audience.clone()))
+            .collect()
+    }
+}
+
+/// One SET of `signal` for each of `streams`, under a fresh `jti` each.
+fn messages(
+    issuer: &str,
+    streams: &[(String, String)],
+    signal: &set::Signal,
+    now: i64,
+) -> Vec<Outgoing> {
+    (streams.iter())
+        .filter_map(|(outbox, audience)| {
+            let jti = crate::crypto::random_id();
+            let claims = signal.claims(issuer, audience, &jti, now);
+            Some(Outgoing {
+                event_id: jti,
+                stream: outbox.clone(),
+                kind: KIND.into(),
+                payload: serde_json::to_string(&claims).ok()?,
+                expires_at: None,
+            })
+        })
+        .collect()
+}
+
 impl Tap for Transmitter {
     fn signals(&self, ev: &AuditEvent, now: i64) -> Vec<Outgoing> {
-        let Some(event) = set::Signal::of(ev) else {
-            return Vec::new();
-        };
-        (self.streams.iter())
-            .filter(|s| s.events.iter().any(|e| e == event.event_type()))
-            .filter_map(|s| {
-                let jti = crate::crypto::random_id();
-                let claims = event.claims(&self.issuer, &s.audience, &jti, now);
-                Some(Outgoing {
-                    event_id: jti,
-                    stream: s.outbox.clone(),
-                    kind: KIND.into(),
-                    payload: serde_json::to_string(&claims).ok()?,
-                    expires_at: None,
-                })
-            })
-            .collect()
+        match set::Signal::of(ev) {
+            // A revoked token or session is named by the tokens the revocation cut (on_cut).
+            Some(signal) if !signal.names_tokens() => messages(
+                &self.issuer,
+                &self.wanting(signal.event_type()),
+                &signal,
+                now,
+            ),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every token a revocation cut that its own signal does not name gets a SET naming its
+    /// session: a refresh token's whole session when that session was revoked, else the token
+    /// alone (by its `jti`), so a resource server drops what mandate revoked, the tokens
+    /// exchanged from it (sessions of their own) included, and nothing more.
+    fn on_cut(&self, ev: &AuditEvent, now: i64) -> Option<OnCut> {
+        let signal = set::Signal::of(ev)?;
+        let streams = self.wanting(SESSION_REVOKED);
+        if streams.is_empty() || signal.event_type() != SESSION_REVOKED {
+            return None;
+        }
+        let issuer = self.issuer.clone();
+        Some(OnCut(Arc::new(
+            move |revocation: &Revocation<'_>, cut: &[Cut]| {
+                let mut named = std::collections::HashSet::new();
+                let mut out = Vec::new();
+                for c in cut.iter().filter(|c| !signal.covers(c)) {
+                    let id = match (revocation, c.sid.as_deref()) {
+                        (Revocation::Session(s), Some(sid)) if *s == sid => sid,
+                        _ => c.jti.as_str(),
+                    };
+                    if named.insert(id.to_string()) {
+                        out.extend(messages(
+                            &issuer,
+                            &streams,
+                            &signal.session(id, &c.sub),
+                            now,
+                        ));
+                    }
+                }
+                out
+            },
+        )))
     }
 
     fn enqueued(&self) {

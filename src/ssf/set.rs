@@ -139,6 +139,36 @@ impl Signal {
         })
     }
 
+    /// Whether this is a revocation of tokens (a token, a session): those are named by what
+    /// the revocation cut ([`Self::session`]), not by the event.
+    pub fn names_tokens(&self) -> bool {
+        matches!(self.subject, Subject::Session { .. })
+    }
+
+    /// Whether a receiver acting on this signal drops `cut` already: a user's or an agent's
+    /// tokens (all of theirs, and those derived from them, name them as `sub` or in `act`),
+    /// a client's own tokens. Tokens derived from a client's, issued to another, are not.
+    pub fn covers(&self, cut: &crate::store::Cut) -> bool {
+        match &self.subject {
+            Subject::Account(_) => true,
+            Subject::Client(id) => cut.client_id == *id,
+            Subject::Session { .. } | Subject::Request { .. } => false,
+        }
+    }
+
+    /// The same revocation, about one session (or one token, by its `jti`) of `user`.
+    pub fn session(&self, id: &str, user: &str) -> Self {
+        Self {
+            subject: Subject::Session {
+                id: id.to_string(),
+                user: Some(user.to_string()),
+            },
+            kind: Kind::Revoked,
+            initiating: self.initiating,
+            reason: self.reason.clone(),
+        }
+    }
+
     /// CAEP session-revoked for a revocation, mandate's [`REFUSED`] for a refusal.
     pub fn event_type(&self) -> &'static str {
         match self.kind {
@@ -208,9 +238,34 @@ impl Signal {
     }
 }
 
-/// The compact JWS of `claims` under the current signing key (RFC 8417 §2.3, ES256).
-pub fn sign(ring: &Keyring, claims: &SetClaims) -> Result<String, SignError> {
-    ring.sign(TYP, claims)
+/// The compact JWS of `claims` under the current signing key (RFC 8417 §2.3, ES256), issued by
+/// `issuer`, the server that signs it. A SET the CLI wrote names the issuer the CLI could
+/// work out from the config, which is not the server's when the config names none and the
+/// server listens on a port it was given (port 0): the server's own issuer replaces it, in
+/// `iss` and in every `iss_sub` subject that named it, as the key that signs is the server's.
+pub fn sign(ring: &Keyring, issuer: &str, claims: &SetClaims) -> Result<String, SignError> {
+    if claims.iss == issuer {
+        return ring.sign(TYP, claims);
+    }
+    let mut claims = claims.clone();
+    reissue(&mut claims.sub_id, &claims.iss, issuer);
+    claims.iss = issuer.to_string();
+    ring.sign(TYP, &claims)
+}
+
+/// Replaces `from` by `to` as the `iss` of every `iss_sub` identifier in `sub_id`.
+fn reissue(sub_id: &mut Value, from: &str, to: &str) {
+    let Some(o) = sub_id.as_object_mut() else {
+        return;
+    };
+    if o.get("format").and_then(Value::as_str) == Some("iss_sub")
+        && o.get("iss").and_then(Value::as_str) == Some(from)
+    {
+        o.insert("iss".into(), to.into());
+    }
+    for member in o.values_mut().filter(|v| v.is_object()) {
+        reissue(member, from, to);
+    }
 }
 
 #[cfg(test)]
@@ -361,5 +416,35 @@ mod tests {
             Signal::of(&AuditEvent::new("ciba.refused_at_issuance")),
             None
         );
+    }
+
+    /// RFC 8417 §2.2 `iss` is the transmitter that signs: a SET written by the CLI under the
+    /// issuer it worked out (`http://127.0.0.1:0`) is signed under the server's, in `iss` and
+    /// in the `iss_sub` subjects (RFC 9493 §3.2.4) that named the CLI's.
+    #[test]
+    fn rfc8417_a_set_written_under_another_issuer_is_signed_under_the_servers() {
+        let kek = crate::jose::Kek::from_bytes(&[9; 32]);
+        let mut row = crate::jose::keyring::KeyMaterial::generate(&kek, 0);
+        row.state = crate::jose::rotation::KeyState::Current;
+        let ring = Keyring::from_rows(&[row], &kek).unwrap();
+        let verify = |set: &str| ring.verify::<Value>(set, TYP).unwrap();
+        let mut ev = AuditEvent::new("agent.disabled");
+        ev.subject = Some("agent:build-bot".into());
+        let c = Signal::of(&ev)
+            .unwrap()
+            .claims("http://127.0.0.1:0", "a", "s", 1);
+        let set = sign(&ring, "http://127.0.0.1:41234", &c).unwrap();
+        let v = verify(&set);
+        assert_eq!(v["iss"], "http://127.0.0.1:41234");
+        assert_eq!(v["sub_id"]["iss"], "http://127.0.0.1:41234");
+        let s = Signal::of(&revoked(Some("sid1"), Some("j1"), Some("alice"))).unwrap();
+        let c = s.claims("http://127.0.0.1:0", "a", "s", 1);
+        let v = verify(&sign(&ring, "https://as", &c).unwrap());
+        assert_eq!(v["sub_id"]["user"]["iss"], "https://as");
+        assert_eq!(v["sub_id"]["session"]["id"], "sid1");
+        // Already the server's: signed as written.
+        let c = s.claims("https://as", "a", "s", 1);
+        let v = verify(&sign(&ring, "https://as", &c).unwrap());
+        assert_eq!(serde_json::from_value::<SetClaims>(v).unwrap(), c);
     }
 }

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
-use super::{BatchItem, Party, TokenRecord, WriteOp, WriteOutcome};
+use super::{BatchItem, Cut, Party, TokenRecord, WriteOp, WriteOutcome};
 use crate::audit::AuditEvent;
 
 /// A stretch of a batch with at most one revocation, its last item.
@@ -133,15 +133,17 @@ pub fn events<'a>(items: &'a [BatchItem], outcomes: &[WriteOutcome]) -> Vec<Cow<
     out
 }
 
-/// The messages the batch enqueues, in order: those of items that were applied.
+/// The messages the batch enqueues, in order: those of items that were applied, then those
+/// about what each revocation cut. `cuts` holds, for each item, the tokens its revocation cut.
 pub fn outgoing<'a>(
     items: &'a [BatchItem],
     outcomes: &[WriteOutcome],
-) -> Vec<&'a super::outbox::Outgoing> {
+    cuts: &[Vec<Cut>],
+) -> Vec<Cow<'a, super::outbox::Outgoing>> {
     let mut out = Vec::new();
-    for (item, outcome) in items.iter().zip(outcomes) {
+    for (i, (item, outcome)) in items.iter().zip(outcomes).enumerate() {
         if let (WriteOp::Notify(messages), WriteOutcome::Done) = (&item.op, outcome) {
-            out.extend(messages);
+            out.extend(messages.iter().map(Cow::Borrowed));
         }
         let applied = match (outcome, &item.op) {
             (WriteOutcome::ParentRevoked, _) => false,
@@ -152,7 +154,12 @@ pub fn outgoing<'a>(
             (WriteOutcome::Done, _) => true,
         };
         if applied {
-            out.extend(&item.signals);
+            out.extend(item.signals.iter().map(Cow::Borrowed));
+        }
+        let cut = cuts.get(i).map(Vec::as_slice).unwrap_or_default();
+        if let (Some(on_cut), Some(r), false) = (&item.on_cut, revocation(&item.op), cut.is_empty())
+        {
+            out.extend((on_cut.0)(&r, cut).into_iter().map(Cow::Owned));
         }
     }
     out
@@ -210,6 +217,7 @@ mod tests {
     fn issue(name: &str, parent: Option<&str>) -> BatchItem {
         BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::IssueTokens(vec![token(name, parent)]),
             audit: vec![AuditEvent::new("token.issued")],
         }
@@ -218,6 +226,7 @@ mod tests {
     fn revoke(name: &str) -> BatchItem {
         BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::Revoke {
                 token_hash: h(name),
             },
@@ -286,6 +295,7 @@ mod tests {
         let items = [
             BatchItem {
                 signals: Vec::new(),
+                on_cut: None,
                 op: WriteOp::IssueTokens(vec![token("a", None), token("b", Some("gone"))]),
                 audit: vec![AuditEvent::new("token.issued")],
             },
@@ -333,10 +343,33 @@ mod tests {
             WriteOutcome::ParentRevoked,
             WriteOutcome::Revoked(0),
         ];
-        let ids: Vec<&str> = (outgoing(&items, &outcomes).into_iter())
-            .map(|m| m.event_id.as_str())
+        let ids: Vec<String> = (outgoing(&items, &outcomes, &[]).into_iter())
+            .map(|m| m.event_id.clone())
             .collect();
         assert_eq!(ids, ["0", "3"]);
+
+        // What a revocation cut is told after the item's own signals, once per cut token,
+        // with the revocation that cut it; a revocation that cut nothing tells nothing.
+        let hook =
+            crate::store::outbox::OnCut(std::sync::Arc::new(|r: &Revocation<'_>, cut: &[Cut]| {
+                assert_eq!(*r, Revocation::Token(b"a"));
+                cut.iter()
+                    .map(|c| signal(&format!("cut-{}", c.jti)))
+                    .collect()
+            }));
+        items[0].on_cut = Some(hook.clone());
+        items[1].on_cut = Some(hook);
+        let cut = |jti: &str| Cut {
+            jti: jti.into(),
+            sid: None,
+            sub: "alice".into(),
+            client_id: "c".into(),
+        };
+        let cuts = [vec![cut("a"), cut("a-child")], vec![], vec![], vec![]];
+        let ids: Vec<String> = (outgoing(&items, &outcomes, &cuts).into_iter())
+            .map(|m| m.event_id.clone())
+            .collect();
+        assert_eq!(ids, ["0", "cut-a", "cut-a-child", "3"]);
     }
 
     #[test]

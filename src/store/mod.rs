@@ -27,6 +27,7 @@
 
 mod audiences;
 mod batch;
+pub use batch::Revocation;
 pub mod ciba;
 pub mod outbox;
 mod postgres;
@@ -289,6 +290,9 @@ pub struct BatchItem {
     pub audit: Vec<AuditEvent>,
     /// Messages the item's events cause ([`outbox::Tap`]), written with them if it applies.
     pub signals: Vec<outbox::Outgoing>,
+    /// Messages about the tokens its revocation cut, made once the backend knows which
+    /// ([`outbox::Tap::on_cut`]).
+    pub on_cut: Option<outbox::OnCut>,
 }
 
 impl BatchItem {
@@ -297,16 +301,29 @@ impl BatchItem {
             op,
             audit,
             signals: Vec::new(),
+            on_cut: None,
         }
     }
 
-    /// Adds the messages `tap` makes of the item's events.
+    /// Adds the messages `tap` makes of the item's events, and of what its revocation cuts.
     pub fn tapped(mut self, tap: &dyn outbox::Tap, now: i64) -> Self {
         for ev in &self.audit {
             self.signals.extend(tap.signals(ev, now));
+            if self.on_cut.is_none() {
+                self.on_cut = tap.on_cut(ev, now);
+            }
         }
         self
     }
+}
+
+/// A token a revocation cut, by what a resource server knows of it (its claims).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub jti: String,
+    pub sid: Option<String>,
+    pub sub: String,
+    pub client_id: String,
 }
 
 /// The whole store, as the server holds it (`dyn Store`).

@@ -24,8 +24,27 @@ use crate::audit::AuditEvent;
 pub trait Tap: Send + Sync + 'static {
     /// The messages `ev` causes, stamped `now`.
     fn signals(&self, ev: &AuditEvent, now: i64) -> Vec<Outgoing>;
+    /// The messages about each token the revocation `ev` records will cut, made in the
+    /// transaction once the backend knows them (a revocation cuts what was derived from its
+    /// token too, under sessions of their own).
+    fn on_cut(&self, _ev: &AuditEvent, _now: i64) -> Option<OnCut> {
+        None
+    }
     /// Called once messages were committed (wakes the delivery worker).
     fn enqueued(&self) {}
+}
+
+/// What makes the messages about the tokens a revocation cut.
+pub type CutMessages = dyn Fn(&super::Revocation<'_>, &[super::Cut]) -> Vec<Outgoing> + Send + Sync;
+
+/// Makes the messages about the tokens a revocation cut ([`Tap::on_cut`]).
+#[derive(Clone)]
+pub struct OnCut(pub std::sync::Arc<CutMessages>);
+
+impl std::fmt::Debug for OnCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnCut")
+    }
 }
 
 /// A message to enqueue (its times come from the batch that writes it).

@@ -164,7 +164,7 @@ impl Writer {
             if let Some(tap) = &self.tap {
                 item = item.tapped(tap.as_ref(), self.clock.now());
             }
-            let signalled = !item.signals.is_empty();
+            let signalled = !item.signals.is_empty() || item.on_cut.is_some();
             let queued = Queued {
                 item,
                 reply,

@@ -944,6 +944,7 @@ async fn audit_export_pages_through_a_log_longer_than_a_page() {
                 .collect();
             let item = BatchItem {
                 signals: Vec::new(),
+                on_cut: None,
                 op: WriteOp::None,
                 audit: events,
             };

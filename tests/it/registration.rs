@@ -907,6 +907,7 @@ async fn rfc7592_s2_3_tokens_recorded_just_after_a_deletion_are_revoked_by_the_n
         let now = app.db.clock.now();
         let item = BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::IssueTokens(vec![late.clone()]),
             audit: Vec::new(),
         };

@@ -278,10 +278,7 @@ async fn exchange(app: &TestApp, subject: &str, actor: &str, extra: &[(&str, &st
 /// the CLI makes the resource server refuse every token whose `act` chain names it — the
 /// agent's own, and a sub-agent's that it delegated to — while alice's own token still works.
 ///
-/// The server runs as a process on a fixed port: the CLI (another process) names the issuer
-/// in its SETs after the config's `listen` when no `issuer` is set, and with `listen` on port
-/// 0 that is `http://127.0.0.1:0`, which the receiver rightly refuses (`invalid_issuer`; the
-/// ignored test below shows it).
+/// The server runs as a process on a fixed port, as an operator's does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc9493_iss_sub_an_agent_disabled_from_the_cli_cuts_every_chain_naming_it() {
     for b in backends() {
@@ -289,11 +286,10 @@ async fn rfc9493_iss_sub_an_agent_disabled_from_the_cli_cuts_every_chain_naming_
     }
 }
 
-/// The same with the server in-process on port 0 and no `issuer` in the config, as every
-/// other test here runs it.
+/// The same with the server in-process on port 0 and no `issuer` in the config: the CLI
+/// (another process) can only name `http://127.0.0.1:0` as the issuer of the SETs it writes,
+/// and the server signs them under its own (RFC 8417 §2.2 `iss`), which the receiver expects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: App::offline_tap names the issuer http://127.0.0.1:0 (the config's \
-            listen) in the CLI's SETs, so receivers refuse them with invalid_issuer"]
 async fn rfc9493_an_agent_disabled_from_the_cli_of_a_server_on_port_0() {
     agent_disabled_from_the_cli(Backend::Sqlite, false).await;
 }
@@ -565,14 +561,10 @@ async fn rfc8935_s2_attacker_pushes_are_refused_and_revoke_nothing() {
     app.stop().await;
 }
 
-/// SPEC: "revoking any link cuts off everything below it", and docs/ssf.md: the session id a
-/// SET names covers what was derived from the revoked token. But each exchange gives the new
-/// token a session of its own (`sid`), and a revocation's SET names only the revoked token's
-/// session: a token an agent got by exchanging alice's is revoked at mandate, yet named by no
-/// SET, so a JWT resource server keeps accepting it.
+/// SPEC: "revoking any link cuts off everything below it", at a JWT resource server too. Each
+/// exchange gives the new token a session of its own (`sid`), so the revocation's SETs name
+/// every token it cut (docs/ssf.md), and the agent's token is refused as alice's is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: a revocation's SET names only the revoked token's sid, not the sids \
-            of the tokens exchanged from it, which mandate revokes too"]
 async fn spec_revoking_alices_token_cuts_the_agent_tokens_exchanged_from_it() {
     let planner = TestAgent::new("planner");
     let (listener, rs_url) = bind().await;

@@ -600,9 +600,9 @@ async fn rfc8417_a_delegation_the_policy_refuses_reaches_only_streams_that_asked
                 "{b:?}: the SET names {secret}: {text}"
             );
         }
-        // Revoking alice's token reaches both streams; the resource server's stream, which asked
-        // for nothing, got that and nothing else.
-        // RFC 7009 §2.1: alice's public client `cli` revokes its own token.
+        // Revoking alice's token (RFC 7009 §2.1: her public client `cli` revokes it) cuts it
+        // and build-bot's token exchanged from it: both streams hear of both; the resource
+        // server's stream, which asked for nothing, of nothing else.
         let resp = app
             .post_form(
                 "/revoke",
@@ -611,14 +611,135 @@ async fn rfc8417_a_delegation_the_policy_refuses_reaches_only_streams_that_asked
             )
             .await;
         assert_eq!(resp.status(), 200);
-        let got = resource.wait_for(None, |p| !p.is_empty()).await;
-        let c = verified(&app.url, &got[0].set).await;
-        assert!(c["events"][SESSION_REVOKED].is_object(), "{c}");
-        let got = security.wait_for(None, |p| p.len() >= 2).await;
-        assert!(verified(&app.url, &got[1].set).await["events"][SESSION_REVOKED].is_object());
+        let got = resource.wait_for(None, |p| p.len() >= 2).await;
+        for p in &got {
+            let c = verified(&app.url, &p.set).await;
+            assert!(c["events"][SESSION_REVOKED].is_object(), "{c}");
+        }
+        let got = security.wait_for(None, |p| p.len() >= 3).await;
+        for p in &got[1..] {
+            let c = verified(&app.url, &p.set).await;
+            assert!(c["events"][SESSION_REVOKED].is_object(), "{c}");
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(resource.all().len(), 1, "{b:?}: only the revocation");
-        assert_eq!(security.all().len(), 2, "{b:?}");
+        assert_eq!(resource.all().len(), 2, "{b:?}: only the revocations");
+        assert_eq!(security.all().len(), 3, "{b:?}");
+        app.stop().await;
+    }
+}
+
+/// RFC 7009 §2.1 and SSF 1.0 §3: a SET names exactly what the revocation cut. Revoking one
+/// access token of alice's signed-in session cuts that token and the agent token exchanged
+/// from it (RFC 8693: a session of its own), so the receiver hears of both tokens by their
+/// `jti`, and not of alice's session, whose refreshed sibling mandate still calls active.
+/// Revoking the refresh token then cuts the whole session (RFC 7009 §2.1: the grant), named
+/// by its `sid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc7009_a_set_names_the_revoked_token_and_every_token_exchanged_from_it_and_no_more() {
+    let planner = crate::agents::TestAgent::new("planner");
+    for b in backends() {
+        let receiver = Receiver::start().await;
+        let db = test_db(b).await;
+        let config = format!(
+            "[[clients]]\nclient_id = \"agent-host\"\nclient_secret = \"host-secret\"\n\
+             grant_types = [\"{TE}\"]\n{}{}",
+            planner.toml(),
+            stream(&db, &receiver)
+        );
+        let app = spawn_on(db, &config).await;
+        let signed_in =
+            crate::flows::sign_in(&app, "alice", "alice-password", "cli", "orders:read").await;
+        let access = signed_in["access_token"].as_str().unwrap().to_string();
+        let refresh = signed_in["refresh_token"].as_str().unwrap().to_string();
+        let sid = claims(&access)["sid"].as_str().unwrap().to_string();
+        let resp = app
+            .post_form(
+                "/token",
+                None,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("client_id", "cli"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{b:?}");
+        let refreshed: Value = resp.json().await.unwrap();
+        let sibling = refreshed["access_token"].as_str().unwrap().to_string();
+        // RFC 9700 §4.14.2: the refresh token rotates; the new one stands for the grant.
+        let refresh = refreshed["refresh_token"]
+            .as_str()
+            .unwrap_or(&refresh)
+            .to_string();
+        assert_eq!(claims(&sibling)["sid"], sid.as_str());
+        let actor = planner.attest(&app).await;
+        let (status, v) = token_exchange(
+            &app,
+            AGENT_HOST,
+            &access,
+            Some(&actor),
+            &[("scope", "orders:read")],
+        )
+        .await;
+        assert_eq!(status, 200, "{b:?}: {v}");
+        let delegated = v["access_token"].as_str().unwrap().to_string();
+        assert_ne!(
+            claims(&delegated)["sid"],
+            sid.as_str(),
+            "a session of its own"
+        );
+
+        let resp = app
+            .post_form(
+                "/revoke",
+                None,
+                &[("token", access.as_str()), ("client_id", "cli")],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let got = receiver.wait_for(None, |p| p.len() >= 2).await;
+        let mut named = Vec::new();
+        for p in &got {
+            let c = verified(&app.url, &p.set).await;
+            assert_eq!(c["sub_id"]["user"]["sub"], "alice", "{b:?}: {c}");
+            named.push(session_of(&c));
+        }
+        named.sort();
+        let mut want = vec![
+            claims(&access)["jti"].as_str().unwrap().to_string(),
+            claims(&delegated)["jti"].as_str().unwrap().to_string(),
+        ];
+        want.sort();
+        assert_eq!(
+            named, want,
+            "{b:?}: the token and what was exchanged from it"
+        );
+        assert_eq!(app.introspect(&sibling).await["active"], true, "{b:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            receiver.all().len(),
+            2,
+            "{b:?}: nothing about alice's session"
+        );
+
+        // The refresh token stands for the grant: the whole session, by its sid, once.
+        let resp = app
+            .post_form(
+                "/revoke",
+                None,
+                &[("token", refresh.as_str()), ("client_id", "cli")],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let got = receiver.wait_for(None, |p| p.len() >= 3).await;
+        assert_eq!(
+            session_of(&verified(&app.url, &got[2].set).await),
+            sid,
+            "{b:?}"
+        );
+        assert_eq!(app.introspect(&sibling).await["active"], false, "{b:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.all().len(), 3, "{b:?}: one SET for the session");
         app.stop().await;
     }
 }

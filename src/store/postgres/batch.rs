@@ -12,7 +12,7 @@ use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
 use crate::store::records;
 use crate::store::sql::{self, chunks, split_last_chunk};
-use crate::store::{AuditStore, BatchItem, StoreError, TokenRecord, WriteOutcome};
+use crate::store::{AuditStore, BatchItem, Cut, StoreError, TokenRecord, WriteOutcome};
 
 /// Revokes a token and, through `parent_hash`, every token derived from it, in a shape whose
 /// plan does not depend on table statistics. Without them (a table grown from empty before
@@ -25,7 +25,7 @@ const REVOKE_SUBTREE: &str = "WITH RECURSIVE subtree(h) AS ( \
        UNION SELECT c.token_hash FROM subtree s CROSS JOIN LATERAL \
          (SELECT t.token_hash FROM tokens t WHERE t.parent_hash = s.h OFFSET 0) c) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash = ANY (ARRAY(SELECT h FROM subtree)) \
-       AND revoked_at IS NULL";
+       AND revoked_at IS NULL RETURNING jti, sid, sub, client_id";
 
 /// Every token of session `$1` and everything derived from them, shaped as [`REVOKE_SUBTREE`].
 const REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
@@ -33,7 +33,7 @@ const REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
        UNION SELECT c.token_hash FROM subtree s CROSS JOIN LATERAL \
          (SELECT t.token_hash FROM tokens t WHERE t.parent_hash = s.h OFFSET 0) c) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash = ANY (ARRAY(SELECT h FROM subtree)) \
-       AND revoked_at IS NULL";
+       AND revoked_at IS NULL RETURNING jti, sid, sub, client_id";
 
 /// The live tokens of a party ([`sql::party_seed`]) and everything derived from them, shaped as
 /// [`REVOKE_SUBTREE`].
@@ -45,7 +45,7 @@ fn revoke_party(party: &crate::store::Party) -> &'static str {
                UNION SELECT c.token_hash FROM subtree s CROSS JOIN LATERAL \
                  (SELECT t.token_hash FROM tokens t WHERE t.parent_hash = s.h OFFSET 0) c) \
              UPDATE tokens SET revoked_at = $2 WHERE token_hash = ANY (ARRAY(SELECT h FROM subtree)) \
-               AND revoked_at IS NULL"
+               AND revoked_at IS NULL RETURNING jti, sid, sub, client_id"
         )
     })
 }
@@ -116,6 +116,8 @@ async fn commit(
             .fetch_one(&mut *tx)
             .await?;
     let mut outcomes = Vec::with_capacity(items.len());
+    // What each item's revocation cut (empty for the others), for the messages about it.
+    let mut cuts: Vec<Vec<Cut>> = Vec::with_capacity(items.len());
     // A run's tokens are written before its revocation, so that the revocation sees them; the
     // last run's ride in the batch's final statement.
     let mut pending: Vec<&TokenRecord> = Vec::new();
@@ -130,15 +132,26 @@ async fn commit(
         insert_tokens(&mut tx, &pending).await?;
         pending.clear();
         let q = match revocation {
-            Revocation::Token(h) => sqlx::query(REVOKE_SUBTREE).bind(h),
-            Revocation::Session(sid) => sqlx::query(REVOKE_SESSION).bind(sid),
-            Revocation::Party(p) => sqlx::query(revoke_party(p)).bind(p.key()),
+            Revocation::Token(h) => sqlx::query_as(REVOKE_SUBTREE).bind(h),
+            Revocation::Session(sid) => sqlx::query_as(REVOKE_SESSION).bind(sid),
+            Revocation::Party(p) => sqlx::query_as(revoke_party(p)).bind(p.key()),
         };
-        let r = q.bind(now).execute(&mut *tx).await?;
-        outcomes.push(WriteOutcome::Revoked(r.rows_affected()));
+        let rows: Vec<(String, Option<String>, String, String)> =
+            q.bind(now).fetch_all(&mut *tx).await?;
+        let cut: Vec<Cut> = (rows.into_iter())
+            .map(|(jti, sid, sub, client_id)| Cut {
+                jti,
+                sid,
+                sub,
+                client_id,
+            })
+            .collect();
+        cuts.resize(outcomes.len(), Vec::new());
+        outcomes.push(WriteOutcome::Revoked(cut.len() as u64));
+        cuts.push(cut);
     }
     // Notifications are rare (one per request that waits for a human): one statement each.
-    for m in batch::outgoing(items, &outcomes) {
+    for m in batch::outgoing(items, &outcomes, &cuts) {
         sqlx::query(crate::store::outbox::sql::INSERT)
             .bind(&m.event_id)
             .bind(&m.stream)

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{SqliteStore, rows};
 use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
-use crate::store::{AuditStore, BatchItem, Party, StoreError, WriteOutcome};
+use crate::store::{AuditStore, BatchItem, Cut, Party, StoreError, WriteOutcome};
 use crate::store::{records, sql};
 
 /// Revokes a token and, through `parent_hash`, every token derived from it.
@@ -17,14 +17,14 @@ const REVOKE_SUBTREE: &str = "WITH RECURSIVE subtree(h) AS ( \
        SELECT token_hash FROM tokens WHERE token_hash = $1 \
        UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) \
-       AND revoked_at IS NULL";
+       AND revoked_at IS NULL RETURNING jti, sid, sub, client_id";
 
 /// Revokes every token of a session and, through `parent_hash`, every token derived from them.
 const REVOKE_SESSION: &str = "WITH RECURSIVE subtree(h) AS ( \
        SELECT token_hash FROM tokens WHERE sid = $1 \
        UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
      UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) \
-       AND revoked_at IS NULL";
+       AND revoked_at IS NULL RETURNING jti, sid, sub, client_id";
 
 /// Revokes the live tokens of a party ([`sql::party_seed`]) and everything derived from them.
 fn revoke_party(party: &Party) -> &'static str {
@@ -34,7 +34,7 @@ fn revoke_party(party: &Party) -> &'static str {
             "WITH RECURSIVE subtree(h) AS ({seed} \
                UNION SELECT t.token_hash FROM tokens t JOIN subtree s ON t.parent_hash = s.h) \
              UPDATE tokens SET revoked_at = $2 WHERE token_hash IN (SELECT h FROM subtree) \
-               AND revoked_at IS NULL"
+               AND revoked_at IS NULL RETURNING jti, sid, sub, client_id"
         )
     })
 }
@@ -105,6 +105,8 @@ fn commit(
     let (head_seq, head_hash): (i64, Vec<u8>) =
         (tx.prepare_cached(sql::AUDIT_HEAD)?).query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut outcomes = Vec::with_capacity(items.len());
+    // What each item's revocation cut (empty for the others), for the messages about it.
+    let mut cuts: Vec<Vec<Cut>> = Vec::with_capacity(items.len());
     let mut live =
         tx.prepare_cached("SELECT 1 FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL")?;
     let mut insert = tx.prepare_cached(&format!(
@@ -142,19 +144,26 @@ fn commit(
             ])?;
         }
         outcomes.extend(decided.outcomes);
-        let revoked = match run.revocation() {
+        cuts.resize(outcomes.len(), Vec::new());
+        use rusqlite::types::Value;
+        let (statement, seed) = match run.revocation() {
             None => continue,
-            Some(Revocation::Token(h)) => {
-                (tx.prepare_cached(REVOKE_SUBTREE)?).execute(params![h, now])?
-            }
-            Some(Revocation::Session(sid)) => {
-                (tx.prepare_cached(REVOKE_SESSION)?).execute(params![sid, now])?
-            }
-            Some(Revocation::Party(p)) => {
-                (tx.prepare_cached(revoke_party(p))?).execute(params![p.key(), now])?
-            }
+            Some(Revocation::Token(h)) => (REVOKE_SUBTREE, Value::Blob(h.to_vec())),
+            Some(Revocation::Session(sid)) => (REVOKE_SESSION, Value::Text(sid.to_string())),
+            Some(Revocation::Party(p)) => (revoke_party(p), Value::Text(p.key())),
         };
-        outcomes.push(WriteOutcome::Revoked(revoked as u64));
+        let cut = (tx.prepare_cached(statement)?)
+            .query_map(params![seed, now], |r| {
+                Ok(Cut {
+                    jti: r.get(0)?,
+                    sid: r.get(1)?,
+                    sub: r.get(2)?,
+                    client_id: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        outcomes.push(WriteOutcome::Revoked(cut.len() as u64));
+        cuts.push(cut);
     }
     let mut touch =
         tx.prepare_cached("UPDATE tokens SET last_used_at = $1, last_used_by = $2 WHERE jti = $3")?;
@@ -164,7 +173,7 @@ fn commit(
         }
     }
     let mut enqueue = tx.prepare_cached(crate::store::outbox::sql::INSERT)?;
-    for m in batch::outgoing(items, &outcomes) {
+    for m in batch::outgoing(items, &outcomes, &cuts) {
         enqueue.execute(params![
             m.event_id,
             m.stream,

@@ -170,6 +170,7 @@ async fn an_item_with_one_refused_token_records_none_of_its_tokens() {
         commit(&s, &[issue("p", None)], 10).await;
         let item = BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::IssueTokens(vec![token("ok", Some("p")), token("bad", Some("gone"))]),
             audit: vec![AuditEvent::new("token.issued")],
         };
@@ -193,12 +194,14 @@ async fn session_and_party_revocations_refuse_later_children_in_the_batch() {
         of_client.client_id = "gone-client".into();
         let items = [BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::IssueTokens(vec![in_session, of_client]),
             audit: vec![],
         }];
         commit(&s, &items, 10).await;
         let session = BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::RevokeSession {
                 sid: "sid-1".into(),
             },
@@ -206,6 +209,7 @@ async fn session_and_party_revocations_refuse_later_children_in_the_batch() {
         };
         let party = BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::RevokeParty(Party::Client("gone-client".into())),
             audit: vec![],
         };

@@ -187,6 +187,7 @@ async fn a_single_use_token_is_consumed_once_and_a_replay_is_recognised() {
         refresh.kind = TokenKind::Refresh;
         let items = [BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::IssueTokens(vec![refresh]),
             audit: vec![],
         }];
@@ -228,6 +229,7 @@ async fn live_tokens_of_a_subject_are_listed_oldest_first() {
         let items = [
             BatchItem {
                 signals: Vec::new(),
+                on_cut: None,
                 op: WriteOp::IssueTokens(vec![new, expired, other, old]),
                 audit: vec![],
             },
@@ -286,6 +288,7 @@ async fn removing_a_party_revokes_its_tokens_and_their_subtrees() {
         acting.act = Some(mandate::oauth::act::Actor::parse(r#"{"sub":"agent:bot"}"#).unwrap());
         let items = [BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::IssueTokens(vec![of_client, of_user, own, acting]),
             audit: vec![],
         }];
@@ -295,6 +298,7 @@ async fn removing_a_party_revokes_its_tokens_and_their_subtrees() {
             .unwrap();
         let party = |p: Party| BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::RevokeParty(p),
             audit: vec![AuditEvent::new("party.removed")],
         };
@@ -352,6 +356,7 @@ async fn audit_entries_are_paged_and_found_by_session() {
         };
         let items = [BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::None,
             audit: vec![
                 ev(Some("s1")),
@@ -396,6 +401,7 @@ async fn the_first_audit_entry_at_or_after_a_time_is_found() {
         for ts in [100, 200, 200, 300] {
             let items = [BatchItem {
                 signals: Vec::new(),
+                on_cut: None,
                 op: WriteOp::None,
                 audit: vec![AuditEvent::new("token.introspected")],
             }];
@@ -423,6 +429,7 @@ async fn a_touch_records_the_last_use_and_its_user() {
             .unwrap();
         let touch = |by: &str| BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::Touch {
                 jti: "jti-t".into(),
                 by: by.into(),

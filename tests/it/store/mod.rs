@@ -47,6 +47,7 @@ pub(super) fn issue(name: &str, parent: Option<&str>) -> BatchItem {
     ev.token_jti = Some(format!("jti-{name}"));
     BatchItem {
         signals: Vec::new(),
+        on_cut: None,
         op: WriteOp::IssueTokens(vec![token(name, parent)]),
         audit: vec![ev],
     }
@@ -55,6 +56,7 @@ pub(super) fn issue(name: &str, parent: Option<&str>) -> BatchItem {
 pub(super) fn revoke(name: &str) -> BatchItem {
     BatchItem {
         signals: Vec::new(),
+        on_cut: None,
         op: WriteOp::Revoke {
             token_hash: mandate::crypto::sha256(name.as_bytes()).to_vec(),
         },
@@ -276,6 +278,7 @@ async fn sqlite_tokens_from_before_the_jti_key_survive_the_rebuild() {
     fresh.jti = mandate::crypto::time_ordered_id(&mandate::clock::SystemClock);
     let issued = BatchItem {
         signals: Vec::new(),
+        on_cut: None,
         op: WriteOp::IssueTokens(vec![fresh]),
         audit: vec![AuditEvent::new("token.issued")],
     };
@@ -382,6 +385,7 @@ async fn a_presented_token_is_found_only_by_its_exact_bytes() {
         refresh.kind = TokenKind::Refresh;
         let items = [BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::IssueTokens(vec![rec, refresh]),
             audit: vec![],
         }];
@@ -415,6 +419,7 @@ async fn a_batch_too_large_for_one_statement_keeps_every_row_and_the_chain() {
         s.commit_batch(&issued, 10, None, &key()).await.unwrap();
         let touch = |i: usize, by: &str| BatchItem {
             signals: Vec::new(),
+            on_cut: None,
             op: WriteOp::Touch {
                 jti: format!("jti-t{i}"),
                 by: by.into(),

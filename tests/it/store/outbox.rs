@@ -22,6 +22,7 @@ fn message(id: &str, stream: &str) -> Outgoing {
 fn notify(messages: Vec<Outgoing>) -> BatchItem {
     BatchItem {
         signals: Vec::new(),
+        on_cut: None,
         op: WriteOp::Notify(messages),
         audit: vec![AuditEvent::new("ciba.requested")],
     }
