@@ -244,15 +244,21 @@ def poll(w: World, stream: str) -> list[str]:
 
 
 def genuine_set(w: World, stream: str = "orders-poll") -> str:
-    """A SET mandate signed for `stream`, of a fresh revocation."""
-    revoke(w, cc_token(w))
+    """A SET mandate signed for `stream`, of a fresh revocation, once the push streams have
+    delivered theirs too (so that the receivers' lists no longer change under a test)."""
+    token = cc_token(w)
+    revoke(w, token)
+    claims = claims_of(token)
     deadline = time.monotonic() + 5
+    found: str | None = None
     while time.monotonic() < deadline:
-        got = poll(w, stream)
-        if got:
-            return got[-1]
-        time.sleep(0.05)
-    raise AssertionError(f"no SET on {stream}")
+        if found is None:
+            got = poll(w, stream)
+            found = got[-1] if got else None
+        if found is not None and all(r.revocations.revoked(claims) for r in w.receivers.values()):
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"no SET on {stream}, or not pushed to every receiver")
 
 
 def push(w: World, body: bytes | str, *, authorization: str | None = CREDENTIAL, content_type: str = "application/secevent+jwt", mode: str = "jwt") -> httpx.Response:
