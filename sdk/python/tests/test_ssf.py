@@ -512,17 +512,17 @@ ISSUER = "https://as.test"
 KEY = ECKey.generate_key("P-256", private=True, parameters={"kid": "k1"})
 
 
-def fake_issuer() -> httpx.AsyncClient:
+def fake_issuer_handler(request: httpx.Request) -> httpx.Response:
     """An issuer (RFC 8414 metadata and a JWKS) that only this test can sign for."""
+    if request.url.path == "/.well-known/oauth-authorization-server":
+        return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks.json"})
+    if request.url.path == "/jwks.json":
+        return httpx.Response(200, json=KeySet([KEY]).as_dict(private=False))
+    return httpx.Response(404)
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/.well-known/oauth-authorization-server":
-            return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks.json"})
-        if request.url.path == "/jwks.json":
-            return httpx.Response(200, json=KeySet([KEY]).as_dict(private=False))
-        return httpx.Response(404)
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+def fake_issuer() -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.MockTransport(fake_issuer_handler))
 
 
 def signed(claims: dict[str, Any], **header: Any) -> bytes:
@@ -613,6 +613,17 @@ async def test_each_subject_revokes_what_it_names() -> None:
     assert revoked(token(client_id="app-1")) and not revoked(token(client_id="app-1", iat=t + 1))
     assert not revoked(token())
     await rs.aclose()
+
+
+def test_the_blocking_receiver_for_wsgi_apps_does_the_same() -> None:
+    rs = ResourceServer(ISSUER, "orders-api", sync_http=httpx.Client(transport=httpx.MockTransport(fake_issuer_handler)))
+    r = rs.ssf_receiver(authorization="Bearer t")
+    ok = r.receive_sync("Bearer t", "application/secevent+jwt", signed(set_claims(SESSION)))
+    assert ok.status == 202 and len(r.revocations) == 1
+    bad = r.receive_sync("Bearer t", "application/secevent+jwt", signed(set_claims(SESSION, aud="x")))
+    assert (bad.status, bad.body) == (400, {"err": "invalid_audience", "description": "the SET is for another audience"})
+    assert r.receive_sync("Bearer u", "application/secevent+jwt", b"x").status == 401
+    assert r.receive_sync("Bearer t", "application/secevent+jwt", b"x" * (64 * 1024 + 1)).status == 413
 
 
 # --- the bounds ---------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ that entry's event time, so every token issued at or before it is refused (fail 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -312,8 +313,9 @@ class SsfReceiver:
         """The answer to a push refused before its body is read (the credential, the media
         type, a declared length over ``max_body``), or ``None`` to go on."""
         given = (authorization or "").strip().encode()
-        # RFC 8935 §2 / RFC 7235: the transmitter's credential, compared in constant time.
-        if not hmac.compare_digest(given, self._authorization):
+        # RFC 8935 §2 / RFC 7235: the transmitter's credential, compared in constant time (as
+        # hashes, so that not even its length shows).
+        if not hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(self._authorization).digest()):
             scheme = self._authorization.split(b" ", 1)[0].decode("ascii", "replace")
             return SsfResponse(
                 401,
