@@ -98,6 +98,12 @@ audience = "orders-api"
 authorization_header_file = "orders.credential"
 
 [[ssf.streams]]
+name = "api-jwt"
+endpoint_url = "{rs_url}/ssf/api"
+audience = "orders-api"
+authorization_header_file = "orders.credential"
+
+[[ssf.streams]]
 name = "orders-poll"
 delivery = "poll"
 audience = "orders-api"
@@ -108,6 +114,16 @@ name = "other-poll"
 delivery = "poll"
 audience = "other-api"
 authorization_header_file = "poll.credential"
+
+[registration]
+enabled = true
+grant_types = ["client_credentials"]
+confidential = true
+scopes = ["orders:read"]
+
+[[resources]]
+uri = "{rs_url}/api"
+scopes = ["orders:read"]
 """
 
 
@@ -171,7 +187,10 @@ def world() -> Iterator[World]:
                 **clients(),
             ),
         }
-        receivers = {mode: server.ssf_receiver(authorization=CREDENTIAL) for mode, server in rs.items()}
+        # A resource server named by its URL (where registered clients' tokens go); its stream's
+        # SETs still say `aud` orders-api, so its receiver is told that audience.
+        rs["api"] = ResourceServer(issuer, f"{rs_url}/api", **clients())
+        receivers = {mode: server.ssf_receiver(authorization=CREDENTIAL, audience="orders-api") for mode, server in rs.items()}
         served = Served(make_app(rs, receivers), sock)
         try:
             yield World(issuer, d, d / "mandate.toml", env, keys, rs_url, rs, receivers, calls)
@@ -380,6 +399,30 @@ def test_a_disabled_agent_is_cut_off_everywhere_in_the_chain_iss_sub(world: Worl
     refused_within(world, mine.access_token, limit=10)
     refused_within(world, theirs.access_token, limit=10)
     assert get_orders(world, alice) == 200
+
+
+def test_a_deleted_client_is_cut_off_by_its_application_id(world: World) -> None:
+    """RFC 7592 DELETE of a registered client → `complex` `application` = its client_id: every
+    token issued to it before the event is refused."""
+    r = httpx.post(
+        f"{world.issuer}/register",
+        json={"client_name": "ssf test", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic", "scope": "orders:read"},
+    )
+    assert r.status_code == 201, r.text
+    reg = r.json()
+    r = httpx.post(
+        f"{world.issuer}/token",
+        data={"grant_type": "client_credentials", "scope": "orders:read", "resource": f"{world.rs_url}/api"},
+        auth=(reg["client_id"], reg["client_secret"]),
+    )
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    assert get_orders(world, token, "api") == 200
+    r = httpx.delete(reg["registration_client_uri"], headers={"authorization": f"Bearer {reg['registration_access_token']}"})
+    assert r.status_code == 204, r.text
+    refused_within(world, token, "api")
+    # By the application entry itself (not only by the token's own jti).
+    assert world.receivers["api"].revocations.revoked({"client_id": reg["client_id"], "iat": 0})
 
 
 @pytest.mark.xfail(
