@@ -43,7 +43,7 @@ let m: Mandate;
 let env: Record<string, string>;
 let honoServer: Awaited<ReturnType<typeof lateServer>>;
 let expressServer: Awaited<ReturnType<typeof lateServer>>;
-const verifiers: Record<'hono-jwt' | 'express-jwt' | 'hono-introspection', Verifier> = {} as never;
+const verifiers: Record<'hono-jwt' | 'express-jwt' | 'hono-introspection' | 'express-api', Verifier> = {} as never;
 const receivers: Record<keyof typeof verifiers, SsfReceiver> = {} as never;
 const urls: Record<keyof typeof verifiers, string> = {} as never;
 
@@ -85,8 +85,19 @@ retry_max = "2s"
 ${stream('hono-jwt', `${honoServer.url}/ssf/jwt`)}
 ${stream('express-jwt', `${expressServer.url}/ssf/jwt`)}
 ${stream('hono-introspection', `${honoServer.url}/ssf/introspection`)}
+${stream('express-api', `${expressServer.url}/ssf/api`)}
 ${poll('orders-poll', RS_ID)}
 ${poll('other-poll', 'billing-api')}
+
+[registration]
+enabled = true
+grant_types = ["client_credentials"]
+confidential = true
+scopes = ["orders:read"]
+
+[[resources]]
+uri = "${expressServer.url}/api"
+scopes = ["orders:read"]
 `,
     files: { 'orders.credential': `${CREDENTIAL}\n`, 'poll.credential': `${POLL_CREDENTIAL}\n` },
   });
@@ -95,7 +106,10 @@ ${poll('other-poll', 'billing-api')}
   verifiers['hono-jwt'] = new Verifier({ issuer: m.issuer, audience: RS_ID });
   verifiers['express-jwt'] = new Verifier({ issuer: m.issuer, audience: RS_ID });
   verifiers['hono-introspection'] = new Verifier({ issuer: m.issuer, audience: RS_ID, mode: 'introspection', clientId: RS_ID, clientSecret: RS_SECRET });
-  for (const k of Object.keys(verifiers) as (keyof typeof verifiers)[]) receivers[k] = verifiers[k].ssfReceiver({ authorization: CREDENTIAL });
+  // A resource server named by its URL (where registered clients' tokens go); its stream's SETs
+  // still say `aud` orders-api, so its receiver is told that audience.
+  verifiers['express-api'] = new Verifier({ issuer: m.issuer, audience: `${expressServer.url}/api` });
+  for (const k of Object.keys(verifiers) as (keyof typeof verifiers)[]) receivers[k] = verifiers[k].ssfReceiver({ authorization: CREDENTIAL, audience: RS_ID });
 
   const hono = new Hono<honoMw.MandateEnv>();
   hono.get('/jwt/orders', honoMw.requireToken(verifiers['hono-jwt'], { scopes: ['orders:read'] }), (c) => c.json(c.var.principal));
@@ -109,11 +123,16 @@ ${poll('other-poll', 'billing-api')}
     res.json(expressMw.principalOf(req));
   });
   app.post('/ssf/jwt', expressMw.ssfEvents(receivers['express-jwt']));
+  app.get('/api/orders', expressMw.requireToken(verifiers['express-api'], { scopes: ['orders:read'] }), (req, res) => {
+    res.json(expressMw.principalOf(req));
+  });
+  app.post('/ssf/api', expressMw.ssfEvents(receivers['express-api']));
   expressServer.set(app);
 
   urls['hono-jwt'] = `${honoServer.url}/jwt`;
   urls['hono-introspection'] = `${honoServer.url}/introspection`;
   urls['express-jwt'] = `${expressServer.url}/jwt`;
+  urls['express-api'] = `${expressServer.url}/api`;
 });
 
 after(async () => {
@@ -292,6 +311,29 @@ describe('end to end: mandate pushes, the resource server refuses', () => {
     await refusedWithin('hono-jwt', mine.accessToken, 10_000);
     await refusedWithin('express-jwt', theirs.accessToken, 10_000);
   });
+});
+
+test('complex application: a registered client deleted (RFC 7592) is cut off by its client_id', async () => {
+  let r = await fetch(`${m.issuer}/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ client_name: 'ssf test', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', scope: 'orders:read' }),
+  });
+  assert.equal(r.status, 201, await r.clone().text());
+  const reg = (await r.json()) as Record<string, string>;
+  r = await fetch(`${m.issuer}/token`, {
+    method: 'POST',
+    headers: { authorization: basic(reg.client_id!, reg.client_secret!) },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read', resource: urls['express-api'] }),
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  const token = ((await r.json()) as { access_token: string }).access_token;
+  assert.equal(await getOrders('express-api', token), 200);
+  r = await fetch(reg.registration_client_uri!, { method: 'DELETE', headers: { authorization: `Bearer ${reg.registration_access_token}` } });
+  assert.equal(r.status, 204);
+  await refusedWithin('express-api', token);
+  // By the application entry itself (not only by the token's own jti).
+  assert.ok(receivers['express-api'].revocations.revoked({ client_id: reg.client_id, iat: 0 }));
 });
 
 test(
