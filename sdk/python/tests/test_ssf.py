@@ -66,8 +66,8 @@ class World:
     rs_url: str
     rs: dict[str, ResourceServer]
     receivers: dict[str, SsfReceiver]
-    #: Every request the resource servers sent to mandate (method, path).
-    rs_calls: list[tuple[str, str]]
+    #: Every request the resource servers sent to mandate (which one, method, path).
+    rs_calls: list[tuple[str, str, str]]
 
 
 def stream_toml(d: Path, rs_url: str) -> str:
@@ -162,34 +162,36 @@ def world() -> Iterator[World]:
         env = {"MANDATE_LISTEN": f"127.0.0.1:{port}", "MANDATE_ISSUER": f"http://127.0.0.1:{port}"}
         proc, issuer = start_mandate(d, config, overrides=env)
         assert issuer == env["MANDATE_ISSUER"]
-        calls: list[tuple[str, str]] = []
+        calls: list[tuple[str, str, str]] = []
 
-        async def record(request: httpx.Request) -> None:
-            calls.append((request.method, request.url.path))
+        def clients(name: str) -> dict[str, Any]:
+            """HTTP clients for resource server `name` that record its requests to mandate."""
 
-        def record_sync(request: httpx.Request) -> None:
-            calls.append((request.method, request.url.path))
+            async def record(request: httpx.Request) -> None:
+                calls.append((name, request.method, request.url.path))
 
-        def clients() -> dict[str, Any]:
+            def record_sync(request: httpx.Request) -> None:
+                calls.append((name, request.method, request.url.path))
+
             return {
                 "http": httpx.AsyncClient(event_hooks={"request": [record]}),
                 "sync_http": httpx.Client(event_hooks={"request": [record_sync]}),
             }
 
         rs = {
-            "jwt": ResourceServer(issuer, "orders-api", **clients()),
+            "jwt": ResourceServer(issuer, "orders-api", **clients("jwt")),
             "introspection": ResourceServer(
                 issuer,
                 "orders-api",
                 mode="introspection",
                 client_id=ORDERS_RS[0],
                 client_secret=ORDERS_RS[1],
-                **clients(),
+                **clients("introspection"),
             ),
         }
         # A resource server named by its URL (where registered clients' tokens go); its stream's
         # SETs still say `aud` orders-api, so its receiver is told that audience.
-        rs["api"] = ResourceServer(issuer, f"{rs_url}/api", **clients())
+        rs["api"] = ResourceServer(issuer, f"{rs_url}/api", **clients("api"))
         receivers = {mode: server.ssf_receiver(authorization=CREDENTIAL, audience="orders-api") for mode, server in rs.items()}
         served = Served(make_app(rs, receivers), sock)
         try:
@@ -338,7 +340,8 @@ def test_a_revoked_token_is_refused_by_a_jwt_resource_server_well_under_a_second
     assert took[-1] < 1.0, took
     assert median < 0.5, took
     # JWT mode asked mandate for its metadata and keys, never to introspect.
-    assert world.rs_calls and not [c for c in world.rs_calls if c[1].endswith("/introspect")], world.rs_calls
+    jwt_calls = [path for rs, _, path in world.rs_calls if rs == "jwt"]
+    assert "/jwks.json" in jwt_calls and not [p for p in jwt_calls if p.endswith("/introspect")], jwt_calls
 
 
 def test_a_revoked_token_leaves_the_introspection_cache_at_once(world: World) -> None:
