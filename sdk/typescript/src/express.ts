@@ -90,6 +90,11 @@ export function ssfEvents(receiver: SsfReceiver): RequestHandler {
       receiver.receive(authorization, contentType, parsed).then((a) => send(res, a), next);
       return;
     }
+    if (req.readableEnded) {
+      // Another middleware read the body and kept nothing we can check: refuse rather than hang.
+      send(res, { status: 400, body: { err: 'invalid_request', description: 'the body was consumed before the SSF route' }, headers: {} });
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
