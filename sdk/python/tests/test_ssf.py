@@ -631,6 +631,9 @@ async def test_rfc8935_s2_3_claim_checks_each_have_their_err() -> None:
 async def test_ssf_verification_and_unknown_events_are_accepted_and_change_nothing() -> None:
     rs, r = receiver_for_tests()
     assert await send(r, signed(set_claims({"format": "opaque", "id": "stream-1"}, events={VERIFICATION: {"state": "x"}}))) == (202, None)
+    # mandate's own `refused` event (docs/ssf.md#refusals) names a session too: it revokes nothing.
+    refused = {"urn:x-mandate:secevent:event-type:refused": {"event_timestamp": 1_800_000_000, "initiating_entity": "policy", "policies": ["p"]}}
+    assert await send(r, signed(set_claims(SESSION, events=refused))) == (202, None)
     assert await send(r, signed(set_claims(SESSION, events={"https://example.com/unknown": {}}))) == (202, None)
     assert len(r.revocations) == 0
     await rs.aclose()

@@ -521,6 +521,9 @@ describe('claims of a SET, from an issuer whose key the test holds', () => {
   test('SSF verification and unknown events are accepted (202) and change nothing', async () => {
     const r = receiver();
     assert.deepEqual(await send(r, await signed(claims({ format: 'opaque', id: 'stream' }, { events: { [VERIFICATION]: { state: 'x' } } }))), [202, undefined]);
+    // mandate's own `refused` event (docs/ssf.md#refusals) names a session too: it revokes nothing.
+    const refused = { 'urn:x-mandate:secevent:event-type:refused': { event_timestamp: T, initiating_entity: 'policy', policies: ['p'] } };
+    assert.deepEqual(await send(r, await signed(claims(SESSION, { events: refused }))), [202, undefined]);
     assert.deepEqual(await send(r, await signed(claims(SESSION, { events: { 'https://example.com/unknown': {} } }))), [202, undefined]);
     assert.equal(r.revocations.size, 0);
   });
