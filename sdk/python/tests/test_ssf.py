@@ -329,15 +329,21 @@ def test_a_revoked_token_is_refused_by_a_jwt_resource_server_well_under_a_second
     """RFC 7009 /revoke at mandate → RFC 8935 push → the JWT-mode resource server refuses the
     token, without introspecting: the time from /revoke answering to the first refusal."""
     took = []
-    for _ in range(5):
+    # The first revocation is timed apart: it also pays for the receivers' first fetch of
+    # mandate's keys.
+    for _ in range(6):
         token = cc_token(world)
         assert get_orders(world, token) == 200
         revoke(world, token)
         took.append(refused_within(world, token))
+    first = took.pop(0)
     took.sort()
     median = statistics.median(took)
-    print(f"\nSSF revocation → JWT resource server refusing (python, 5 revocations): median {median * 1000:.1f} ms, max {took[-1] * 1000:.1f} ms")
-    assert took[-1] < 1.0, took
+    print(
+        f"\nSSF revocation → JWT resource server refusing (python, 5 revocations after a first one): "
+        f"median {median * 1000:.1f} ms, max {took[-1] * 1000:.1f} ms; the first {first * 1000:.1f} ms"
+    )
+    assert first < 1.0 and took[-1] < 1.0, (first, took)
     assert median < 0.5, took
     # JWT mode asked mandate for its metadata and keys, never to introspect.
     jwt_calls = [path for rs, _, path in world.rs_calls if rs == "jwt"]

@@ -249,13 +249,17 @@ describe('end to end: mandate pushes, the resource server refuses', () => {
   for (const rs of ['hono-jwt', 'express-jwt'] as const) {
     test(`${rs}: a revoked token is refused well under a second, without introspection (RFC 7009 → RFC 8935)`, async () => {
       const took: number[] = [];
-      for (let i = 0; i < 5; i++) {
+      // The first revocation is timed apart: it also pays for JIT warm-up and, at every
+      // receiver, the first fetch of mandate's keys.
+      for (let i = 0; i < 6; i++) {
         const token = await ccToken();
         assert.equal(await getOrders(rs, token), 200);
         await revoke(token);
         took.push(await refusedWithin(rs, token));
       }
-      console.log(`SSF revocation → ${rs} resource server refusing (typescript, 5 revocations): median ${median(took).toFixed(1)} ms, max ${Math.max(...took).toFixed(1)} ms`);
+      const first = took.shift()!;
+      console.log(`SSF revocation → ${rs} resource server refusing (typescript, 5 revocations after a first one): median ${median(took).toFixed(1)} ms, max ${Math.max(...took).toFixed(1)} ms; the first ${first.toFixed(1)} ms`);
+      assert.ok(first < 1000, String(first));
       assert.ok(Math.max(...took) < 1000, String(took));
       assert.ok(median(took) < 500, String(took));
       // Every request of this process so far (the introspecting Verifier is used only later):
