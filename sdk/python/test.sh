@@ -26,7 +26,7 @@ fi
 # run so a docstring that breaks it fails here.
 rm -rf api-docs
 .venv/bin/python -m pdoc --docformat restructuredtext --no-show-source -o api-docs \
-  mandate mandate.resource mandate.fastapi mandate.starlette mandate.mcp >&2
+  mandate mandate.resource mandate.ssf mandate.fastapi mandate.starlette mandate.mcp >&2
 test -s api-docs/mandate.html
 export MANDATE_BIN=${MANDATE_BIN:-/work/bin/mandate}
 exec .venv/bin/python -m pytest -q "$@"

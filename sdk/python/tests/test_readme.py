@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from mandate import AgentSession, MandateClient
@@ -28,7 +29,7 @@ async def test_the_readme_quick_start_runs(
     mandate: Mandate, alice_person: Person, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mcp_server: str
 ) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 8
+    assert len(blocks) == 9
 
     # 1. A new key and its JWK (in a folder of its own: it is not a registered key).
     (tmp_path / "new").mkdir()
@@ -40,6 +41,7 @@ async def test_the_readme_quick_start_runs(
     monkeypatch.chdir(tmp_path)
     for name in ("planner", "payments-bot"):
         (tmp_path / f"{name}.pem").write_bytes(mandate.keys[name].to_pem())
+    (tmp_path / "orders.ssf.credential").write_text("Bearer readme-ssf-credential\n")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -67,6 +69,10 @@ async def test_the_readme_quick_start_runs(
 
         served = Served(ns["app"], sock)  # type: ignore[arg-type]
         try:
+            # The SSF route is mounted, outside `require`: it asks for the stream's credential.
+            async with httpx.AsyncClient() as http:
+                r = await http.post(f"{api_url}/ssf/events", content=b"x", headers={"content-type": "application/secevent+jwt"})
+            assert r.status_code == 401 and r.json()["err"] == "authentication_failed"
             await ns["call_orders"](planner, alice)  # type: ignore[operator]
             # RFC 9449: the sub-agent's DPoP-bound token, with its proofs, at the same route.
             await ns["call_orders_dpop"](alice)  # type: ignore[operator]

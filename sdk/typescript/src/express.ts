@@ -4,11 +4,12 @@
 //
 //   app.get(verifier.metadataPath, protectedResourceMetadata(verifier));
 //   app.get('/orders', requireToken(verifier, { scopes: ['orders:read'] }), (req, res) => res.send(`${principalOf(req)}`));
+//   app.post('/ssf/events', ssfEvents(verifier.ssfReceiver({ authorization })));   // SSF push (RFC 8935)
 
 import type { Request, RequestHandler, Response } from 'express';
-import { Principal, TokenError, type Verifier } from './resource.js';
+import { Principal, TokenError, type SsfAnswer, type SsfReceiver, type Verifier } from './resource.js';
 
-export { Principal, TokenError, Verifier, type RequestInfo } from './resource.js';
+export { Principal, SsfReceiver, TokenError, Verifier, type RequestInfo } from './resource.js';
 
 export interface RequireTokenOptions {
   /** Scopes the route needs (all of them). */
@@ -58,5 +59,66 @@ export function protectedResourceMetadata(verifier: Verifier): RequestHandler {
   return (_req, res) => {
     res.set('access-control-allow-origin', '*');
     res.json(verifier.metadata());
+  };
+}
+
+function send(res: Response, a: SsfAnswer): void {
+  res.set(a.headers);
+  if (a.body) res.status(a.status).json(a.body);
+  else res.status(a.status).end();
+}
+
+/**
+ * Receives mandate's pushed security events (RFC 8935) for `receiver`: mount it with
+ * `app.post(path, ...)` at the stream's `endpoint_url`, outside `requireToken` (mandate
+ * authenticates with the stream's credential) and before any body parser that would take
+ * `application/secevent+jwt` (a body already read as a Buffer or string is used as it is).
+ * 202, 400 `{"err": ...}`, 401, 413; the body is read only up to `receiver.maxBodyBytes`.
+ */
+export function ssfEvents(receiver: SsfReceiver): RequestHandler {
+  return (req, res, next) => {
+    const authorization = req.get('authorization');
+    const contentType = req.get('content-type');
+    const early = receiver.checkRequest(authorization, contentType, req.get('content-length'));
+    if (early) {
+      send(res, early);
+      req.resume();
+      return;
+    }
+    const parsed: unknown = req.body;
+    if (Buffer.isBuffer(parsed) || typeof parsed === 'string') {
+      receiver.receive(authorization, contentType, parsed).then((a) => send(res, a), next);
+      return;
+    }
+    if (req.readableEnded) {
+      // Another middleware read the body and kept nothing we can check: refuse rather than hang.
+      send(res, { status: 400, body: { err: 'invalid_request', description: 'the body was consumed before the SSF route' }, headers: {} });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > receiver.maxBodyBytes) {
+        done = true;
+        send(res, receiver.tooLarge());
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (done) return;
+      done = true;
+      receiver.receive(authorization, contentType, Buffer.concat(chunks)).then((a) => send(res, a), next);
+    });
+    req.on('error', (e) => {
+      if (!done) {
+        done = true;
+        next(e);
+      }
+    });
   };
 }

@@ -4,11 +4,12 @@
 //   const app = new Hono<MandateEnv>();
 //   app.get(verifier.metadataPath, protectedResourceMetadata(verifier));
 //   app.get('/orders', requireToken(verifier, { scopes: ['orders:read'] }), (c) => c.text(`${c.var.principal}`));
+//   app.post('/ssf/events', ssfEvents(verifier.ssfReceiver({ authorization })));   // SSF push (RFC 8935)
 
 import type { Context, Handler, MiddlewareHandler } from 'hono';
-import { Principal, TokenError, type Verifier } from './resource.js';
+import { Principal, TokenError, type SsfReceiver, type Verifier } from './resource.js';
 
-export { Principal, TokenError, Verifier, type RequestInfo } from './resource.js';
+export { Principal, SsfReceiver, TokenError, Verifier, type RequestInfo } from './resource.js';
 
 /** The Hono environment whose handlers read `c.var.principal`. */
 export type MandateEnv = { Variables: { principal: Principal } };
@@ -55,4 +56,13 @@ export function protectedResourceMetadata(verifier: Verifier): Handler {
     c.header('access-control-allow-origin', '*');
     return c.json(verifier.metadata());
   };
+}
+
+/**
+ * Receives mandate's pushed security events (RFC 8935) for `receiver`: mount it with
+ * `app.post(path, ...)` at the stream's `endpoint_url`, outside `requireToken` (mandate
+ * authenticates with the stream's credential). 202, 400 `{"err": ...}`, 401, 413.
+ */
+export function ssfEvents(receiver: SsfReceiver): Handler {
+  return (c) => receiver.fetch(c.req.raw);
 }

@@ -7,6 +7,8 @@
 // A DPoP-bound token (RFC 9449: `cnf.jkt` in the JWT or the introspection answer) is accepted
 // only as `Authorization: DPoP` with a fresh proof of its key for this request (RFC 9449 §4.3,
 // §7.1), each proof once (an in-memory replay cache, bounded).
+// With an SsfReceiver (`verifier.ssfReceiver({...})`, SSF 1.0 push), a token that mandate's
+// security events say is revoked is refused at once, in both modes.
 
 import { createHash } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
@@ -24,8 +26,25 @@ import {
 import { Chain, type Actor } from './chain.js';
 import { MandateClient } from './client.js';
 import { MandateError } from './errors.js';
+import { RevocationList, SsfReceiver, type SsfReceiverOptions } from './ssf.js';
 
 export { Chain, type Actor } from './chain.js';
+export {
+  DEFAULT_MAX_ENTRIES,
+  DEFAULT_RETENTION_SECONDS,
+  MAX_SET_BYTES,
+  RevocationList,
+  SESSION_REVOKED,
+  SET_CONTENT_TYPE,
+  SsfReceiver,
+  VERIFICATION,
+  actorSubjects,
+  type RevocationKind,
+  type RevocationListOptions,
+  type SsfAnswer,
+  type SsfHost,
+  type SsfReceiverOptions,
+} from './ssf.js';
 
 /** Who a verified token is for and who acts with it. */
 export class Principal {
@@ -286,7 +305,8 @@ export class Verifier {
   readonly resourceMetadataUrl: string | undefined;
   readonly #options: VerifierOptions;
   readonly #client: MandateClient;
-  #jwks: Promise<JWTVerifyGetKey> | undefined;
+  #jwks: Promise<ReturnType<typeof createRemoteJWKSet>> | undefined;
+  #revocations: RevocationList[] = [];
   readonly #cache = new Map<string, { principal: Principal; until: number }>();
   readonly #replay: ReplayCache;
   /** DPoP proof algorithms accepted. */
@@ -337,7 +357,7 @@ export class Verifier {
     return doc;
   }
 
-  #keySet(): Promise<JWTVerifyGetKey> {
+  #keySet(): Promise<ReturnType<typeof createRemoteJWKSet>> {
     if (!this.#jwks) {
       this.#jwks = (async () => {
         const md = await this.#client.metadata();
@@ -352,9 +372,44 @@ export class Verifier {
     return this.#jwks;
   }
 
-  /** Verifies a bearer token: its Principal, or a TokenError `invalid_token` (401). */
+  /**
+   * Verifies a bearer token: its Principal, or a TokenError `invalid_token` (401), also for a
+   * token that a security event from an {@link ssfReceiver} revoked.
+   */
   async verify(token: string): Promise<Principal> {
-    return this.mode === 'jwt' ? this.#verifyJwt(token) : this.#introspect(token);
+    const principal = this.mode === 'jwt' ? await this.#verifyJwt(token) : await this.#introspect(token);
+    for (const list of this.#revocations) {
+      const why = list.revoked(principal.claims);
+      if (why) throw new TokenError(401, 'invalid_token', `${why} (a security event from the authorization server)`);
+    }
+    return principal;
+  }
+
+  /**
+   * A receiver of mandate's pushed security events (SSF 1.0, RFC 8935) for this Verifier:
+   * from then on a token a SET it accepts names is refused (401 `invalid_token`), in both
+   * modes, and dropped from the introspection cache. Mount it with `ssfEvents` (Hono,
+   * Express) at the stream's `endpoint_url`, or call its `fetch(request)`.
+   */
+  ssfReceiver(options: SsfReceiverOptions): SsfReceiver {
+    const receiver = new SsfReceiver(
+      {
+        issuer: this.issuer,
+        audience: this.audience,
+        ssfKeySet: () => this.#keySet(),
+        ssfRevoked: () => this.#forgetRevoked(),
+      },
+      options,
+    );
+    this.#revocations.push(receiver.revocations);
+    return receiver;
+  }
+
+  /** Drops cached introspection answers that a security event revoked. */
+  #forgetRevoked(): void {
+    for (const [key, { principal }] of this.#cache) {
+      if (this.#revocations.some((r) => r.revoked(principal.claims))) this.#cache.delete(key);
+    }
   }
 
   async #verifyJwt(token: string): Promise<Principal> {

@@ -123,7 +123,22 @@ export class Browser {
  * A human's access token: the authorization code flow with PKCE (RFC 7636, S256) through the
  * public client `clientId`, signing in and approving consent as a person would.
  */
-export async function humanToken(issuer: string, opts: { clientId: string; redirectUri: string; username: string; password: string; scope: string }): Promise<string> {
+export async function humanToken(issuer: string, opts: HumanTokenOptions): Promise<string> {
+  return (await humanTokens(issuer, opts)).access_token;
+}
+
+export interface HumanTokenOptions {
+  clientId: string;
+  redirectUri: string;
+  username: string;
+  password: string;
+  scope: string;
+  /** RFC 8707 `resource`, e.g. a resource server's audience. */
+  resource?: string;
+}
+
+/** The whole token response of {@link humanToken} (with its refresh token). */
+export async function humanTokens(issuer: string, opts: HumanTokenOptions): Promise<oauth.TokenEndpointResponse> {
   const as = await oauth.processDiscoveryResponse(new URL(issuer), await oauth.discoveryRequest(new URL(issuer), { algorithm: 'oauth2', [oauth.allowInsecureRequests]: true }));
   const client: oauth.Client = { client_id: opts.clientId };
   const verifier = oauth.generateRandomCodeVerifier();
@@ -137,12 +152,12 @@ export async function humanToken(issuer: string, opts: { clientId: string; redir
     state,
     code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
+    ...(opts.resource ? { resource: opts.resource } : {}),
   }).toString();
   const left = await followSignIn(url, opts.username, opts.password);
   const params = oauth.validateAuthResponse(as, client, left.searchParams, state);
   const resp = await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), params, opts.redirectUri, verifier, { [oauth.allowInsecureRequests]: true });
-  const tokens = await oauth.processAuthorizationCodeResponse(as, client, resp);
-  return tokens.access_token;
+  return oauth.processAuthorizationCodeResponse(as, client, resp);
 }
 
 /**

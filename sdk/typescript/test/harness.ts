@@ -25,6 +25,8 @@ const REDIRECT = 'http://127.0.0.1:9/callback';
 export interface Mandate {
   issuer: string;
   dir: string;
+  /** The config file the server runs with (for the CLI). */
+  configPath: string;
   keys: Record<string, SoftwareKey>;
   /** A client of the agent runtime (token exchange + CIBA). */
   client(): MandateClient;
@@ -44,6 +46,10 @@ export interface MandateOptions {
   tokens?: string;
   /** Lines added to the [ciba] table (interval is 1s). */
   ciba?: string;
+  /** MANDATE_* overrides the server runs with (e.g. MANDATE_LISTEN and MANDATE_ISSUER). */
+  env?: Record<string, string>;
+  /** Files written next to the config before the server starts (name → content). */
+  files?: Record<string, string>;
 }
 
 export async function freePort(): Promise<number> {
@@ -69,6 +75,7 @@ export async function startMandate(opts: MandateOptions = {}): Promise<Mandate> 
     agentToml += `\n[[agents]]\nname = "${a}"\npublic_jwk = { kty = "EC", crv = "P-256", x = "${jwk.x}", y = "${jwk.y}" }\n`;
   }
   writeFileSync(path.join(dir, 'kek'), Buffer.alloc(32, 9).toString('base64'));
+  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(path.join(dir, name), content);
   let policyToml = '';
   if (opts.policy) {
     writeFileSync(path.join(dir, 'policy.cedar'), opts.policy);
@@ -128,6 +135,7 @@ ${opts.extra ?? ''}
     env: {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MANDATE_'))),
       MANDATE_LOG: process.env.MANDATE_TEST_LOG ?? 'warn',
+      ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -156,6 +164,7 @@ ${opts.extra ?? ''}
   return {
     issuer,
     dir,
+    configPath,
     keys,
     client,
     session: (agent) => new AgentSession(client(), agent, keys[agent]!),

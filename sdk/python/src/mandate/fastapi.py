@@ -14,6 +14,10 @@
     async def orders(who: Principal = Depends(require(rs, "orders:read"))):
         return {"for": who.subject, "chain": str(who)}
 
+Security events: ``app.include_router(ssf_router(rs.ssf_receiver(authorization=...)))`` receives
+mandate's pushed SETs at ``POST /ssf/events``, after which a revoked token is refused at once
+(see :mod:`mandate.ssf`).
+
 Refusals are ``HTTPException``s with the RFC 6750 §3 status and ``WWW-Authenticate`` header.
 DPoP-bound tokens (RFC 9449) are checked against the request's method and URL; behind a reverse
 proxy give the :class:`~mandate.resource.ResourceServer` its ``external_url``.
@@ -32,9 +36,18 @@ except ImportError as e:  # pragma: no cover
     raise ImportError("mandate.fastapi needs the `fastapi` extra: pip install 'mandate-sdk[fastapi]'") from e
 
 from .resource import BearerError, Principal, ResourceServer
-from .starlette import MandateMiddleware, get_principal, metadata_response, metadata_route, requires
+from .ssf import SsfReceiver
+from .starlette import MandateMiddleware, get_principal, metadata_response, metadata_route, requires, ssf_endpoint
 
-__all__ = ["MandateMiddleware", "get_principal", "metadata_route", "metadata_router", "require", "requires"]
+__all__ = [
+    "MandateMiddleware",
+    "get_principal",
+    "metadata_route",
+    "metadata_router",
+    "require",
+    "requires",
+    "ssf_router",
+]
 
 # Only so that OpenAPI documents the routes as bearer-protected; the header is read below.
 _bearer_scheme = HTTPBearer(auto_error=False, description="An access token issued by mandate")
@@ -75,4 +88,14 @@ def metadata_router(resource_server: ResourceServer) -> APIRouter:
     async def protected_resource_metadata() -> Any:
         return metadata_response(resource_server)
 
+    return router
+
+
+def ssf_router(receiver: SsfReceiver, path: str = "/ssf/events") -> APIRouter:
+    """An ``APIRouter`` receiving mandate's pushed SETs (RFC 8935) at ``POST path`` (the
+    stream's ``endpoint_url``): 202, 400 ``{"err": ...}``, 401 for a wrong credential, 413 for a
+    body over ``receiver.max_body``. Not behind :func:`require`: mandate authenticates with the
+    stream's credential."""
+    router = APIRouter()
+    router.add_api_route(path, ssf_endpoint(receiver), methods=["POST"], include_in_schema=False)
     return router

@@ -8,7 +8,9 @@
   which is how a key rotation arrives). Only ``alg`` ES256 and ``typ`` ``at+jwt`` are taken;
   ``iss`` must be the issuer exactly, ``aud`` must contain this server's audience, and ``exp``,
   ``nbf`` and ``iat`` hold within ``leeway`` seconds (at most 30). A revoked token stays valid
-  here until it expires: use introspection where revocation must count at once.
+  here until it expires, unless mandate pushes its security events to an
+  :meth:`ResourceServer.ssf_receiver` (SSF 1.0, :mod:`mandate.ssf`): then it is refused as soon
+  as the event arrives (and in introspection mode its cached answer is dropped).
 - ``"introspection"``: RFC 7662, authenticated as a client with ``introspect = true``; a
   positive answer is cached for ``cache_ttl`` seconds (at most 30, never past the token's
   ``exp``), a negative one is not cached.
@@ -61,6 +63,7 @@ from ._transport import DEFAULT_TIMEOUT, run_async, run_sync
 from .chain import Actor, Chain, chain_from_claims
 from .dpop import PROOF_TYPE, access_token_hash, htu_of
 from .errors import MandateError
+from .ssf import DEFAULT_MAX_ENTRIES, DEFAULT_RETENTION, MAX_BODY, RevocationList, SsfReceiver
 
 __all__ = [
     "BearerError",
@@ -72,6 +75,8 @@ __all__ = [
     "Unavailable",
     "Principal",
     "ResourceServer",
+    "RevocationList",
+    "SsfReceiver",
     "WELL_KNOWN",
 ]
 
@@ -370,6 +375,7 @@ class ResourceServer:
         self.dpop_max_ahead = dpop_max_ahead
         self._seen_proofs: dict[str, float] = {}
         self._seen_lock = threading.Lock()
+        self._revocations: tuple[RevocationList, ...] = ()
 
     def __repr__(self) -> str:
         return f"ResourceServer(issuer={self.issuer!r}, audience={self.audience!r}, mode={self.mode!r})"
@@ -452,34 +458,43 @@ class ResourceServer:
 
     # -- verification --
 
-    async def verify(self, token: str) -> Principal:
-        """Verify ``token``; the :class:`Principal`, or :class:`InvalidToken`."""
+    def _async_http(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        return self._http
+
+    def _blocking_http(self) -> httpx.Client:
+        with self._http_lock:
+            if self._sync_http is None:
+                self._sync_http = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+            return self._sync_http
+
+    async def verify(self, token: str) -> Principal:
+        """Verify ``token``; the :class:`Principal`, or :class:`InvalidToken` (also for a token
+        that a security event from an :meth:`ssf_receiver` revoked)."""
+        http = self._async_http()
         if self._jwks_due():
             # One fetch for all the requests that find the key set missing or stale.
             async with self._jwks_lock:
                 if self._jwks_due():
                     try:
-                        await run_async(self._fetch_jwks(), self._http)
+                        await run_async(self._fetch_jwks(), http)
                     except (MandateError, InvalidToken):
                         self._keep_old_jwks()
         return await self._run_async(self._verify(token))
 
     def verify_sync(self, token: str) -> Principal:
         """The blocking twin of :meth:`verify` (for WSGI frameworks)."""
-        with self._http_lock:
-            if self._sync_http is None:
-                self._sync_http = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        http = self._blocking_http()
         if self._jwks_due():
             with self._jwks_sync_lock:
                 if self._jwks_due():
                     try:
-                        run_sync(self._fetch_jwks(), self._sync_http)
+                        run_sync(self._fetch_jwks(), http)
                     except (MandateError, InvalidToken):
                         self._keep_old_jwks()
         try:
-            return run_sync(self._verify(token), self._sync_http)
+            return run_sync(self._verify(token), http)
         except MandateError as e:
             raise Unavailable("the authorization server could not be asked") from e
 
@@ -659,8 +674,75 @@ class ResourceServer:
 
     def _verify(self, token: str) -> Op[Principal]:
         if self.mode == "introspection":
-            return (yield from self._introspect(token))
-        return (yield from self._verify_jwt(token))
+            principal = yield from self._introspect(token)
+        else:
+            principal = yield from self._verify_jwt(token)
+        self._check_revoked(principal)
+        return principal
+
+    # Security events (SSF 1.0 / CAEP 1.0) -------------------------------------------------
+
+    def ssf_receiver(
+        self,
+        *,
+        authorization: str,
+        audience: str | None = None,
+        retention: float = DEFAULT_RETENTION,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_body: int = MAX_BODY,
+    ) -> SsfReceiver:
+        """A receiver of mandate's pushed security events (RFC 8935) for this resource server:
+        a token a SET it accepts names is refused from then on (:class:`InvalidToken`), in
+        both modes, and dropped from the introspection cache. See :mod:`mandate.ssf`.
+
+        :param authorization: the ``Authorization`` header value mandate sends with each push
+            (the content of the stream's ``authorization_header_file``).
+        :param audience: the stream's ``audience``; default this server's audience.
+        :param retention: seconds a revocation is remembered (default an hour; at least the
+            longest lifetime of the tokens this server accepts).
+        :param max_entries: the most revocations remembered; past it the oldest is evicted and
+            every token issued before it is refused (fail closed).
+        :param max_body: the largest push accepted, in bytes.
+        """
+        receiver = SsfReceiver(
+            self,
+            authorization=authorization,
+            audience=audience,
+            retention=retention,
+            max_entries=max_entries,
+            max_body=max_body,
+        )
+        self._revocations = (*self._revocations, receiver.revocations)
+        return receiver
+
+    def _check_revoked(self, principal: Principal) -> None:
+        for revocations in self._revocations:
+            why = revocations.revoked(principal.claims)
+            if why is not None:
+                raise InvalidToken(f"{why} (a security event from the authorization server)")
+
+    def _forget_revoked(self) -> None:
+        """Drop cached introspection answers that a security event revoked."""
+        if not self._revocations or not self._cache:
+            return
+        self._cache = {
+            k: v for k, v in list(self._cache.items()) if not any(r.revoked(v[0].claims) for r in self._revocations)
+        }
+
+    def _set_key(self, kid: Any) -> Op[Any]:
+        """The published EC key ``kid`` names for a SET; ``None`` when the key set, just fetched
+        again, has no such key; ``False`` when it is unknown and the key set was fetched again
+        too recently to ask once more (RFC 8935 §2.3 would have the SET refused for good)."""
+        if self._jwks is None or time.monotonic() >= self._jwks_expires:
+            yield from self._fetch_jwks()
+        found = self._find(kid)
+        if found is None:
+            if time.monotonic() - self._jwks_forced < JWKS_REFETCH_INTERVAL:
+                return False
+            self._jwks_forced = time.monotonic()
+            yield from self._fetch_jwks()
+            found = self._find(kid)
+        return found
 
     # JWT mode ----------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@
 - :func:`requires` protects one Starlette endpoint with its own scopes.
 - :func:`metadata_route` is a ``Route`` serving the RFC 9728 document.
 - :func:`get_principal` reads the verified :class:`~mandate.resource.Principal` in a handler.
+- :func:`ssf_route` is a ``Route`` receiving mandate's pushed security events (RFC 8935) for an
+  :class:`~mandate.ssf.SsfReceiver`, so revoked tokens are refused at once.
 
 Refusals follow RFC 6750 §3: 401 with ``WWW-Authenticate: Bearer ...`` (no ``error`` when there
 was no token), 403 ``insufficient_scope`` with the ``scope`` needed, 400 ``invalid_request``.
@@ -28,8 +30,18 @@ except ImportError as e:  # pragma: no cover
     raise ImportError("mandate.starlette needs the `fastapi` extra: pip install 'mandate-sdk[fastapi]'") from e
 
 from .resource import BearerError, Principal, ResourceServer
+from .ssf import SsfReceiver, SsfResponse
 
-__all__ = ["MandateMiddleware", "error_response", "get_principal", "metadata_response", "metadata_route", "requires"]
+__all__ = [
+    "MandateMiddleware",
+    "error_response",
+    "get_principal",
+    "metadata_response",
+    "metadata_route",
+    "requires",
+    "ssf_endpoint",
+    "ssf_route",
+]
 
 STATE_KEY = "mandate_principal"
 
@@ -154,3 +166,39 @@ def requires(
         return inner
 
     return wrap
+
+
+# --- security events (RFC 8935 push) ----------------------------------------------------------
+
+
+def _ssf_response(answer: SsfResponse) -> Response:
+    if answer.body is None:
+        return Response(status_code=answer.status, headers=answer.headers)
+    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+def ssf_endpoint(receiver: SsfReceiver) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint for pushed SETs: the credential and the media type are checked
+    before the body is read, and the body is read only up to ``receiver.max_body`` bytes."""
+
+    async def endpoint(request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        content_type = request.headers.get("content-type")
+        early = receiver.check_request(authorization, content_type, request.headers.get("content-length"))
+        if early is not None:
+            return _ssf_response(early)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > receiver.max_body:
+                return _ssf_response(receiver.too_large())
+        return _ssf_response(await receiver.receive(authorization, content_type, bytes(body)))
+
+    return endpoint
+
+
+def ssf_route(receiver: SsfReceiver, path: str = "/ssf/events") -> Route:
+    """A ``POST`` ``Route`` at ``path`` (the stream's ``endpoint_url``) for pushed SETs. Mount
+    it outside :class:`MandateMiddleware`: mandate authenticates with the stream's credential,
+    not with an access token."""
+    return Route(path, ssf_endpoint(receiver), methods=["POST"], name="ssf-events")
