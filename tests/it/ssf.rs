@@ -157,6 +157,14 @@ async fn revoke(app: &TestApp, token: &str) {
     assert_eq!(resp.status(), 200);
 }
 
+/// Revokes alice's `token` as her public client `cli` (RFC 7009 §2.1: its own token).
+async fn revoke_as_cli(app: &TestApp, token: &str) {
+    let resp = app
+        .post_form("/revoke", None, &[("token", token), ("client_id", "cli")])
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
 /// The session a session-revoked SET names (a sessionless token's own `jti`).
 fn session_of(claims: &Value) -> String {
     assert!(claims["events"][SESSION_REVOKED].is_object(), "{claims}");
@@ -603,14 +611,7 @@ async fn rfc8417_a_delegation_the_policy_refuses_reaches_only_streams_that_asked
         // Revoking alice's token (RFC 7009 §2.1: her public client `cli` revokes it) cuts it
         // and build-bot's token exchanged from it: both streams hear of both; the resource
         // server's stream, which asked for nothing, of nothing else.
-        let resp = app
-            .post_form(
-                "/revoke",
-                None,
-                &[("token", alice.as_str()), ("client_id", "cli")],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
+        revoke_as_cli(&app, &alice).await;
         let got = resource.wait_for(None, |p| p.len() >= 2).await;
         for p in &got {
             let c = verified(&app.url, &p.set).await;
@@ -689,14 +690,7 @@ async fn rfc7009_a_set_names_the_revoked_token_and_every_token_exchanged_from_it
             "a session of its own"
         );
 
-        let resp = app
-            .post_form(
-                "/revoke",
-                None,
-                &[("token", access.as_str()), ("client_id", "cli")],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
+        revoke_as_cli(&app, &access).await;
         let got = receiver.wait_for(None, |p| p.len() >= 2).await;
         let mut named = Vec::new();
         for p in &got {
@@ -723,14 +717,7 @@ async fn rfc7009_a_set_names_the_revoked_token_and_every_token_exchanged_from_it
         );
 
         // The refresh token stands for the grant: the whole session, by its sid, once.
-        let resp = app
-            .post_form(
-                "/revoke",
-                None,
-                &[("token", refresh.as_str()), ("client_id", "cli")],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
+        revoke_as_cli(&app, &refresh).await;
         let got = receiver.wait_for(None, |p| p.len() >= 3).await;
         assert_eq!(
             session_of(&verified(&app.url, &got[2].set).await),
