@@ -29,6 +29,11 @@ pub const MAX_KEY: usize = 128;
 pub struct Throttles {
     pub login: Throttle,
     pub enroll: Throttle,
+    /// Not a lockout: refused attestations of one enrolled agent are audited (and signalled)
+    /// up to [`PER_USER`] within [`WINDOW`]; past that they are still checked and refused, and
+    /// only logged, so a flood under an agent's name cannot grow the audit log (which is never
+    /// pruned) or the outbox, and cannot lock the agent out either.
+    pub attest_audit: Throttle,
 }
 
 #[derive(Default)]

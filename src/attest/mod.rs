@@ -151,9 +151,20 @@ pub async fn attest(
             minted
         }
         Err(e) => {
+            let subject = format!("agent:{}", req.agent);
+            if ctx
+                .throttle
+                .attest_audit
+                .attempt(&subject, None, now)
+                .is_err()
+            {
+                tracing::warn!(agent = %req.agent, reason = e.reason(),
+                    "attestation refused (not audited: too many refusals of this agent lately)");
+                return Err(e);
+            }
             tracing::info!(reason = e.reason(), "attestation refused");
             let mut ev = AuditEvent::new("agent.attestation_refused");
-            ev.subject = Some(format!("agent:{}", req.agent));
+            ev.subject = Some(subject);
             ev.detail = json!({ "reason": e.reason() });
             ctx.writer
                 .write(crate::store::WriteOp::None, vec![ev])
@@ -162,6 +173,7 @@ pub async fn attest(
         }
     };
     persist(ctx, &mut [&mut minted]).await?;
+    (ctx.throttle.attest_audit).succeeded(&format!("agent:{}", req.agent), None);
     Ok(minted)
 }
 

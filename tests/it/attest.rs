@@ -147,3 +147,51 @@ async fn attestation_refuses_bad_proofs_and_audits_the_refusal() {
     }
     app.stop().await;
 }
+
+/// A flood of bad attestations under an enrolled agent's name (anyone may send one) is
+/// audited, and signalled to security streams, five times per agent per 15 minutes; past that
+/// each is still checked and refused, but not written: the audit log is never pruned. It is no
+/// lockout: the agent's own good proof still passes, and a success starts the count again.
+#[tokio::test]
+async fn a_flood_of_refused_attestations_is_audited_five_times_and_locks_nobody_out() {
+    let bot = TestAgent::new("build-bot");
+    let other = TestAgent::new("other-bot");
+    for backend in backends() {
+        let app = spawn_app_with(backend, &format!("{}{}", bot.toml(), other.toml())).await;
+        let before = app.audit_len().await;
+        for _ in 0..8 {
+            refused(&app, &bot, &other).await;
+        }
+        assert_eq!(
+            app.audit_len().await,
+            before + 5,
+            "{backend:?}: five audited"
+        );
+        // Another agent's refusals are counted apart.
+        let n = other.challenge(&app, true).await;
+        let body = json!({"agent": "other-bot", "nonce": n, "proof": bot.proof(&app, &n, None)});
+        assert_eq!(other.post_attest(&app, body).await.0, 400);
+        assert_eq!(app.audit_len().await, before + 6, "{backend:?}");
+        // No lockout: the agent's own proof passes, and its refusals are audited again after.
+        bot.attest(&app).await;
+        let after = app.audit_len().await;
+        refused(&app, &bot, &other).await;
+        assert_eq!(app.audit_len().await, after + 1, "{backend:?}");
+        app.stop().await;
+    }
+}
+
+/// One attestation of `bot` refused: its proof is signed by `other`'s key.
+async fn refused(app: &TestApp, bot: &TestAgent, other: &TestAgent) {
+    let n = bot.challenge(app, true).await;
+    let claims = json!({"iss": "build-bot", "sub": "build-bot", "aud": app.url, "nonce": n,
+        "iat": now(), "exp": now() + 60, "jti": "x"});
+    let body =
+        json!({"agent": "build-bot", "nonce": n, "proof": other.proof(app, &n, Some(claims))});
+    let (status, v) = bot.post_attest(app, body).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+}
