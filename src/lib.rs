@@ -426,7 +426,13 @@ impl App {
             None => (None, None),
         };
         let notify_stop_within = ctx.config.notifications.timeout * 3;
+        let notifier = ctx.notifier.clone();
         drop(ctx);
+        // Held long polls (RFC 8936) are answered as the drain starts, not at its end.
+        let shutdown = async move {
+            shutdown.await;
+            notifier.long_polls.stop();
+        };
         let served = http::serve::serve(listener, router, limits, shutdown).await;
         if let (Some(stop), Some(task)) = (metrics_stop, metrics_task) {
             let _ = stop.send(());

@@ -23,12 +23,14 @@ const MAX_EVENTS: i64 = 100;
 /// The most acknowledgements one request may carry.
 const MAX_ACKS: usize = 1000;
 
-/// RFC 8936 §2.4: the poll request's members. `returnImmediately` is not read: mandate
-/// always answers at once, which §2.4.1 allows either way; other members are ignored.
+/// RFC 8936 §2.4: the poll request's members; others are ignored.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PollRequest {
     max_events: Option<i64>,
+    /// §2.4: false (the default) asks for a long poll ([`ssf::polls`]).
+    #[serde(default)]
+    return_immediately: bool,
     #[serde(default)]
     ack: Vec<String>,
     #[serde(default)]
@@ -98,13 +100,30 @@ pub async fn poll(
     }
     // §2.4.1: no maxEvents, the transmitter chooses; 0 is an acknowledgement only.
     let max = req.max_events.unwrap_or(MAX_EVENTS).clamp(0, MAX_EVENTS);
-    let pending = match ctx.store.polled_outbox(&stream, max + 1).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read a polled stream");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    // §2.4: a long poll that finds nothing waits for a SET (bounded: `ssf::polls`).
+    let mut held = (max > 0 && !req.return_immediately)
+        .then(|| ctx.notifier.long_polls.hold())
+        .flatten();
+    let hold = ssf::polls::HOLD.min(ctx.config.server.request_timeout / 2);
+    let until = tokio::time::Instant::now() + hold;
+    let pending = loop {
+        let pending = match ctx.store.polled_outbox(&stream, max + 1).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a polled stream");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        };
+        match &mut held {
+            Some(h) if pending.is_empty() && tokio::time::Instant::now() < until => {
+                if !h.pause().await {
+                    break pending;
+                }
+            }
+            _ => break pending,
         }
     };
+    drop(held);
     let more = pending.len() as i64 > max;
     let ring = ctx.keys.ring();
     let mut sets = serde_json::Map::new();

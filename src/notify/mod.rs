@@ -79,6 +79,8 @@ pub enum SetupError {
 pub struct Notifier {
     /// The server's issuer: what its SETs name as `iss` (`ssf::sign`).
     pub(crate) issuer: String,
+    /// RFC 8936 long polls held now.
+    pub long_polls: crate::ssf::polls::Polls,
     approvals_url: String,
     webhooks: BTreeMap<String, webhook::Webhook>,
     mailer: Option<email::Mailer>,
@@ -130,6 +132,7 @@ impl Notifier {
         }
         Ok(Arc::new(Self {
             issuer: issuer.to_string(),
+            long_polls: Default::default(),
             approvals_url: format!("{issuer}/approvals"),
             webhooks,
             mailer,

@@ -15,6 +15,7 @@
 //! decision (a resource server of theirs); a SET carries identifiers (a session id, a token's
 //! `jti`, a username, an agent or client id), never a token or a secret.
 
+pub mod polls;
 mod push;
 pub mod set;
 

@@ -520,7 +520,12 @@ async fn rfc8936_a_polling_receiver_gets_its_sets_in_order_and_acks_remove_them(
         let mut want = sessions.clone();
         want[..2].sort();
         assert_eq!(got, want, "{b:?}");
-        let (_, v) = poll(AUTHORIZATION, "orders", serde_json::json!({ "ack": [jti] })).await;
+        let (_, v) = poll(
+            AUTHORIZATION,
+            "orders",
+            serde_json::json!({ "ack": [jti], "returnImmediately": true }),
+        )
+        .await;
         assert!(v["sets"].as_object().unwrap().is_empty(), "{b:?}: {v}");
         app.stop().await;
     }
@@ -728,5 +733,90 @@ async fn rfc7009_a_set_names_the_revoked_token_and_every_token_exchanged_from_it
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(receiver.all().len(), 3, "{b:?}: one SET for the session");
         app.stop().await;
+    }
+}
+
+/// RFC 8936 §2.4: a poll that does not ask to `returnImmediately` (the default) and finds
+/// nothing is held until a SET is committed, so a receiver without a public endpoint hears of
+/// a revocation well within a second too; one that asks is answered at once; a held poll is
+/// answered empty when the hold (half of `server.request_timeout`, at most 15 s) runs out, or
+/// at once when the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8936_s2_4_a_long_poll_is_answered_as_soon_as_a_set_is_committed() {
+    for b in backends() {
+        let db = test_db(b).await;
+        let credential = db.dir.path().join("poll.credential");
+        std::fs::write(&credential, AUTHORIZATION).unwrap();
+        let config = format!(
+            "[server]\nrequest_timeout = \"4s\"\n\
+             [[ssf.streams]]\nname = \"orders\"\ndelivery = \"poll\"\naudience = \"orders-api\"\n\
+             authorization_header_file = \"{}\"\n",
+            credential.display()
+        );
+        let app = spawn_on(db, &config).await;
+        let url = format!("{}/ssf/poll/orders", app.url);
+        let poll = |body: Value| {
+            let (http, url) = (reqwest::Client::new(), url.clone());
+            async move {
+                let resp = (http.post(url).header("authorization", AUTHORIZATION))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                (Instant::now(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let started = Instant::now();
+        let (at, v) = poll(serde_json::json!({ "returnImmediately": true })).await;
+        assert!(v["sets"].as_object().unwrap().is_empty(), "{b:?}: {v}");
+        assert!(
+            at - started < Duration::from_secs(1),
+            "{b:?}: answered at once"
+        );
+
+        let mut took = Vec::new();
+        for _ in 0..3 {
+            let held = tokio::spawn(poll(serde_json::json!({})));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!held.is_finished(), "{b:?}: held while nothing waits");
+            let t = app.cc_token(&[("audience", "orders-api")]).await;
+            revoke(&app, &t).await;
+            let revoked = Instant::now();
+            let (at, v) = held.await.unwrap();
+            let sets = v["sets"].as_object().unwrap();
+            assert_eq!(sets.len(), 1, "{b:?}: {v}");
+            let (jti, set) = sets.iter().next().unwrap();
+            let c = verified(&app.url, set.as_str().unwrap()).await;
+            assert_eq!(session_of(&c), claims(&t)["jti"].as_str().unwrap());
+            took.push(at.saturating_duration_since(revoked));
+            poll(serde_json::json!({ "ack": [jti], "maxEvents": 0 })).await;
+        }
+        took.sort();
+        println!("{b:?}: revocation to a long poll's answer: {took:?}");
+        assert!(took[2] < Duration::from_secs(1), "{b:?}: {took:?}");
+
+        // Nothing comes: answered empty when the hold (4 s / 2) runs out.
+        let started = Instant::now();
+        let (at, v) = poll(serde_json::json!({})).await;
+        assert!(v["sets"].as_object().unwrap().is_empty(), "{b:?}: {v}");
+        let waited = at - started;
+        assert!(
+            waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+            "{b:?}: {waited:?}"
+        );
+
+        // A stopping server answers a held poll at once rather than at the end of its drain.
+        let held = tokio::spawn(poll(serde_json::json!({})));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stopping = Instant::now();
+        app.stop().await;
+        let (at, v) = held.await.unwrap();
+        assert!(v["sets"].as_object().unwrap().is_empty(), "{b:?}: {v}");
+        assert!(
+            at - stopping < Duration::from_millis(1500),
+            "{b:?}: {:?}",
+            at - stopping
+        );
     }
 }
