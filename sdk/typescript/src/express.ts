@@ -73,7 +73,7 @@ function send(res: Response, a: SsfAnswer): void {
  * `app.post(path, ...)` at the stream's `endpoint_url`, outside `requireToken` (mandate
  * authenticates with the stream's credential) and before any body parser that would take
  * `application/secevent+jwt` (a body already read as a Buffer or string is used as it is).
- * 202, 400 `{"err": ...}`, 401, 413; the body is read only up to `receiver.maxBodyBytes`.
+ * 202, 400 `{"err": ...}`, 401; the body is read only up to `receiver.maxBodyBytes`.
  */
 export function ssfEvents(receiver: SsfReceiver): RequestHandler {
   return (req, res, next) => {

@@ -61,7 +61,7 @@ export function protectedResourceMetadata(verifier: Verifier): Handler {
 /**
  * Receives mandate's pushed security events (RFC 8935) for `receiver`: mount it with
  * `app.post(path, ...)` at the stream's `endpoint_url`, outside `requireToken` (mandate
- * authenticates with the stream's credential). 202, 400 `{"err": ...}`, 401, 413.
+ * authenticates with the stream's credential). 202, 400 `{"err": ...}`, 401.
  */
 export function ssfEvents(receiver: SsfReceiver): Handler {
   return (c) => receiver.fetch(c.req.raw);

@@ -60,6 +60,9 @@ export interface RevocationListOptions {
  * its event time: every token issued at or before it is refused (fail closed) until
  * `retentionSeconds` have passed, by when those tokens have expired.
  */
+/** Seconds after a revocation's `event_timestamp` that a token's `iat` is still covered by it: mandate's replicas (and its CLI) stamp with their own clocks. */
+export const CLOCK_SKEW_SECONDS = 5;
+
 export class RevocationList {
   readonly retentionMs: number;
   readonly maxEntries: number;
@@ -125,7 +128,9 @@ export class RevocationList {
   revoked(claims: Readonly<Record<string, unknown>>): string | undefined {
     this.#expire(this.#now());
     const iat = num(claims.iat);
-    const covers = (t: number) => iat === undefined || iat <= t;
+    // Replicas (and the CLI) stamp with their own clocks: a token issued just before the
+    // revocation by a replica whose clock runs ahead still counts.
+    const covers = (t: number) => iat === undefined || iat <= t + CLOCK_SKEW_SECONDS;
     if (this.#watermark !== undefined && covers(this.#watermark)) return 'the token was issued before revocations this server had to forget';
     for (const c of [claims.sid, claims.jti]) {
       if (typeof c === 'string' && this.#entries.has(`session ${c}`)) return "the token's session was revoked";
@@ -149,7 +154,7 @@ export class RevocationList {
 
 /** The answer to a push: status, a JSON body (or none) and headers. */
 export interface SsfAnswer {
-  status: 202 | 400 | 401 | 413 | 503;
+  status: 202 | 400 | 401 | 503;
   body?: { err: string; description: string };
   headers: Record<string, string>;
 }
@@ -184,7 +189,7 @@ class Refusal extends Error {
   constructor(
     readonly err: string,
     readonly description: string,
-    readonly status: 400 | 413 | 503 = 400,
+    readonly status: 400 | 503 = 400,
   ) {
     super(description);
   }
@@ -203,7 +208,7 @@ const SET_TYPES = ['secevent+jwt', 'application/secevent+jwt'];
  * An RFC 8935 push receiver of mandate's SETs, bound to a Verifier (make it with
  * `verifier.ssfReceiver({ authorization })`). For each push: the `Authorization` header
  * against the configured value, in constant time (else 401); `Content-Type:
- * application/secevent+jwt`; at most `maxBodyBytes` (else 413); then the SET: `typ`
+ * application/secevent+jwt`; at most `maxBodyBytes` (else 400); then the SET: `typ`
  * `secevent+jwt`, ES256 under a `kid` of the issuer's JWKS, `iss` the issuer, `aud` the
  * audience, `iat`, `jti` and `events` present. A refused SET is 400 `{"err", "description"}`
  * (RFC 8935 §2.3); an accepted one 202, also when its `jti` was handled already.
@@ -248,11 +253,11 @@ export class SsfReceiver {
     const digest = (b: Buffer) => createHash('sha256').update(b).digest();
     const given = Buffer.from((authorization ?? '').trim());
     if (!timingSafeEqual(digest(given), digest(this.#authorization))) {
-      const scheme = this.#authorization.toString().split(' ')[0];
+      // A fixed challenge: the configured value may be a bare secret with no scheme.
       return {
         status: 401,
         body: { err: 'authentication_failed', description: 'the Authorization header is missing or wrong' },
-        headers: { 'www-authenticate': `${scheme} realm="ssf"`, 'cache-control': 'no-store' },
+        headers: { 'www-authenticate': 'Bearer realm="ssf"', 'cache-control': 'no-store' },
       };
     }
     const media = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
@@ -261,9 +266,9 @@ export class SsfReceiver {
     return undefined;
   }
 
-  /** 413 for a body over `maxBodyBytes`. */
+  /** 400 for a body over `maxBodyBytes`: RFC 8935 §2.3's refusal, which mandate gives up at once (a 413 it would retry, holding back every later SET of the stream). */
   tooLarge(): SsfAnswer {
-    return new Refusal('invalid_request', `the SET is larger than ${this.maxBodyBytes} bytes`, 413).answer();
+    return new Refusal('invalid_request', `the SET is larger than ${this.maxBodyBytes} bytes`).answer();
   }
 
   /** Checks and applies one pushed SET; the answer to send. */

@@ -93,7 +93,7 @@ def metadata_router(resource_server: ResourceServer) -> APIRouter:
 
 def ssf_router(receiver: SsfReceiver, path: str = "/ssf/events") -> APIRouter:
     """An ``APIRouter`` receiving mandate's pushed SETs (RFC 8935) at ``POST path`` (the
-    stream's ``endpoint_url``): 202, 400 ``{"err": ...}``, 401 for a wrong credential, 413 for a
+    stream's ``endpoint_url``): 202, 400 ``{"err": ...}``, 401 for a wrong credential, 400 for a
     body over ``receiver.max_body``. Not behind :func:`require`: mandate authenticates with the
     stream's credential."""
     router = APIRouter()

@@ -93,6 +93,9 @@ MAX_BODY = 64 * 1024
 DEFAULT_RETENTION = 3600.0
 #: How many revocations (and, separately, SET ``jti``s) are remembered at most by default.
 DEFAULT_MAX_ENTRIES = 10_000
+#: Seconds after a revocation's ``event_timestamp`` that a token's ``iat`` is still covered by
+#: it: mandate's replicas (and its CLI) stamp with their own clocks.
+CLOCK_SKEW = 5.0
 
 
 # --- the revocation list ----------------------------------------------------------------------
@@ -203,7 +206,9 @@ class RevocationList:
         iat = _num(claims.get("iat"))
 
         def covers(t: float) -> bool:
-            return iat is None or iat <= t
+            # Replicas (and the CLI) stamp with their own clocks: a token issued just before
+            # the revocation by a replica whose clock runs ahead still counts.
+            return iat is None or iat <= t + CLOCK_SKEW
 
         with self._lock:
             self._expire(self._clock())
@@ -316,11 +321,11 @@ class SsfReceiver:
         # RFC 8935 §2 / RFC 7235: the transmitter's credential, compared in constant time (as
         # hashes, so that not even its length shows).
         if not hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(self._authorization).digest()):
-            scheme = self._authorization.split(b" ", 1)[0].decode("ascii", "replace")
+            # A fixed challenge: the configured value may be a bare secret with no scheme.
             return SsfResponse(
                 401,
                 {"err": "authentication_failed", "description": "the Authorization header is missing or wrong"},
-                {"WWW-Authenticate": f'{scheme} realm="ssf"', "Cache-Control": "no-store"},
+                {"WWW-Authenticate": 'Bearer realm="ssf"', "Cache-Control": "no-store"},
             )
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != CONTENT_TYPE:
@@ -330,8 +335,9 @@ class SsfReceiver:
         return None
 
     def too_large(self) -> SsfResponse:
-        """413 for a body over ``max_body``."""
-        return _Refusal("invalid_request", f"the SET is larger than {self.max_body} bytes", 413).response()
+        """400 for a body over ``max_body``: RFC 8935 §2.3's refusal, which mandate gives up at
+        once (a 413 it would retry, holding back every later SET of the stream)."""
+        return _Refusal("invalid_request", f"the SET is larger than {self.max_body} bytes").response()
 
     # -- a push --
 
