@@ -10,13 +10,18 @@
 //! - `set.rs`: the SET's claims (`sub_id` per RFC 9493 and SSF 1.0 §3) and its signature.
 //! - `push.rs`: one RFC 8935 push, bounded like a webhook. RFC 8936 poll streams
 //!   (`delivery = "poll"`) are answered by `http::ssf_poll` from the outbox.
+//! - `streams.rs`: streams receivers manage themselves (SSF 1.0 §8.1, clients marked
+//!   `ssf_receiver`): their configuration parsed and rendered; `receiver.rs`: pushes to the
+//!   URLs they chose, checked against server-side request forgery at every push.
 //!
 //! What a stream covers: every subject of this server. A stream is the operator's own trust
 //! decision (a resource server of theirs); a SET carries identifiers (a session id, a token's
 //! `jti`, a username, an agent or client id), never a token or a secret.
 
 mod push;
+pub mod receiver;
 pub mod set;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -24,6 +29,7 @@ use crate::audit::AuditEvent;
 use crate::config::{Config, SSF_EVENTS, SsfStreamConfig};
 pub use crate::store::outbox::POLLED;
 use crate::store::outbox::{Outgoing, Tap};
+use crate::store::ssf::FANOUT;
 
 pub use push::{Push, PushError, credential};
 pub use set::{SetClaims, sign};
@@ -45,6 +51,10 @@ struct Stream {
 pub struct Transmitter {
     issuer: String,
     streams: Vec<Stream>,
+    /// Whether receivers may create streams (a client is marked `ssf_receiver`): then every
+    /// SET is also written once to [`FANOUT`], which the commit turns into one per receiver
+    /// stream that exists then and wants it.
+    receivers: bool,
     /// Wakes the delivery worker once SETs were committed.
     wake: Option<Arc<tokio::sync::Notify>>,
 }
@@ -68,12 +78,13 @@ impl Transmitter {
         Self {
             issuer: issuer.trim_end_matches('/').to_string(),
             streams,
+            receivers: config.clients.iter().any(|c| c.ssf_receiver),
             wake,
         }
     }
 
     pub fn enabled(&self) -> bool {
-        !self.streams.is_empty()
+        !self.streams.is_empty() || self.receivers
     }
 }
 
@@ -82,14 +93,17 @@ impl Tap for Transmitter {
         let Some(event) = set::Signal::of(ev) else {
             return Vec::new();
         };
+        let receivers = self.receivers.then_some((FANOUT, ""));
         (self.streams.iter())
             .filter(|s| s.events.iter().any(|e| e == event.event_type()))
-            .filter_map(|s| {
+            .map(|s| (s.outbox.as_str(), s.audience.as_str()))
+            .chain(receivers)
+            .filter_map(|(stream, audience)| {
                 let jti = crate::crypto::random_id();
-                let claims = event.claims(&self.issuer, &s.audience, &jti, now);
+                let claims = event.claims(&self.issuer, audience, &jti, now);
                 Some(Outgoing {
                     event_id: jti,
-                    stream: s.outbox.clone(),
+                    stream: stream.to_string(),
                     kind: KIND.into(),
                     payload: serde_json::to_string(&claims).ok()?,
                     expires_at: None,
