@@ -34,6 +34,7 @@ mod registration;
 mod resource_middleware;
 mod security;
 mod ssf;
+mod ssf_streams;
 mod store;
 #[cfg(feature = "tpm")]
 mod swtpm;
