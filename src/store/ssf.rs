@@ -233,6 +233,8 @@ pub trait SsfStreamStore: Send + Sync + 'static {
     async fn ssf_stream(&self, id: &str) -> Result<Option<StoredStream>, StoreError>;
     /// The client's streams, oldest first.
     async fn ssf_streams_of(&self, client_id: &str) -> Result<Vec<StoredStream>, StoreError>;
+    /// Every client that has a stream.
+    async fn ssf_stream_owners(&self) -> Result<Vec<String>, StoreError>;
     /// Replaces what a receiver may change (`method`, `endpoint_url`, `authorization_header`,
     /// the event lists, `description`, `updated_at`) of the stream `s.id` of `s.client_id`;
     /// held SETs move with a change of method. False if there is no such stream.
@@ -269,6 +271,8 @@ pub(super) mod sql {
          authorization_header, events_requested, events_delivered, description, status, \
          status_reason, created_at, updated_at, verified_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+    pub const OWNERS: &str = "SELECT DISTINCT client_id FROM ssf_streams ORDER BY client_id";
 
     pub const COUNT_OF: &str = "SELECT COUNT(*) FROM ssf_streams WHERE client_id = $1";
 

@@ -948,3 +948,46 @@ async fn a_stream_created_on_one_replica_hears_a_revocation_on_another_at_once()
     other.child.kill().await.unwrap();
     app.stop().await;
 }
+
+/// The config says who may hear of revocations: a client whose `ssf_receiver` mark is taken
+/// away loses its streams at the next start (audited), and hears nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_unmarked_in_the_config_loses_its_streams_at_start() {
+    let pki = pki();
+    for b in backends() {
+        let db = test_db(b).await;
+        let config = receivers(&db, &pki, false);
+        let app = spawn_on(db, &config).await;
+        let rx = token_of(&app, ("rx", "rx-secret")).await;
+        let rx2 = token_of(&app, ("rx2", "rx2-secret")).await;
+        let mine = create(&app, &rx, json!({})).await;
+        let kept = create(&app, &rx2, json!({})).await;
+        let db = app.stop().await;
+        let unmarked = config.replacen(
+            "grant_types = [\"client_credentials\"]\nssf_receiver = true\n",
+            "grant_types = [\"client_credentials\"]\n",
+            1,
+        );
+        assert_ne!(unmarked, config);
+        let app = spawn_on(db, &unmarked).await;
+        let entry = (app.audit_entries().await.into_iter())
+            .find(|e| e.kind == "ssf.stream_deleted")
+            .expect("audited");
+        assert_eq!(entry.client_id.as_deref(), Some("rx"));
+        assert!(entry.detail.contains(mine["stream_id"].as_str().unwrap()));
+        // rx is no receiver now; rx2's stream is as it was.
+        let rx = token_of(&app, ("rx", "rx-secret")).await;
+        let (code, _, _) = call(&app, reqwest::Method::GET, "/ssf/stream", Some(&rx), None).await;
+        assert_eq!(code, 403);
+        let rx2 = token_of(&app, ("rx2", "rx2-secret")).await;
+        let (_, list, _) = call(&app, reqwest::Method::GET, "/ssf/stream", Some(&rx2), None).await;
+        let ids: Vec<&Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["stream_id"])
+            .collect();
+        assert_eq!(ids, [&kept["stream_id"]], "{}", app.label());
+        app.stop().await;
+    }
+}

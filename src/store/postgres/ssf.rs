@@ -88,6 +88,11 @@ impl SsfStreamStore for PostgresStore {
         rows.into_iter().map(from_row).collect()
     }
 
+    async fn ssf_stream_owners(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(sql::OWNERS).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(c,)| c).collect())
+    }
+
     async fn replace_ssf_stream(&self, s: &StoredStream, was: Method) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(sql::REPLACE)

@@ -92,6 +92,14 @@ impl SsfStreamStore for SqliteStore {
         rows.into_iter().map(from_row).collect()
     }
 
+    async fn ssf_stream_owners(&self) -> Result<Vec<String>, StoreError> {
+        self.readers.read(|c| {
+            let mut s = c.prepare_cached(sql::OWNERS)?;
+            let rows = s.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
     async fn replace_ssf_stream(&self, s: &StoredStream, was: Method) -> Result<bool, StoreError> {
         let s = s.clone();
         self.writer
