@@ -991,3 +991,91 @@ async fn a_receiver_unmarked_in_the_config_loses_its_streams_at_start() {
         app.stop().await;
     }
 }
+
+/// SSF 1.0 §8.1.1.3: an update changes what it names and keeps the rest; a transmitter
+/// member sent must match (`events_delivered` as it was). §8.1.1.4: a replace resets what it
+/// leaves out. A change of delivery method takes the held SETs along (push to poll here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssf_8_1_1_3_update_keeps_8_1_1_4_replace_resets_and_held_sets_follow_the_stream() {
+    let pki = pki();
+    for b in backends() {
+        let receiver = Receiver::start(&pki).await;
+        let db = test_db(b).await;
+        let config = receivers(&db, &pki, true);
+        let app = spawn_on(db, &config).await;
+        let rx = token_of(&app, ("rx", "rx-secret")).await;
+        let s = create(&app, &rx, push_body(&receiver.url)).await;
+        let id = s["stream_id"].as_str().unwrap().to_string();
+        set_status(&app, &rx, &id, "paused").await;
+        let held = revoke_one(&app).await;
+        let patch = |body: Value| {
+            call(
+                &app,
+                reqwest::Method::PATCH,
+                "/ssf/stream",
+                Some(&rx),
+                Some(body),
+            )
+        };
+        let (code, v, _) = patch(json!({ "stream_id": id, "description": "renamed" })).await;
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["description"], "renamed");
+        assert_eq!(v["delivery"], s["delivery"], "kept");
+        assert_eq!(v["events_requested"], s["events_requested"], "kept");
+        let (code, v, _) = patch(json!({ "stream_id": id, "events_delivered": [] })).await;
+        assert_eq!(code, 400, "{v}");
+        let (code, _, _) = patch(
+            json!({ "stream_id": id, "events_delivered": [SESSION_REVOKED],
+            "iss": app.url, "aud": "rx" }),
+        )
+        .await;
+        assert_eq!(code, 200);
+        // Push to poll: the held SET is polled, not lost.
+        let (code, v, _) = patch(json!({ "stream_id": id, "delivery": { "method": POLL } })).await;
+        assert_eq!(code, 200, "{v}");
+        let url = format!("{}/ssf/poll/{id}", app.url);
+        assert_eq!(
+            v["delivery"],
+            json!({ "method": POLL, "endpoint_url": url })
+        );
+        set_status(&app, &rx, &id, "enabled").await;
+        let resp = app
+            .http
+            .post(&url)
+            .bearer_auth(&rx)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let polled: Value = resp.json().await.unwrap();
+        let sets = polled["sets"].as_object().unwrap();
+        assert_eq!(sets.len(), 1, "{polled}");
+        let c = verified(
+            &app.url,
+            sets.values().next().unwrap().as_str().unwrap(),
+            "rx",
+        )
+        .await;
+        assert_eq!(c["sub_id"]["session"]["id"], held.as_str());
+        assert!(receiver.all().is_empty(), "nothing was pushed");
+        // Replace: what is left out takes its default.
+        let (code, v, _) = call(
+            &app,
+            reqwest::Method::PUT,
+            "/ssf/stream",
+            Some(&rx),
+            Some(json!({ "stream_id": id, "events_requested": ["urn:example:unknown"] })),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        assert!(v.get("description").is_none(), "{v}");
+        assert_eq!(v["events_requested"], json!(["urn:example:unknown"]));
+        assert_eq!(v["events_delivered"], json!([]));
+        assert_eq!(v["delivery"]["method"], POLL);
+        let updated = (app.audit_entries().await.into_iter())
+            .filter(|e| e.kind == "ssf.stream_updated")
+            .count();
+        assert_eq!(updated, 4);
+        app.stop().await;
+    }
+}
