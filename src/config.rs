@@ -19,8 +19,8 @@ pub use notifications::{
     NOTIFIED_EVENTS, NotificationsConfig, SmtpConfig, WebhookConfig, is_mail_address,
 };
 pub use ssf::{
-    REFUSED, SESSION_REVOKED, SSF_DEFAULT_EVENTS, SSF_EVENTS, SsfConfig, SsfStreamConfig,
-    VERIFICATION,
+    RECEIVER_STREAM_MARK, REFUSED, SESSION_REVOKED, SSF_DEFAULT_EVENTS, SSF_EVENTS, SsfConfig,
+    SsfStreamConfig, VERIFICATION,
 };
 
 /// Environment variables that are not config keys.
@@ -42,6 +42,7 @@ const TABLES: &[&str] = &[
     "dpop",
     "metrics",
     "tracing",
+    "ssf",
     // A nested table: `MANDATE_NOTIFICATIONS_SMTP_HOST` is `notifications.smtp.host`.
     "notifications.smtp",
     "notifications",
@@ -252,6 +253,10 @@ pub struct ClientConfig {
     /// May call `/introspect` (a resource server).
     #[serde(default)]
     pub introspect: bool,
+    /// An SSF receiver: may manage its own Shared Signals streams (SSF 1.0 §8.1) with an
+    /// access token of its own (docs/ssf.md).
+    #[serde(default)]
+    pub ssf_receiver: bool,
     /// The `aud` value of tokens meant for this resource server (default: `client_id`).
     pub audience: Option<String>,
     /// Resource servers this client may get tokens for (default: all).
@@ -840,6 +845,12 @@ impl Config {
                     format!("{key}: client_secret_hash is not an argon2 PHC string")
                 })?;
             }
+            if c.ssf_receiver && !c.grant_types.iter().any(|g| g == "client_credentials") {
+                return Err(format!(
+                    "{key}: an SSF receiver authenticates to the stream endpoints with an access \
+                     token of its own: add `client_credentials` to its grant_types"
+                ));
+            }
             if c.public {
                 // Anyone can claim a public client's id: it may not act as a resource server
                 // (RFC 7662 §2.1: the caller is authenticated) nor hold grants whose client is
@@ -849,6 +860,12 @@ impl Config {
                     return Err(format!(
                         "{key}: a public client cannot introspect (introspect = true needs a \
                          client that authenticates, RFC 7662 §2.1)"
+                    ));
+                }
+                if c.ssf_receiver {
+                    return Err(format!(
+                        "{key}: a public client cannot be an SSF receiver (ssf_receiver = true \
+                         needs a client that authenticates, SSF 1.0 §8.1)"
                     ));
                 }
                 for g in &c.grant_types {
@@ -1272,6 +1289,37 @@ mod tests {
     }
 
     /// Review item 13: a config that can only be wrong is refused at start, naming the entry.
+    /// SSF 1.0 §8.1: a receiver authenticates with its own access token, so it must be a
+    /// confidential client with `client_credentials`; `~` names are the receivers' streams.
+    #[test]
+    fn ssf_8_1_receiver_configs_that_can_only_be_wrong_are_refused() {
+        for (text, says) in [
+            (
+                "[[clients]]\nclient_id = \"p\"\npublic = true\nssf_receiver = true\n",
+                "client_credentials",
+            ),
+            (
+                "[[clients]]\nclient_id = \"r\"\nclient_secret = \"s\"\nssf_receiver = true\n",
+                "client_credentials",
+            ),
+            (
+                "[[ssf.streams]]\nname = \"~x\"\ndelivery = \"push\"\n\
+                 endpoint_url = \"https://rs.example/e\"\naudience = \"rs\"\n",
+                "reserved",
+            ),
+        ] {
+            let e = Config::from_toml(text, "c.toml", env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let ok = "[[clients]]\nclient_id = \"r\"\nclient_secret = \"s\"\n\
+                  grant_types = [\"client_credentials\"]\nssf_receiver = true\n\
+                  [ssf]\nallow_private_addresses = true\n";
+        let c = Config::from_toml(ok, "c.toml", env(&[])).unwrap();
+        assert!(c.clients[0].ssf_receiver && c.ssf.allow_private_addresses);
+    }
+
     #[test]
     fn rfc7662_s2_1_configs_that_can_only_be_wrong_are_refused() {
         let user = "[[users]]\nusername = \"alice\"\npassword = \"pw\"\n";

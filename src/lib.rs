@@ -471,7 +471,8 @@ impl App {
 /// A client, agent or human that an earlier config declared and this one does not is forgotten
 /// at start, and its live tokens and delegations are revoked (audited as `client.removed`,
 /// `agent.removed`, `user.removed`). Revocation comes first, so a crash in between only
-/// repeats it at the next start.
+/// repeats it at the next start. Streams of a client no longer marked `ssf_receiver` are
+/// deleted (`ssf.stream_deleted` via `config`).
 async fn remove_gone(
     config: &Config,
     store: &dyn store::Store,
@@ -507,6 +508,29 @@ async fn remove_gone(
             .await?;
             store.forget_name(kind, &gone).await?;
             tracing::warn!(name = %gone, revoked = n, "{event}: no longer in the config");
+        }
+    }
+    // A stream goes with its receiver's mark (or the client itself): the config says who may
+    // hear of revocations (docs/ssf.md).
+    let receivers: Vec<&str> = (config.clients.iter())
+        .filter(|c| c.ssf_receiver)
+        .map(|c| c.client_id.as_str())
+        .collect();
+    for owner in store.ssf_stream_owners().await? {
+        if receivers.contains(&owner.as_str()) {
+            continue;
+        }
+        for s in store.ssf_streams_of(&owner).await? {
+            if !store.delete_ssf_stream(&s.id, &owner).await? {
+                continue;
+            }
+            let mut ev = audit::AuditEvent::new("ssf.stream_deleted");
+            ev.client_id = Some(owner.clone());
+            ev.detail = serde_json::json!({ "stream_id": s.id, "via": "config" });
+            let item = store::BatchItem::new(store::WriteOp::None, vec![ev]);
+            store.commit_batch(&[item], now, version, key).await?;
+            tracing::warn!(client = %owner, stream = %s.id,
+                "ssf.stream_deleted: its client is no longer an SSF receiver in the config");
         }
     }
     store.remember_users(&users, now).await?;

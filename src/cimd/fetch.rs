@@ -244,7 +244,7 @@ fn is_json(content_type: &str) -> bool {
 
 /// The TLS client of every fetch: aws-lc-rs, the webpki (Mozilla) roots plus the operator's
 /// extra CAs, HTTP/1.1 by ALPN.
-pub(super) fn tls_connector(
+pub(crate) fn tls_connector(
     extra: Vec<rustls::pki_types::CertificateDer<'static>>,
 ) -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();

@@ -56,6 +56,7 @@ pub mod url;
 
 pub use address::AddressClass;
 pub use document::{ClientMetadata, DocumentRule, GrantType};
+pub(crate) use fetch::tls_connector;
 pub use resolver::{Resolver, SetupError};
 pub use url::{ClientIdUrl, UrlRule};
 

@@ -25,7 +25,18 @@ pub const SSF_DEFAULT_EVENTS: [&str; 1] = [SESSION_REVOKED];
 #[serde(deny_unknown_fields, default)]
 pub struct SsfConfig {
     pub streams: Vec<SsfStreamConfig>,
+    /// Receiver-managed streams (SSF 1.0 §8.1, `clients[].ssf_receiver`): also push to
+    /// loopback, RFC 1918, unique-local and CGNAT addresses, as `cimd.allow_private_addresses`
+    /// (development and tests only; link-local and the like stay refused).
+    pub allow_private_addresses: bool,
+    /// Receiver-managed push streams: a PEM file of extra CA certificates trusted besides the
+    /// webpki roots (as `cimd.extra_ca_file`); relative to the config file.
+    pub extra_ca_file: Option<PathBuf>,
 }
+
+/// The first character of a receiver-managed stream's id: no configured stream's name starts
+/// with it, so the two never share an outbox stream or a poll URL.
+pub const RECEIVER_STREAM_MARK: char = '~';
 
 /// A receiver the operator configured: a resource server that wants to hear of revocations.
 #[derive(Clone, Deserialize)]
@@ -72,6 +83,12 @@ impl SsfConfig {
         for (i, s) in self.streams.iter().enumerate() {
             let key = format!("ssf.streams[{i}] (name `{}`)", s.name);
             super::identifier(&key, "name", &s.name)?;
+            if s.name.starts_with(RECEIVER_STREAM_MARK) {
+                return Err(format!(
+                    "{key}: a name starting with `{RECEIVER_STREAM_MARK}` is reserved for streams \
+                     receivers create"
+                ));
+            }
             if !names.insert(s.name.as_str()) {
                 return Err(format!("{key}: another stream has the same name"));
             }

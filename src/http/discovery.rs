@@ -87,30 +87,41 @@ pub async fn metadata(State(ctx): State<Arc<Ctx>>) -> Response {
     resp
 }
 
-/// `GET /.well-known/ssf-configuration` (SSF 1.0 §7.1), served when streams are configured:
-/// who transmits, where its SETs' keys are, how it delivers. No configuration endpoint:
-/// streams are the operator's (docs/ssf.md), so receivers manage none, and each covers every
-/// subject (`default_subjects: ALL`).
+/// `GET /.well-known/ssf-configuration` (SSF 1.0 §7.1), served when streams are configured or
+/// receivers may create them: who transmits, where its SETs' keys are, how it delivers, and,
+/// for receivers, the management endpoints (docs/ssf.md). Every stream covers every subject
+/// (`default_subjects: ALL`).
 pub async fn ssf_configuration(State(ctx): State<Arc<Ctx>>) -> Response {
+    let receivers = ctx.config.clients.iter().any(|c| c.ssf_receiver);
     let mut methods = Vec::new();
     for (delivery, urn) in [("push", "urn:ietf:rfc:8935"), ("poll", "urn:ietf:rfc:8936")] {
-        if ctx
-            .config
-            .ssf
-            .streams
-            .iter()
-            .any(|s| s.delivery == delivery)
-        {
+        if receivers || (ctx.config.ssf.streams.iter()).any(|s| s.delivery == delivery) {
             methods.push(urn);
         }
     }
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "spec_version": "1_0",
         "issuer": ctx.issuer,
         "jwks_uri": format!("{}/jwks.json", ctx.issuer),
         "delivery_methods_supported": methods,
         "default_subjects": "ALL",
     });
+    // §8.1: receivers the operator marked manage their own streams, with an access token of
+    // theirs (§7.1.1: RFC 6749, client credentials). No subject endpoints: every stream
+    // covers every subject (`default_subjects: ALL`), and none can be added or removed.
+    if let (true, Some(o)) = (receivers, doc.as_object_mut()) {
+        for (key, path) in [
+            ("configuration_endpoint", "/ssf/stream"),
+            ("status_endpoint", "/ssf/status"),
+            ("verification_endpoint", "/ssf/verify"),
+        ] {
+            o.insert(key.into(), format!("{}{path}", ctx.issuer).into());
+        }
+        o.insert(
+            "authorization_schemes".into(),
+            serde_json::json!([{ "spec_urn": "urn:ietf:rfc:6749" }]),
+        );
+    }
     let mut resp = axum::Json(doc).into_response();
     resp.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -16,6 +16,7 @@ mod request_id;
 mod revoke;
 pub mod serve;
 mod ssf_poll;
+mod ssf_streams;
 mod token;
 
 use std::sync::Arc;
@@ -71,16 +72,35 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             )),
         None => Router::new(),
     };
-    // SSF 1.0 §7.1 transmitter metadata, only when there is something to transmit.
-    let ssf = match ctx.config.ssf.streams.is_empty() {
-        true => Router::new(),
-        false => Router::new()
+    // SSF 1.0 §7.1 transmitter metadata, only when there is something to transmit: streams
+    // the operator configured, or receivers that may make their own (§8.1).
+    let receivers = ctx.config.clients.iter().any(|c| c.ssf_receiver);
+    let ssf = match (ctx.config.ssf.streams.is_empty(), receivers) {
+        (true, false) => Router::new(),
+        _ => Router::new()
             .route(
                 "/.well-known/ssf-configuration",
                 get(discovery::ssf_configuration),
             )
             .route("/ssf/poll/{stream}", post(ssf_poll::poll))
             .method_not_allowed_fallback(method_not_allowed),
+    };
+    let ssf = match receivers {
+        false => ssf,
+        true => ssf
+            .route(
+                "/ssf/stream",
+                post(ssf_streams::create)
+                    .get(ssf_streams::read)
+                    .patch(ssf_streams::update)
+                    .put(ssf_streams::replace)
+                    .delete(ssf_streams::delete),
+            )
+            .route(
+                "/ssf/status",
+                get(ssf_streams::status).post(ssf_streams::set_status),
+            )
+            .route("/ssf/verify", post(ssf_streams::verify)),
     };
     Router::new()
         .merge(documents)

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::oauth::Ctx;
 use crate::ssf;
+use crate::store::ssf::{Method, Status, StoredStream};
 
 /// The most SETs one answer carries, whatever `maxEvents` asks.
 const MAX_EVENTS: i64 = 100;
@@ -48,8 +49,21 @@ pub async fn poll(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let presented = (headers.get(header::AUTHORIZATION)).and_then(|v| v.to_str().ok());
-    if !presented.is_some_and(|a| ctx.notifier.may_poll(&name, a)) {
+    // A stream a receiver manages (SSF 1.0 §8.1) is polled with the receiver's own access
+    // token, and only by it; one that is not enabled answers nothing (paused: held).
+    let (allowed, paused) = if name.starts_with(crate::config::RECEIVER_STREAM_MARK) {
+        match receiver_stream(&ctx, &headers, &name).await {
+            Some(s) => (true, s.status != Status::Enabled),
+            None => (false, false),
+        }
+    } else {
+        let presented = (headers.get(header::AUTHORIZATION)).and_then(|v| v.to_str().ok());
+        (
+            presented.is_some_and(|a| ctx.notifier.may_poll(&name, a)),
+            false,
+        )
+    };
+    if !allowed {
         // One answer for an unknown stream and a wrong credential: nothing to probe.
         let mut r = refuse(
             StatusCode::UNAUTHORIZED,
@@ -99,7 +113,10 @@ pub async fn poll(
         }
     }
     // §2.4.1: no maxEvents, the transmitter chooses; 0 is an acknowledgement only.
-    let max = req.max_events.unwrap_or(MAX_EVENTS).clamp(0, MAX_EVENTS);
+    let max = match paused {
+        true => 0,
+        false => req.max_events.unwrap_or(MAX_EVENTS).clamp(0, MAX_EVENTS),
+    };
     // §2.4: a long poll that finds nothing waits for a SET (bounded: `ssf::polls`).
     let mut held = (max > 0 && !req.return_immediately)
         .then(|| ctx.notifier.long_polls.hold())
@@ -124,7 +141,7 @@ pub async fn poll(
         }
     };
     drop(held);
-    let more = pending.len() as i64 > max;
+    let more = !paused && pending.len() as i64 > max;
     let ring = ctx.keys.ring();
     let mut sets = serde_json::Map::new();
     for (jti, payload) in pending.into_iter().take(max as usize) {
@@ -139,4 +156,17 @@ pub async fn poll(
         }
     }
     axum::Json(json!({ "sets": sets, "moreAvailable": more })).into_response()
+}
+
+/// The receiver-managed poll stream `id`, if the request's bearer token is its receiver's.
+async fn receiver_stream(ctx: &Ctx, headers: &HeaderMap, id: &str) -> Option<StoredStream> {
+    let client = super::ssf_streams::receiver(ctx, headers).await.ok()?;
+    match ctx.store.ssf_stream(id).await {
+        Ok(Some(s)) if s.client_id == client.client_id && s.method == Method::Poll => Some(s),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a receiver's stream");
+            None
+        }
+    }
 }

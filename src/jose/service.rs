@@ -67,6 +67,17 @@ impl KeyService {
         self.kek.audit_chain_key()
     }
 
+    /// Seals a secret the server must send on later (an SSF receiver's authorization header)
+    /// under the KEK, bound to `context` (associated data, so it cannot move to another row).
+    pub fn seal_secret(&self, context: &str, plain: &[u8]) -> Vec<u8> {
+        self.kek.seal(context, plain)
+    }
+
+    /// Opens what [`KeyService::seal_secret`] sealed for `context`; None if it was not.
+    pub fn open_secret(&self, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.kek.open(context, sealed).ok()
+    }
+
     pub fn ring(&self) -> Arc<Keyring> {
         self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use crate::config::{Config, NOTIFIED_EVENTS};
 use crate::store::outbox::Outgoing;
 
-pub(crate) use webhook::{exchange, tls_connector};
+pub(crate) use webhook::{exchange, exchange_on, tls_connector};
 pub use webhook::{sign, signed_content};
 pub use worker::Worker;
 
@@ -73,6 +73,8 @@ pub enum SetupError {
     Email(String, String),
     #[error("ssf.streams `{0}`: {1}")]
     SsfStream(String, String),
+    #[error("{0}")]
+    Receivers(String),
 }
 
 /// The configured channels, shared by the requests that enqueue and the worker that sends.
@@ -90,6 +92,9 @@ pub struct Notifier {
     ssf: BTreeMap<String, crate::ssf::Push>,
     /// The credential each polled stream's receiver presents (RFC 8936), by stream name.
     polls: BTreeMap<String, String>,
+    /// Pushes to the streams receivers manage (SSF 1.0 §8.1), when a client may: their URLs
+    /// are the receivers' choice, checked as `ssf::receiver` says.
+    pub receivers: Option<crate::ssf::receiver::ReceiverPush>,
     /// Wakes the worker when messages were enqueued.
     wake: Arc<Notify>,
 }
@@ -130,9 +135,17 @@ impl Notifier {
                 );
             }
         }
+        let receivers = match config.clients.iter().any(|c| c.ssf_receiver) {
+            true => Some(
+                crate::ssf::receiver::ReceiverPush::new(&config.ssf, &base, n.timeout)
+                    .map_err(SetupError::Receivers)?,
+            ),
+            false => None,
+        };
         Ok(Arc::new(Self {
             issuer: issuer.to_string(),
             long_polls: Default::default(),
+            receivers,
             approvals_url: format!("{issuer}/approvals"),
             webhooks,
             mailer,
@@ -145,7 +158,10 @@ impl Notifier {
 
     /// Whether any channel is configured (else no worker runs).
     pub fn enabled(&self) -> bool {
-        !self.webhooks.is_empty() || self.mailer.is_some() || !self.ssf.is_empty()
+        !self.webhooks.is_empty()
+            || self.mailer.is_some()
+            || !self.ssf.is_empty()
+            || self.receivers.is_some()
     }
 
     /// Whether `authorization` (the request's header) is the credential of polled stream

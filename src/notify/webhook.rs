@@ -197,6 +197,21 @@ pub(crate) async fn exchange(
     let tcp = TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
+    exchange_on(tcp, uri, tls, content_type, headers, body).await
+}
+
+/// [`exchange`] over a connection made already (to an address vetted by the caller: a
+/// receiver's URL is resolved and checked once, and the connection goes where was checked).
+pub(crate) async fn exchange_on(
+    tcp: TcpStream,
+    uri: &Uri,
+    tls: Option<&TlsConnector>,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<u16, String> {
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let io: Box<dyn Io> = match tls {
         None => Box::new(tcp),
         Some(tls) => {

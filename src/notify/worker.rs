@@ -219,17 +219,59 @@ impl Worker {
 
     /// RFC 8935 push of a SET, signed now (the key that signs now is in `/jwks.json`).
     async fn push(&self, m: &Claimed, name: &str) -> Result<(), Failure> {
+        if name.starts_with(crate::config::RECEIVER_STREAM_MARK) {
+            return self.push_to_receiver(m, name).await;
+        }
         let push = (self.notifier.ssf.get(name)).ok_or_else(|| {
             Failure::Transient(format!("SSF stream `{name}` is not configured here"))
         })?;
-        let claims: ssf::SetClaims = serde_json::from_str(&m.payload)
-            .map_err(|e| Failure::Permanent(format!("unreadable SET claims: {e}")))?;
-        let set = ssf::sign(&self.keys.ring(), &self.notifier.issuer, &claims)
-            .map_err(|e| Failure::Transient(format!("cannot sign the SET: {e}")))?;
+        let set = self.sign(m)?;
         push.post(set).await.map_err(|e| match e {
             ssf::PushError::Refused(e) => Failure::Permanent(e),
             ssf::PushError::Transient(e) => Failure::Transient(e),
         })
+    }
+
+    fn sign(&self, m: &Claimed) -> Result<String, Failure> {
+        let claims: ssf::SetClaims = serde_json::from_str(&m.payload)
+            .map_err(|e| Failure::Permanent(format!("unreadable SET claims: {e}")))?;
+        ssf::sign(&self.keys.ring(), &self.notifier.issuer, &claims)
+            .map_err(|e| Failure::Transient(format!("cannot sign the SET: {e}")))
+    }
+
+    /// A push to a stream a receiver manages: its URL and credential read now (a change
+    /// applies to the next push), the URL checked again (`ssf::receiver`).
+    async fn push_to_receiver(&self, m: &Claimed, id: &str) -> Result<(), Failure> {
+        let push = (self.notifier.receivers.as_ref()).ok_or_else(|| {
+            Failure::Transient("receiver streams are not enabled here".to_string())
+        })?;
+        let stream = match self.store.ssf_stream(id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(Failure::Permanent("the stream was deleted".into())),
+            Err(e) => return Err(Failure::Transient(format!("cannot read the stream: {e}"))),
+        };
+        let url = (stream.endpoint_url.as_deref())
+            .ok_or_else(|| Failure::Permanent("the stream has no endpoint_url".into()))?;
+        let authorization = match &stream.authorization_header {
+            None => None,
+            Some(sealed) => {
+                let plain = (self
+                    .keys
+                    .open_secret(&ssf::streams::seal_context(id), sealed))
+                .and_then(|p| String::from_utf8(p).ok())
+                .ok_or_else(|| {
+                    Failure::Permanent("the stream's credential cannot be opened".into())
+                })?;
+                Some(plain)
+            }
+        };
+        let set = self.sign(m)?;
+        push.post(url, authorization, set)
+            .await
+            .map_err(|e| match e {
+                ssf::PushError::Refused(e) => Failure::Permanent(e),
+                ssf::PushError::Transient(e) => Failure::Transient(e),
+            })
     }
 
     fn backoff(&self, attempts: i64) -> i64 {

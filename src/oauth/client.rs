@@ -60,6 +60,9 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub introspect: bool,
+    /// May manage its own Shared Signals streams (only a configured client: `ssf_receiver`).
+    #[serde(default)]
+    pub ssf_receiver: bool,
     pub audience: Option<String>,
     pub audiences: Option<Vec<String>>,
     /// Config or self-registered (records stored before this field read as config).
@@ -102,6 +105,7 @@ impl Client {
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.clone(),
             introspect: c.introspect,
+            ssf_receiver: c.ssf_receiver,
             audience: c.audience.clone(),
             audiences: c.audiences.clone(),
             provenance: Provenance::Config,
@@ -383,6 +387,7 @@ mod tests {
             redirect_uris: uris.iter().map(|u| u.to_string()).collect(),
             scopes: vec![],
             introspect: false,
+            ssf_receiver: false,
             audience: None,
             audiences: None,
             provenance: Provenance::Registered,

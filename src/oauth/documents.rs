@@ -55,6 +55,7 @@ pub fn client_of(doc: &ClientMetadata, allowed: &ScopeSet, resources: &[String])
         redirect_uris: doc.redirect_uris.clone(),
         scopes,
         introspect: false,
+        ssf_receiver: false,
         audience: None,
         audiences: Some(resources.to_vec()),
         provenance: Provenance::Document { listed: doc.listed },

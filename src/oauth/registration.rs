@@ -402,6 +402,7 @@ fn clamp(mut c: Client, policy: &Policy, resources: &[String]) -> Option<Client>
     }
     c.provenance = Provenance::Registered;
     c.introspect = false;
+    c.ssf_receiver = false;
     c.audience = None;
     c.audiences = Some(resources.to_vec());
     c.jwks = None;

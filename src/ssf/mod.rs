@@ -10,6 +10,9 @@
 //! - `set.rs`: the SET's claims (`sub_id` per RFC 9493 and SSF 1.0 §3) and its signature.
 //! - `push.rs`: one RFC 8935 push, bounded like a webhook. RFC 8936 poll streams
 //!   (`delivery = "poll"`) are answered by `http::ssf_poll` from the outbox.
+//! - `streams.rs`: streams receivers manage themselves (SSF 1.0 §8.1, clients marked
+//!   `ssf_receiver`): their configuration parsed and rendered; `receiver.rs`: pushes to the
+//!   URLs they chose, checked against server-side request forgery at every push.
 //!
 //! What a stream covers: every subject of this server. A stream is the operator's own trust
 //! decision (a resource server of theirs); a SET carries identifiers (a session id, a token's
@@ -17,7 +20,9 @@
 
 pub mod polls;
 mod push;
+pub mod receiver;
 pub mod set;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -27,6 +32,7 @@ use crate::store::Cut;
 use crate::store::Revocation;
 pub use crate::store::outbox::POLLED;
 use crate::store::outbox::{OnCut, Outgoing, Tap};
+use crate::store::ssf::FANOUT;
 
 pub use push::{Push, PushError, credential};
 pub use set::{SetClaims, sign};
@@ -48,6 +54,10 @@ struct Stream {
 pub struct Transmitter {
     issuer: String,
     streams: Vec<Stream>,
+    /// Whether receivers may create streams (a client is marked `ssf_receiver`): then every
+    /// SET is also written once to [`FANOUT`], which the commit turns into one per receiver
+    /// stream that exists then and wants it.
+    receivers: bool,
     /// Wakes the delivery worker once SETs were committed.
     wake: Option<Arc<tokio::sync::Notify>>,
 }
@@ -71,21 +81,26 @@ impl Transmitter {
         Self {
             issuer: issuer.trim_end_matches('/').to_string(),
             streams,
+            receivers: config.clients.iter().any(|c| c.ssf_receiver),
             wake,
         }
     }
 
     pub fn enabled(&self) -> bool {
-        !self.streams.is_empty()
+        !self.streams.is_empty() || self.receivers
     }
 }
 
 impl Transmitter {
     /// The streams that asked for `event_type`, as (outbox stream, audience).
+    /// With receiver streams, one more for [`FANOUT`], which the commit turns into one per
+    /// receiver stream that exists then and wants it.
     fn wanting(&self, event_type: &str) -> Vec<(String, String)> {
+        let receivers = self.receivers.then(|| (FANOUT.to_string(), String::new()));
         (self.streams.iter())
             .filter(|s| s.events.iter().any(|e| e == event_type))
             .map(|s| (s.outbox.clone(), s.audience.clone()))
+            .chain(receivers)
             .collect()
     }
 }

@@ -91,19 +91,26 @@ impl Push {
             set.into_bytes(),
         );
         match tokio::time::timeout(self.timeout, send).await {
-            // §2.2: 202 Accepted. Other 2xx are taken as delivered too: the receiver has it.
-            Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
-            Ok(Ok(400)) => Err(PushError::Refused(
-                "the receiver refused the SET (HTTP 400, RFC 8935 §2.3)".into(),
-            )),
-            Ok(Ok(status)) => Err(PushError::Transient(format!(
-                "the receiver answered HTTP {status}"
-            ))),
+            Ok(Ok(status)) => judge(status),
             Ok(Err(e)) => Err(PushError::Transient(e)),
             Err(_) => Err(PushError::Transient(format!(
                 "no answer within {:?}",
                 self.timeout
             ))),
         }
+    }
+}
+
+/// What a receiver's answer means (RFC 8935 §2.2, §2.3).
+pub(super) fn judge(status: u16) -> Result<(), PushError> {
+    match status {
+        // §2.2: 202 Accepted. Other 2xx are taken as delivered too: the receiver has it.
+        200..=299 => Ok(()),
+        400 => Err(PushError::Refused(
+            "the receiver refused the SET (HTTP 400, RFC 8935 §2.3)".into(),
+        )),
+        status => Err(PushError::Transient(format!(
+            "the receiver answered HTTP {status}"
+        ))),
     }
 }

@@ -5,8 +5,8 @@
 //! - `mod.rs`: the records and the traits. [`Store`] is the sum of [`TokenStore`] (token
 //!   lookups, single use), [`AuditStore`] (the batched writes and the audit chain they extend),
 //!   [`RegistryStore`] (clients, agents, config names), [`KeyStore`] (signing keys), and
-//!   [`web::WebStore`], [`ciba::CibaStore`], [`tpm::TpmStore`], [`outbox::OutboxStore`] in their
-//!   files.
+//!   [`web::WebStore`], [`ciba::CibaStore`], [`tpm::TpmStore`], [`outbox::OutboxStore`],
+//!   [`ssf::SsfStreamStore`] in their files.
 //! - `audiences.rs`: [`Audiences`], the one stored list that is split and joined.
 //! - `batch.rs`: what one [`AuditStore::commit_batch`] does, decided once for both backends.
 //! - `sql.rs`: the SQL both backends run as it is; `records.rs`: the rows it reads, converted
@@ -34,6 +34,7 @@ mod postgres;
 mod records;
 mod sql;
 mod sqlite;
+pub mod ssf;
 pub mod tpm;
 pub mod web;
 pub mod writer;
@@ -337,6 +338,7 @@ pub trait Store:
     + ciba::CibaStore
     + tpm::TpmStore
     + outbox::OutboxStore
+    + ssf::SsfStreamStore
     + Send
     + Sync
     + 'static

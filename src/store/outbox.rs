@@ -179,6 +179,8 @@ pub(super) mod sql {
              WHERE id IN (SELECT o.id FROM outbox o \
                WHERE o.settled_at IS NULL AND o.next_attempt_at <= $3 \
                  AND o.stream NOT LIKE 'ssfpoll:%' \
+                 AND NOT EXISTS (SELECT 1 FROM ssf_streams s \
+                   WHERE s.status = 'paused' AND o.stream = 'ssf:' || s.id) \
                  AND (o.leased_until IS NULL OR o.leased_until <= $3) \
                  AND NOT EXISTS (SELECT 1 FROM outbox e \
                    WHERE e.stream = o.stream AND e.settled_at IS NULL AND e.id < o.id) \

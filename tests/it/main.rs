@@ -35,6 +35,7 @@ mod resource_middleware;
 mod resource_ssf;
 mod security;
 mod ssf;
+mod ssf_streams;
 mod store;
 #[cfg(feature = "tpm")]
 mod swtpm;

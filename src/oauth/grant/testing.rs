@@ -125,6 +125,7 @@ pub fn client(id: &str, grants: &[&str], scopes: &[&str]) -> Client {
         redirect_uris: vec!["https://app.example/cb".into()],
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         introspect: false,
+        ssf_receiver: false,
         audience: None,
         audiences: None,
         provenance: crate::oauth::client::Provenance::Config,

@@ -406,6 +406,7 @@ impl Policy {
             redirect_uris,
             scopes,
             introspect: false,
+            ssf_receiver: false,
             audience: None,
             audiences: None,
             provenance: Provenance::Registered,

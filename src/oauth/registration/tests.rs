@@ -240,6 +240,7 @@ fn a_registered_client_is_never_more_than_the_policy_allows() {
     // A stored record that claims more is clamped when it is read.
     let tampered = Client {
         introspect: true,
+        ssf_receiver: true,
         audience: Some("orders-api".into()),
         grant_types: vec![
             "authorization_code".into(),
@@ -251,7 +252,7 @@ fn a_registered_client_is_never_more_than_the_policy_allows() {
     };
     let resources = ["https://mcp.example/mcp".to_string()];
     let read = clamp(tampered.clone(), &policy(|_| {}), &resources).unwrap();
-    assert!(!read.introspect && read.audience.is_none());
+    assert!(!read.introspect && !read.ssf_receiver && read.audience.is_none());
     assert_eq!(read.grant_types, ["authorization_code"]);
     assert_eq!(
         read.audiences.as_deref(),

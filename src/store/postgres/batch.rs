@@ -10,9 +10,9 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Transaction};
 use super::PostgresStore;
 use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
-use crate::store::records;
 use crate::store::sql::{self, chunks, split_last_chunk};
 use crate::store::{AuditStore, BatchItem, Cut, StoreError, TokenRecord, WriteOutcome};
+use crate::store::{records, ssf};
 
 /// Revokes a token and, through `parent_hash`, every token derived from it, in a shape whose
 /// plan does not depend on table statistics. Without them (a table grown from empty before
@@ -151,16 +151,31 @@ async fn commit(
         cuts.push(cut);
     }
     // Notifications are rare (one per request that waits for a human): one statement each.
+    // A SET for receiver streams goes to those that exist when this statement runs: a stream
+    // whose creation committed before is among them, whichever replica created it.
+    let mut targets = None;
     for m in batch::outgoing(items, &outcomes, &cuts) {
-        sqlx::query(crate::store::outbox::sql::INSERT)
-            .bind(&m.event_id)
-            .bind(&m.stream)
-            .bind(&m.kind)
-            .bind(&m.payload)
-            .bind(now)
-            .bind(m.expires_at)
-            .execute(&mut *tx)
-            .await?;
+        let fanned;
+        let messages = if m.stream == ssf::FANOUT {
+            if targets.is_none() {
+                targets = Some(super::ssf::targets(&mut tx).await?);
+            }
+            fanned = ssf::fan_out(&m, targets.as_deref().unwrap_or_default());
+            fanned.iter().collect()
+        } else {
+            vec![&*m]
+        };
+        for m in messages {
+            sqlx::query(crate::store::outbox::sql::INSERT)
+                .bind(&m.event_id)
+                .bind(&m.stream)
+                .bind(&m.kind)
+                .bind(&m.payload)
+                .bind(now)
+                .bind(m.expires_at)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     let touches = batch::touches(items);
     let events = batch::events(items, &outcomes);

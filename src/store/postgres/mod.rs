@@ -10,6 +10,7 @@ mod keys;
 mod lookup;
 mod outbox;
 mod registry;
+mod ssf;
 mod tokens;
 mod tpm;
 mod web;

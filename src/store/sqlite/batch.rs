@@ -10,7 +10,7 @@ use super::{SqliteStore, rows};
 use crate::audit::{AuditEntry, ChainKey};
 use crate::store::batch::{self, Revocation};
 use crate::store::{AuditStore, BatchItem, Cut, Party, StoreError, WriteOutcome};
-use crate::store::{records, sql};
+use crate::store::{records, sql, ssf};
 
 /// Revokes a token and, through `parent_hash`, every token derived from it.
 const REVOKE_SUBTREE: &str = "WITH RECURSIVE subtree(h) AS ( \
@@ -173,15 +173,29 @@ fn commit(
         }
     }
     let mut enqueue = tx.prepare_cached(crate::store::outbox::sql::INSERT)?;
+    let mut targets = None;
     for m in batch::outgoing(items, &outcomes, &cuts) {
-        enqueue.execute(params![
-            m.event_id,
-            m.stream,
-            m.kind,
-            m.payload,
-            now,
-            m.expires_at
-        ])?;
+        // A SET for receiver streams goes to those that exist now, in this transaction.
+        let fanned;
+        let messages = if m.stream == ssf::FANOUT {
+            if targets.is_none() {
+                targets = Some(super::ssf::targets(tx)?);
+            }
+            fanned = ssf::fan_out(&m, targets.as_deref().unwrap_or_default());
+            fanned.iter().collect()
+        } else {
+            vec![&*m]
+        };
+        for m in messages {
+            enqueue.execute(params![
+                m.event_id,
+                m.stream,
+                m.kind,
+                m.payload,
+                now,
+                m.expires_at
+            ])?;
+        }
     }
     let events = batch::events(items, &outcomes);
     let entries = crate::audit::chain(head_seq, &head_hash, now, policy_version, &events, key);

@@ -12,6 +12,7 @@ mod outbox;
 mod reader;
 mod registry;
 mod rows;
+mod ssf;
 mod tokens;
 mod tpm;
 mod web;

@@ -26,12 +26,12 @@ use tokio::net::TcpListener;
 const START: i64 = 1_790_000_000;
 
 /// A CA, and a server configuration with a leaf it signed for `localhost` and `127.0.0.1`.
-struct Pki {
-    ca_pem: String,
-    server: Arc<rustls::ServerConfig>,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) server: Arc<rustls::ServerConfig>,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -378,6 +378,7 @@ mod tests {
             redirect_uris: vec!["https://app.example/cb".into()],
             scopes: vec!["read".into(), "write".into()],
             introspect: false,
+            ssf_receiver: false,
             audience: None,
             audiences: None,
             provenance: crate::oauth::client::Provenance::Config,
