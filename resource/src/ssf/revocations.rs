@@ -5,6 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
+/// Seconds after a revocation's `event_timestamp` that a token's `iat` is still covered by a
+/// subject or client revocation: mandate's replicas (and its CLI) stamp with their own clocks.
+pub const CLOCK_SKEW_SECS: u64 = 5;
+
 use crate::principal::Principal;
 
 /// One revocation, in the identifiers a token carries (docs/ssf.md, "What is sent").
@@ -131,9 +135,7 @@ impl RevocationList {
             e.heard = now;
             e.seq = seq;
         } else {
-            while self.len() >= self.capacity {
-                self.evict_oldest();
-            }
+            while self.len() >= self.capacity && self.evict_oldest() {}
             self.map(kind).insert(
                 key.clone(),
                 Entry {
@@ -195,8 +197,10 @@ impl RevocationList {
 
     /// Forgets the oldest entry to make room, and refuses from now on every token it could
     /// have named (fail closed).
-    fn evict_oldest(&mut self) {
-        if let Some(e) = self.pop_oldest(None) {
+    /// `false` when there was nothing to forget.
+    fn evict_oldest(&mut self) -> bool {
+        let evicted = self.pop_oldest(None);
+        if let Some(e) = &evicted {
             if self.watermark.is_none_or(|w| w < e.at) {
                 tracing::warn!(
                     issued_at_or_before = e.at,
@@ -207,6 +211,7 @@ impl RevocationList {
             }
             self.watermark = Some(self.watermark.map_or(e.at, |w| w.max(e.at)));
         }
+        evicted.is_some()
     }
 
     /// Whether a remembered revocation names the token of `p`, as of `now`. A token without
@@ -224,7 +229,12 @@ impl RevocationList {
         if named(p.session_id()) || named(p.token_id()) {
             return Some(Refusal::Session);
         }
-        let cut = |m: &HashMap<String, Entry>, id: &str| m.get(id).is_some_and(|e| iat <= e.at);
+        // Replicas (and the CLI) stamp with their own clocks: a token issued just before the
+        // revocation by a replica whose clock runs ahead still counts.
+        let cut = |m: &HashMap<String, Entry>, id: &str| {
+            m.get(id)
+                .is_some_and(|e| iat <= e.at.saturating_add(CLOCK_SKEW_SECS))
+        };
         if cut(&self.subjects, p.subject())
             || p.actors().iter().any(|a| cut(&self.subjects, a.subject()))
         {
@@ -304,8 +314,11 @@ mod tests {
             l.refuses(&token(json!({"sub": "bob", "iat": T})), T),
             Some(Refusal::Subject)
         );
-        // Issued after the event (the agent re-enabled, the user re-created): good.
-        let fresh = token(json!({"sub": "alice", "act": chain, "iat": T + 1}));
+        // Issued within CLOCK_SKEW_SECS of the event, by a replica whose clock runs ahead:
+        // still cut. Issued after that (the agent re-enabled, the user re-created): good.
+        let skewed = token(json!({"sub": "alice", "act": chain, "iat": T + CLOCK_SKEW_SECS}));
+        assert_eq!(l.refuses(&skewed, T + 1), Some(Refusal::Subject));
+        let fresh = token(json!({"sub": "alice", "act": chain, "iat": T + CLOCK_SKEW_SECS + 1}));
         assert_eq!(l.refuses(&fresh, T + 1), None);
         // alice alone, or with another agent, was not cut off.
         let alice = token(json!({"sub": "alice", "iat": T - 5}));
@@ -331,7 +344,7 @@ mod tests {
         );
         let old = token(json!({"sub": "alice", "client_id": "c1", "iat": T}));
         assert_eq!(l.refuses(&old, T), Some(Refusal::Client));
-        let new = token(json!({"sub": "alice", "client_id": "c1", "iat": T + 1}));
+        let new = token(json!({"sub": "alice", "client_id": "c1", "iat": T + CLOCK_SKEW_SECS + 1}));
         assert_eq!(l.refuses(&new, T), None);
         let other = token(json!({"sub": "alice", "client_id": "c2", "iat": T}));
         assert_eq!(l.refuses(&other, T), None);

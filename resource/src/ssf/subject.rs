@@ -90,17 +90,19 @@ pub(crate) fn events_of(claims: &Map<String, Value>, issuer: &str) -> Result<Eve
 /// RFC 9493 §3 / SSF 1.0 §3: what a subject identifier names. `None` for formats that name
 /// nothing a token carries (`email`, `phone_number`, ...). A `complex` subject (§3.2) with a
 /// `session` is that session (mandate's session ids are unique, so its `user` adds nothing);
-/// else with an `application`, that client; else with a `user`, that subject.
+/// else with an `application`, that client; else with a `user`, that subject. A `session` or
+/// `application` in a format tokens do not carry names nothing here: the SET is ignored, never
+/// widened to the `user` beside it.
 fn target(sub_id: &Value, issuer: &str) -> Result<Option<Target>, SsfError> {
     let obj = format_of(sub_id)?;
     match obj.0 {
         "iss_sub" => iss_sub(obj.1, issuer).map(|s| Some(Target::Subject(s))),
         "complex" => {
-            if let Some(id) = obj.1.get("session").map(opaque).transpose()?.flatten() {
-                return Ok(Some(Target::Session(id)));
+            if let Some(session) = obj.1.get("session") {
+                return Ok(opaque(session)?.map(Target::Session));
             }
-            if let Some(id) = obj.1.get("application").map(opaque).transpose()?.flatten() {
-                return Ok(Some(Target::Client(id)));
+            if let Some(application) = obj.1.get("application") {
+                return Ok(opaque(application)?.map(Target::Client));
             }
             match obj.1.get("user") {
                 Some(user) => {
@@ -281,6 +283,11 @@ mod tests {
             json!({"format": "email", "email": "alice@example.com"}),
             json!({"format": "opaque", "id": "x"}),
             json!({"format": "complex", "session": {"format": "uri", "uri": "urn:x"}}),
+            // Never widened to the user beside a session it cannot match.
+            json!({"format": "complex", "session": {"format": "uri", "uri": "urn:x"},
+                "user": {"format": "iss_sub", "iss": ISS, "sub": "alice"}}),
+            json!({"format": "complex", "application": {"format": "uri", "uri": "urn:x"},
+                "user": {"format": "iss_sub", "iss": ISS, "sub": "alice"}}),
             json!({"format": "complex", "user": {"format": "email", "email": "a@b"}}),
             json!({"format": "complex", "tenant": {"format": "opaque", "id": "t"}}),
         ] {
