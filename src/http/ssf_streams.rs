@@ -130,14 +130,28 @@ pub async fn receiver(ctx: &Ctx, headers: &HeaderMap) -> Result<Arc<Client>, Str
     if r.sub != r.client_id || r.act.is_some() || r.jkt.is_some() {
         return Err(invalid());
     }
-    match ctx.clients.configured(&r.client_id) {
-        Some(c) if c.ssf_receiver => Ok(c),
-        _ => Err(StreamError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "this client may not manage Shared Signals streams",
-        )),
+    let client = match ctx.clients.configured(&r.client_id) {
+        Some(c) if c.ssf_receiver => c,
+        _ => {
+            return Err(StreamError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "this client may not manage Shared Signals streams",
+            ));
+        }
+    };
+    // For this server alone (RFC 8707 `resource` or `audience` = the issuer): a token the
+    // receiver also sends to other resource servers could be replayed by any of them to take
+    // over its streams.
+    let issuer = ctx.issuer.as_str();
+    if !matches!(r.aud.as_ref(), [a] if crate::input::same_resource(a, issuer)) {
+        return Err(StreamError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the access token must be for this server alone: ask for it with resource (RFC 8707) = the issuer",
+        ));
     }
+    Ok(client)
 }
 
 /// `stream_id` of the query (`?stream_id=`): once at most.

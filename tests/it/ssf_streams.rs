@@ -174,7 +174,11 @@ async fn token_of(app: &TestApp, client: (&str, &str)) -> String {
         .post_form(
             "/token",
             Some(client),
-            &[("grant_type", "client_credentials")],
+            // RFC 8707: a token for this server alone, as stream management asks.
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", app.url.as_str()),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 200, "{}", app.label());

@@ -175,10 +175,11 @@ pub async fn token<S: GrantStorage + ?Sized>(
 }
 
 /// Resolves the resource servers a token will be for. Named ones must be among `audiences`
-/// (every resource server's) and within the client's `audiences`, else `invalid_target`
-/// (RFC 8693 §2.2.2); none named means every one the client may reach, or this server
-/// (`issuer`) when it may reach none. A URL names a resource by its canonical form (RFC 8707
-/// §2, `input::canonical_resource`), and the token carries the resource's own spelling.
+/// (every resource server's) and within the client's `audiences`, or be this server (`issuer`:
+/// its own APIs, such as SSF stream management), else `invalid_target` (RFC 8693 §2.2.2); none
+/// named means every one the client may reach, or this server when it may reach none. A URL
+/// names a resource by its canonical form (RFC 8707 §2, `input::canonical_resource`), and the
+/// token carries the resource's own spelling.
 pub fn resolve_audiences(
     audiences: &[String],
     issuer: &str,
@@ -197,9 +198,15 @@ pub fn resolve_audiences(
             all
         });
     }
-    named_among(audiences, targets, allowed, |t| {
-        format!("`{t}` is not a resource server this client may get tokens for")
-    })
+    let among: Vec<String> = (audiences.iter().cloned())
+        .chain(std::iter::once(issuer.to_string()))
+        .collect();
+    named_among(
+        &among,
+        targets,
+        |a| a == issuer || allowed(a),
+        |t| format!("`{t}` is not a resource server this client may get tokens for"),
+    )
 }
 
 /// Each of `targets` as spelled in `among` (the first entry naming the same resource, RFC 8707

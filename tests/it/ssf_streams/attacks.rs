@@ -21,6 +21,22 @@ async fn rfc6750_s3_1_without_a_receivers_live_token_nothing_is_managed() {
             .await;
         assert_eq!(resp.status(), 200);
         let expiring = token_of(&app, ("rx", "rx-secret")).await;
+        // RFC 8707: the receiver's token for every resource server it may reach (what it would
+        // send to them, and any of them could replay here) is no key to its streams.
+        let everywhere = app
+            .post_form(
+                "/token",
+                Some(("rx", "rx-secret")),
+                &[("grant_type", "client_credentials")],
+            )
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(claims(&everywhere)["aud"], json!(app.url), "{b:?}");
         let paths = [
             (reqwest::Method::POST, "/ssf/stream", Some(json!({}))),
             (reqwest::Method::GET, "/ssf/stream", None),
@@ -36,7 +52,7 @@ async fn rfc6750_s3_1_without_a_receivers_live_token_nothing_is_managed() {
             assert_eq!(code, 401, "{p}");
             let challenge = h.get("www-authenticate").unwrap().to_str().unwrap();
             assert!(challenge.starts_with("Bearer"), "{challenge}");
-            for t in ["garbage", revoked.as_str()] {
+            for t in ["garbage", revoked.as_str(), everywhere.as_str()] {
                 let (code, v, h) = call(&app, m.clone(), p, Some(t), body.clone()).await;
                 assert_eq!((code, &v["error"]), (401, &json!("invalid_token")), "{p}");
                 assert!(
