@@ -90,6 +90,20 @@ impl Worker {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot purge the outbox"),
                 }
+                // SETs nobody fetched (a poll stream never polled, a stream left paused) for
+                // as long as a push is retried: bounded like everything else.
+                match self
+                    .store
+                    .expire_held_sets(now, now - self.give_up_after)
+                    .await
+                {
+                    Ok(n) if n > 0 => tracing::warn!(
+                        expired = n,
+                        "security events held unfetched past notifications.give_up_after dropped"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot expire held security events"),
+                }
                 purged_at = now;
             }
             // Not raced against `stop`: sends under way finish (each is bounded by

@@ -146,6 +146,12 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn release_outbox(&self, lease: &str) -> Result<u64, StoreError>;
     /// Deletes messages settled before `before`; returns how many.
     async fn purge_outbox(&self, before: i64) -> Result<u64, StoreError>;
+    /// Settles as `expired`, at `now`, every SET (a stream `ssf…`) still unsettled, never
+    /// attempted and not leased that was written before `written_before` (one being retried is
+    /// the worker's to give up, audited): those a poll receiver never fetched or
+    /// a paused stream held that long. What they name has long expired, and unbounded they
+    /// would grow the outbox for every other receiver. Returns how many.
+    async fn expire_held_sets(&self, now: i64, written_before: i64) -> Result<u64, StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
     /// RFC 8936 poll: the oldest `limit` unsettled messages of a stream its receiver polls
     /// (`{POLLED}<name>`, never claimed by a worker), as `(event_id, payload)`.
@@ -207,6 +213,10 @@ pub(super) mod sql {
          WHERE stream = $2 AND event_id = $3 AND settled_at IS NULL";
 
     pub const PURGE: &str = "DELETE FROM outbox WHERE settled_at IS NOT NULL AND settled_at < $1";
+
+    pub const EXPIRE_HELD_SETS: &str = "UPDATE outbox SET settled_at = $1, outcome = 'expired', \
+         lease = NULL, leased_until = NULL WHERE settled_at IS NULL AND stream LIKE 'ssf%' \
+         AND attempts = 0 AND created_at < $2 AND (leased_until IS NULL OR leased_until <= $1)";
 
     pub const COUNTS: &str = "SELECT \
          COALESCE(SUM(CASE WHEN settled_at IS NULL THEN 1 ELSE 0 END), 0), \

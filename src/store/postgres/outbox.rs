@@ -81,6 +81,15 @@ impl OutboxStore for PostgresStore {
         Ok(r.rows_affected())
     }
 
+    async fn expire_held_sets(&self, now: i64, written_before: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(sql::EXPIRE_HELD_SETS)
+            .bind(now)
+            .bind(written_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         let (pending, delivered, failed, expired): (i64, i64, i64, i64) =
             sqlx::query_as(sql::COUNTS).fetch_one(&self.pool).await?;

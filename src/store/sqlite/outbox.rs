@@ -83,6 +83,16 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn expire_held_sets(&self, now: i64, written_before: i64) -> Result<u64, StoreError> {
+        self.writer
+            .tx(move |tx| {
+                let n =
+                    (tx.prepare_cached(sql::EXPIRE_HELD_SETS)?).execute([now, written_before])?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         self.readers.read(|c| {
             (c.prepare_cached(sql::COUNTS)?).query_row([], |r| {

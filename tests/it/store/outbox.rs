@@ -309,3 +309,56 @@ async fn a_polled_stream_is_never_claimed_and_acks_settle_only_its_own_messages(
         assert_eq!((c.pending, c.delivered), (2, 1), "{b:?}");
     }
 }
+
+/// Bounds: a SET nobody fetched (an RFC 8936 stream never polled, a receiver stream left
+/// paused) is settled as expired once older than the bound, so held SETs cannot grow the outbox
+/// for ever; a recent one, a notification and a SET the worker is retrying stay.
+#[tokio::test]
+async fn sets_held_unfetched_past_the_bound_expire_and_nothing_else_does() {
+    for b in backends() {
+        let (_db, s) = store_for(b).await;
+        let old = [notify(vec![
+            message("old-poll", "ssfpoll:rs"),
+            message("old-poll2", "ssfpoll:other"),
+            message("old-webhook", "webhook:a"),
+            message("retried", "ssf:orders"),
+        ])];
+        s.commit_batch(&old, 100, None, &key()).await.unwrap();
+        // The worker tried `retried` (it failed and waits for its next attempt).
+        let claimed = s.claim_outbox("w", 100, 160, 10).await.unwrap();
+        let retried = claimed.iter().find(|c| c.event_id == "retried").unwrap();
+        s.settle_outbox(
+            retried.id,
+            "w",
+            &Settle::Retry {
+                at: 5_000,
+                error: "503".into(),
+            },
+            110,
+        )
+        .await
+        .unwrap();
+        s.release_outbox("w").await.unwrap();
+        s.commit_batch(
+            &[notify(vec![message("new-poll", "ssfpoll:rs")])],
+            900,
+            None,
+            &key(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.expire_held_sets(1_000, 500).await.unwrap(), 2, "{b:?}");
+        let left: Vec<String> = (s.polled_outbox("ssfpoll:rs", 10).await.unwrap())
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(left, ["new-poll"], "{b:?}");
+        let counts = s.outbox_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.expired), (3, 2), "{b:?}");
+        assert_eq!(
+            s.expire_held_sets(1_000, 500).await.unwrap(),
+            0,
+            "{b:?}: once"
+        );
+    }
+}
