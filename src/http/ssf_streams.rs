@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::audit::AuditEvent;
 use crate::oauth::Ctx;
 use crate::oauth::client::Client;
+use crate::ssf::receiver::UrlRefusal;
 use crate::ssf::streams::{self, Body, Delivery, Invalid, Mode};
 use crate::store::outbox::Outgoing;
 use crate::store::ssf::{Method, Status, StoredStream};
@@ -264,7 +265,15 @@ async fn configure(
                 push.check(&endpoint_url).await.map_err(|e| {
                     tracing::info!(client = %client.client_id, stream = %id, reason = %e,
                         "an SSF receiver's push URL was refused");
-                    StreamError::bad(Invalid(e.to_string()))
+                    // What the host resolves to stays in the log: told to the receiver, it
+                    // would map this server's network (which names resolve, and to what).
+                    let told = match e {
+                        UrlRefusal::Unresolvable | UrlRefusal::Special(_) => {
+                            "endpoint_url's host must resolve to public addresses only".to_string()
+                        }
+                        other => other.to_string(),
+                    };
+                    StreamError::bad(Invalid(told))
                 })?;
             }
             s.method = Method::Push;

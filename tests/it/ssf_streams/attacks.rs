@@ -212,6 +212,25 @@ async fn ssf_6_1_1_push_urls_at_private_or_metadata_addresses_or_plain_http_are_
                 "{v}"
             );
         }
+        // No map of this server's network: a name that resolves to a private address and one
+        // that does not resolve at all are refused in the same words.
+        if !private {
+            let mut said = Vec::new();
+            for url in ["https://localhost:9/e", "https://no-such-host.invalid/e"] {
+                let body = json!({ "delivery": { "method": PUSH, "endpoint_url": url } });
+                let (code, v, _) = call(
+                    &app,
+                    reqwest::Method::POST,
+                    "/ssf/stream",
+                    Some(&rx),
+                    Some(body),
+                )
+                .await;
+                assert_eq!(code, 400, "{url}: {v}");
+                said.push(v["error_description"].clone());
+            }
+            assert_eq!(said[0], said[1]);
+        }
         // An allowed stream cannot be moved to a refused URL either.
         let s = create(&app, &rx, json!({})).await;
         let patch = json!({ "stream_id": s["stream_id"],
