@@ -83,6 +83,9 @@ pub struct Notifier {
     pub(crate) issuer: String,
     /// RFC 8936 long polls held now.
     pub long_polls: crate::ssf::polls::Polls,
+    /// The clients this replica's config marks `ssf_receiver`: only their streams are pushed
+    /// to from here.
+    pub(crate) receiver_clients: std::collections::BTreeSet<String>,
     approvals_url: String,
     webhooks: BTreeMap<String, webhook::Webhook>,
     mailer: Option<email::Mailer>,
@@ -145,6 +148,10 @@ impl Notifier {
         Ok(Arc::new(Self {
             issuer: issuer.to_string(),
             long_polls: Default::default(),
+            receiver_clients: (config.clients.iter())
+                .filter(|c| c.ssf_receiver)
+                .map(|c| c.client_id.clone())
+                .collect(),
             receivers,
             approvals_url: format!("{issuer}/approvals"),
             webhooks,

@@ -264,6 +264,15 @@ impl Worker {
             Ok(None) => return Err(Failure::Permanent("the stream was deleted".into())),
             Err(e) => return Err(Failure::Transient(format!("cannot read the stream: {e}"))),
         };
+        // The config says who may hear: a client this replica does not mark (its mark was
+        // taken away, and a replica on the old config let it make this stream) gets nothing
+        // from here; a replica whose config marks it delivers, and unmarked everywhere, the
+        // SET is given up after `give_up_after`, audited.
+        if !self.notifier.receiver_clients.contains(&stream.client_id) {
+            return Err(Failure::Transient(
+                "the stream's client is not an SSF receiver in this replica's config".into(),
+            ));
+        }
         let url = (stream.endpoint_url.as_deref())
             .ok_or_else(|| Failure::Permanent("the stream has no endpoint_url".into()))?;
         let authorization = match &stream.authorization_header {

@@ -600,6 +600,36 @@ async fn a_stream_created_on_one_replica_hears_a_revocation_on_another_at_once()
     app.stop().await;
 }
 
+/// A rolling config change that takes `rx`'s mark away: a replica still on the old config lets
+/// `rx` make a stream after the new replica started (so its start-up cleanup missed it). Once
+/// the old replica is gone, the new one pushes nothing to it: the config says who may hear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_a_client_this_replica_does_not_mark_gets_no_push_from_it() {
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    let pki = pki();
+    let receiver = Receiver::start(&pki).await;
+    let db = test_db(Backend::Postgres).await;
+    let old = receivers(&db, &pki, true);
+    let new = old.replacen(
+        "grant_types = [\"client_credentials\"]\nssf_receiver = true\n",
+        "grant_types = [\"client_credentials\"]\n",
+        1,
+    );
+    assert_ne!(new, old);
+    let path = write_config(&db, &old);
+    let mut other = spawn_process(&path).await;
+    let app = spawn_on(db, &new).await;
+    let replica = TestApp::of_process(test_db(Backend::Postgres).await, path, &other);
+    let rx = token_of(&replica, ("rx", "rx-secret")).await;
+    create(&replica, &rx, push_body(&receiver.url)).await;
+    other.child.kill().await.unwrap();
+    revoke_one(&app).await;
+    receiver.stays_at(0).await;
+    app.stop().await;
+}
+
 /// The config says who may hear of revocations: a client whose `ssf_receiver` mark is taken
 /// away loses its streams at the next start (audited), and hears nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
